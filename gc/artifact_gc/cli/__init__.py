@@ -1,0 +1,98 @@
+"""The ``gc`` command line: parse, validate, call one library function, render.
+
+Subcommands load lazily, so ``gc --help`` starts without importing DuckDB, Arrow or
+SQLAlchemy. Every error the library raises on purpose is a ``GCError``; ``main``
+turns it into ``FAILED: ...`` and the exit code documented in ``gc --help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from artifact_gc import __version__
+from artifact_gc.errors import EXIT_CODES_HELP, EXIT_FAILURE, GCError
+
+#: command name -> "module:attribute" under artifact_gc.cli
+COMMANDS = {
+    "mark": "mark:mark_command",
+    "sweep": "sweep:sweep_command",
+    "status": "sweep:status_command",
+    "show": "review:show_command",
+    "query": "review:query_command",
+    "filter": "review:filter_command",
+    "diff": "review:diff_command",
+    "report": "review:report_command",
+    "history": "review:history_command",
+    "demo": "demo:demo_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when they are used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(f"artifact_gc.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"artifact_gc.cli.{module_name}":
+                return None
+            raise
+        command: click.Command = getattr(module, attribute)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except GCError as exc:
+            if (ctx.obj or {}).get("traceback"):
+                raise
+            click.secho(f"FAILED: {exc.message}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:  # the last line of defence: say what broke, exit 1
+            if (ctx.obj or {}).get("traceback"):
+                raise
+            click.secho(f"FAILED: unexpected {type(exc).__name__}: {exc}", fg="red", err=True)
+            click.echo("Run again with --traceback for the full stack trace.", err=True)
+            ctx.exit(EXIT_FAILURE)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(__version__, prog_name="artifact-gc")
+@click.option("--traceback", is_flag=True, help="Show the full stack trace of a failure.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """Garbage-collect ZenML artifact stores: mark, review, then sweep.
+
+    \b
+      gc mark                 decide what is garbage; writes a Parquet manifest
+      gc show MANIFEST        review it (also: query, filter, diff, report, history)
+      gc sweep MANIFEST       delete the candidates, re-verified against the live store
+      gc demo                 the whole cycle on a sample store in a temporary folder
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["traceback"] = traceback
+
+
+def main() -> None:
+    """Console entry point for ``gc`` and ``artifact-gc``."""
+    cli(prog_name="gc")

@@ -1,0 +1,109 @@
+"""Rendering for the terminal: progress bars, tables, sizes. Used by the CLI only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+class TerminalProgress:
+    """Bars on stderr when it is a terminal; silence otherwise (e.g. under --json)."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def _ensure(self) -> Any:
+        if self._progress is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[freed]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=stderr_console(),
+                transient=False,
+            )
+            self._progress.start()
+        return self._progress
+
+    def stage(self, name: str, total: int | None = None, unit: str = "items") -> None:
+        if not self.enabled:
+            return
+        progress = self._ensure()
+        if self._task is not None:
+            task = progress.tasks[self._task]
+            if task.total is None:
+                progress.update(self._task, total=task.completed or 1,
+                                completed=task.completed or 1)
+        self._unit = unit
+        self._bytes = 0
+        self._task = progress.add_task(name, total=total, rate="", freed="")
+
+    def advance(self, count: int = 1, nbytes: int = 0) -> None:
+        if not self.enabled or self._task is None:
+            return
+        progress = self._ensure()
+        progress.advance(self._task, count)
+        task = progress.tasks[self._task]
+        speed = task.speed
+        rate = f"{speed:,.0f} {self._unit}/s" if speed else ""
+        self._bytes += nbytes
+        freed = human_bytes(self._bytes) if self._bytes else ""
+        progress.update(self._task, rate=rate, freed=freed)
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            self._ensure().console.print(message)
+        else:
+            click.echo(message, err=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None

@@ -1,0 +1,120 @@
+"""The GCError family and the one table that maps errors to exit codes.
+
+Every error the library raises on purpose derives from :class:`GCError` and carries
+the data a caller needs; the CLI turns them into ``FAILED: ...`` and the exit code
+listed here (and in ``gc --help``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+EXIT_SCHEMA = 4
+EXIT_MANIFEST_REFUSED = 5
+EXIT_ABORTED = 6
+EXIT_SWEEP_LOCKED = 7
+EXIT_PARTIAL = 8
+EXIT_STORAGE = 9
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success
+  1  unexpected failure (run with --traceback for details)
+  2  usage error (bad option or argument)
+  3  the metadata database cannot be reached or read
+  4  the ZenML schema is missing a core table or cannot be understood
+  5  a manifest was refused (incomplete, tampered, wrong database,
+     unknown format version, too old)
+  6  aborted at the confirmation prompt
+  7  another sweep of the same manifest is running
+  8  the sweep finished with failed items (see gc status)
+  9  the artifact store cannot be reached or a delete failed for good
+"""
+
+
+class GCError(Exception):
+    """Base of every error artifact-gc raises on purpose."""
+
+    exit_code: int = EXIT_FAILURE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(GCError):
+    """Bad input from the user that click could not catch by itself."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatabaseError(GCError):
+    """The metadata store cannot be reached, or its URL is not usable."""
+
+    exit_code = EXIT_DATABASE
+
+
+class SchemaError(GCError):
+    """The database does not look like a ZenML store we can reason about."""
+
+    exit_code = EXIT_SCHEMA
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class ManifestRefused(GCError):
+    """A manifest that must not be swept (or read) as it is."""
+
+    exit_code = EXIT_MANIFEST_REFUSED
+
+    def __init__(self, message: str, url: str, reason: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class Aborted(GCError):
+    """The user declined at a confirmation prompt."""
+
+    exit_code = EXIT_ABORTED
+
+
+class SweepLocked(GCError):
+    """Another sweep holds the journal lock of this manifest."""
+
+    exit_code = EXIT_SWEEP_LOCKED
+
+
+class SweepIncomplete(GCError):
+    """The sweep ended with items that failed for good (``--ignore-errors``)."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, message: str, failed: int) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+class StorageError(GCError):
+    """The artifact store refused or failed a call for good."""
+
+    exit_code = EXIT_STORAGE
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One artifact version that could not be deleted, and why."""
+
+    artifact_version_id: str
+    stage: str
+    cause: str

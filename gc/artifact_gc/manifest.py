@@ -1,0 +1,298 @@
+"""The manifest: a mark's decision, as a self-describing Parquet file.
+
+The format is a public contract, documented in ``manifests/FORMAT.md``. A manifest
+is written once, atomically, at the very end of a successful mark, and carries a
+checksum over its candidate rows; a sweep refuses anything that is incomplete, fails
+its checksum or has a format version it does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from artifact_gc import __version__
+from artifact_gc.errors import ManifestRefused
+
+FORMAT_NAME = "artifact-gc-manifest"
+FORMAT_VERSION = "1.0"
+METADATA_KEY = b"artifact_gc"
+
+STATUS_REACHABLE = "reachable"
+STATUS_CANDIDATE = "candidate"
+STATUS_PROTECTED = "protected"
+
+SCHEMA = pa.schema(
+    [
+        pa.field("artifact_version_id", pa.string(), nullable=False),
+        pa.field("artifact_id", pa.string(), nullable=False),
+        pa.field("artifact_name", pa.string()),
+        pa.field("version", pa.string()),
+        pa.field("version_number", pa.int64()),
+        pa.field("project", pa.string()),
+        pa.field("project_id", pa.string()),
+        pa.field("created", pa.timestamp("us")),
+        pa.field("uri", pa.string()),
+        pa.field("artifact_store_id", pa.string()),
+        pa.field("store_root", pa.string()),
+        pa.field("save_type", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reasons", pa.list_(pa.string())),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("file_count", pa.int64()),
+        pa.field("visualization_uris", pa.list_(pa.string())),
+    ]
+)
+
+#: The columns a candidate's checksum covers: everything a sweep acts on.
+CHECKSUM_SQL = (
+    "concat_ws(chr(31), artifact_version_id, artifact_id, coalesce(uri, ''), "
+    "coalesce(artifact_store_id, ''), coalesce(store_root, ''), coalesce(save_type, ''), "
+    "coalesce(array_to_string(visualization_uris, chr(30)), ''))"
+)
+
+
+def new_mark_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> datetime:
+    """Naive UTC, the way ZenML stores its datetimes."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class ManifestInfo:
+    """The key-value metadata of a manifest (see FORMAT.md, "Metadata")."""
+
+    mark_id: str
+    started_at: str
+    finished_at: str | None
+    parameters: dict[str, Any]
+    database: dict[str, Any]
+    counts: dict[str, Any] = field(default_factory=dict)
+    bytes: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] = field(default_factory=dict)
+    stores: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    checksum: str | None = None
+    format: str = FORMAT_NAME
+    format_version: str = FORMAT_VERSION
+    tool_version: str = __version__
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "tool_version": self.tool_version,
+            "mark_id": self.mark_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "complete": self.complete,
+            "parameters": self.parameters,
+            "database": self.database,
+            "counts": self.counts,
+            "bytes": self.bytes,
+            "schema": self.schema,
+            "stores": self.stores,
+            "warnings": self.warnings,
+            "lineage": self.lineage,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManifestInfo:
+        return cls(
+            mark_id=data.get("mark_id", ""),
+            started_at=data.get("started_at", ""),
+            finished_at=data.get("finished_at"),
+            parameters=data.get("parameters", {}),
+            database=data.get("database", {}),
+            counts=data.get("counts", {}),
+            bytes=data.get("bytes", {}),
+            schema=data.get("schema", {}),
+            stores=data.get("stores", []),
+            warnings=data.get("warnings", []),
+            lineage=data.get("lineage", []),
+            complete=bool(data.get("complete", False)),
+            checksum=data.get("checksum"),
+            format=data.get("format", ""),
+            format_version=str(data.get("format_version", "")),
+            tool_version=data.get("tool_version", ""),
+        )
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.started_at)
+
+
+def _url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    import fsspec
+
+    return fsspec.url_to_fs(url, **(storage_options or {}))  # type: ignore[no-any-return]
+
+
+@contextmanager
+def duckdb_for(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A DuckDB connection that can read ``url`` in place, on any fsspec filesystem.
+
+    Remote manifests are read through DuckDB's fsspec bridge with range requests, so a
+    large manifest on S3 is never downloaded whole.
+    """
+    import duckdb
+
+    connection = duckdb.connect()
+    try:
+        fs, _ = _url_to_fs(url, storage_options)
+        if "://" in url and not url.startswith("file://"):
+            connection.register_filesystem(fs)
+        yield connection
+    finally:
+        connection.close()
+
+
+def parquet_source(url: str) -> str:
+    """A SQL string literal naming the manifest for DuckDB's ``read_parquet``."""
+    path = url[len("file://") :] if url.startswith("file://") else url
+    return "'" + path.replace("'", "''") + "'"
+
+
+def candidate_checksum(connection: Any, relation_sql: str, info: ManifestInfo) -> str:
+    """SHA-256 over the identity of the mark and every candidate row, in id order."""
+    digest = hashlib.sha256()
+    identity = {
+        "mark_id": info.mark_id,
+        "database": info.database,
+        "format_version": info.format_version,
+        "lineage": info.lineage,
+    }
+    digest.update(json.dumps(identity, sort_keys=True).encode())
+    result = connection.sql(
+        f"SELECT {CHECKSUM_SQL} AS line FROM ({relation_sql}) "
+        f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY artifact_version_id"
+    )
+    count = 0
+    reader = result.to_arrow_reader(100_000)
+    for record_batch in reader:
+        lines = record_batch.column(0).to_pylist()
+        count += len(lines)
+        digest.update(("\n".join(lines) + "\n").encode())
+    digest.update(str(count).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def write_manifest(
+    table: pa.Table,
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write ``table`` with ``info`` to ``url`` atomically; return the URL written.
+
+    Local files are written beside the target and renamed into place; object stores
+    publish an object only when its upload completes. Either way an interrupted write
+    leaves nothing that a sweep could take for a manifest.
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    table = table.cast(SCHEMA)
+    connection = duckdb.connect()
+    try:
+        connection.register("manifest_rows", table)
+        info.checksum = candidate_checksum(connection, "SELECT * FROM manifest_rows", info)
+    finally:
+        connection.close()
+    info.complete = True
+    metadata = {METADATA_KEY: json.dumps(info.as_dict(), sort_keys=True).encode()}
+    table = table.replace_schema_metadata(metadata)
+    fs, path = _url_to_fs(url, storage_options)
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    if local:
+        parent = os.path.dirname(path)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        partial = f"{path}.partial-{info.mark_id}"
+        try:
+            with fs.open(partial, "wb") as handle:
+                pq.write_table(table, handle, compression="zstd")
+            os.replace(partial, path)
+        finally:
+            if fs.exists(partial):
+                fs.rm(partial)
+    else:
+        with fs.open(path, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+    return url
+
+
+def read_info(url: str, storage_options: dict[str, Any] | None = None) -> ManifestInfo:
+    """Read a manifest's metadata from its footer, without reading its rows."""
+    import pyarrow.parquet as pq
+
+    fs, path = _url_to_fs(url, storage_options)
+    try:
+        with fs.open(path, "rb") as handle:
+            schema = pq.read_schema(handle)
+    except FileNotFoundError as exc:
+        raise ManifestRefused(f"no manifest at {url}", url, "missing") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ManifestRefused(
+            f"{url} is not a readable manifest (an interrupted write or not Parquet): {exc}",
+            url, "unreadable",
+        ) from exc
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ManifestRefused(
+            f"{url} is a Parquet file without artifact-gc metadata", url, "not_a_manifest"
+        )
+    try:
+        return ManifestInfo.from_dict(json.loads(raw))
+    except ValueError as exc:
+        raise ManifestRefused(f"{url}: its metadata is not valid JSON", url, "tampered") from exc
+
+
+def check_format(info: ManifestInfo, url: str) -> None:
+    """Accept any manifest of our format's major version; refuse the rest."""
+    if info.format != FORMAT_NAME:
+        raise ManifestRefused(f"{url} is not an artifact-gc manifest", url, "not_a_manifest")
+    major = info.format_version.split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        raise ManifestRefused(
+            f"{url} has manifest format version {info.format_version}; this artifact-gc "
+            f"({__version__}) reads format {FORMAT_VERSION.split('.')[0]}.x only",
+            url, "unknown_format_version",
+        )
+
+
+def verify(url: str, storage_options: dict[str, Any] | None = None) -> ManifestInfo:
+    """Refuse a manifest that is incomplete, of an unknown format, or tampered with."""
+    info = read_info(url, storage_options)
+    check_format(info, url)
+    if not info.complete or not info.checksum:
+        raise ManifestRefused(
+            f"{url} is from a mark that did not complete; mark again", url, "incomplete"
+        )
+    with duckdb_for(url, storage_options) as connection:
+        actual = candidate_checksum(
+            connection, f"SELECT * FROM read_parquet({parquet_source(url)})", info
+        )
+    if actual != info.checksum:
+        raise ManifestRefused(
+            f"{url} fails its checksum: its candidate rows or identity were changed after "
+            "the mark. Mark again, or derive a narrower manifest with gc filter.",
+            url, "checksum",
+        )
+    return info
