@@ -10,7 +10,6 @@ other version's or visualization's files overlap its own.
 from __future__ import annotations
 
 import fnmatch
-
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -138,7 +137,9 @@ def _read_inputs(
     def text(expression: str) -> str:
         return text_column(dialect, expression)
 
-    q = lambda name: _quote(engine, name)  # noqa: E731
+    def q(name: str) -> str:
+        return _quote(engine, name)
+
     empty = text("''")
     reads: list[tuple[str, str, list[str]]] = [
         (
@@ -288,7 +289,7 @@ def classify(
             FROM ({refs_sql}) GROUP BY id
             """
         )
-        cutoff = started - options.older_than
+        cutoff = (started - options.older_than).isoformat(sep=" ")
         keep_n = options.keep_latest or 0
         con.execute(
             f"""
@@ -310,7 +311,7 @@ def classify(
                                        ELSE s.store_root || '/' END)
                            OR rtrim(r.uri, '/') = s.store_root
                            THEN '{PROTECT_OUTSIDE_ROOT}' END,
-                       CASE WHEN r.created IS NULL OR r.created > TIMESTAMP '{cutoff.isoformat(sep=' ')}'
+                       CASE WHEN r.created IS NULL OR r.created > TIMESTAMP '{cutoff}'
                            THEN '{PROTECT_GRACE}' END,
                        CASE WHEN r.recency <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END
                    ] IF x IS NOT NULL] AS protect_reasons
