@@ -252,24 +252,13 @@ def classify(
             "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
             "store_root": pa.array([s.root for s in stores.values()], pa.string()),
         }))
-        con.execute(
-            """
-            CREATE TEMP TABLE v AS
-            SELECT row_number() OVER () AS rid, id, artifact_id, version,
-                   TRY_CAST(version_number AS BIGINT) AS version_number, uri, save_type,
-                   artifact_store_id, project_id,
-                   TRY_CAST(created AS TIMESTAMP) AS created
-            FROM in_versions
-            """
-        )
-        del inputs["versions"]
         _register_scope(con, "scope_artifacts", artifact_scope)
         _register_scope(con, "scope_projects", project_scope)
         scope_filters = []
         if artifact_scope is not None:
-            scope_filters.append("artifact_id IN (SELECT id FROM scope_artifacts)")
+            scope_filters.append("v.artifact_id IN (SELECT id FROM scope_artifacts)")
         if project_scope is not None:
-            scope_filters.append("project_id IN (SELECT id FROM scope_projects)")
+            scope_filters.append("v.project_id IN (SELECT id FROM scope_projects)")
         in_scope = " AND ".join(scope_filters) or "TRUE"
 
         ref_selects = [
@@ -285,69 +274,72 @@ def classify(
         con.execute(
             f"""
             CREATE TEMP TABLE refs AS
-            SELECT id, list_sort(list_distinct(list(reason))) AS ref_reasons
+            SELECT id, list_sort(list(DISTINCT reason)) AS ref_reasons
             FROM ({refs_sql}) GROUP BY id
             """
         )
+        _find_overlaps(con)
         cutoff = (started - options.older_than).isoformat(sep=" ")
         keep_n = options.keep_latest or 0
-        con.execute(
-            f"""
-            CREATE TEMP TABLE decided AS
-            WITH ranked AS (
-                SELECT v.*, row_number() OVER (
-                    PARTITION BY artifact_id
-                    ORDER BY created DESC NULLS FIRST, version_number DESC NULLS FIRST, id
-                ) AS recency
-                FROM v
-            )
-            SELECT r.*, s.store_root,
-                   coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
-                   [x FOR x IN [
-                       CASE WHEN r.save_type = 'preexisting' THEN '{PROTECT_PREEXISTING}' END,
-                       CASE WHEN s.store_root IS NULL THEN '{PROTECT_NO_STORE}' END,
-                       CASE WHEN s.store_root IS NOT NULL AND NOT starts_with(
-                           r.uri, CASE WHEN s.store_root = '/' THEN '/'
-                                       ELSE s.store_root || '/' END)
-                           OR rtrim(r.uri, '/') = s.store_root
-                           THEN '{PROTECT_OUTSIDE_ROOT}' END,
-                       CASE WHEN r.created IS NULL OR r.created > TIMESTAMP '{cutoff}'
-                           THEN '{PROTECT_GRACE}' END,
-                       CASE WHEN r.recency <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END
-                   ] IF x IS NOT NULL] AS protect_reasons
-            FROM ranked r
-            LEFT JOIN in_stores s USING (artifact_store_id)
-            LEFT JOIN refs ON refs.id = r.id
-            WHERE {in_scope}
-            """
+        # The window that ranks versions by recency costs a sort of the whole table:
+        # only pay for it when --keep-latest asks for it.
+        recency = (
+            "row_number() OVER (PARTITION BY v.artifact_id ORDER BY "
+            "TRY_CAST(v.created AS TIMESTAMP) DESC NULLS FIRST, "
+            "TRY_CAST(v.version_number AS BIGINT) DESC NULLS FIRST, v.id)"
+            if keep_n > 0 else "NULL::BIGINT"
         )
-        _protect_overlaps(con)
         rows = con.sql(
             f"""
+            WITH decided AS (
+                SELECT v.id, v.artifact_id, v.version,
+                       TRY_CAST(v.version_number AS BIGINT) AS version_number,
+                       v.project_id, TRY_CAST(v.created AS TIMESTAMP) AS created, v.uri,
+                       v.artifact_store_id, s.store_root, v.save_type,
+                       coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
+                       [x FOR x IN [
+                           CASE WHEN v.save_type = 'preexisting'
+                               THEN '{PROTECT_PREEXISTING}' END,
+                           CASE WHEN s.store_root IS NULL THEN '{PROTECT_NO_STORE}' END,
+                           CASE WHEN s.store_root IS NOT NULL AND (NOT starts_with(
+                               v.uri, CASE WHEN s.store_root = '/' THEN '/'
+                                           ELSE s.store_root || '/' END)
+                               OR rtrim(v.uri, '/') = s.store_root)
+                               THEN '{PROTECT_OUTSIDE_ROOT}' END,
+                           CASE WHEN TRY_CAST(v.created AS TIMESTAMP) IS NULL
+                               OR TRY_CAST(v.created AS TIMESTAMP) > TIMESTAMP '{cutoff}'
+                               THEN '{PROTECT_GRACE}' END,
+                           CASE WHEN {recency} <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END,
+                           CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
+                       ] IF x IS NOT NULL] AS protect_reasons
+                FROM in_versions v
+                LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
+                LEFT JOIN refs ON refs.id = v.id
+                LEFT JOIN overlapping o ON o.id = v.id
+                WHERE {in_scope}
+            )
             SELECT d.id AS artifact_version_id, d.artifact_id, a.name AS artifact_name,
                    d.version, d.version_number, p.name AS project, d.project_id,
                    d.created, d.uri, d.artifact_store_id, d.store_root, d.save_type,
                    CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
-                        WHEN len(d.protect_reasons) > 0 OR o.rid IS NOT NULL
-                            THEN '{mf.STATUS_PROTECTED}'
+                        WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
                         ELSE '{mf.STATUS_CANDIDATE}' END AS status,
-                   list_concat(d.ref_reasons, d.protect_reasons,
-                       CASE WHEN o.rid IS NOT NULL THEN ['{PROTECT_OVERLAP}']
-                            ELSE []::VARCHAR[] END) AS reasons,
+                   list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
+                       THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
+                       ELSE d.protect_reasons END) AS reasons,
                    NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
                    coalesce(viz.uris, []::VARCHAR[]) AS visualization_uris
             FROM decided d
             LEFT JOIN in_artifacts a ON a.id = d.artifact_id
             LEFT JOIN in_projects p ON p.id = d.project_id
-            LEFT JOIN overlapping o ON o.rid = d.rid
             LEFT JOIN (
-                SELECT artifact_version_id AS id, list_sort(list(uri)) AS uris
+                SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
                 FROM in_visualizations GROUP BY artifact_version_id
             ) viz ON viz.id = d.id
             ORDER BY d.id
             """
         ).to_arrow_table()
-        total, = con.execute("SELECT count(*) FROM v").fetchone() or (0,)
+        total = inputs["versions"].num_rows
     finally:
         con.close()
     counts = {
@@ -362,63 +354,42 @@ def _register_scope(con: Any, name: str, ids: set[str] | None) -> None:
     con.register(name, pa.table({"id": pa.array(sorted(ids or ()), pa.string())}))
 
 
-def _protect_overlaps(con: Any) -> None:
-    """Find would-be candidates whose files overlap any other version's files.
+def _find_overlaps(con: Any) -> None:
+    """Find every version whose files overlap another version's files.
 
-    A version's footprint is its URI plus its visualization URIs. A would-be candidate
-    is protected when any path of its footprint equals, contains or lies inside a path
-    of another version's footprint: whatever that other version's status, deleting
-    the directory would delete files it still uses, or will use if it comes back to
-    life before its own turn. Paths are compared by 64-bit hashes of whole path
-    prefixes; a collision can only protect a version that did not need it, never
-    expose one.
+    A version's footprint is its URI plus its visualization URIs. A version is
+    flagged when a path of its footprint equals, contains or lies inside a path of
+    another version's footprint, whatever that other version's status: deleting the
+    directory would delete files the other still uses, or will use if it comes back to
+    life before its own turn. Mark turns the flag into ``uri_overlap`` protection for
+    would-be candidates.
+
+    Paths end in ``/`` and are sorted once. Prefix ranges are nested or disjoint, so
+    a path lies inside (or equals) an earlier one exactly when the largest range end
+    seen before it lies beyond it, and it contains (or equals) another exactly when
+    the next path starts with it. Visualizations inside their own version's URI add
+    nothing to either test and are left out.
     """
     con.execute(
         """
-        CREATE TEMP TABLE footprint AS
-        SELECT rid, path, string_split(path, '/') AS parts,
-               len(string_split(path, '/')) AS depth, hash(path) AS h
-        FROM (
-            SELECT rid, rtrim(uri, '/') AS path FROM v
-            UNION ALL
-            SELECT v.rid, rtrim(z.uri, '/') FROM in_visualizations z
-            JOIN v ON v.id = z.artifact_version_id
-        )
-        """
-    )
-    con.execute(
-        """
-        CREATE TEMP TABLE pending AS
-        SELECT f.* FROM footprint f JOIN decided d ON d.rid = f.rid
-        WHERE len(d.ref_reasons) = 0 AND len(d.protect_reasons) = 0
-        """
-    )
-    # (a) a pending path equals, or lies inside, another version's path: one of its
-    # prefixes (itself included) is that other path.
-    # (b) a pending path contains another version's path: one of the other path's
-    # proper prefixes is the pending path. Only prefix depths that can match are built.
-    con.execute(
-        """
         CREATE TEMP TABLE overlapping AS
-        WITH other_depths AS (SELECT DISTINCT depth AS d FROM footprint),
-             pending_depths AS (SELECT DISTINCT depth AS d FROM pending),
-             pending_prefixes AS (
-                 SELECT p.rid, hash(array_to_string(p.parts[1:od.d], '/')) AS h, od.d
-                 FROM pending p JOIN other_depths od ON od.d <= p.depth
-             ),
-             inside AS (
-                 SELECT DISTINCT pp.rid FROM pending_prefixes pp
-                 JOIN footprint f ON f.h = pp.h AND f.depth = pp.d AND f.rid <> pp.rid
-             ),
-             other_prefixes AS (
-                 SELECT f.rid, hash(array_to_string(f.parts[1:pd.d], '/')) AS h, pd.d
-                 FROM footprint f JOIN pending_depths pd ON pd.d < f.depth
-             ),
-             contains AS (
-                 SELECT DISTINCT p.rid FROM other_prefixes op
-                 JOIN pending p ON p.h = op.h AND p.depth = op.d AND p.rid <> op.rid
-             )
-        SELECT rid FROM inside UNION SELECT rid FROM contains
+        WITH footprint AS (
+            SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions
+            UNION
+            SELECT z.artifact_version_id, rtrim(z.uri, '/') || '/'
+            FROM in_visualizations z JOIN in_versions v ON v.id = z.artifact_version_id
+            WHERE NOT starts_with(rtrim(z.uri, '/') || '/', rtrim(v.uri, '/') || '/')
+        ),
+        ordered AS (
+            SELECT id, p,
+                   lead(p) OVER w AS next_p,
+                   max(p || chr(1114111)) OVER (
+                       w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS cover
+            FROM footprint
+            WINDOW w AS (ORDER BY p)
+        )
+        SELECT DISTINCT id FROM ordered
+        WHERE starts_with(next_p, p) OR cover > p
         """
     )
 
