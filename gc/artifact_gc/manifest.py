@@ -199,43 +199,77 @@ def write_manifest(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
-    """Write ``table`` with ``info`` to ``url`` atomically; return the URL written.
-
-    Local files are written beside the target and renamed into place; object stores
-    publish an object only when its upload completes. Either way an interrupted write
-    leaves nothing that a sweep could take for a manifest.
-    """
+    """Write the Arrow ``table`` with ``info`` to ``url`` atomically; return the URL."""
     import duckdb
-    import pyarrow.parquet as pq
 
-    table = table.cast(SCHEMA)
     connection = duckdb.connect()
     try:
-        connection.register("manifest_rows", table)
-        info.checksum = candidate_checksum(connection, "SELECT * FROM manifest_rows", info)
+        connection.register("manifest_rows", table.cast(SCHEMA))
+        return write_manifest_from(connection, "SELECT * FROM manifest_rows", info, url,
+                                   storage_options=storage_options)
     finally:
         connection.close()
+
+
+def write_manifest_from(
+    connection: Any,
+    relation_sql: str,
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write the rows of a DuckDB relation with ``info`` to ``url`` atomically.
+
+    Local files are written beside the target and renamed into place; object stores
+    get one upload of a finished local file, and publish the object only when that
+    upload completes. Either way an interrupted write leaves nothing that a sweep
+    could take for a manifest. ``complete`` and the checksum are set only here, at
+    the very end of a mark.
+    """
+    import tempfile
+
+    info.checksum = candidate_checksum(connection, relation_sql, info)
     info.complete = True
-    metadata = {METADATA_KEY: json.dumps(info.as_dict(), sort_keys=True).encode()}
-    table = table.replace_schema_metadata(metadata)
+    metadata = json.dumps(info.as_dict(), sort_keys=True).replace("'", "''")
+    columns = ", ".join(
+        f"CAST({f.name} AS {_DUCKDB_TYPES[str(f.type)]}) AS {f.name}" for f in SCHEMA
+    )
+
+    def write(path: str) -> None:
+        target = path.replace("'", "''")
+        connection.execute(
+            f"COPY (SELECT {columns} FROM ({relation_sql})) TO '{target}' "
+            f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{artifact_gc: '{metadata}'}})"
+        )
+
     fs, path = _url_to_fs(url, storage_options)
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    if local:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
         parent = os.path.dirname(path)
         if parent:
-            fs.makedirs(parent, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
         partial = f"{path}.partial-{info.mark_id}"
         try:
-            with fs.open(partial, "wb") as handle:
-                pq.write_table(table, handle, compression="zstd")
+            write(partial)
             os.replace(partial, path)
         finally:
-            if fs.exists(partial):
-                fs.rm(partial)
+            if os.path.exists(partial):
+                os.remove(partial)
     else:
-        with fs.open(path, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+        with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
+            local = os.path.join(scratch, "manifest.parquet")
+            write(local)
+            fs.put_file(local, path)
     return url
+
+
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "timestamp[us]": "TIMESTAMP",
+    "list<item: string>": "VARCHAR[]",
+}
 
 
 def read_info(url: str, storage_options: dict[str, Any] | None = None) -> ManifestInfo:

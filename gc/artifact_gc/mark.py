@@ -21,11 +21,15 @@ from artifact_gc.database import create_engine, fingerprint, redact
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import UsageError
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.reader import read_table, text_column
+from artifact_gc.reader import load_table, text_column
 from artifact_gc.schema import VERSION_TABLE, ZenMLSchema, discover
 from artifact_gc.stores import ArtifactStore, load_artifact_stores
 
 DEFAULT_GRACE = timedelta(hours=24)
+
+#: DuckDB's working memory for a mark; it spills to a temporary directory beyond it,
+#: which keeps a mark of millions of versions within about a gigabyte.
+DUCKDB_MEMORY_LIMIT = "600MB"
 
 #: Reasons that protect a version that nothing refers to (see FORMAT.md).
 PROTECT_PREEXISTING = "preexisting"
@@ -88,6 +92,7 @@ def mark(
         raise UsageError("--keep-latest must be 0 or more")
     started = mf.utc_now()
     engine = create_engine(db_url, readonly=True)
+    con = _duckdb_connection()
     try:
         progress.stage("reading schema")
         schema = discover(engine)
@@ -107,31 +112,49 @@ def mark(
             ],
             warnings=list(schema.warnings),
         )
-        table, counts = classify(engine, db_url, schema, stores, options, started, progress)
-    finally:
+        counts = classify(con, engine, db_url, schema, stores, options, started, progress)
         engine.dispose()
-    if options.sizes:
-        from artifact_gc.sizes import measure_candidates
+        if options.sizes:
+            from artifact_gc.sizes import measure_candidates
 
-        table = measure_candidates(table, stores, workers=options.workers, progress=progress)
-    progress.stage("writing manifest")
-    summary = summarize(table)
-    info.counts = {**counts, **summary["counts"]}
-    info.bytes = summary["bytes"]
-    info.finished_at = mf.utc_now().isoformat()
-    mf.write_manifest(table, info, out_url, storage_options=storage_options)
+            measure_candidates(con, "manifest_rows", stores, workers=options.workers,
+                               progress=progress)
+        progress.stage("writing manifest")
+        summary = summarize(con, "manifest_rows")
+        info.counts = {**counts, **summary["counts"]}
+        info.bytes = summary["bytes"]
+        info.finished_at = mf.utc_now().isoformat()
+        mf.write_manifest_from(con, "SELECT * FROM manifest_rows", info, out_url,
+                               storage_options=storage_options)
+    finally:
+        con.close()
+        engine.dispose()
     progress.close()
     return MarkResult(url=out_url, info=info, summary=summary)
+
+
+def _duckdb_connection() -> Any:
+    """An in-memory DuckDB that spills to disk instead of growing past its limit."""
+    import tempfile
+
+    import duckdb
+
+    con = duckdb.connect(config={
+        "memory_limit": DUCKDB_MEMORY_LIMIT,
+        "temp_directory": tempfile.gettempdir() + "/artifact-gc-duckdb",
+        "preserve_insertion_order": False,
+    })
+    return con
 
 
 def _quote(engine: Any, name: str) -> str:
     return str(engine.dialect.identifier_preparer.quote(name))
 
 
-def _read_inputs(
-    engine: Any, db_url: str, schema: ZenMLSchema, progress: Progress
-) -> dict[str, pa.Table]:
-    """Every row mark needs, as Arrow tables of text columns."""
+def _load_inputs(
+    con: Any, engine: Any, db_url: str, schema: ZenMLSchema, progress: Progress
+) -> None:
+    """Load every row mark needs into DuckDB tables ``in_<name>`` of text columns."""
     dialect = "sqlite" if engine.url.get_backend_name() == "sqlite" else "mysql"
 
     def text(expression: str) -> str:
@@ -153,14 +176,14 @@ def _read_inputs(
             ["id", "artifact_id", "version", "version_number", "uri", "save_type",
              "artifact_store_id", "project_id", "created"],
         ),
-        ("artifacts", f"SELECT {text('id')}, {text('name')} FROM {q('artifact')}",
-         ["id", "name"]),
-        ("projects", f"SELECT {text('id')}, {text('name')} FROM {q(schema.project_table)}",
-         ["id", "name"]),
+        ("artifacts", f"SELECT {text('id')} AS id, {text('name')} AS name "
+         f"FROM {q('artifact')}", ["id", "name"]),
+        ("projects", f"SELECT {text('id')} AS id, {text('name')} AS name "
+         f"FROM {q(schema.project_table)}", ["id", "name"]),
     ]
     reads.append((
         "visualizations",
-        f"SELECT {text('artifact_version_id')}, {text('uri')} "
+        f"SELECT {text('artifact_version_id')} AS artifact_version_id, {text('uri')} AS uri "
         f"FROM {q('artifact_visualization')}"
         if "artifact_visualization" in schema.tables
         # A schema without visualizations still yields the (empty) columns we join on.
@@ -171,7 +194,8 @@ def _read_inputs(
         column = q(reference.column)
         reads.append((
             f"ref_{index}",
-            f"SELECT {text(column)} FROM {q(reference.table)} WHERE {column} IS NOT NULL",
+            f"SELECT {text(column)} AS id FROM {q(reference.table)} "
+            f"WHERE {column} IS NOT NULL",
             ["id"],
         ))
     for index, (table, column) in enumerate(schema.config_tables):
@@ -180,27 +204,25 @@ def _read_inputs(
         col = q(column)
         reads.append((
             f"config_{index}",
-            f"SELECT {text(col)} FROM {q(table)} WHERE {col} LIKE '%external_input_artifacts%'"
+            f"SELECT {text(col)} AS config FROM {q(table)} "
+            f"WHERE {col} LIKE '%external_input_artifacts%'"
             f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
             f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'",
             ["config"],
         ))
-    tables: dict[str, pa.Table] = {}
     progress.stage("reading metadata", total=len(reads), unit="tables")
     for name, sql, columns in reads:
-        tables[name] = read_table(engine, db_url, sql, columns)
+        load_table(con, f"in_{name}", engine, db_url, sql, columns)
         progress.advance(1)
-    return tables
 
 
-def _scope(
-    artifacts: pa.Table, projects: pa.Table, options: MarkOptions
-) -> tuple[set[str] | None, set[str] | None]:
+def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | None]:
     """The artifact ids and project ids in scope (None: no filter on that axis)."""
     project_ids: set[str] | None = None
     if options.projects:
-        names = dict(zip(projects["name"].to_pylist(), projects["id"].to_pylist(), strict=True))
-        ids = set(projects["id"].to_pylist())
+        projects = con.execute("SELECT id, name FROM in_projects").fetchall()
+        names = {name: pid for pid, name in projects}
+        ids = {pid for pid, _ in projects}
         project_ids = set()
         for wanted in options.projects:
             if wanted in names:
@@ -215,9 +237,7 @@ def _scope(
     artifact_ids: set[str] | None = None
     if options.artifacts or options.exclude_artifacts:
         artifact_ids = set()
-        for artifact_id, name in zip(
-            artifacts["id"].to_pylist(), artifacts["name"].to_pylist(), strict=True
-        ):
+        for artifact_id, name in con.execute("SELECT id, name FROM in_artifacts").fetchall():
             name = name or ""
             included = not options.artifacts or any(
                 fnmatch.fnmatchcase(name, pattern) for pattern in options.artifacts
@@ -229,6 +249,7 @@ def _scope(
 
 
 def classify(
+    con: Any,
     engine: Any,
     db_url: str,
     schema: ZenMLSchema,
@@ -236,118 +257,117 @@ def classify(
     options: MarkOptions,
     started: Any,
     progress: Progress,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Read the store and decide every in-scope version's status; return the rows."""
-    import duckdb
+) -> dict[str, Any]:
+    """Read the store and decide every in-scope version's status.
 
-    inputs = _read_inputs(engine, db_url, schema, progress)
+    Leaves the manifest's rows in the DuckDB table ``manifest_rows``; returns counts.
+    """
+    _load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
-    artifact_scope, project_scope = _scope(inputs["artifacts"], inputs["projects"], options)
-    con = duckdb.connect()
-    try:
-        con.execute("SET preserve_insertion_order = false")
-        for name, table in inputs.items():
-            con.register(f"in_{name}", table)
-        con.register("in_stores", pa.table({
-            "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
-            "store_root": pa.array([s.root for s in stores.values()], pa.string()),
-        }))
-        _register_scope(con, "scope_artifacts", artifact_scope)
-        _register_scope(con, "scope_projects", project_scope)
-        scope_filters = []
-        if artifact_scope is not None:
-            scope_filters.append("v.artifact_id IN (SELECT id FROM scope_artifacts)")
-        if project_scope is not None:
-            scope_filters.append("v.project_id IN (SELECT id FROM scope_projects)")
-        in_scope = " AND ".join(scope_filters) or "TRUE"
+    artifact_scope, project_scope = _scope(con, options)
+    con.register("in_stores", pa.table({
+        "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
+        "store_root": pa.array([s.root for s in stores.values()], pa.string()),
+    }))
+    _register_scope(con, "scope_artifacts", artifact_scope)
+    _register_scope(con, "scope_projects", project_scope)
+    scope_filters = []
+    if artifact_scope is not None:
+        scope_filters.append("v.artifact_id IN (SELECT id FROM scope_artifacts)")
+    if project_scope is not None:
+        scope_filters.append("v.project_id IN (SELECT id FROM scope_projects)")
+    in_scope = " AND ".join(scope_filters) or "TRUE"
 
-        ref_selects = [
-            f"SELECT id, '{ref.reason}' AS reason FROM in_ref_{i}"
-            for i, ref in enumerate(schema.references)
-        ]
-        ref_selects += [
-            f"SELECT replace(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')), "
-            f"'-', '') AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
-            for i in range(len(schema.config_tables))
-        ]
-        refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::VARCHAR id, NULL reason"
-        con.execute(
-            f"""
-            CREATE TEMP TABLE refs AS
-            SELECT id, list_sort(list(DISTINCT reason)) AS ref_reasons
-            FROM ({refs_sql}) GROUP BY id
-            """
+    ref_selects = [
+        f"SELECT id, '{ref.reason}' AS reason FROM in_ref_{i}"
+        for i, ref in enumerate(schema.references)
+    ]
+    ref_selects += [
+        f"SELECT replace(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')), "
+        f"'-', '') AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
+        for i in range(len(schema.config_tables))
+    ]
+    refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::VARCHAR id, NULL reason"
+    con.execute(
+        f"""
+        CREATE TEMP TABLE refs AS
+        SELECT id, list_sort(list(DISTINCT reason)) AS ref_reasons
+        FROM ({refs_sql}) GROUP BY id
+        """
+    )
+    _find_overlaps(con)
+    cutoff = (started - options.older_than).isoformat(sep=" ")
+    keep_n = options.keep_latest or 0
+    # The window that ranks versions by recency costs a sort of the whole table:
+    # only pay for it when --keep-latest asks for it.
+    recency = (
+        "row_number() OVER (PARTITION BY v.artifact_id ORDER BY "
+        "TRY_CAST(v.created AS TIMESTAMP) DESC NULLS FIRST, "
+        "TRY_CAST(v.version_number AS BIGINT) DESC NULLS FIRST, v.id)"
+        if keep_n > 0 else "NULL::BIGINT"
+    )
+    con.execute(
+        f"""
+        CREATE TEMP TABLE manifest_rows AS
+        WITH decided AS (
+            SELECT v.id, v.artifact_id, v.version,
+                   TRY_CAST(v.version_number AS BIGINT) AS version_number,
+                   v.project_id, TRY_CAST(v.created AS TIMESTAMP) AS created, v.uri,
+                   v.artifact_store_id, s.store_root, v.save_type,
+                   coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
+                   [x FOR x IN [
+                       CASE WHEN v.save_type = 'preexisting'
+                           THEN '{PROTECT_PREEXISTING}' END,
+                       CASE WHEN s.store_root IS NULL THEN '{PROTECT_NO_STORE}' END,
+                       CASE WHEN s.store_root IS NOT NULL AND (NOT starts_with(
+                           v.uri, CASE WHEN s.store_root = '/' THEN '/'
+                                       ELSE s.store_root || '/' END)
+                           OR rtrim(v.uri, '/') = s.store_root)
+                           THEN '{PROTECT_OUTSIDE_ROOT}' END,
+                       CASE WHEN TRY_CAST(v.created AS TIMESTAMP) IS NULL
+                           OR TRY_CAST(v.created AS TIMESTAMP) > TIMESTAMP '{cutoff}'
+                           THEN '{PROTECT_GRACE}' END,
+                       CASE WHEN {recency} <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END,
+                       CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
+                   ] IF x IS NOT NULL] AS protect_reasons
+            FROM in_versions v
+            LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
+            LEFT JOIN refs ON refs.id = v.id
+            LEFT JOIN overlapping o ON o.id = v.id
+            WHERE {in_scope}
         )
-        _find_overlaps(con)
-        cutoff = (started - options.older_than).isoformat(sep=" ")
-        keep_n = options.keep_latest or 0
-        # The window that ranks versions by recency costs a sort of the whole table:
-        # only pay for it when --keep-latest asks for it.
-        recency = (
-            "row_number() OVER (PARTITION BY v.artifact_id ORDER BY "
-            "TRY_CAST(v.created AS TIMESTAMP) DESC NULLS FIRST, "
-            "TRY_CAST(v.version_number AS BIGINT) DESC NULLS FIRST, v.id)"
-            if keep_n > 0 else "NULL::BIGINT"
-        )
-        rows = con.sql(
-            f"""
-            WITH decided AS (
-                SELECT v.id, v.artifact_id, v.version,
-                       TRY_CAST(v.version_number AS BIGINT) AS version_number,
-                       v.project_id, TRY_CAST(v.created AS TIMESTAMP) AS created, v.uri,
-                       v.artifact_store_id, s.store_root, v.save_type,
-                       coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
-                       [x FOR x IN [
-                           CASE WHEN v.save_type = 'preexisting'
-                               THEN '{PROTECT_PREEXISTING}' END,
-                           CASE WHEN s.store_root IS NULL THEN '{PROTECT_NO_STORE}' END,
-                           CASE WHEN s.store_root IS NOT NULL AND (NOT starts_with(
-                               v.uri, CASE WHEN s.store_root = '/' THEN '/'
-                                           ELSE s.store_root || '/' END)
-                               OR rtrim(v.uri, '/') = s.store_root)
-                               THEN '{PROTECT_OUTSIDE_ROOT}' END,
-                           CASE WHEN TRY_CAST(v.created AS TIMESTAMP) IS NULL
-                               OR TRY_CAST(v.created AS TIMESTAMP) > TIMESTAMP '{cutoff}'
-                               THEN '{PROTECT_GRACE}' END,
-                           CASE WHEN {recency} <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END,
-                           CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
-                       ] IF x IS NOT NULL] AS protect_reasons
-                FROM in_versions v
-                LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
-                LEFT JOIN refs ON refs.id = v.id
-                LEFT JOIN overlapping o ON o.id = v.id
-                WHERE {in_scope}
-            )
-            SELECT d.id AS artifact_version_id, d.artifact_id, a.name AS artifact_name,
-                   d.version, d.version_number, p.name AS project, d.project_id,
-                   d.created, d.uri, d.artifact_store_id, d.store_root, d.save_type,
-                   CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
-                        WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
-                        ELSE '{mf.STATUS_CANDIDATE}' END AS status,
-                   list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
-                       THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
-                       ELSE d.protect_reasons END) AS reasons,
-                   NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
-                   coalesce(viz.uris, []::VARCHAR[]) AS visualization_uris
-            FROM decided d
-            LEFT JOIN in_artifacts a ON a.id = d.artifact_id
-            LEFT JOIN in_projects p ON p.id = d.project_id
-            LEFT JOIN (
-                SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
-                FROM in_visualizations GROUP BY artifact_version_id
-            ) viz ON viz.id = d.id
-            ORDER BY d.id
-            """
-        ).to_arrow_table()
-        total = inputs["versions"].num_rows
-    finally:
-        con.close()
-    counts = {
-        "versions_total": int(total),
-        "versions_in_scope": rows.num_rows,
-        "versions_out_of_scope": int(total) - rows.num_rows,
+        SELECT d.id AS artifact_version_id, d.artifact_id, a.name AS artifact_name,
+               d.version, d.version_number, p.name AS project, d.project_id,
+               d.created, d.uri, d.artifact_store_id, d.store_root, d.save_type,
+               CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
+                    WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
+                    ELSE '{mf.STATUS_CANDIDATE}' END AS status,
+               list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
+                   THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
+                   ELSE d.protect_reasons END) AS reasons,
+               NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
+               coalesce(viz.uris, []::VARCHAR[]) AS visualization_uris
+        FROM decided d
+        LEFT JOIN in_artifacts a ON a.id = d.artifact_id
+        LEFT JOIN in_projects p ON p.id = d.project_id
+        LEFT JOIN (
+            SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
+            FROM in_visualizations GROUP BY artifact_version_id
+        ) viz ON viz.id = d.id
+        """
+    )
+    total = _scalar(con, "SELECT count(*) FROM in_versions")
+    in_scope_count = _scalar(con, "SELECT count(*) FROM manifest_rows")
+    return {
+        "versions_total": total,
+        "versions_in_scope": in_scope_count,
+        "versions_out_of_scope": total - in_scope_count,
     }
-    return rows, counts
+
+
+def _scalar(con: Any, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _register_scope(con: Any, name: str, ids: set[str] | None) -> None:
@@ -394,39 +414,33 @@ def _find_overlaps(con: Any) -> None:
     )
 
 
-def summarize(table: pa.Table, top: int = 10) -> dict[str, Any]:
+def summarize(con: Any, relation: str, top: int = 10) -> dict[str, Any]:
     """Counts and bytes by status and reason, and the largest candidate artifacts."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.register("m", table)
-        by_status = {
-            status: {"versions": int(n), "bytes": None if b is None else int(b)}
-            for status, n, b in con.execute(
-                "SELECT status, count(*), sum(size_bytes) FROM m GROUP BY status"
-            ).fetchall()
-        }
-        by_reason = [
-            {"status": s, "reason": r, "versions": int(n), "bytes": None if b is None else int(b)}
-            for s, r, n, b in con.execute(
-                "SELECT status, coalesce(reason, '(none)'), count(*), sum(size_bytes) FROM ("
-                "  SELECT status, size_bytes, unnest(CASE WHEN len(reasons) = 0 "
-                "  THEN [NULL::VARCHAR] ELSE reasons END) AS reason FROM m"
-                ") GROUP BY ALL ORDER BY status, count(*) DESC, 2"
-            ).fetchall()
-        ]
-        largest = [
-            {"artifact_name": name, "project": project, "versions": int(n),
-             "bytes": None if b is None else int(b)}
-            for name, project, n, b in con.execute(
-                f"SELECT artifact_name, project, count(*), sum(size_bytes) FROM m "
-                f"WHERE status = '{mf.STATUS_CANDIDATE}' GROUP BY ALL "
-                f"ORDER BY sum(size_bytes) DESC NULLS LAST, count(*) DESC, 1 LIMIT {top}"
-            ).fetchall()
-        ]
-    finally:
-        con.close()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW m AS SELECT * FROM {relation}")
+    by_status = {
+        status: {"versions": int(n), "bytes": None if b is None else int(b)}
+        for status, n, b in con.execute(
+            "SELECT status, count(*), sum(size_bytes) FROM m GROUP BY status"
+        ).fetchall()
+    }
+    by_reason = [
+        {"status": s, "reason": r, "versions": int(n), "bytes": None if b is None else int(b)}
+        for s, r, n, b in con.execute(
+            "SELECT status, coalesce(reason, '(none)'), count(*), sum(size_bytes) FROM ("
+            "  SELECT status, size_bytes, unnest(CASE WHEN len(reasons) = 0 "
+            "  THEN [NULL::VARCHAR] ELSE reasons END) AS reason FROM m"
+            ") GROUP BY ALL ORDER BY status, count(*) DESC, 2"
+        ).fetchall()
+    ]
+    largest = [
+        {"artifact_name": name, "project": project, "versions": int(n),
+         "bytes": None if b is None else int(b)}
+        for name, project, n, b in con.execute(
+            f"SELECT artifact_name, project, count(*), sum(size_bytes) FROM m "
+            f"WHERE status = '{mf.STATUS_CANDIDATE}' GROUP BY ALL "
+            f"ORDER BY sum(size_bytes) DESC NULLS LAST, count(*) DESC, 1 LIMIT {top}"
+        ).fetchall()
+    ]
     counts = {status: by_status.get(status, {}).get("versions", 0) for status in (
         mf.STATUS_REACHABLE, mf.STATUS_CANDIDATE, mf.STATUS_PROTECTED)}
     sizes = {status: by_status.get(status, {}).get("bytes") for status in counts}

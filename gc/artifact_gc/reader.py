@@ -1,14 +1,16 @@
-"""Streaming query results from the metadata store into Arrow.
+"""Streaming query results from the metadata store into DuckDB tables.
 
 SQLAlchemy stays the way in (URLs, reflection, deletes); for bulk reads we take the
 fastest Arrow-native path the dialect has: ADBC for SQLite, a server-side cursor for
-MySQL/MariaDB so that memory stays flat however large the table is. Every column is
+MySQL/MariaDB. Either way rows arrive as a stream of Arrow record batches that DuckDB
+consumes as they come, so no whole table is ever held in Python. Every column is
 read as text and typed later in DuckDB, so that no driver's type guessing can fail
 half-way through a large table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -17,52 +19,79 @@ from artifact_gc.database import sqlite_path
 
 CHUNK_ROWS = 50_000
 
+#: Stands for NULL in SQLite text columns: ADBC infers a column's type from its first
+#: rows, and a column that starts with NULLs would be guessed wrong.
+NULL_MARK = "\x1f"
 
-def read_table(engine: Any, db_url: str, sql: str, columns: list[str]) -> pa.Table:
-    """Run ``sql`` (which must select exactly ``columns``, as text) into an Arrow table."""
+
+def text_column(dialect: str, expression: str) -> str:
+    """``expression`` as text in the given SQL dialect (NULL as ``NULL_MARK`` in SQLite)."""
+    if dialect == "mysql":
+        return f"CAST({expression} AS CHAR)"
+    return f"coalesce(CAST({expression} AS TEXT), char(31))"
+
+
+def load_table(
+    con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[str]
+) -> None:
+    """Run ``sql`` (selecting exactly ``columns``, as text) into DuckDB table ``name``."""
+    schema = pa.schema([pa.field(column, pa.string()) for column in columns])
     path = sqlite_path(db_url)
     if path is not None:
-        table = _read_sqlite_adbc(path, sql)
-        if table is not None:
-            return table.rename_columns(columns)
-    return _read_streaming(engine, sql, columns)
+        adbc: Any
+        try:
+            import adbc_driver_sqlite.dbapi as adbc
+        except ImportError:
+            adbc = None
+        if adbc is not None:
+            # mode=ro: a mark reads, and the driver must not be able to do anything else.
+            with adbc.connect(f"file:{path}?mode=ro") as connection:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql)
+                    _ingest(con, name, cursor.fetch_record_batch(), columns)
+            return
+    _ingest(con, name, pa.RecordBatchReader.from_batches(
+        schema, _stream_batches(engine, sql, schema)), columns)
 
 
-def _read_sqlite_adbc(path: Any, sql: str) -> pa.Table | None:
+def _ingest(con: Any, name: str, reader: Any, columns: list[str]) -> None:
+    incoming = f"_incoming_{name}"
+    con.register(incoming, reader)
     try:
-        import adbc_driver_sqlite.dbapi as adbc
-    except ImportError:
-        return None
-    # mode=ro: a mark reads, and the driver must not be able to do anything else.
-    with adbc.connect(f"file:{path}?mode=ro") as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            table: pa.Table = cursor.fetch_arrow_table()
-    return table.cast(pa.schema([pa.field(f.name, pa.string()) for f in table.schema]))
+        select = ", ".join(
+            f"nullif(CAST(\"#{i + 1}\" AS VARCHAR), chr(31)) AS {column}"
+            for i, column in enumerate(columns)
+        )
+        con.execute(f"CREATE TABLE {name} AS SELECT {_positional(select, reader)} "
+                    f"FROM {incoming}")
+    finally:
+        con.unregister(incoming)
 
 
-def _read_streaming(engine: Any, sql: str, columns: list[str]) -> pa.Table:
+def _positional(select: str, reader: Any) -> str:
+    """Replace ``"#n"`` placeholders by the reader's actual column names."""
+    for i, field in enumerate(reader.schema):
+        quoted = '"' + field.name.replace('"', '""') + '"'
+        select = select.replace(f'"#{i + 1}"', quoted)
+    return select
+
+
+def _stream_batches(engine: Any, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     import sqlalchemy as sa
 
-    batches: list[pa.RecordBatch] = []
-    schema = pa.schema([pa.field(name, pa.string()) for name in columns])
     with engine.connect() as connection:
+        # stream_results: a server-side cursor (pymysql SSCursor), so memory stays
+        # flat however large the table is.
         result = connection.execution_options(stream_results=True).execute(sa.text(sql))
         for rows in result.partitions(CHUNK_ROWS):
             arrays = [
                 pa.array([None if v is None else _text(v) for v in values], type=pa.string())
                 for values in zip(*rows, strict=True)
             ]
-            batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-    return pa.Table.from_batches(batches, schema=schema)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode()
     return str(value)
-
-
-def text_column(dialect: str, expression: str) -> str:
-    """``expression`` cast to text in the given SQL dialect."""
-    return f"CAST({expression} AS CHAR)" if dialect == "mysql" else f"CAST({expression} AS TEXT)"

@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from artifact_gc.manifest import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
@@ -34,46 +33,53 @@ def _measure(fs: Any, path: str) -> tuple[int, int]:
 
 
 def measure_candidates(
-    table: pa.Table,
+    con: Any,
+    table: str,
     stores: dict[str, ArtifactStore],
     *,
     workers: int = 16,
     progress: Progress | None = None,
-) -> pa.Table:
-    """Fill ``size_bytes`` and ``file_count`` of every candidate row, in parallel."""
+) -> None:
+    """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table."""
     import fsspec
 
     progress = progress or NullProgress()
-    is_candidate = pc.equal(table["status"], STATUS_CANDIDATE).to_pylist()
-    uris = table["uri"].to_pylist()
-    store_ids = table["artifact_store_id"].to_pylist()
-    viz = table["visualization_uris"].to_pylist()
+    candidates = con.execute(
+        f"SELECT artifact_version_id, uri, artifact_store_id, visualization_uris "
+        f"FROM {table} WHERE status = '{STATUS_CANDIDATE}'"
+    ).fetchall()
     filesystems: dict[str, Any] = {}
     for store_id, store in stores.items():
         if store.root is not None:
             filesystems[store_id] = fsspec.url_to_fs(store.root, **store.storage_options)[0]
-    jobs = [i for i, flag in enumerate(is_candidate) if flag]
-    sizes: list[int | None] = [None] * table.num_rows
-    counts: list[int | None] = [None] * table.num_rows
-    progress.stage("measuring candidates", total=len(jobs), unit="versions")
+    progress.stage("measuring candidates", total=len(candidates), unit="versions")
 
-    def measure(index: int) -> tuple[int, int, int]:
-        fs = filesystems[store_ids[index]]
+    def measure(row: tuple[str, str, str, list[str]]) -> tuple[str, int, int]:
+        version_id, uri, store_id, viz = row
+        fs = filesystems[store_id]
         total_bytes = total_files = 0
-        for path in footprint_paths(uris[index], viz[index]):
+        for path in footprint_paths(uri, viz):
             nbytes, nfiles = _measure(fs, fs._strip_protocol(path))
             total_bytes += nbytes
             total_files += nfiles
-        return index, total_bytes, total_files
+        return version_id, total_bytes, total_files
 
+    ids: list[str] = []
+    sizes: list[int] = []
+    counts: list[int] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, nbytes, nfiles in pool.map(measure, jobs):
-            sizes[index] = nbytes
-            counts[index] = nfiles
+        for version_id, nbytes, nfiles in pool.map(measure, candidates):
+            ids.append(version_id)
+            sizes.append(nbytes)
+            counts.append(nfiles)
             progress.advance(1, nbytes)
-    table = table.set_column(
-        table.schema.get_field_index("size_bytes"), "size_bytes", pa.array(sizes, pa.int64())
+    con.register("measured_sizes", pa.table({
+        "id": pa.array(ids, pa.string()),
+        "size_bytes": pa.array(sizes, pa.int64()),
+        "file_count": pa.array(counts, pa.int64()),
+    }))
+    con.execute(
+        f"UPDATE {table} SET size_bytes = s.size_bytes, file_count = s.file_count "
+        f"FROM measured_sizes s WHERE {table}.artifact_version_id = s.id"
     )
-    return table.set_column(
-        table.schema.get_field_index("file_count"), "file_count", pa.array(counts, pa.int64())
-    )
+    con.unregister("measured_sizes")

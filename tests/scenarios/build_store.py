@@ -83,16 +83,6 @@ def gc_runs(seed: int = 0) -> None:
     summarize(make_data(seed=seed))
 
 
-@step(enable_cache=False)
-def make_versioned(seed: int) -> Annotated[str, "versioned_data"]:
-    return f"versioned payload {seed}"
-
-
-@pipeline(enable_cache=False)
-def gc_versions(seed: int = 0) -> None:
-    make_versioned(seed=seed)
-
-
 @step(enable_cache=True)
 def use_external(x: int) -> Annotated[int, "external_consumer_out"]:
     return x + 1
@@ -152,15 +142,22 @@ class Expectations:
     def __init__(self) -> None:
         self.versions: dict[str, dict[str, Any]] = {}
         self.scenarios: dict[str, dict[str, Any]] = {}
+        self.timings: dict[str, float] = {}
+        self._lap_name, self._lap_start = "startup", T0
+
+    def lap(self, next_name: str) -> None:
+        """Close the current timing section (seconds per scenario, for the record)."""
+        now = time.monotonic()
+        self.timings[self._lap_name] = round(now - self._lap_start, 2)
+        self._lap_name, self._lap_start = next_name, now
 
     def scenario(self, name: str, description: str, **extra: Any) -> dict[str, Any]:
+        self.lap(name)
         entry = {"description": description, "versions": [], **extra}
         self.scenarios[name] = entry
         return entry
 
-    def claim(
-        self, scenario: str, av: Any, status: str, reasons: list[str], note: str = ""
-    ) -> str:
+    def claim(self, scenario: str, av: Any, status: str, reasons: list[str], note: str = "") -> str:
         vid = hx(av.id)
         if vid in self.versions:
             raise AssertionError(f"version {vid} claimed twice")
@@ -241,7 +238,9 @@ def main(config_dir: Path) -> None:
     dyn = gc_dynamic_output()
     dyn = client.get_pipeline_run(dyn.id)
     exp.claim(
-        "run_output", output_version(dyn, "make_run_output"), REACHABLE,
+        "run_output",
+        output_version(dyn, "make_run_output"),
+        REACHABLE,
         ["step_output", "run_output"],
     )
     dyn2 = gc_dynamic_manual_output()
@@ -268,7 +267,9 @@ def main(config_dir: Path) -> None:
     )
     for i in range(2):
         av = save_artifact(
-            {"tagged": i}, name="tagged_manual", tags=["gc-tag", f"gc-tag-{i}"],
+            {"tagged": i},
+            name="tagged_manual",
+            tags=["gc-tag", f"gc-tag-{i}"],
             user_metadata={"origin": "build_store"},
         )
         log_metadata(metadata={"accuracy": 0.5 + i / 10}, artifact_version_id=av.id)
@@ -327,7 +328,10 @@ def main(config_dir: Path) -> None:
     consumed = consumed[0] if isinstance(consumed, list) else consumed
     exp.claim("config_reference", consumer, REACHABLE, ["step_output"], "cached in run 2")
     exp.claim(
-        "config_reference", consumed, REACHABLE, ["step_input", "config_reference"],
+        "config_reference",
+        consumed,
+        REACHABLE,
+        ["step_input", "config_reference"],
         "external version consumed by run 1",
     )
     # Each ExternalArtifact(value=...) upload is its own artifact "external_<uuid4>";
@@ -340,7 +344,10 @@ def main(config_dir: Path) -> None:
     if len(config_only) != 1:
         raise AssertionError(f"expected one config-only external version, got {config_only}")
     exp.claim(
-        "config_reference", config_only[0], REACHABLE, ["config_reference"],
+        "config_reference",
+        config_only[0],
+        REACHABLE,
+        ["config_reference"],
         "uploaded by the cached run 2, linked by no step",
     )
     exp.scenarios["config_reference"]["run_ids"] = [hx(ext_run1.id), hx(ext_run2.id)]
@@ -348,29 +355,27 @@ def main(config_dir: Path) -> None:
         getattr(ext_run2.status, "value", ext_run2.status)
     )
 
-    # 9. Several versions of one artifact, the older ones orphaned.
+    # 9. Several versions of one artifact, the older ones orphaned. runs_data and
+    #    runs_summary (scenario deleted_runs) have 4 versions each: v1, v2 orphaned by
+    #    the run deletions, v3, v4 live. versioned_manual has 3, all unlinked, so its
+    #    latest version is a candidate too.
     exp.scenario(
         "versions",
-        "versioned_data: 4 step-output versions, the runs of v1..v3 deleted. "
-        "versioned_manual: 3 manual versions, all unlinked. For --keep-latest.",
+        "versioned_manual: 3 manual versions, all unlinked (the latest is a candidate). "
+        "With runs_data/runs_summary (deleted_runs: v1, v2 orphaned, v3, v4 live) these "
+        "are the multi-version artifacts for --keep-latest (multi_version_artifacts lists "
+        "every artifact with more than one version, e.g. tagged_manual too).",
     )
-    vruns = [gc_versions(seed=i) for i in range(4)]
-    vruns = [client.get_pipeline_run(r.id) for r in vruns]
-    for run in vruns[:3]:
-        av = output_version(run, "make_versioned")
-        client.delete_pipeline_run(run.id)
-        exp.claim("versions", av, CANDIDATE, [], "older version, run deleted")
-    exp.claim("versions", output_version(vruns[3], "make_versioned"), REACHABLE, ["step_output"])
     for i in range(3):
-        exp.claim(
-            "versions", save_artifact(f"manual v{i}", name="versioned_manual"), CANDIDATE, []
-        )
+        manual = save_artifact(f"manual v{i}", name="versioned_manual")
+        exp.claim("versions", manual, CANDIDATE, [])
 
     # Something in the store root that no version names (like logs/ or code_uploads/).
     unmanaged = Path(root) / "code_uploads" / "not_an_artifact.txt"
     unmanaged.parent.mkdir(parents=True, exist_ok=True)
     unmanaged.write_text("not referenced by the database; a GC must never touch it\n")
 
+    exp.lap("write_expected")
     write_expected(client, config_dir, exp, [str(unmanaged)])
 
 
@@ -389,17 +394,11 @@ def write_expected(
 
     engine = sa.create_engine(sa_url)
     with engine.connect() as conn:
-        db_ids = {
-            r[0] for r in conn.execute(sa.text("SELECT id FROM artifact_version"))
-        }
+        db_ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM artifact_version"))}
         rows = conn.execute(
-            sa.text(
-                "SELECT id, version_number, created, artifact_store_id FROM artifact_version"
-            )
+            sa.text("SELECT id, version_number, created, artifact_store_id FROM artifact_version")
         ).all()
-        schema_version = conn.execute(
-            sa.text("SELECT version_num FROM alembic_version")
-        ).scalar()
+        schema_version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     claimed = set(exp.versions)
     if db_ids != claimed:
@@ -412,6 +411,13 @@ def write_expected(
         entry["version_number"] = version_number
         entry["created"] = str(created)
         entry["artifact_store_id"] = store_id
+
+    per_artifact: dict[str, int] = {}
+    for entry in exp.versions.values():
+        per_artifact[entry["artifact_name"]] = per_artifact.get(entry["artifact_name"], 0) + 1
+    exp.scenarios["versions"]["multi_version_artifacts"] = sorted(
+        name for name, n in per_artifact.items() if n > 1
+    )
 
     project = client.active_project
     expected = {
@@ -439,6 +445,7 @@ def write_expected(
         "scenarios": exp.scenarios,
         "versions": dict(sorted(exp.versions.items())),
         "build_seconds": round(time.monotonic() - T0, 2),
+        "timings": exp.timings,
     }
     out = config_dir / "expected.json"
     tmp = out.with_suffix(".json.tmp")

@@ -1,0 +1,80 @@
+"""Measuring one side of a benchmark: a subprocess, its wall time and its peak RSS.
+
+Each side runs in its own process so that its peak resident set size is its own
+(``os.wait4`` returns the child's rusage), and process start-up is part of the cost,
+as it is for a user.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Measured:
+    label: str
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def rate(self, items: int) -> float:
+        return items / self.seconds if self.seconds > 0 else float("inf")
+
+
+def run(label: str, argv: list[str], env: dict[str, str] | None = None,
+        check: bool = True) -> Measured:
+    """Run ``argv`` to completion and measure it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        measured = Measured(label, seconds, usage.ru_maxrss / 1024, proc.returncode,
+                            out.read().decode(errors="replace"),
+                            err.read().decode(errors="replace"))
+    if check and measured.returncode != 0:
+        raise RuntimeError(f"{label} failed ({measured.returncode}):\n{measured.stderr[-3000:]}")
+    return measured
+
+
+def python(label: str, code: str, env: dict[str, str] | None = None) -> Measured:
+    """Measure a Python snippet in a fresh interpreter of this venv."""
+    return run(label, [sys.executable, "-c", code], env=env)
+
+
+def gc(label: str, *args: str, env: dict[str, str] | None = None) -> Measured:
+    return run(label, [str(VENV_BIN / "gc"), *args], env=env)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(readme: Path, name: str, body: str) -> None:
+    """Replace the block between ``<!-- name -->`` markers in benchmarks/README.md."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    readme.write_text(text)
