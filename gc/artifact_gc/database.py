@@ -205,7 +205,8 @@ class DatabaseFingerprint:
         where = self.database if self.dialect == "sqlite" else (
             f"{self.host}:{self.port or 3306}/{self.database}"
         )
-        return f"{self.dialect} {where} (store {self.store_id}, schema {self.schema_version})"
+        store = f"store {self.store_id}, " if self.store_id else ""
+        return f"{self.dialect} {where} ({store}schema {self.schema_version})"
 
 
 def fingerprint(engine: Any, schema_version: str | None) -> DatabaseFingerprint:

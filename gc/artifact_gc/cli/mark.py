@@ -96,11 +96,13 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
     console = stdout_console()
     for warning in info.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    from artifact_gc.database import DatabaseFingerprint
+
     counts = info.get("counts", {})
+    store = DatabaseFingerprint.from_dict(info["database"]).describe()
     console.print(
         f"Marked {counts.get('versions_in_scope', 0):,} artifact versions in scope "
-        f"({counts.get('versions_out_of_scope', 0):,} out of scope) "
-        f"of store {info['database'].get('store_id')} ({info['database'].get('dialect')})."
+        f"({counts.get('versions_out_of_scope', 0):,} out of scope) of {store}."
     )
     table = Table(title="Decision by status and reason")
     for column in ("status", "reason", "versions", "bytes"):
