@@ -40,6 +40,9 @@ PROTECT_KEEP_LATEST = "keep_latest"
 PROTECT_OVERLAP = "uri_overlap"
 CONFIG_REFERENCE = "config_reference"
 
+#: DuckDB SQL for a UUID column as ZenML stores ids: 32 lowercase hex digits.
+_HEX = "replace(CAST({} AS VARCHAR), '-', '')"
+
 _UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -164,22 +167,26 @@ def _load_inputs(
         return _quote(engine, name)
 
     empty = text("''")
-    reads: list[tuple[str, str, list[str]]] = [
+    uuid, text_type = "UUID", "VARCHAR"
+    version_columns = [
+        ("id", uuid), ("artifact_id", uuid), ("version", text_type),
+        ("version_number", "BIGINT"), ("uri", text_type), ("save_type", text_type),
+        ("artifact_store_id", text_type), ("project_id", uuid), ("created", "TIMESTAMP"),
+    ]
+    source_columns = [c for c, _ in version_columns[:-2]] + [schema.project_column, "created"]
+    reads: list[tuple[str, str, list[tuple[str, str]]]] = [
         (
             "versions",
             "SELECT " + ", ".join(
-                f"{text(c)} AS {c}" for c in (
-                    "id", "artifact_id", "version", "version_number", "uri", "save_type",
-                    "artifact_store_id", schema.project_column, "created",
-                )
+                f"{text(source)} AS {target}"
+                for source, (target, _) in zip(source_columns, version_columns, strict=True)
             ) + f" FROM {q(VERSION_TABLE)}",
-            ["id", "artifact_id", "version", "version_number", "uri", "save_type",
-             "artifact_store_id", "project_id", "created"],
+            version_columns,
         ),
         ("artifacts", f"SELECT {text('id')} AS id, {text('name')} AS name "
-         f"FROM {q('artifact')}", ["id", "name"]),
+         f"FROM {q('artifact')}", [("id", uuid), ("name", text_type)]),
         ("projects", f"SELECT {text('id')} AS id, {text('name')} AS name "
-         f"FROM {q(schema.project_table)}", ["id", "name"]),
+         f"FROM {q(schema.project_table)}", [("id", uuid), ("name", text_type)]),
     ]
     reads.append((
         "visualizations",
@@ -188,7 +195,7 @@ def _load_inputs(
         if "artifact_visualization" in schema.tables
         # A schema without visualizations still yields the (empty) columns we join on.
         else f"SELECT {empty}, {empty} FROM {q(VERSION_TABLE)} WHERE 1 = 0",
-        ["artifact_version_id", "uri"],
+        [("artifact_version_id", uuid), ("uri", text_type)],
     ))
     for index, reference in enumerate(schema.references):
         column = q(reference.column)
@@ -196,7 +203,7 @@ def _load_inputs(
             f"ref_{index}",
             f"SELECT {text(column)} AS id FROM {q(reference.table)} "
             f"WHERE {column} IS NOT NULL",
-            ["id"],
+            [("id", uuid)],
         ))
     for index, (table, column) in enumerate(schema.config_tables):
         # Only configurations that name external artifacts can hold an id we need;
@@ -208,7 +215,7 @@ def _load_inputs(
             f"WHERE {col} LIKE '%external_input_artifacts%'"
             f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
             f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'",
-            ["config"],
+            [("config", text_type)],
         ))
     progress.stage("reading metadata", total=len(reads), unit="tables")
     for name, sql, columns in reads:
@@ -220,7 +227,8 @@ def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | 
     """The artifact ids and project ids in scope (None: no filter on that axis)."""
     project_ids: set[str] | None = None
     if options.projects:
-        projects = con.execute("SELECT id, name FROM in_projects").fetchall()
+        projects = con.execute(
+            f"SELECT {_HEX.format('id')}, name FROM in_projects").fetchall()
         names = {name: pid for pid, name in projects}
         ids = {pid for pid, _ in projects}
         project_ids = set()
@@ -237,7 +245,8 @@ def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | 
     artifact_ids: set[str] | None = None
     if options.artifacts or options.exclude_artifacts:
         artifact_ids = set()
-        for artifact_id, name in con.execute("SELECT id, name FROM in_artifacts").fetchall():
+        for artifact_id, name in con.execute(
+                f"SELECT {_HEX.format('id')}, name FROM in_artifacts").fetchall():
             name = name or ""
             included = not options.artifacts or any(
                 fnmatch.fnmatchcase(name, pattern) for pattern in options.artifacts
@@ -273,9 +282,9 @@ def classify(
     _register_scope(con, "scope_projects", project_scope)
     scope_filters = []
     if artifact_scope is not None:
-        scope_filters.append("v.artifact_id IN (SELECT id FROM scope_artifacts)")
+        scope_filters.append("v.artifact_id IN (SELECT id::UUID FROM scope_artifacts)")
     if project_scope is not None:
-        scope_filters.append("v.project_id IN (SELECT id FROM scope_projects)")
+        scope_filters.append("v.project_id IN (SELECT id::UUID FROM scope_projects)")
     in_scope = " AND ".join(scope_filters) or "TRUE"
 
     ref_selects = [
@@ -283,8 +292,8 @@ def classify(
         for i, ref in enumerate(schema.references)
     ]
     ref_selects += [
-        f"SELECT replace(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')), "
-        f"'-', '') AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
+        f"SELECT TRY_CAST(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')) "
+        f"AS UUID) AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
         for i in range(len(schema.config_tables))
     ]
     refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::VARCHAR id, NULL reason"
@@ -302,8 +311,7 @@ def classify(
     # only pay for it when --keep-latest asks for it.
     recency = (
         "row_number() OVER (PARTITION BY v.artifact_id ORDER BY "
-        "TRY_CAST(v.created AS TIMESTAMP) DESC NULLS FIRST, "
-        "TRY_CAST(v.version_number AS BIGINT) DESC NULLS FIRST, v.id)"
+        "v.created DESC NULLS FIRST, v.version_number DESC NULLS FIRST, v.id)"
         if keep_n > 0 else "NULL::BIGINT"
     )
     con.execute(
@@ -311,8 +319,7 @@ def classify(
         CREATE TEMP TABLE manifest_rows AS
         WITH decided AS (
             SELECT v.id, v.artifact_id, v.version,
-                   TRY_CAST(v.version_number AS BIGINT) AS version_number,
-                   v.project_id, TRY_CAST(v.created AS TIMESTAMP) AS created, v.uri,
+                   v.version_number, v.project_id, v.created, v.uri,
                    v.artifact_store_id, s.store_root, v.save_type,
                    coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
                    [x FOR x IN [
@@ -324,8 +331,7 @@ def classify(
                                        ELSE s.store_root || '/' END)
                            OR rtrim(v.uri, '/') = s.store_root)
                            THEN '{PROTECT_OUTSIDE_ROOT}' END,
-                       CASE WHEN TRY_CAST(v.created AS TIMESTAMP) IS NULL
-                           OR TRY_CAST(v.created AS TIMESTAMP) > TIMESTAMP '{cutoff}'
+                       CASE WHEN v.created IS NULL OR v.created > TIMESTAMP '{cutoff}'
                            THEN '{PROTECT_GRACE}' END,
                        CASE WHEN {recency} <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END,
                        CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
@@ -336,8 +342,10 @@ def classify(
             LEFT JOIN overlapping o ON o.id = v.id
             WHERE {in_scope}
         )
-        SELECT d.id AS artifact_version_id, d.artifact_id, a.name AS artifact_name,
-               d.version, d.version_number, p.name AS project, d.project_id,
+        SELECT {_HEX.format('d.id')} AS artifact_version_id,
+               {_HEX.format('d.artifact_id')} AS artifact_id, a.name AS artifact_name,
+               d.version, d.version_number, p.name AS project,
+               {_HEX.format('d.project_id')} AS project_id,
                d.created, d.uri, d.artifact_store_id, d.store_root, d.save_type,
                CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
                     WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
@@ -366,8 +374,8 @@ def classify(
 
 
 def _scalar(con: Any, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+    rows = con.execute(sql).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def _register_scope(con: Any, name: str, ids: set[str] | None) -> None:

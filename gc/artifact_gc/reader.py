@@ -32,10 +32,15 @@ def text_column(dialect: str, expression: str) -> str:
 
 
 def load_table(
-    con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[str]
+    con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[tuple[str, str]]
 ) -> None:
-    """Run ``sql`` (selecting exactly ``columns``, as text) into DuckDB table ``name``."""
-    schema = pa.schema([pa.field(column, pa.string()) for column in columns])
+    """Run ``sql`` into DuckDB table ``name``.
+
+    ``sql`` selects, as text, one column per ``(name, duckdb type)`` of ``columns``;
+    each is typed on the way in (ids become 16-byte UUIDs). A value that does not
+    parse becomes NULL.
+    """
+    schema = pa.schema([pa.field(column, pa.string()) for column, _ in columns])
     path = sqlite_path(db_url)
     if path is not None:
         adbc: Any
@@ -54,13 +59,15 @@ def load_table(
         schema, _stream_batches(engine, sql, schema)), columns)
 
 
-def _ingest(con: Any, name: str, reader: Any, columns: list[str]) -> None:
+def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]) -> None:
     incoming = f"_incoming_{name}"
     con.register(incoming, reader)
     try:
         select = ", ".join(
             f"nullif(CAST(\"#{i + 1}\" AS VARCHAR), chr(31)) AS {column}"
-            for i, column in enumerate(columns)
+            if kind == "VARCHAR"
+            else f"TRY_CAST(nullif(CAST(\"#{i + 1}\" AS VARCHAR), chr(31)) AS {kind}) AS {column}"
+            for i, (column, kind) in enumerate(columns)
         )
         con.execute(f"CREATE TABLE {name} AS SELECT {_positional(select, reader)} "
                     f"FROM {incoming}")
