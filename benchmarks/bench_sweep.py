@@ -1,0 +1,184 @@
+"""gc sweep beside `zenml artifact prune -y` and beside the bare limit, in one run.
+
+    .venv/bin/python benchmarks/bench_sweep.py vs-zenml [--orphans 1000,10000]
+    .venv/bin/python benchmarks/bench_sweep.py raw [--orphans 100000]
+
+Both cases use SQLite stores whose schema ZenML's own migrations created, with real
+files in a local artifact store; every side works on its own identical copy.
+
+vs-zenml: ``zenml artifact prune -y`` against ``gc mark --older-than 0s`` followed
+by ``gc sweep --yes``, each including process start-up. Afterwards it counts the
+versions each side deleted that were still in use (linked to a model, named in a
+step configuration, ...): what `zenml artifact prune` should not have deleted.
+
+raw: ``gc sweep --yes`` of a ready manifest against the bare loop over the same
+orphans: ``shutil.rmtree`` of each directory and one bulk ``DELETE`` per table with
+foreign keys off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import gc, markdown_table, run, write_section  # noqa: E402
+from stores import BenchStore, sqlite_copy, sqlite_store  # noqa: E402
+
+BASE = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
+README = Path(__file__).with_name("README.md")
+
+BARE_LOOP = r"""
+import shutil, sqlite3, sys
+db, ids_file = sys.argv[1], sys.argv[2]
+ids = [line.strip() for line in open(ids_file) if line.strip()]
+con = sqlite3.connect(db)
+uris = dict(con.execute("SELECT id, uri FROM artifact_version"))
+for i in ids:
+    shutil.rmtree(uris[i], ignore_errors=True)
+con.execute("PRAGMA foreign_keys=OFF")
+con.execute("CREATE TEMP TABLE gone (id CHAR(32) PRIMARY KEY)")
+con.executemany("INSERT INTO gone VALUES (?)", [(i,) for i in ids])
+con.execute("BEGIN")
+con.execute("DELETE FROM curated_visualization WHERE artifact_visualization_id IN "
+            "(SELECT id FROM artifact_visualization WHERE artifact_version_id IN "
+            "(SELECT id FROM gone))")
+con.execute("DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)")
+con.execute("DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
+            "AND resource_id IN (SELECT id FROM gone)")
+con.execute("DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
+            "AND resource_id IN (SELECT id FROM gone)")
+con.execute("DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)")
+con.execute("COMMIT")
+print(len(ids))
+"""
+
+
+def _live_ids(store: BenchStore) -> set[str]:
+    return {line.strip() for line in (store.directory / "ids" / "live.txt").open()
+            if line.strip()}
+
+
+def _remaining(db: Path) -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        return {row[0] for row in con.execute("SELECT id FROM artifact_version")}
+    finally:
+        con.close()
+
+
+def _zenml_env(copy: BenchStore, config: Path) -> dict[str, str]:
+    return {
+        "ZENML_STORE_URL": copy.url, "ZENML_CONFIG_PATH": str(config),
+        "ZENML_ANALYTICS_OPT_IN": "false", "ZENML_LOGGING_VERBOSITY": "ERROR",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false", "AUTO_OPEN_DASHBOARD": "false",
+    }
+
+
+def vs_zenml(orphan_counts: list[int]) -> str:
+    rows = []
+    for orphans in orphan_counts:
+        versions = int(orphans / 0.3)
+        store = sqlite_store(BASE, versions, files=True)
+        live = _live_ids(store)
+        with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            zen = sqlite_copy(store, scratch / "zenml-side")
+            ours = sqlite_copy(store, scratch / "gc-side")
+            zenml_bin = str(Path(sys.executable).parent / "zenml")
+            zen_run = run(f"zenml artifact prune -y ({orphans:,})",
+                          [zenml_bin, "artifact", "prune", "-y"],
+                          env=_zenml_env(zen, scratch / "zenml-config"))
+            manifest = str(scratch / "mark.parquet")
+            mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
+                          "--out", manifest)
+            sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes")
+            zen_left = _remaining(zen.directory / "zenml.db")
+            our_left = _remaining(ours.directory / "zenml.db")
+        zen_deleted = store.versions - len(zen_left)
+        our_deleted = store.versions - len(our_left)
+        ours_seconds = mark_run.seconds + sweep_run.seconds
+        rows.append([
+            f"{orphans:,}", f"{store.versions:,}",
+            f"{zen_run.seconds:.1f}", f"{zen_deleted / zen_run.seconds:,.0f}",
+            f"{ours_seconds:.1f}", f"{our_deleted / ours_seconds:,.0f}",
+            f"{zen_run.seconds / ours_seconds:,.0f}x",
+            f"{max(zen_run.peak_rss_mb, 0):,.0f} / "
+            f"{max(mark_run.peak_rss_mb, sweep_run.peak_rss_mb):,.0f}",
+            f"{len(live - zen_left):,}", f"{len(live - our_left):,}",
+        ])
+        print(" | ".join(rows[-1]), flush=True)
+    return markdown_table(
+        ["orphans", "versions", "zenml prune s", "zenml versions/s", "gc mark+sweep s",
+         "gc versions/s", "speed-up", "peak RSS MB zenml / gc",
+         "live versions zenml deleted", "live versions gc deleted"],
+        rows,
+    )
+
+
+def raw(orphan_counts: list[int]) -> str:
+    rows = []
+    for orphans in orphan_counts:
+        versions = int(orphans / 0.4)
+        store = sqlite_store(BASE, versions, files=True, orphan_share=0.4)
+        with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            ours = sqlite_copy(store, scratch / "gc-side")
+            bare = sqlite_copy(store, scratch / "bare-side")
+            manifest = str(scratch / "mark.parquet")
+            mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
+                          "--out", manifest, "--json")
+            sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes", "--json")
+            deleted = store.versions - len(_remaining(ours.directory / "zenml.db"))
+            candidates = _candidates(manifest)
+            ids_file = scratch / "candidates.txt"
+            ids_file.write_text("\n".join(sorted(candidates)))
+            bare_run = run("bare rmtree + bulk DELETE",
+                           [sys.executable, "-c", BARE_LOOP,
+                            str(bare.directory / "zenml.db"), str(ids_file)])
+        rows.append([
+            f"{deleted:,}", f"{store.versions:,}",
+            f"{sweep_run.seconds:.1f}", f"{deleted / sweep_run.seconds:,.0f}",
+            f"{sweep_run.peak_rss_mb:,.0f}",
+            f"{bare_run.seconds:.1f}", f"{len(candidates) / bare_run.seconds:,.0f}",
+            f"{bare_run.peak_rss_mb:,.0f}",
+            f"{sweep_run.seconds / bare_run.seconds:.2f}x",
+            f"{mark_run.seconds:.1f}",
+        ])
+        print(" | ".join(rows[-1]), flush=True)
+    return markdown_table(
+        ["deleted", "versions", "gc sweep s", "gc versions/s", "gc peak RSS MB",
+         "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc mark s"],
+        rows,
+    )
+
+
+def _candidates(manifest: str) -> set[str]:
+    import duckdb
+
+    with duckdb.connect() as con:
+        return {row[0] for row in con.execute(
+            f"SELECT artifact_version_id FROM '{manifest}' WHERE status = 'candidate'"
+        ).fetchall()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=["vs-zenml", "raw"])
+    parser.add_argument("--orphans", help="comma-separated orphan counts")
+    args = parser.parse_args()
+    default = "1000,10000" if args.case == "vs-zenml" else "100000"
+    counts = [int(n) for n in (args.orphans or default).split(",")]
+    table = vs_zenml(counts) if args.case == "vs-zenml" else raw(counts)
+    print(table)
+    write_section(README, f"sweep-{args.case}", table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Re-verifying a batch of candidates against the live database.
+
+A manifest can be days old. Before a sweep deletes anything it asks the database
+again, inside the transaction that deletes (so under the write lock on SQLite, and
+with the version rows locked FOR UPDATE on MySQL/MariaDB):
+
+- does the version row still exist?
+- does any reference table (every foreign key into ``artifact_version`` found by
+  reflection, not a hand-written list) name it?
+- does a ``step_configuration.config`` that names external input artifacts hold its
+  dashed id?
+- has a version or visualization been created since the mark whose URI equals,
+  contains or lies inside one of the candidate's paths? (The mark already protected
+  overlaps with every row that existed when it ran.)
+
+Any "yes" keeps the version. The questions are batched: one query per table per
+batch, never one per version.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from artifact_gc.schema import VERSION_TABLE, ZenMLSchema
+
+#: Statements bind at most this many ids (SQLite's old limit was 999 variables).
+IN_CHUNK = 900
+
+_DASHED_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+)
+
+REASON_URI_GUARD = "uri_overlap_since_mark"
+REASON_CONFIG = "config_reference"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One candidate as the sweep acts on it."""
+
+    artifact_version_id: str
+    artifact_id: str
+    footprint: tuple[str, ...]
+    size_bytes: int | None = None
+    file_count: int | None = None
+    store_id: str | None = None
+    store_root: str | None = None
+
+
+@dataclass
+class Liveness:
+    """The live database's answer for one batch."""
+
+    existing: set[str] = field(default_factory=set)
+    referenced: dict[str, str] = field(default_factory=dict)
+    uri_conflicts: dict[str, str] = field(default_factory=dict)
+
+    def keep_reason(self, version_id: str) -> str | None:
+        return self.referenced.get(version_id) or self.uri_conflicts.get(version_id)
+
+
+def quote(connection: Any, name: str) -> str:
+    return str(connection.dialect.identifier_preparer.quote(name))
+
+
+def quoter(connection: Any) -> Callable[[str], str]:
+    """``q(name)``: ``name`` quoted as an identifier in the connection's dialect."""
+
+    def q(name: str) -> str:
+        return quote(connection, name)
+
+    return q
+
+
+def chunks(values: Sequence[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start:start + size])
+
+
+def select_in(connection: Any, sql: str, ids: Iterable[str], **params: Any) -> list[Any]:
+    """Run ``sql`` (with ``IN :ids``) over ``ids`` in chunks; return every row."""
+    import sqlalchemy as sa
+
+    statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+    rows: list[Any] = []
+    for chunk in chunks(sorted(set(ids))):
+        rows.extend(connection.execute(statement, {"ids": chunk, **params}).all())
+    return rows
+
+
+def execute_in(connection: Any, sql: str, ids: Iterable[str], **params: Any) -> int:
+    """Run a DML statement with ``IN :ids`` over ``ids`` in chunks; return rows affected."""
+    import sqlalchemy as sa
+
+    statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+    total = 0
+    for chunk in chunks(sorted(set(ids))):
+        result = connection.execute(statement, {"ids": chunk, **params})
+        total += max(0, int(result.rowcount or 0))
+    return total
+
+
+def _db_time(connection: Any, moment: datetime) -> Any:
+    # SQLite keeps SQLAlchemy DATETIMEs as 'YYYY-MM-DD HH:MM:SS.ffffff' text, which
+    # compares correctly as a string; MySQL wants a datetime.
+    if connection.dialect.name == "sqlite":
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment
+
+
+def verify_batch(
+    connection: Any,
+    schema: ZenMLSchema,
+    items: Sequence[BatchItem],
+    since: datetime,
+) -> Liveness:
+    """Ask the live database which of ``items`` must be kept, and why."""
+    import sqlalchemy as sa
+
+    q = quoter(connection)
+    ids = [item.artifact_version_id for item in items]
+    result = Liveness()
+    result.existing = {
+        str(row[0]) for row in select_in(
+            connection, f"SELECT {q('id')} FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids
+        )
+    }
+    present = sorted(result.existing)
+    for reference in schema.references:
+        column = q(reference.column)
+        for (value,) in select_in(
+            connection,
+            f"SELECT DISTINCT {column} FROM {q(reference.table)} WHERE {column} IN :ids",
+            present,
+        ):
+            result.referenced.setdefault(str(value), reference.reason)
+    if present:
+        wanted = set(present)
+        for table, column in schema.config_tables:
+            col = q(column)
+            # The same filter as the mark: only configurations that name external
+            # input artifacts can hold a version id.
+            rows = connection.execute(sa.text(
+                f"SELECT {col} FROM {q(table)} WHERE {col} LIKE '%external_input_artifacts%'"
+                f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
+                f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'"
+            )).all()
+            for (config,) in rows:
+                for match in _DASHED_UUID.findall(str(config or "")):
+                    version_id = match.replace("-", "").lower()
+                    if version_id in wanted:
+                        result.referenced.setdefault(version_id, REASON_CONFIG)
+    result.uri_conflicts = _uri_conflicts(connection, schema, items, since)
+    return result
+
+
+def _new_paths(connection: Any, schema: ZenMLSchema, since: datetime) -> list[tuple[str, str]]:
+    """(path, owning version id) of every version and visualization created since."""
+    import sqlalchemy as sa
+
+    q = quoter(connection)
+    moment = _db_time(connection, since)
+    rows = connection.execute(
+        sa.text(f"SELECT {q('id')}, {q('uri')} FROM {q(VERSION_TABLE)} "
+                f"WHERE {q('created')} >= :since"),
+        {"since": moment},
+    ).all()
+    found = [(str(uri).rstrip("/"), str(owner)) for owner, uri in rows if uri]
+    if "artifact_visualization" in schema.tables:
+        rows = connection.execute(
+            sa.text(f"SELECT {q('artifact_version_id')}, {q('uri')} "
+                    f"FROM {q('artifact_visualization')} WHERE {q('created')} >= :since"),
+            {"since": moment},
+        ).all()
+        found.extend((str(uri).rstrip("/"), str(owner)) for owner, uri in rows if uri)
+    return found
+
+
+def _uri_conflicts(
+    connection: Any, schema: ZenMLSchema, items: Sequence[BatchItem], since: datetime
+) -> dict[str, str]:
+    """Candidates whose paths overlap a path of a row created since ``since``.
+
+    Rows that belong to the candidate itself do not count. Rows of other versions
+    that existed at mark time were already compared by the mark, which protected any
+    candidate overlapping them, whatever their status.
+    """
+    new = _new_paths(connection, schema, since)
+    if not new:
+        return {}
+    owners: dict[str, set[str]] = {}
+    for path, owner in new:
+        owners.setdefault(path, set()).add(owner)
+    ordered = sorted(owners)
+    conflicts: dict[str, str] = {}
+    for item in items:
+        me = item.artifact_version_id
+        for raw in item.footprint:
+            path = raw.rstrip("/")
+            hit = _overlap(path, owners, ordered, me)
+            if hit is not None:
+                conflicts[me] = f"{REASON_URI_GUARD}: {hit}"
+                break
+    return conflicts
+
+
+def _overlap(path: str, owners: dict[str, set[str]], ordered: list[str], me: str
+             ) -> str | None:
+    def foreign(other: str) -> bool:
+        return bool(owners[other] - {me})
+
+    # Equal to, or inside, a new path: one of path's prefixes (itself included).
+    probe = path
+    while probe:
+        if probe in owners and foreign(probe):
+            return probe
+        cut = probe.rfind("/")
+        if cut <= 0 or probe[:cut].endswith(":/"):
+            break
+        probe = probe[:cut]
+    # Containing a new path: the new paths that start with path + "/" sort together.
+    prefix = path + "/"
+    start = bisect.bisect_left(ordered, prefix)
+    for other in ordered[start:]:
+        if not other.startswith(prefix):
+            break
+        if foreign(other):
+            return other
+    return None
+
+
+def foreign_key_children(engine: Any, table: str) -> list[tuple[str, str]]:
+    """(child table, column) of every foreign key that points at ``table``."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(engine)
+    children = []
+    for child in inspector.get_table_names():
+        for fk in inspector.get_foreign_keys(child):
+            if fk.get("referred_table") == table:
+                children.append((child, fk["constrained_columns"][0]))
+    return children

@@ -1,0 +1,123 @@
+"""The file side of the sweep: transient faults, the root fence, idempotent deletes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from artifact_gc.errors import StorageError
+from artifact_gc.storage import StoreFiles, is_transient, strictly_inside
+from artifact_gc.stores import ArtifactStore
+from artifact_gc.sweep import SweepOptions, execute, plan_sweep, sweep_status
+from faulty_fs import FaultyFileSystem, SlowDown
+from scenarios.helpers import ScenarioStore, integrity_problems, list_tree
+from sweep_support import assert_swept, mark_store, uri_paths, version_ids
+
+
+def _store(root: Path) -> ArtifactStore:
+    return ArtifactStore(id="s" * 32, name="t", flavor="local", root=str(root),
+                         root_source="test")
+
+
+def test_transient_faults_are_retried_and_show_in_the_summary(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    store = scenario_store
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    before = list_tree(store.store_root)
+    footprints = uri_paths(store, store.all_ids)
+    made: list[FaultyFileSystem] = []
+
+    def factory(_store: ArtifactStore) -> FaultyFileSystem:
+        fs = FaultyFileSystem(fail_first=2)
+        made.append(fs)
+        return fs
+
+    plan = plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=4, workers=2))
+    report = execute(plan, filesystem_factory=factory)
+    assert made and made[0].transient_raised > 0
+    assert report.retries >= made[0].transient_raised
+    assert report.as_dict()["retries"] == report.retries
+    assert set(report.deleted) == store.candidates and not report.failures
+    assert_swept(store, store.candidates, before, footprints, load=False)
+
+
+def test_permanent_failure_stops_and_resumes(scenario_store: ScenarioStore, tmp_path: Path
+                                             ) -> None:
+    """Without --ignore-errors the first batch that fails for good stops the sweep with
+    a message naming the version; with it, the failure is journaled and the sweep goes
+    on; a later sweep (the fault gone) finishes the job: rows went first, so the
+    re-run finds them gone and completes the files."""
+    store = scenario_store
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    before = list_tree(store.store_root)
+    footprints = uri_paths(store, store.all_ids)
+    victim = sorted(store.candidates)[0]
+    marker = os.path.basename(footprints[victim][0].rstrip("/"))
+
+    def broken(_store: ArtifactStore) -> FaultyFileSystem:
+        return FaultyFileSystem(fail_first=0, permanent=(marker,))
+
+    with pytest.raises(StorageError, match=victim):
+        execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=100)),
+                filesystem_factory=broken)
+    assert sweep_status(str(manifest)).as_dict()["failed"] >= 1
+    report = execute(
+        plan_sweep(str(manifest), store.sqlalchemy_url,
+                   SweepOptions(batch_size=2, ignore_errors=True)),
+        filesystem_factory=broken)
+    assert [f.artifact_version_id for f in report.failures] == [victim]
+    assert "Permission denied" in report.failures[0].cause
+    status = sweep_status(str(manifest)).as_dict()
+    assert status["failed"] == 1 and status["remaining"] == 1
+    assert integrity_problems(store.sqlalchemy_url) == []
+    assert victim not in version_ids(store.sqlalchemy_url)  # rows went, files wait
+    final = execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions()))
+    assert final.deleted == [victim]
+    assert_swept(store, store.candidates, before, footprints, load=False)
+
+
+def test_never_outside_the_root(tmp_path: Path) -> None:
+    """Invariant 3 at the last fence: StoreFiles refuses anything not strictly inside."""
+    import fsspec
+
+    root = tmp_path / "root"
+    (root / "inside" / "v1").mkdir(parents=True)
+    (root / "inside" / "v1" / "data").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    os.symlink(outside, root / "link")
+    files = StoreFiles(_store(root), str(root), fsspec.filesystem("file"), workers=2)
+    try:
+        outcome = files.delete([
+            str(root), str(root) + "/", str(outside), f"{root}/inside/../../outside",
+            f"{root}/link", f"{root}/link/precious", f"{root}x/sibling",
+            f"{root}/inside/v1", f"{root}/inside/gone-already",
+        ])
+    finally:
+        files.close()
+    assert outcome.deleted == {f"{root}/inside/v1", f"{root}/inside/gone-already"}
+    assert len(outcome.failed) == 7
+    assert (outside / "precious").read_text() == "keep me"
+    assert root.exists() and (root / "link").is_symlink()
+    assert not (root / "inside" / "v1").exists()
+
+
+def test_strictly_inside_rules() -> None:
+    assert strictly_inside("s3://b/root/x/y", "s3://b/root")
+    assert not strictly_inside("s3://b/root", "s3://b/root")
+    assert not strictly_inside("s3://b/rootx/y", "s3://b/root")
+    assert not strictly_inside("s3://b/root/../other", "s3://b/root")
+    assert not strictly_inside("", "s3://b/root")
+
+
+def test_transient_classification() -> None:
+    assert is_transient(ConnectionResetError(104, "reset"))
+    assert is_transient(SlowDown("SlowDown: reduce your request rate"))
+    assert is_transient(TimeoutError())
+    assert not is_transient(PermissionError(13, "denied"))
+    assert not is_transient(FileNotFoundError(2, "gone"))
+    assert not is_transient(ValueError("bad"))
