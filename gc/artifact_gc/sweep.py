@@ -29,11 +29,12 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -93,7 +94,11 @@ MODE_ONLY_ARTIFACT = "only-artifact"
 MODE_ONLY_METADATA = "only-metadata"
 MODES = (MODE_ALL, MODE_ONLY_ARTIFACT, MODE_ONLY_METADATA)
 
-DEFAULT_BATCH_SIZE = 1000
+#: Versions per batch when --batch-size is not given. On SQLite a batch's fixed cost is
+#: one scan of each unindexed link table and one fsync'd commit, so batches are large
+#: (the write lock is held for well under a second). On MySQL/MariaDB lookups are
+#: indexed and smaller batches keep row locks short for a live ZenML server.
+DEFAULT_BATCH_SIZE = {"sqlite": 5000, "mysql": 1000}
 DEFAULT_WORKERS = 16
 DEFAULT_MAX_AGE = timedelta(days=7)
 
@@ -134,7 +139,7 @@ class SweepOptions:
 
     mode: str = MODE_ALL
     dry_run: bool = False
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     workers: int = DEFAULT_WORKERS
     ignore_errors: bool = False
     max_manifest_age: timedelta | None = DEFAULT_MAX_AGE
@@ -143,7 +148,7 @@ class SweepOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"unknown sweep mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.batch_size < 1 or self.workers < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
 
 
@@ -183,7 +188,11 @@ class SweepPlan:
 
     @property
     def batches(self) -> int:
-        return -(-self.versions // self.options.batch_size)
+        return -(-self.versions // self.batch_size)
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size or DEFAULT_BATCH_SIZE["mysql"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -201,7 +210,7 @@ class SweepPlan:
             "bytes": self.bytes,
             "files": self.files,
             "batches": self.batches,
-            "batch_size": self.options.batch_size,
+            "batch_size": self.batch_size,
             "workers": self.options.workers,
         }
 
@@ -331,6 +340,9 @@ def plan_sweep(
                 manifest_url, "too_old",
             )
     url = _database_url(db_url, info)
+    if options.batch_size is None:
+        dialect = "sqlite" if url.startswith("sqlite") else "mysql"
+        options = replace(options, batch_size=DEFAULT_BATCH_SIZE[dialect])
     engine = create_engine(url, readonly=True)
     try:
         with warnings.catch_warnings():
@@ -476,6 +488,21 @@ class _Killer:
                 time.sleep(0.05)
 
 
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Pending:
+    """A batch whose database step is done and whose outcome is not yet journaled."""
+
+    batch_no: int
+    size: int
+    file_result: dict[str, str]
+    events: list[Event] = field(default_factory=list)
+    deletable: list[BatchItem] = field(default_factory=list)
+    files_after_commit: bool = False
+
+
 class _BatchFailed(Exception):
     def __init__(self, failure: ItemFailure, error: GCError) -> None:
         super().__init__(error.message)
@@ -495,6 +522,8 @@ class _Sweeper:
         self.retries = RetryCounter()
         self.killer = _Killer()
         self.files: dict[str, StoreFiles] = {}
+        # One batch's files at a time, beside the next batch's database step.
+        self._file_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files")
         self.since = plan.info.started - CLOCK_MARGIN
         self.engine: Any = None
         self.schema: ZenMLSchema | None = None
@@ -537,6 +566,7 @@ class _Sweeper:
                     self.batch_no = self._last_batch() + 1
                     self._sweep(items)
         finally:
+            self._file_pool.shutdown(wait=True)
             for files in self.files.values():
                 files.close()
             if self.engine is not None:
@@ -563,20 +593,51 @@ class _Sweeper:
         total = items.num_rows
         self.progress.stage("dry run: re-verifying" if self.options.dry_run else "sweeping",
                             total=total, unit="versions")
-        size = self.options.batch_size
-        for start in range(0, total, size):
-            batch = [_item(row) for row in items.slice(start, size).to_pylist()]
-            try:
-                self._batch(batch)
-            except _BatchFailed as failed:
-                self.report.failures.append(failed.failure)
-                raise failed.error from failed
-            self.report.batches += 1
-            self.batch_no += 1
+        size = self.plan.batch_size
+        # In mode "all" a batch's files are deleted while the next batch goes through
+        # the database. Each batch still follows intent -> commit -> files -> final
+        # event, so a crash anywhere leaves at most two batches with an intent and no
+        # final event, and the next sweep finishes both.
+        in_flight: tuple[_Pending, Future[dict[str, str]]] | None = None
+        try:
+            for start in range(0, total, size):
+                batch = [_item(row) for row in items.slice(start, size).to_pylist()]
+                pending = self._guarded(self._batch_begin, batch)
+                if in_flight is not None:
+                    previous, in_flight = in_flight, None
+                    self._guarded(self._batch_finish, previous[0], previous[1].result())
+                if pending is not None:
+                    if pending.files_after_commit:
+                        in_flight = (pending, self._file_pool.submit(
+                            self._delete_files, pending.deletable))
+                    else:
+                        self._guarded(self._batch_finish, pending, pending.file_result)
+                self.report.batches += 1
+                self.batch_no += 1
+            if in_flight is not None:
+                last, in_flight = in_flight, None
+                self._guarded(self._batch_finish, last[0], last[1].result())
+        finally:
+            if in_flight is not None:
+                # Only while an error propagates: let the files already being deleted
+                # finish and be journaled, work that a resume then need not redo.
+                pending, future = in_flight
+                try:
+                    self._batch_finish(pending, future.result())
+                except _BatchFailed as failed:
+                    self.report.failures.append(failed.failure)
+
+    def _guarded(self, step: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return step(*args)
+        except _BatchFailed as failed:
+            self.report.failures.append(failed.failure)
+            raise failed.error from failed
 
     # -- one batch --------------------------------------------------------
 
-    def _batch(self, items: list[BatchItem]) -> None:
+    def _batch_begin(self, items: list[BatchItem]) -> _Pending | None:
+        """Fence, journal the intent, and do the batch's database step."""
         ready: list[BatchItem] = []
         protected: list[Event] = []
         for item in items:
@@ -589,17 +650,15 @@ class _Sweeper:
         if self.options.dry_run:
             self._dry_batch(ready)
             self.progress.advance(len(items))
-            return
+            return None
         mode = self.options.mode
         self._journal(protected)
         if not ready:
             self.progress.advance(len(items))
-            return
+            return None
         # 1. Intent, durable before anything is deleted.
         self._journal([Event(i.artifact_version_id, EVENT_INTENT) for i in ready])
         self.killer.point("after_intent")
-        events: list[Event] = []
-        failures: list[ItemFailure] = []
         try:
             live, rows, file_result = self._retry_db(ready)
         except Exception as exc:  # noqa: BLE001 - every cause is journaled and reported
@@ -607,30 +666,37 @@ class _Sweeper:
             failed = [Event(i.artifact_version_id, EVENT_FAILED, error=cause) for i in ready]
             self._journal(failed)
             failures = [ItemFailure(i.artifact_version_id, "database", cause) for i in ready]
+            self.progress.advance(len(items))
             self._fail(failures, DatabaseError(
                 f"the database step of batch {self.batch_no} failed for good "
                 f"(first version {ready[0].artifact_version_id}, {len(ready)} in the batch): "
                 f"{cause}. Run gc sweep again to resume."))
-            self.progress.advance(len(items))
-            return
+            return None
         self.killer.point("after_commit")
         for table, count in rows.items():
             self.report.rows_deleted[table] = self.report.rows_deleted.get(table, 0) + count
-        deletable: list[BatchItem] = []
+        pending = _Pending(batch_no=self.batch_no, size=len(items), file_result=file_result)
         for item in ready:
             vid = item.artifact_version_id
             if vid in live.referenced:
-                events.append(Event(vid, EVENT_REVIVED, reason=live.referenced[vid]))
+                pending.events.append(Event(vid, EVENT_REVIVED, reason=live.referenced[vid]))
                 self.report.revived[vid] = live.referenced[vid]
             elif vid in live.uri_conflicts:
-                events.append(Event(vid, EVENT_PROTECTED, reason=live.uri_conflicts[vid]))
+                pending.events.append(Event(vid, EVENT_PROTECTED, reason=live.uri_conflicts[vid]))
                 self.report.protected[vid] = live.uri_conflicts[vid]
             else:
-                deletable.append(item)
-        if mode == MODE_ALL:
-            file_result = self._delete_files(deletable)
+                pending.deletable.append(item)
+        # 2. In mode "all" the files go once the rows are gone for good: from then on
+        # no reference to these versions can be created.
+        pending.files_after_commit = mode == MODE_ALL and bool(pending.deletable)
+        return pending
+
+    def _batch_finish(self, pending: _Pending, file_result: dict[str, str]) -> None:
+        """Record the outcome of a batch whose database step is done."""
+        mode = self.options.mode
+        events, failures = pending.events, []
         freed = 0
-        for item in deletable:
+        for item in pending.deletable:
             vid = item.artifact_version_id
             error = file_result.get(vid) if mode != MODE_ONLY_METADATA else None
             if error:
@@ -650,14 +716,14 @@ class _Sweeper:
         self.report.bytes_freed += freed
         self.killer.point("before_final")
         if mode != MODE_ONLY_ARTIFACT:
-            self._journal(events)
+            self._journal(events, batch=pending.batch_no)
         # (only-artifact journaled inside the transaction, see _db_phase)
-        self.progress.advance(len(items), freed)
+        self.progress.advance(pending.size, freed)
         if failures:
             self._fail(failures, StorageError(
                 f"could not delete the files of artifact version {failures[0].artifact_version_id}"
                 f": {failures[0].cause}"
-                + (f" (and {len(failures) - 1} more in batch {self.batch_no})"
+                + (f" (and {len(failures) - 1} more in batch {pending.batch_no})"
                    if len(failures) > 1 else "")
                 + ". Run gc sweep again to resume.", path=None))
 
@@ -668,8 +734,9 @@ class _Sweeper:
         self.report.failures.extend(failures[1:])
         raise _BatchFailed(failures[0], error)
 
-    def _journal(self, events: Sequence[Event]) -> None:
-        self.journal.append(self.sweep_id, self.batch_no, self.options.mode, events)
+    def _journal(self, events: Sequence[Event], batch: int | None = None) -> None:
+        self.journal.append(self.sweep_id, self.batch_no if batch is None else batch,
+                            self.options.mode, events)
 
     def _fence(self, item: BatchItem) -> str | None:
         """Why an item must not be touched before asking the database, if it must not."""

@@ -34,17 +34,27 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
               help="Delete the metadata rows only; keep the files (as ZenML's flag).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for deleting files.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Versions per journaled batch and database transaction.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Versions per journaled batch and database transaction "
+                   "(default: 5000 on SQLite, 1000 on MySQL/MariaDB).")
 @click.option("--ignore-errors", is_flag=True,
               help="Journal items that fail for good and go on (exit 8 at the end).")
 @click.option("--max-manifest-age", default="7d", show_default=True, callback=_duration,
               metavar="DURATION", help="Refuse a manifest whose mark started longer ago.")
+@click.option("--storage-option", "storage_option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for remote artifact stores (and a remote manifest), over "
+                   "the component's configuration; dotted keys nest, e.g. "
+                   "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable). Never "
+                   "written anywhere.")
+@click.option("--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
+              metavar="N", help="Rate limit on requests to each object store bucket "
+                                "(shared buckets). Throttling slows down further by itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
 def sweep_command(
     manifest: str, db_url: str | None, yes: bool, dry_run: bool, only_artifact: bool,
-    only_metadata: bool, workers: int, batch_size: int, ignore_errors: bool,
-    max_manifest_age: Any, as_json: bool,
+    only_metadata: bool, workers: int, batch_size: int | None, ignore_errors: bool,
+    max_manifest_age: Any, storage_option_pairs: tuple[str, ...],
+    max_requests_per_second: float | None, as_json: bool,
 ) -> None:
     """Delete the candidates of MANIFEST: files and metadata, re-verified live.
 
@@ -54,6 +64,8 @@ def sweep_command(
     interruption. See progress with gc status MANIFEST.
     """
     from artifact_gc.errors import SweepIncomplete
+    from artifact_gc.storage import RequestLimits, request_limits
+    from artifact_gc.stores import parse_storage_options, storage_option_overrides
     from artifact_gc.sweep import (
         MODE_ALL,
         MODE_ONLY_ARTIFACT,
@@ -67,9 +79,13 @@ def sweep_command(
         raise click.UsageError("--only-artifact and --only-metadata are mutually exclusive")
     mode = MODE_ONLY_ARTIFACT if only_artifact else MODE_ONLY_METADATA if only_metadata \
         else MODE_ALL
+    extra = parse_storage_options(storage_option_pairs)
+    remote_manifest = "://" in manifest and not manifest.startswith("file://")
     options = SweepOptions(mode=mode, dry_run=dry_run, batch_size=batch_size, workers=workers,
-                           ignore_errors=ignore_errors, max_manifest_age=max_manifest_age)
-    plan = plan_sweep(manifest, db_url, options)
+                           ignore_errors=ignore_errors, max_manifest_age=max_manifest_age,
+                           storage_options=extra if remote_manifest else {})
+    with storage_option_overrides(extra):
+        plan = plan_sweep(manifest, db_url, options)
     if not as_json:
         _render_plan(plan.as_dict())
     if plan.versions and not dry_run and not yes:
@@ -79,7 +95,8 @@ def sweep_command(
                              err=True):
             raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
     progress = TerminalProgress(enabled=None if not as_json else False)
-    report = execute(plan, progress=progress)
+    with request_limits(RequestLimits(max_requests_per_second)):
+        report = execute(plan, progress=progress)
     summary = report.as_dict()
     if as_json:
         echo_json({"plan": plan.as_dict(), "summary": summary})
