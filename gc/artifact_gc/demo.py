@@ -122,10 +122,8 @@ def run_demo(
 
 def _zenml_would_delete(manifest_url: str) -> dict[str, int]:
     """Versions we keep that ZenML's own prune rule would have deleted, by reason."""
-    import duckdb
-
     unseen = ", ".join(f"'{r}'" for r in _UNSEEN_BY_ZENML)
-    with duckdb.connect() as con:
+    with mf.connect_duckdb() as con:
         rows = con.execute(
             f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r, reasons "
             f"FROM read_parquet({mf.parquet_source(manifest_url)}) "
@@ -138,10 +136,8 @@ def _zenml_would_delete(manifest_url: str) -> dict[str, int]:
 
 def _verify(result: DemoReport, manifest_url: str) -> None:
     """Every version the sweep kept still has its row and its files; no dangling rows."""
-    import duckdb
-
     db_path = result.db_url.removeprefix("sqlite:///")
-    with duckdb.connect() as con:
+    with mf.connect_duckdb() as con:
         kept = con.execute(
             f"SELECT artifact_version_id, uri FROM read_parquet("
             f"{mf.parquet_source(manifest_url)}) WHERE status <> '{mf.STATUS_CANDIDATE}'"

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.errors import SweepLocked
-from artifact_gc.manifest import utc_now
+from artifact_gc.manifest import connect_duckdb, utc_now
 
 JOURNAL_SUFFIX = ".journal"
 LOCK_NAME = ".sweep.lock"
@@ -173,9 +173,7 @@ class Journal:
         return len(segments)
 
     def max_seq(self) -> int:
-        import duckdb
-
-        con = duckdb.connect()
+        con = connect_duckdb()
         try:
             if not self._local:
                 con.register_filesystem(self.fs)

@@ -137,6 +137,13 @@ class ManifestInfo:
         return datetime.fromisoformat(self.started_at)
 
 
+def connect_duckdb(**config: Any) -> Any:
+    """A DuckDB connection for our own queries: progress is ours to render, not DuckDB's."""
+    import duckdb
+
+    return duckdb.connect(config={"enable_progress_bar": False, **config})
+
+
 def _url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     import fsspec
 
@@ -150,9 +157,7 @@ def duckdb_for(url: str, storage_options: dict[str, Any] | None = None) -> Itera
     Remote manifests are read through DuckDB's fsspec bridge with range requests, so a
     large manifest on S3 is never downloaded whole.
     """
-    import duckdb
-
-    connection = duckdb.connect()
+    connection = connect_duckdb()
     try:
         fs, _ = _url_to_fs(url, storage_options)
         if "://" in url and not url.startswith("file://"):
@@ -200,9 +205,7 @@ def write_manifest(
     storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Write the Arrow ``table`` with ``info`` to ``url`` atomically; return the URL."""
-    import duckdb
-
-    connection = duckdb.connect()
+    connection = connect_duckdb()
     try:
         connection.register("manifest_rows", table.cast(SCHEMA))
         return write_manifest_from(connection, "SELECT * FROM manifest_rows", info, url,

@@ -120,10 +120,17 @@ def mark(
         if options.sizes:
             from artifact_gc.sizes import measure_candidates
 
+            # Measuring fills the size columns in place, so the rows become a table;
+            # without --sizes they stay a view that the Parquet writer streams.
+            con.execute("CREATE TEMP TABLE manifest_table AS SELECT * FROM manifest_rows")
+            con.execute("DROP VIEW manifest_rows")
+            con.execute("ALTER TABLE manifest_table RENAME TO manifest_rows")
             measure_candidates(con, "manifest_rows", stores, workers=options.workers,
                                progress=progress)
+            summary = summarize(con, "manifest_rows")
+        else:
+            summary = summarize(con, "summary_rows")
         progress.stage("writing manifest")
-        summary = summarize(con, "manifest_rows")
         info.counts = {**counts, **summary["counts"]}
         info.bytes = summary["bytes"]
         info.finished_at = mf.utc_now().isoformat()
@@ -140,14 +147,11 @@ def _duckdb_connection() -> Any:
     """An in-memory DuckDB that spills to disk instead of growing past its limit."""
     import tempfile
 
-    import duckdb
-
-    con = duckdb.connect(config={
-        "memory_limit": DUCKDB_MEMORY_LIMIT,
-        "temp_directory": tempfile.gettempdir() + "/artifact-gc-duckdb",
-        "preserve_insertion_order": False,
-    })
-    return con
+    return mf.connect_duckdb(
+        memory_limit=DUCKDB_MEMORY_LIMIT,
+        temp_directory=tempfile.gettempdir() + "/artifact-gc-duckdb",
+        preserve_insertion_order=False,
+    )
 
 
 def _quote(engine: Any, name: str) -> str:
@@ -305,6 +309,14 @@ def classify(
         """
     )
     _find_overlaps(con)
+    con.execute(
+        """
+        CREATE TEMP TABLE visualization_lists AS
+        SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
+        FROM in_visualizations GROUP BY artifact_version_id
+        """
+    )
+    con.execute("DROP TABLE in_visualizations")
     cutoff = (started - options.older_than).isoformat(sep=" ")
     keep_n = options.keep_latest or 0
     # The window that ranks versions by recency costs a sort of the whole table:
@@ -316,11 +328,9 @@ def classify(
     )
     con.execute(
         f"""
-        CREATE TEMP TABLE manifest_rows AS
+        CREATE TEMP TABLE decision AS
         WITH decided AS (
-            SELECT v.id, v.artifact_id, v.version,
-                   v.version_number, v.project_id, v.created, v.uri,
-                   v.artifact_store_id, s.store_root, v.save_type,
+            SELECT v.id, v.artifact_id, v.project_id,
                    coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
                    [x FOR x IN [
                        CASE WHEN v.save_type = 'preexisting'
@@ -342,30 +352,50 @@ def classify(
             LEFT JOIN overlapping o ON o.id = v.id
             WHERE {in_scope}
         )
-        SELECT {_HEX.format('d.id')} AS artifact_version_id,
-               {_HEX.format('d.artifact_id')} AS artifact_id, a.name AS artifact_name,
-               d.version, d.version_number, p.name AS project,
-               {_HEX.format('d.project_id')} AS project_id,
-               d.created, d.uri, d.artifact_store_id, d.store_root, d.save_type,
-               CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
-                    WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
+        SELECT id, artifact_id, project_id,
+               CASE WHEN len(ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
+                    WHEN len(protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
                     ELSE '{mf.STATUS_CANDIDATE}' END AS status,
-               list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
-                   THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
-                   ELSE d.protect_reasons END) AS reasons,
+               list_concat(ref_reasons, CASE WHEN len(ref_reasons) > 0
+                   THEN list_filter(protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
+                   ELSE protect_reasons END) AS reasons
+        FROM decided
+        """
+    )
+    con.execute("DROP TABLE refs")
+    # The manifest's rows, in FORMAT.md's column order: a view over the narrow decision
+    # and the inputs, which the Parquet writer streams instead of a second full copy.
+    con.execute(
+        f"""
+        CREATE TEMP VIEW manifest_rows AS
+        SELECT {_HEX.format('d.id')} AS artifact_version_id,
+               {_HEX.format('v.artifact_id')} AS artifact_id, a.name AS artifact_name,
+               v.version, v.version_number, p.name AS project,
+               {_HEX.format('v.project_id')} AS project_id,
+               v.created, v.uri, v.artifact_store_id, s.store_root, v.save_type,
+               d.status, d.reasons,
                NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
-               coalesce(viz.uris, []::VARCHAR[]) AS visualization_uris
-        FROM decided d
+               coalesce(z.uris, []::VARCHAR[]) AS visualization_uris
+        FROM decision d
+        JOIN in_versions v ON v.id = d.id
+        LEFT JOIN in_artifacts a ON a.id = v.artifact_id
+        LEFT JOIN in_projects p ON p.id = v.project_id
+        LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
+        LEFT JOIN visualization_lists z ON z.id = d.id
+        """
+    )
+    con.execute(
+        """
+        CREATE TEMP TABLE summary_rows AS
+        SELECT d.status, d.reasons, NULL::BIGINT AS size_bytes,
+               a.name AS artifact_name, p.name AS project
+        FROM decision d
         LEFT JOIN in_artifacts a ON a.id = d.artifact_id
         LEFT JOIN in_projects p ON p.id = d.project_id
-        LEFT JOIN (
-            SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
-            FROM in_visualizations GROUP BY artifact_version_id
-        ) viz ON viz.id = d.id
         """
     )
     total = _scalar(con, "SELECT count(*) FROM in_versions")
-    in_scope_count = _scalar(con, "SELECT count(*) FROM manifest_rows")
+    in_scope_count = _scalar(con, "SELECT count(*) FROM decision")
     return {
         "versions_total": total,
         "versions_in_scope": in_scope_count,

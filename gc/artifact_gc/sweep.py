@@ -576,9 +576,7 @@ class _Sweeper:
         return self.report
 
     def _last_batch(self) -> int:
-        import duckdb
-
-        con = duckdb.connect()
+        con = mf.connect_duckdb()
         try:
             if "file" not in _protocols(self.journal.fs):
                 con.register_filesystem(self.journal.fs)
