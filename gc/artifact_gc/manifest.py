@@ -141,7 +141,9 @@ def connect_duckdb(**config: Any) -> Any:
     """A DuckDB connection for our own queries: progress is ours to render, not DuckDB's."""
     import duckdb
 
-    return duckdb.connect(config={"enable_progress_bar": False, **config})
+    connection = duckdb.connect(config=config)
+    connection.execute("SET enable_progress_bar = false")
+    return connection
 
 
 def _url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
