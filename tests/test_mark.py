@@ -413,3 +413,18 @@ def test_copy_of_store_is_a_different_store(scenario_store: ScenarioStore, tmp_p
     assert a.store_id == b.store_id
     assert not a.same_store(b)
     assert a.same_store(DatabaseFingerprint.from_dict(a.as_dict()))
+
+
+def test_an_id_that_is_not_a_uuid_stops_the_mark(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """A reference that cannot be read must not silently turn into "no reference"."""
+    db = sqlite3.connect(scenario_store.db_url.removeprefix("sqlite:///"))
+    db.execute("PRAGMA foreign_keys=OFF")
+    db.execute("UPDATE step_run_output_artifact SET artifact_id = 'not-an-id' "
+               "WHERE rowid = (SELECT min(rowid) FROM step_run_output_artifact)")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaError, match="step_run_output_artifact.artifact_id"):
+        _mark(scenario_store, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import pyarrow as pa
 from artifact_gc import manifest as mf
 from artifact_gc.database import create_engine, fingerprint, redact
 from artifact_gc.durations import format_duration
-from artifact_gc.errors import UsageError
+from artifact_gc.errors import SchemaError, UsageError
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.reader import load_table, text_column
 from artifact_gc.schema import VERSION_TABLE, ZenMLSchema, discover
@@ -39,6 +39,9 @@ PROTECT_GRACE = "grace_period"
 PROTECT_KEEP_LATEST = "keep_latest"
 PROTECT_OVERLAP = "uri_overlap"
 CONFIG_REFERENCE = "config_reference"
+
+#: Columns of artifact_version that ZenML's schema lets be NULL.
+NULLABLE_VERSION_COLUMNS = frozenset({"version_number", "artifact_store_id"})
 
 #: DuckDB SQL for a UUID column as ZenML stores ids: 32 lowercase hex digits.
 _HEX = "replace(CAST({} AS VARCHAR), '-', '')"
@@ -164,7 +167,11 @@ def _load_inputs(
     """Load every row mark needs into DuckDB tables ``in_<name>`` of text columns."""
     dialect = "sqlite" if engine.url.get_backend_name() == "sqlite" else "mysql"
 
-    def text(expression: str) -> str:
+    def text(expression: str, nullable: bool = True) -> str:
+        # SQLite keeps ZenML's ids, names, URIs and datetimes as TEXT already; only a
+        # column that can be NULL needs the marker that keeps ADBC's type guess right.
+        if dialect == "sqlite" and not nullable:
+            return expression
         return text_column(dialect, expression)
 
     def q(name: str) -> str:
@@ -182,20 +189,20 @@ def _load_inputs(
         (
             "versions",
             "SELECT " + ", ".join(
-                f"{text(source)} AS {target}"
+                f"{text(source, nullable=target in NULLABLE_VERSION_COLUMNS)} AS {target}"
                 for source, (target, _) in zip(source_columns, version_columns, strict=True)
             ) + f" FROM {q(VERSION_TABLE)}",
             version_columns,
         ),
-        ("artifacts", f"SELECT {text('id')} AS id, {text('name')} AS name "
+        ("artifacts", f"SELECT {text('id', False)} AS id, {text('name', False)} AS name "
          f"FROM {q('artifact')}", [("id", uuid), ("name", text_type)]),
-        ("projects", f"SELECT {text('id')} AS id, {text('name')} AS name "
+        ("projects", f"SELECT {text('id', False)} AS id, {text('name', False)} AS name "
          f"FROM {q(schema.project_table)}", [("id", uuid), ("name", text_type)]),
     ]
     reads.append((
         "visualizations",
-        f"SELECT {text('artifact_version_id')} AS artifact_version_id, {text('uri')} AS uri "
-        f"FROM {q('artifact_visualization')}"
+        f"SELECT {text('artifact_version_id', False)} AS artifact_version_id, "
+        f"{text('uri', False)} AS uri FROM {q('artifact_visualization')}"
         if "artifact_visualization" in schema.tables
         # A schema without visualizations still yields the (empty) columns we join on.
         else f"SELECT {empty}, {empty} FROM {q(VERSION_TABLE)} WHERE 1 = 0",
@@ -205,7 +212,7 @@ def _load_inputs(
         column = q(reference.column)
         reads.append((
             f"ref_{index}",
-            f"SELECT {text(column)} AS id FROM {q(reference.table)} "
+            f"SELECT {text(column, False)} AS id FROM {q(reference.table)} "
             f"WHERE {column} IS NOT NULL",
             [("id", uuid)],
         ))
@@ -225,6 +232,22 @@ def _load_inputs(
     for name, sql, columns in reads:
         load_table(con, f"in_{name}", engine, db_url, sql, columns)
         progress.advance(1)
+    # Ids are typed as UUIDs on the way in, and one that does not parse becomes NULL.
+    # A reference lost that way could turn a live version into a candidate, so any
+    # such id stops the mark instead.
+    sources = {"versions": VERSION_TABLE, "artifacts": "artifact",
+               "projects": schema.project_table, "visualizations": "artifact_visualization"}
+    sources.update({f"ref_{i}": f"{r.table}.{r.column}" for i, r in enumerate(schema.references)})
+    for name, _sql, columns in reads:
+        id_columns = [c for c, kind in columns if kind == uuid and c != "project_id"]
+        for column in id_columns:
+            unreadable = _scalar(con, f"SELECT count(*) FROM in_{name} WHERE {column} IS NULL")
+            if unreadable:
+                where = sources.get(name, name)
+                raise SchemaError(
+                    f"{unreadable:,} id(s) in {where} ({column}) are not ids ZenML writes "
+                    "(32 hex digits); refusing to decide reachability on this store"
+                )
 
 
 def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | None]:
