@@ -45,12 +45,21 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for --sizes.")
+@click.option("--storage-option", "storage_option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for remote artifact stores (and a remote manifest), over "
+                   "the component's configuration; dotted keys nest, e.g. "
+                   "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable). Never "
+                   "written anywhere.")
+@click.option("--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
+              metavar="N", help="Rate limit on requests to each object store bucket "
+                                "(shared buckets). Throttling slows down further by itself.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def mark_command(
     db_url: str | None, out: str | None, older_than: Any, keep_latest: int | None,
     projects: tuple[str, ...], artifacts: tuple[str, ...],
     exclude_artifacts: tuple[str, ...], sizes: bool, store_roots: tuple[str, ...],
-    workers: int, as_json: bool,
+    workers: int, storage_option_pairs: tuple[str, ...],
+    max_requests_per_second: float | None, as_json: bool,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -65,7 +74,12 @@ def mark_command(
     from artifact_gc.locations import resolve_output
     from artifact_gc.manifest import new_mark_id, utc_now
     from artifact_gc.mark import MarkOptions, mark
-    from artifact_gc.stores import parse_store_root_overrides
+    from artifact_gc.storage import RequestLimits, request_limits
+    from artifact_gc.stores import (
+        parse_storage_options,
+        parse_store_root_overrides,
+        storage_option_overrides,
+    )
 
     url = resolve_database_url(db_url)
     options = MarkOptions(
@@ -75,9 +89,13 @@ def mark_command(
     )
     target = resolve_output(out, new_mark_id(), utc_now())
     progress = TerminalProgress(enabled=None if not as_json else False)
-    with warnings.catch_warnings():
+    extra = parse_storage_options(storage_option_pairs)
+    remote_out = "://" in target and not target.startswith("file://")
+    with warnings.catch_warnings(), storage_option_overrides(extra), \
+            request_limits(RequestLimits(max_requests_per_second)):
         warnings.simplefilter("ignore")
-        result = mark(url, target, options, progress=progress)
+        result = mark(url, target, options, progress=progress,
+                      storage_options=extra if remote_out else None)
     progress.close()
     if as_json:
         echo_json({"manifest": result.url, "mark_id": result.info.mark_id,

@@ -1,0 +1,285 @@
+"""gc sweep on an S3 artifact store (moto server) beside a bare boto3 delete loop.
+
+    .venv/bin/python benchmarks/bench_s3.py [--orphans 10000,100000] [--mariadb]
+                                            [--strategies-up-to 10000]
+
+For each size: a SQLite store (ZenML's migrations, then bulk inserts; cached) whose
+artifact store root is ``s3://<bucket>/store`` on a moto server this script starts
+on 127.0.0.1 (its own process). Every version gets three objects (two files and its
+visualization). Two identical buckets are uploaded (boto3, many threads):
+
+- gc side: ``gc mark --sizes`` then ``gc sweep --yes`` (each a fresh process);
+- bare side: the same keys (the candidates' objects, known in advance), deleted by a
+  boto3 ``delete_objects`` loop of 1,000 keys per request, 16 threads.
+
+Then, on smaller copies (``--strategies-up-to``), StoreFiles with the per-prefix LIST
+strategy beside the ranged listing (the default), on the same paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+
+from artifact_gc.synthetic import SyntheticSpec, populate  # noqa: E402
+from generate_store import create_schema_with_zenml  # noqa: E402
+from harness import gc, markdown_table, run, write_section  # noqa: E402
+from s3_support import list_bucket, object_plan, upload  # noqa: E402
+from stores import mariadb_store  # noqa: E402
+
+BASE = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
+README = Path(__file__).with_name("README.md")
+PRISTINE_BUCKET = "pristine"
+ORPHAN_SHARE = 0.9
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+
+BARE_LOOP = r"""
+import sys, boto3, botocore.config
+from concurrent.futures import ThreadPoolExecutor
+endpoint, bucket, keys_file = sys.argv[1:4]
+keys = [line.rstrip("\n") for line in open(keys_file) if line.strip()]
+client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      config=botocore.config.Config(max_pool_connections=32))
+chunks = [keys[i:i + 1000] for i in range(0, len(keys), 1000)]
+def delete(chunk):
+    r = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk],
+                                                     "Quiet": True})
+    assert not r.get("Errors"), r["Errors"][:1]
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(delete, chunks))
+print(len(keys))
+"""
+
+STRATEGY = r"""
+import json, sys, s3fs
+from artifact_gc.storage import RequestLimits, StoreFiles
+from artifact_gc.stores import ArtifactStore
+endpoint, bucket, paths_file, strategy = sys.argv[1:5]
+paths = sorted(json.load(open(paths_file)))
+fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={"endpoint_url": endpoint})
+root = f"s3://{bucket}/store"
+files = StoreFiles(ArtifactStore("a" * 32, "s3", "s3", root, "bench"), root, fs, workers=16,
+                   limits=RequestLimits(s3_strategy=strategy))
+deleted = 0
+for i in range(0, len(paths), 1000):
+    out = files.delete(paths[i:i + 1000])
+    assert not out.failed, list(out.failed.items())[:1]
+    deleted += len(out.deleted)
+stats = files.s3.client.stats
+files.close()
+print(json.dumps({"deleted": deleted, "lists": stats.lists, "deletes": stats.deletes}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Moto:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("moto server did not start")
+
+    def client(self) -> Any:
+        import boto3
+        import botocore.config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            config=botocore.config.Config(max_pool_connections=64))
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def sqlite_s3_store(orphans: int) -> tuple[Path, int]:
+    """A cached pristine SQLite store whose root is s3://pristine/store."""
+    versions = int(orphans / ORPHAN_SHARE)
+    directory = BASE / f"s3-sqlite-{versions}"
+    done = directory / "versions.count"
+    if not done.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        url = f"sqlite:///{directory / 'zenml.db'}"
+        print(f"[stores] creating {directory.name}", flush=True)
+        create_schema_with_zenml(url, sys.executable)
+        populate(url, SyntheticSpec(versions=versions, store_root=f"s3://{PRISTINE_BUCKET}/store",
+                                    orphan_share=ORPHAN_SHARE, recent_share=0.0,
+                                    ids_dir=directory / "ids"))
+        done.write_text(str(versions))
+    return directory / "zenml.db", int(done.read_text())
+
+
+def retarget(db: Path, bucket: str, endpoint: str) -> str:
+    """Point the copy's rows and its store component at ``bucket`` (as sqlite_copy does)."""
+    engine = sa.create_engine(f"sqlite:///{db}")
+    old, new = f"s3://{PRISTINE_BUCKET}/", f"s3://{bucket}/"
+    with engine.begin() as connection:
+        for table in ("artifact_version", "artifact_visualization"):
+            connection.execute(sa.text(f"UPDATE {table} SET uri = replace(uri, :o, :n)"),
+                               {"o": old, "n": new})
+        for component_id, raw in connection.execute(sa.text(
+                "SELECT id, configuration FROM stack_component WHERE type='artifact_store'")):
+            config = json.loads(base64.b64decode(raw))
+            if str(config.get("path", "")).startswith(old):
+                config["path"] = config["path"].replace(old, new, 1)
+                config["client_kwargs"] = {"endpoint_url": endpoint}
+                connection.execute(
+                    sa.text("UPDATE stack_component SET configuration=:c WHERE id=:i"),
+                    {"c": base64.b64encode(json.dumps(config).encode()), "i": component_id})
+    engine.dispose()
+    return f"sqlite:///{db}"
+
+
+def candidates(manifest: str) -> list[tuple[str, str]]:
+    import duckdb
+
+    with duckdb.connect() as con:
+        return [(str(a), str(b)) for a, b in con.execute(
+            f"SELECT artifact_version_id, uri FROM '{manifest}' WHERE status='candidate'"
+        ).fetchall()]
+
+
+def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> list[list[str]]:
+    pristine, versions = sqlite_s3_store(orphans)
+    client = moto.client()
+    gc_db = scratch / "gc.db"
+    shutil.copy(pristine, gc_db)
+    url = retarget(gc_db, "gc-side", moto.endpoint)
+    plan = object_plan(url, "gc-side")
+    keys_by_dir: dict[str, list[str]] = {}
+    for key, _ in plan:
+        keys_by_dir.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    t0 = time.perf_counter()
+    for bucket in ("gc-side", "bare-side"):
+        client.create_bucket(Bucket=bucket)
+        upload(client, bucket, plan, threads=32)
+    upload_s = time.perf_counter() - t0
+    print(f"[{orphans:,}] uploaded 2 x {len(plan):,} objects in {upload_s:.0f} s "
+          f"(moto RSS {moto.rss_mb():,.0f} MB)", flush=True)
+    manifest = str(scratch / "mark.parquet")
+    env = dict(AWS_ENV)
+    mark = gc("gc mark --sizes", "mark", "--db", url, "--older-than", "0s", "--sizes",
+              "--out", manifest, "--json", env=env)
+    cands = candidates(manifest)
+    doomed = sorted(k for _, uri in cands for k in keys_by_dir.get(
+        uri.split("://", 1)[1].split("/", 1)[1], []))
+    keys_file = scratch / "keys.txt"
+    keys_file.write_text("\n".join(doomed) + "\n")
+    sweep = gc("gc sweep", "sweep", manifest, "--db", url, "--yes", "--json", env=env)
+    summary = json.loads(sweep.stdout)["summary"]
+    assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
+    left = list_bucket(client, "gc-side")
+    assert not set(doomed) & set(left)
+    bare = run("bare boto3 delete_objects", [sys.executable, "-c", BARE_LOOP, moto.endpoint,
+                                             "bare-side", str(keys_file)], env=env)
+    assert set(list_bucket(client, "bare-side")) == set(left)
+    rows = [[
+        f"{len(cands):,}", f"{versions:,}", f"{len(doomed):,}",
+        f"{sweep.seconds:.1f}", f"{len(doomed) / sweep.seconds:,.0f}",
+        f"{len(cands) / sweep.seconds:,.0f}", f"{sweep.peak_rss_mb:,.0f}",
+        f"{bare.seconds:.1f}", f"{len(doomed) / bare.seconds:,.0f}",
+        f"{bare.peak_rss_mb:,.0f}",
+        f"{(len(doomed) / sweep.seconds) / (len(doomed) / bare.seconds):.0%}",
+        f"{mark.seconds:.1f}",
+    ]]
+    print(" | ".join(rows[0]), flush=True)
+    strategy_rows: list[list[str]] = []
+    if len(cands) <= strategies_up_to:
+        paths = sorted(uri for _, uri in cands)
+        for strategy in ("prefix", "range"):
+            bucket = f"strategy-{strategy}"
+            client.create_bucket(Bucket=bucket)
+            upload(client, bucket, plan, threads=32)
+            paths_file = scratch / f"{strategy}.json"
+            paths_file.write_text(json.dumps([p.replace("s3://gc-side/", f"s3://{bucket}/")
+                                              for p in paths]))
+            measured = run(
+                f"StoreFiles {strategy}", [sys.executable, "-c", STRATEGY, moto.endpoint,
+                                           bucket, str(paths_file), strategy], env=env)
+            stats = json.loads(measured.stdout.strip().splitlines()[-1])
+            strategy_rows.append([
+                f"{len(cands):,}", f"{len(plan):,}", strategy, f"{measured.seconds:.1f}",
+                f"{len(cands) / measured.seconds:,.0f}", f"{stats['lists']:,}",
+                f"{stats['deletes']:,}", f"{measured.peak_rss_mb:,.0f}",
+            ])
+            print(" | ".join(strategy_rows[-1]), flush=True)
+    return rows + [["strategies"] + r for r in strategy_rows]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orphans", default="10000,100000")
+    parser.add_argument("--strategies-up-to", type=int, default=10000)
+    parser.add_argument("--mariadb", action="store_true",
+                        help="also build the MariaDB store (metadata side only)")
+    args = parser.parse_args()
+    os.environ.update(AWS_ENV)  # dummy credentials for moto, for this process and its children
+    counts = [int(n) for n in args.orphans.split(",")]
+    sweep_rows: list[list[str]] = []
+    strategy_rows: list[list[str]] = []
+    for orphans in counts:
+        if args.mariadb:
+            mariadb_store(BASE, int(orphans / ORPHAN_SHARE), root="s3://pristine/store",
+                          orphan_share=ORPHAN_SHARE)
+        moto = Moto()
+        try:
+            with tempfile.TemporaryDirectory(prefix="gc-bench-s3-") as scratch:
+                for row in one_size(moto, orphans, args.strategies_up_to, Path(scratch)):
+                    (strategy_rows if row[0] == "strategies" else sweep_rows).append(
+                        row[1:] if row[0] == "strategies" else row)
+        finally:
+            moto.stop()
+    table = markdown_table(
+        ["candidates", "versions", "objects deleted", "gc sweep s", "gc objects/s",
+         "gc versions/s", "gc peak RSS MB", "bare s", "bare objects/s", "bare RSS MB",
+         "gc / bare", "gc mark --sizes s"], sweep_rows)
+    if strategy_rows:
+        table += "\n\nFinding the keys of the candidates (StoreFiles, batches of 1,000 " \
+                 "URI-sorted paths):\n\n" + markdown_table(
+                     ["candidates", "objects in bucket", "strategy", "seconds", "versions/s",
+                      "LIST requests", "DeleteObjects requests", "peak RSS MB"],
+                     strategy_rows)
+    print(table)
+    write_section(README, "s3", table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,652 @@
+"""S3 specifics: listing, bulk deletes at the API's limit, throttling, sizes.
+
+Everything goes through the s3fs filesystem's own aiobotocore client (so it is
+configured exactly as fsspec configured it: endpoint, credentials, region), but we
+call ``ListObjectsV2`` and ``DeleteObjects`` ourselves, because s3fs
+
+- silently ignores the per-key ``Errors`` of a ``DeleteObjects`` answered with 200,
+- reads ``[``, ``*`` and ``?`` in a key as a glob and may skip the key,
+- retries ``SlowDown`` with a fixed schedule that knows nothing of our rate limit.
+
+How the keys of a batch are found (``STRATEGY_RANGE``, the default). An artifact
+version is a *prefix* holding several objects. Listing each prefix costs one LIST
+per version. Instead, the paths of a batch are turned into one key range
+``[min(path), max(path) + "0")`` (``"0"`` sorts right after ``"/"``, so every key
+``p`` or ``p/...`` of every path ``p`` of the batch lies inside it) and that range
+is listed, 1,000 keys per request, right before the delete. The sweep hands us its
+batches in URI order, so the ranges of successive batches are disjoint and the
+whole sweep lists the part of the store its candidates span once: one LIST per
+1,000 objects, the same as a listing of the whole store, without holding it in
+memory and without a listing that goes stale while the sweep runs. The keys under
+the batch's paths are then picked with a DuckDB hash join on "the key cut to the
+path's depth" (no nested loop over keys x paths). A batch whose paths are spread
+out (not URI-ordered) would make the range expensive: after as many pages as the
+batch has paths, we give up on the range and list each path instead, so a batch
+never costs more than about twice the cheaper of the two strategies.
+
+``STRATEGY_PREFIX`` lists each path on its own (one LIST per version at least);
+the benchmark compares the two.
+
+After the deletes the same range (or each path) is listed again: this proves the
+deletes took (S3 is strongly consistent since 2020) and catches any object created
+under a candidate's prefix after our listing; those are deleted in another round.
+A path is reported deleted only when that re-listing finds nothing under it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+#: ``DeleteObjects`` takes at most 1,000 keys; more fails with MalformedXML on S3.
+MAX_DELETE_KEYS = 1000
+#: ``ListObjectsV2`` returns at most 1,000 keys a page.
+MAX_LIST_KEYS = 1000
+
+STRATEGY_RANGE = "range"
+STRATEGY_PREFIX = "prefix"
+STRATEGIES = (STRATEGY_RANGE, STRATEGY_PREFIX)
+
+#: Error codes (request level or per key) that a later identical request gets past.
+THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
+                            "RequestLimitExceeded", "TooManyRequests",
+                            "TooManyRequestsException", "503"})
+TRANSIENT_CODES = THROTTLE_CODES | frozenset({
+    "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+    "OperationAborted", "500", "502", "504",
+})
+#: A key that is already gone counts as deleted (invariant 7).
+GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
+
+#: How long throttling may go on before a request is given up (it never fails the
+#: sweep before that: the rate limiter keeps slowing down).
+THROTTLE_PATIENCE_SECONDS = 900.0
+
+
+def is_s3(fs: Any) -> bool:
+    """True for an s3fs filesystem (anything with the s3 protocol and an aiobotocore client)."""
+    protocol = fs.protocol
+    protocols = tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)
+    return bool({"s3", "s3a"} & set(protocols)) and hasattr(fs, "get_s3")
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` or ``bucket/a/b`` -> (``bucket``, ``a/b``)."""
+    bare = path.split("://", 1)[-1]
+    bucket, _, key = bare.partition("/")
+    return bucket, key.rstrip("/")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code of a botocore ``ClientError`` (or of the error it caused)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):
+            code = (response.get("Error") or {}).get("Code")
+            if code:
+                return str(code)
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if status:
+                return str(status)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def is_throttle(exc: BaseException) -> bool:
+    code = error_code(exc)
+    if code is not None:
+        return code in THROTTLE_CODES
+    text = str(exc).lower()
+    return "slowdown" in text or "slow down" in text or "reduce your request rate" in text
+
+
+def is_transient_s3(exc: BaseException) -> bool:
+    """Throttling, 5xx and the connection errors botocore gives up on."""
+    code = error_code(exc)
+    if code is not None:
+        return code in TRANSIENT_CODES
+    name = type(exc).__name__
+    if name in ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                "ConnectTimeoutError", "ClientPayloadError", "ServerDisconnectedError",
+                "ClientConnectorError", "ResponseParserError", "IncompleteReadError"):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+class Scrubber:
+    """Removes secret values (keys, secrets, tokens) from any text we pass on."""
+
+    def __init__(self, options: dict[str, Any] | None) -> None:
+        self.secrets = sorted(
+            {v for v in _secret_values(options or {}) if len(v) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+_SECRET_NAMES = re.compile(r"(key|secret|token|password|credential)", re.I)
+
+
+def _secret_values(options: Any, name: str = "") -> Iterable[str]:
+    if isinstance(options, dict):
+        for key, value in options.items():
+            yield from _secret_values(value, str(key))
+    elif isinstance(options, list | tuple):
+        for value in options:
+            yield from _secret_values(value, name)
+    elif isinstance(options, str) and _SECRET_NAMES.search(name):
+        yield options
+
+
+# ---------------------------------------------------------------------------
+# Rate limiting
+# ---------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Spaces requests ``1/rate`` apart (a token bucket that holds one token), and adapts.
+
+    ``max_per_second`` is the user's ceiling (``--max-requests-per-second``), None for
+    none. Throttling halves the allowed rate (at most once per ``cut_interval``, so
+    that the answers of the requests already in flight count once); every success
+    raises it by about 2% until it is back at the ceiling, or, without a ceiling, until
+    it is so high that it no longer limits anything. Any window of one second holds at
+    most ``floor(rate) + 1`` requests.
+    """
+
+    MIN_RATE = 1.0
+    UNLIMITED_ABOVE = 20_000.0
+
+    def __init__(self, max_per_second: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 cut_interval: float = 0.5) -> None:
+        if max_per_second is not None and max_per_second <= 0:
+            raise ValueError("max_per_second must be positive")
+        self.limit = max_per_second
+        self.rate = max_per_second
+        self.clock = clock
+        self.sleep = sleep
+        self.cut_interval = cut_interval
+        self.throttled_count = 0
+        self._next = 0.0
+        self._last_cut = -1e9
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self.clock()
+            self._recent.append(now)
+            while self._recent and self._recent[0] < now - 1.0:
+                self._recent.popleft()
+            if self.rate is None:
+                return
+            at = max(now, self._next)
+            self._next = at + 1.0 / self.rate
+        if at > now:
+            self.sleep(at - now)
+
+    def throttled(self) -> None:
+        with self._lock:
+            self.throttled_count += 1
+            now = self.clock()
+            if now - self._last_cut < self.cut_interval:
+                return
+            self._last_cut = now
+            current = self.rate if self.rate is not None else float(max(len(self._recent), 2))
+            self.rate = max(self.MIN_RATE, current / 2)
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self.rate is None or (self.limit is not None and self.rate >= self.limit):
+                return
+            raised = self.rate * 1.02 + 0.1
+            if self.limit is not None:
+                self.rate = min(self.limit, raised)
+            else:
+                self.rate = None if raised > self.UNLIMITED_ABOVE else raised
+
+
+# ---------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RequestStats:
+    lists: int = 0
+    deletes: int = 0
+    keys_deleted: int = 0
+    retries: int = 0
+    throttled: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+class S3Client:
+    """``ListObjectsV2`` and ``DeleteObjects`` through an s3fs filesystem's client.
+
+    Every request waits for the rate limiter and is retried, with jittered exponential
+    backoff, on throttling (for up to ``THROTTLE_PATIENCE_SECONDS``) and on other
+    transient errors (up to ``attempts`` times). Both calls are idempotent: listing
+    changes nothing, and deleting a key twice deletes it once.
+    """
+
+    def __init__(self, fs: Any, *, limiter: RateLimiter | None = None, attempts: int = 8,
+                 initial_wait: float = 0.05, max_wait: float = 10.0,
+                 on_retry: Callable[[], None] | None = None,
+                 scrub: Callable[[str], str] | None = None) -> None:
+        self.fs = fs
+        self.limiter = limiter or RateLimiter()
+        self.attempts = attempts
+        self.initial_wait = initial_wait
+        self.max_wait = max_wait
+        self.on_retry = on_retry
+        self.scrub = scrub or (lambda text: text)
+        self.stats = RequestStats()
+        self._session = False
+        self._session_lock = threading.Lock()
+
+    def _raw(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        from fsspec.asyn import sync
+
+        async def call() -> dict[str, Any]:
+            client = await self.fs.get_s3(kwargs.get("Bucket"))
+            function = getattr(client, method)
+            arguments = dict(kwargs)
+            try:
+                # RequestPayer and friends from s3_additional_kwargs, filtered to what
+                # this method accepts (s3fs's own helper).
+                arguments = self.fs._get_s3_method_kwargs(function, **kwargs)
+            except Exception:  # noqa: BLE001 - fall back to the bare arguments
+                pass
+            result: dict[str, Any] = await function(**arguments)
+            return result
+
+        result: dict[str, Any] = sync(self.fs.loop, call)
+        return result
+
+    def call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+        started = time.monotonic()
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None and is_throttle(exc):
+                return time.monotonic() - started > THROTTLE_PATIENCE_SECONDS
+            return state.attempt_number >= self.attempts
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.stats.add(retries=1)
+            if exc is not None and is_throttle(exc):
+                self.stats.add(throttled=1)
+                self.limiter.throttled()
+            if self.on_retry is not None:
+                self.on_retry()
+
+        if not self._session:
+            from fsspec.asyn import sync
+
+            # Connect before the first token is taken, so that the requests queued
+            # behind the connection do not all go out at once when it is ready.
+            with self._session_lock:
+                sync(self.fs.loop, self.fs.set_session)
+                self._session = True
+        result: dict[str, Any] = {}
+        for attempt in Retrying(
+            retry=retry_if_exception(is_transient_s3),
+            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            stop=stop, before_sleep=before_sleep, reraise=True,
+        ):
+            with attempt:
+                self.limiter.acquire()
+                result = self._raw(method, kwargs)
+        self.limiter.succeeded()
+        return result
+
+    # -- listing ------------------------------------------------------------
+
+    def list_keys(self, bucket: str, prefix: str, *, start_after: str | None = None,
+                  stop_at: str | None = None, max_pages: int | None = None
+                  ) -> tuple[list[str], list[int], bool]:
+        """Keys (and sizes) under ``prefix`` in order, from ``start_after`` (exclusive)
+        up to ``stop_at`` (exclusive). Returns ``(keys, sizes, complete)``; complete is
+        False when ``max_pages`` ran out first."""
+        keys: list[str] = []
+        sizes: list[int] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            if max_pages is not None and pages >= max_pages:
+                return keys, sizes, False
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix,
+                                      "MaxKeys": MAX_LIST_KEYS}
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+            page = self.call("list_objects_v2", **kwargs)
+            pages += 1
+            self.stats.add(lists=1)
+            for entry in page.get("Contents") or []:
+                key = str(entry["Key"])
+                if stop_at is not None and key >= stop_at:
+                    return keys, sizes, True
+                keys.append(key)
+                sizes.append(int(entry.get("Size") or 0))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return keys, sizes, True
+
+    # -- deleting -----------------------------------------------------------
+
+    def delete_keys(self, bucket: str, keys: Sequence[str], *, key_attempts: int = 8
+                    ) -> dict[str, str]:
+        """Delete at most 1,000 keys with one ``DeleteObjects`` (plus retries of the keys
+        that came back with a transient per-key error); return the keys that failed
+        for good, with their error. A key reported ``NoSuchKey`` is gone: deleted."""
+        if len(keys) > MAX_DELETE_KEYS:
+            raise ValueError(f"DeleteObjects takes at most {MAX_DELETE_KEYS} keys, "
+                             f"got {len(keys)}")
+        pending = list(dict.fromkeys(keys))
+        failed: dict[str, str] = {}
+        started = time.monotonic()
+        attempt = 0
+        while pending:
+            response = self.call("delete_objects", Bucket=bucket, Delete={
+                "Objects": [{"Key": k} for k in pending], "Quiet": True})
+            self.stats.add(deletes=1)
+            # Quiet mode lists only the errors; every key not in Errors is deleted.
+            # (moto ignores Quiet and lists Deleted too: harmless.)
+            retry: list[str] = []
+            throttled = False
+            for error in response.get("Errors") or []:
+                key, code = str(error.get("Key")), str(error.get("Code") or "")
+                if code in GONE_CODES:
+                    continue
+                if code in TRANSIENT_CODES:
+                    retry.append(key)
+                    throttled = throttled or code in THROTTLE_CODES
+                else:
+                    failed[key] = self.scrub(f"{code}: {error.get('Message') or ''}".strip())
+            self.stats.add(keys_deleted=len(pending) - len(retry) - len(
+                [k for k in pending if k in failed]))
+            if not retry:
+                break
+            attempt += 1
+            patience_left = time.monotonic() - started < THROTTLE_PATIENCE_SECONDS
+            if attempt >= key_attempts and not (throttled and patience_left):
+                for key in retry:
+                    failed[key] = "per-key error persisted after retries (" + ", ".join(
+                        sorted({str(e.get("Code")) for e in response.get("Errors") or []
+                                if str(e.get("Key")) in set(retry)})) + ")"
+                break
+            self.stats.add(retries=1)
+            if throttled:
+                self.stats.add(throttled=1)
+                self.limiter.throttled()
+            if self.on_retry is not None:
+                self.on_retry()
+            time.sleep(random.uniform(0, min(self.max_wait, self.initial_wait * 2 ** attempt)))
+            pending = retry
+        return failed
+
+
+# ---------------------------------------------------------------------------
+# Matching keys to paths (DuckDB)
+# ---------------------------------------------------------------------------
+
+#: For every key, the path of the same depth it lies under: a hash join on
+#: (depth, key cut to depth) instead of a nested loop over keys x paths. A key is
+#: under path ``p`` (d segments) when its first d segments are ``p``'s: that is the
+#: key ``p`` itself, or any ``p/...`` (including a ``p/`` directory marker).
+_MATCH_SQL = """
+WITH p AS (
+    SELECT DISTINCT path, len(string_split(path, '/')) AS depth FROM {paths}
+), d AS (SELECT DISTINCT depth FROM p)
+SELECT k.key, k.size, p.path
+FROM {keys} k CROSS JOIN d
+JOIN p ON p.depth = d.depth
+      AND p.path = array_to_string(string_split(k.key, '/')[1:d.depth], '/')
+"""
+
+
+def match_keys(con: Any, keys: pa.Table, paths: Sequence[str]) -> pa.Table:
+    """Rows ``(key, size, path)``: every key of ``keys`` that lies under one of ``paths``
+    (bucket-relative, without a trailing ``/``)."""
+    path_table = pa.table({"path": pa.array(list(paths), pa.string())})
+    con.register("gc_keys", keys)
+    con.register("gc_paths", path_table)
+    try:
+        result: pa.Table = con.sql(
+            _MATCH_SQL.format(keys="gc_keys", paths="gc_paths")).to_arrow_table()
+    finally:
+        con.unregister("gc_keys")
+        con.unregister("gc_paths")
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Deleting the paths of a batch
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class S3DeleteResult:
+    deleted: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    keys: int = 0
+
+
+class S3Deleter:
+    """Deletes whole paths (prefixes and single objects) of one bucket, fenced to a root."""
+
+    def __init__(self, client: S3Client, root: str, *, workers: int = 16,
+                 strategy: str = STRATEGY_RANGE, rounds: int = 3) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown S3 listing strategy {strategy!r}")
+        import duckdb
+
+        self.client = client
+        self.bucket, self.root_key = split_path(root)
+        self.workers = max(1, workers)
+        self.strategy = strategy
+        self.rounds = rounds
+        self.con = duckdb.connect()
+        self.con.execute("SET threads TO 1")
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gc-s3")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.con.close()
+
+    def _inside_root(self, key: str) -> bool:
+        return bool(self.root_key) and key.startswith(self.root_key + "/") \
+            and len(key) > len(self.root_key) + 1
+
+    def delete(self, paths: Sequence[str], on_request: Callable[[], None] | None = None
+               ) -> S3DeleteResult:
+        """Delete every object under each path (``s3://bucket/key`` or ``bucket/key``).
+
+        The caller has fenced the paths to the store root; every key is checked again
+        here before it is sent.
+        """
+        result = S3DeleteResult()
+        by_key: dict[str, str] = {}
+        for path in paths:
+            bucket, key = split_path(path)
+            if bucket != self.bucket or not self._inside_root(key):
+                result.failed[path] = f"{path} is not strictly inside the store root"
+            else:
+                by_key[key] = path
+        todo = sorted(by_key)
+        found = self._find(todo) if todo else _EMPTY
+        rounds = 0
+        while found.num_rows:
+            if rounds == self.rounds:
+                # Still there after every round: report them, never claim them deleted.
+                for path_key in sorted(set(found.column("path").to_pylist())):
+                    result.failed[by_key[path_key]] = (
+                        f"objects still present under s3://{self.bucket}/{path_key} after "
+                        f"{self.rounds} rounds of deletes")
+                break
+            rounds += 1
+            failed_keys = self._delete_found(found, on_request)
+            result.keys += found.num_rows - len(failed_keys)
+            failed_paths: dict[str, str] = {}
+            for key, path in zip(found.column("key").to_pylist(),
+                                 found.column("path").to_pylist(), strict=True):
+                if key in failed_keys and path not in failed_paths:
+                    failed_paths[path] = f"s3://{self.bucket}/{key}: {failed_keys[key]}"
+            for path_key, error in failed_paths.items():
+                result.failed[by_key[path_key]] = error
+            todo = [k for k in todo if k not in failed_paths]
+            # Verify: list again what is left under the other paths. This proves the
+            # deletes took, and finds objects written under a path after our listing;
+            # a path counts as deleted only once this finds nothing under it.
+            found = self._find(todo) if todo else _EMPTY
+        for path in by_key.values():
+            if path not in result.failed:
+                result.deleted.add(path)
+        return result
+
+    # -- finding --------------------------------------------------------------
+
+    def _find(self, path_keys: list[str]) -> pa.Table:
+        """``(key, size, path)`` of every object under ``path_keys`` (sorted)."""
+        if self.strategy == STRATEGY_RANGE:
+            keys = self._list_range(path_keys)
+            if keys is not None:
+                return match_keys(self.con, keys, path_keys)
+        return self._list_each(path_keys)
+
+    def _list_range(self, path_keys: list[str]) -> pa.Table | None:
+        low, high = path_keys[0], path_keys[-1] + "0"
+        prefix = _common_prefix(low, path_keys[-1])
+        # StartAfter is exclusive; anything between it and ``low`` is filtered out by
+        # the join, so a slightly lower start is merely one more key, never a miss.
+        start_after = low[:-1] if low[:-1] >= prefix else None
+        keys, sizes, complete = self.client.list_keys(
+            self.bucket, prefix, start_after=start_after, stop_at=high,
+            max_pages=max(2, len(path_keys)))
+        if not complete:
+            return None
+        return pa.table({"key": pa.array(keys, pa.string()), "size": pa.array(sizes, pa.int64())})
+
+    def _list_each(self, path_keys: list[str]) -> pa.Table:
+        def one(path_key: str) -> tuple[list[str], list[int]]:
+            # The path as a directory, then as an object of its own (a file footprint):
+            # a listing with the bare key as prefix would also return siblings like
+            # ``path_key2/...``, so it is checked for equality.
+            keys, sizes, _ = self.client.list_keys(self.bucket, path_key + "/")
+            more, more_sizes, _ = self.client.list_keys(
+                self.bucket, path_key, stop_at=path_key + "\x00") if not keys else ([], [], True)
+            exact = [(k, s) for k, s in zip(more, more_sizes, strict=True) if k == path_key]
+            return keys + [k for k, _ in exact], sizes + [s for _, s in exact]
+
+        out_keys: list[str] = []
+        out_sizes: list[int] = []
+        out_paths: list[str] = []
+        for path_key, (keys, sizes) in zip(path_keys, self._pool.map(one, path_keys),
+                                           strict=True):
+            out_keys += keys
+            out_sizes += sizes
+            out_paths += [path_key] * len(keys)
+        return pa.table({"key": pa.array(out_keys, pa.string()),
+                         "size": pa.array(out_sizes, pa.int64()),
+                         "path": pa.array(out_paths, pa.string())})
+
+    # -- deleting -------------------------------------------------------------
+
+    def _delete_found(self, found: pa.Table, on_request: Callable[[], None] | None
+                      ) -> dict[str, str]:
+        keys = sorted(set(found.column("key").to_pylist()))
+        # The last fence: every key sent lies strictly under the store root (it was
+        # matched under a path that was itself checked, so this never trips).
+        outside = [k for k in keys if not self._inside_root(k)]
+        if outside:
+            raise ValueError(f"refusing to delete {outside[0]!r}: outside the store root")
+        chunks = [keys[i:i + MAX_DELETE_KEYS] for i in range(0, len(keys), MAX_DELETE_KEYS)]
+        failed: dict[str, str] = {}
+
+        def run(chunk: list[str]) -> dict[str, str]:
+            try:
+                return self.client.delete_keys(self.bucket, chunk)
+            except Exception as exc:  # noqa: BLE001 - reported per key, the sweep goes on
+                cause = self.client.scrub(f"{type(exc).__name__}: {exc}")
+                return dict.fromkeys(chunk, cause)
+
+        for chunk_failed in self._pool.map(run, chunks):
+            failed.update(chunk_failed)
+            if on_request is not None:
+                on_request()
+        return failed
+
+
+_EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
+                   "path": pa.array([], pa.string())})
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+# ---------------------------------------------------------------------------
+# Sizes for gc mark --sizes
+# ---------------------------------------------------------------------------
+
+
+def list_root(client: S3Client, root: str, *, workers: int = 16) -> pa.Table:
+    """``(key, size)`` of every object under the store root: one LIST per 1,000 objects.
+
+    The root's first level is listed with a delimiter, then each top-level prefix is
+    listed in its own thread (ListObjectsV2 pages are sequential within a prefix).
+    """
+    bucket, root_key = split_path(root)
+    base = root_key + "/" if root_key else ""
+    page = client.call("list_objects_v2", Bucket=bucket, Prefix=base, Delimiter="/",
+                       MaxKeys=MAX_LIST_KEYS)
+    client.stats.add(lists=1)
+    keys = [str(e["Key"]) for e in page.get("Contents") or []]
+    sizes = [int(e.get("Size") or 0) for e in page.get("Contents") or []]
+    prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes") or []]
+    if page.get("IsTruncated"):
+        # A wide first level: list everything in one sequential pass instead.
+        keys, sizes, _ = client.list_keys(bucket, base)
+        prefixes = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for more, more_sizes, _ in pool.map(lambda p: client.list_keys(bucket, p), prefixes):
+            keys += more
+            sizes += more_sizes
+    return pa.table({"key": pa.array(keys, pa.string()), "size": pa.array(sizes, pa.int64())})
