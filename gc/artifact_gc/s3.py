@@ -429,11 +429,16 @@ class S3Client:
 _MATCH_SQL = """
 WITH p AS (
     SELECT DISTINCT path, len(string_split(path, '/')) AS depth FROM {paths}
-), d AS (SELECT DISTINCT depth FROM p)
-SELECT k.key, k.size, p.path
-FROM {keys} k CROSS JOIN d
-JOIN p ON p.depth = d.depth
-      AND p.path = array_to_string(string_split(k.key, '/')[1:d.depth], '/')
+), d AS (SELECT DISTINCT depth FROM p),
+cut AS (
+    -- Each key cut to every depth a path has, computed once, so that the match below
+    -- is an equi-join (hash join) and never compares every key with every path.
+    SELECT k.key, k.size, d.depth,
+           array_to_string(string_split(k.key, '/')[1:d.depth], '/') AS head
+    FROM {keys} k CROSS JOIN d
+)
+SELECT cut.key, cut.size, p.path
+FROM cut JOIN p ON p.depth = cut.depth AND p.path = cut.head
 """
 
 
