@@ -23,6 +23,7 @@ from artifact_gc.review import (
     open_review,
     sweep_progress,
 )
+from artifact_gc.units import human_bytes
 
 #: Colours of the statuses, the same in every chart.
 STATUS_COLOURS = {
@@ -107,17 +108,6 @@ class ReportResult:
     charts: list[str]
 
 
-def _human(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
 def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -160,7 +150,7 @@ def _charts(review: Review, top: int, sizes: bool,
     by_artifact = go.Figure(go.Bar(
         x=amounts[::-1], y=labels[::-1], orientation="h",
         marker={"color": STATUS_COLOURS[mf.STATUS_CANDIDATE]},
-        hovertext=[_human(a) if sizes else f"{a} versions" for a in amounts[::-1]],
+        hovertext=[human_bytes(a) if sizes else f"{a} versions" for a in amounts[::-1]],
     ))
     by_artifact.update_layout(
         title=f"Candidate {metric} by artifact (top {top})",
@@ -235,7 +225,7 @@ def _candidate_table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for key, _, kind in _CANDIDATE_COLUMNS:
             value = row.get(key)
-            shown = _human(value) if key == "size_bytes" and value is not None else value
+            shown = human_bytes(value) if key == "size_bytes" and value is not None else value
             sort_value = "" if value is None else str(value)
             css = "num" if kind == "num" else ("uri" if key == "uri" else "")
             cells.append(
@@ -279,7 +269,7 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
         row["created"] = None if row["created"] is None else str(row["created"])[:19]
     cards = "".join(
         f'<div class="card"><div class="muted">{_esc(r["status"])}</div>'
-        f'<div class="n">{r["versions"]:,}</div><div>{_esc(_human(r["bytes"]))}</div></div>'
+        f'<div class="n">{r["versions"]:,}</div><div>{_esc(human_bytes(r["bytes"]))}</div></div>'
         for r in by_status
     )
     database = info.database
@@ -309,7 +299,8 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
         "<p class='muted'>No sweep journal: this manifest has not been swept.</p>"
         if progress.state == "none" else
         f"<p>State: <b>{_esc(progress.state)}</b>, {progress.sweeps} sweep run(s), last "
-        f"event {_esc(progress.last_event_at)}, freed {_esc(_human(progress.bytes_freed))}.</p>"
+        f"event {_esc(progress.last_event_at)}, "
+        f"freed {_esc(human_bytes(progress.bytes_freed))}.</p>"
         + _table([{"state": k, "versions": v} for k, v in progress.by_state.items()],
                  ["state", "versions"])
     )

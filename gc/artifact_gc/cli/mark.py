@@ -6,17 +6,8 @@ from typing import Any
 
 import click
 
+from artifact_gc.cli.options import duration, object_store_options
 from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, stdout_console
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
-    from artifact_gc.durations import parse_duration
-    from artifact_gc.errors import UsageError
-
-    try:
-        return parse_duration(value)
-    except UsageError as exc:
-        raise click.BadParameter(exc.message) from exc
 
 
 @click.command("mark")
@@ -28,7 +19,7 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
               help="Manifest file, or a directory (local or s3://...) to create one in. "
                    "Default: $ARTIFACT_GC_HOME or ~/.local/share/artifact-gc/manifests.")
 @click.option("--older-than", "older_than", default="24h", show_default=True,
-              callback=_duration, metavar="DURATION",
+              callback=duration, metavar="DURATION",
               help="Grace period: versions younger than this are never candidates "
                    "(0s, 90m, 24h, 7d, 2w).")
 @click.option("--keep-latest", type=click.IntRange(min=0), metavar="N",
@@ -45,14 +36,7 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for --sizes.")
-@click.option("--storage-option", "storage_option_pairs", multiple=True, metavar="KEY=VALUE",
-              help="fsspec option for remote artifact stores (and a remote manifest), over "
-                   "the component's configuration; dotted keys nest, e.g. "
-                   "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable). Never "
-                   "written anywhere.")
-@click.option("--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
-              metavar="N", help="Rate limit on requests to each object store bucket "
-                                "(shared buckets). Throttling slows down further by itself.")
+@object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def mark_command(
     db_url: str | None, out: str | None, older_than: Any, keep_latest: int | None,

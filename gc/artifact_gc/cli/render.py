@@ -8,16 +8,9 @@ from typing import Any
 
 import click
 
+from artifact_gc.units import human_bytes
 
-def human_bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+__all__ = ["TerminalProgress", "echo_json", "human_bytes", "stderr_console", "stdout_console"]
 
 
 def echo_json(data: Any) -> None:

@@ -7,54 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import click
 
+from artifact_gc.cli.options import storage_option
 from artifact_gc.cli.render import echo_json, human_bytes, stdout_console
-
-STORAGE_OPTION_HELP = (
-    "fsspec storage option for s3://... and other remote locations, as KEY=VALUE "
-    "(repeatable). Dotted keys nest: client_kwargs.endpoint_url=http://127.0.0.1:9000. "
-    "Values that parse as JSON (true, 3) are taken as such. Never printed."
-)
 
 
 def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
     """``("key=secret", "client_kwargs.endpoint_url=http://h")`` -> nested dict."""
-    if not pairs:
-        return None
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(
-                f"expected KEY=VALUE, got {pair.split('=')[0]!r}...",
-                param_hint="--storage-option",
-            )
-        try:
-            value: Any = json.loads(raw)
-            if isinstance(value, dict | list):
-                value = raw
-        except ValueError:
-            value = raw
-        target = options
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            nested = target.setdefault(part, {})
-            if not isinstance(nested, dict):
-                raise click.BadParameter(f"{key} conflicts with another option",
-                                         param_hint="--storage-option")
-            target = nested
-        target[parts[-1]] = value
-    return options
+    from artifact_gc.stores import parse_storage_options as parse
 
-
-def storage_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--storage-option", "storage_options", multiple=True,
-                        metavar="KEY=VALUE", help=STORAGE_OPTION_HELP)(function)
+    return parse(pairs) or None
 
 
 def _cell(value: Any, column: str = "") -> str:
@@ -114,7 +80,7 @@ def _echo_csv(rows: list[dict[str, Any]]) -> None:
                    "csv: the --by rows only.")
 @storage_option
 def show_command(manifest: str, by: str, top: int, fmt: str,
-                 storage_options: tuple[str, ...]) -> None:
+                 storage_option_pairs: tuple[str, ...]) -> None:
     """Summarize a manifest: counts and bytes by a dimension, the largest candidate
     artifacts, the candidates' age histogram, the mark's parameters and fingerprint.
 
@@ -124,7 +90,7 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     from artifact_gc.review import show
 
     result = show(manifest, by=by, top=top,
-                  storage_options=parse_storage_options(storage_options))
+                  storage_options=parse_storage_options(storage_option_pairs))
     if fmt == "json":
         echo_json(result.as_dict())
         return
@@ -183,7 +149,7 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
               help="Rows shown by --format table (files and json/csv get every row).")
 @storage_option
 def query_command(manifest: str, sql: str, fmt: str, output: str | None, max_rows: int,
-                  storage_options: tuple[str, ...]) -> None:
+                  storage_option_pairs: tuple[str, ...]) -> None:
     """Run DuckDB SQL over a manifest, as the view `manifest`, and over its sweep
     journal, as the view `journal`, when MANIFEST.journal/ exists.
 
@@ -193,7 +159,7 @@ def query_command(manifest: str, sql: str, fmt: str, output: str | None, max_row
     """
     from artifact_gc.review import export_query, query
 
-    options = parse_storage_options(storage_options)
+    options = parse_storage_options(storage_option_pairs)
     if output is not None:
         if fmt == "table":
             raise click.UsageError("-o needs --format json, csv or parquet")
@@ -230,7 +196,7 @@ def query_command(manifest: str, sql: str, fmt: str, output: str | None, max_row
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @storage_option
 def filter_command(manifest: str, predicate: str, output: str, force: bool, as_json: bool,
-                   storage_options: tuple[str, ...]) -> None:
+                   storage_option_pairs: tuple[str, ...]) -> None:
     """Derive a narrower manifest: keep as candidates only those matching --where.
 
     It can only narrow: no version becomes a candidate that was not one. Every row is
@@ -243,7 +209,7 @@ def filter_command(manifest: str, predicate: str, output: str, force: bool, as_j
     from artifact_gc.review import filter_manifest
 
     result = filter_manifest(manifest, predicate, output, overwrite=force,
-                             storage_options=parse_storage_options(storage_options))
+                             storage_options=parse_storage_options(storage_option_pairs))
     summary = {"manifest": result.url, "mark_id": result.info.mark_id,
                "parent": result.parent_url, "candidates_before": result.candidates_before,
                "candidates_after": result.candidates_after,
@@ -270,7 +236,7 @@ def filter_command(manifest: str, predicate: str, output: str, force: bool, as_j
               default="table", show_default=True,
               help="table: totals and the largest changes; json/csv: every changed version.")
 @storage_option
-def diff_command(a: str, b: str, top: int, fmt: str, storage_options: tuple[str, ...]) -> None:
+def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple[str, ...]) -> None:
     """Compare two marks of the same store: A (older) and B (newer).
 
     \b
@@ -281,7 +247,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_options: tuple[str,
     """
     from artifact_gc.review import DIFF_CATEGORIES, diff
 
-    result = diff(a, b, storage_options=parse_storage_options(storage_options))
+    result = diff(a, b, storage_options=parse_storage_options(storage_option_pairs))
     if fmt == "json":
         echo_json(result.as_dict())
         return
@@ -319,7 +285,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_options: tuple[str,
               help="Candidates listed in the table (largest first).")
 @storage_option
 def report_command(manifest: str, output: str | None, top: int, max_rows: int,
-                   storage_options: tuple[str, ...]) -> None:
+                   storage_option_pairs: tuple[str, ...]) -> None:
     """Write one self-contained HTML page reviewing a manifest: charts (by artifact,
     project, age; the reachable/protected/candidate split), the sweep's progress when
     a journal exists, and a sortable table of the candidates. The page needs no
@@ -330,7 +296,7 @@ def report_command(manifest: str, output: str | None, top: int, max_rows: int,
     target = output or (manifest[: -len(".parquet")] if manifest.endswith(".parquet")
                         else manifest) + ".html"
     result = build_report(manifest, target, top=top, max_rows=max_rows,
-                          storage_options=parse_storage_options(storage_options))
+                          storage_options=parse_storage_options(storage_option_pairs))
     click.echo(f"Report: {result.url} ({result.candidates_shown:,} of "
                f"{result.candidates_total:,} candidates listed)")
 
@@ -347,7 +313,7 @@ def report_command(manifest: str, output: str | None, top: int, max_rows: int,
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
 @storage_option
 def history_command(location: str | None, as_json: bool,
-                    storage_options: tuple[str, ...]) -> None:
+                    storage_option_pairs: tuple[str, ...]) -> None:
     """List the marks found in a manifests location, oldest first, with their sweep
     state from the journal: none, partial, done or failed."""
     import fsspec
@@ -355,7 +321,7 @@ def history_command(location: str | None, as_json: bool,
     from artifact_gc.locations import default_manifest_dir
     from artifact_gc.review import history
 
-    options = parse_storage_options(storage_options)
+    options = parse_storage_options(storage_option_pairs)
     if location is None:
         location = default_manifest_dir()
         click.echo(f"Manifests location: {location}", err=True)

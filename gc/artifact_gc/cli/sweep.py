@@ -6,17 +6,8 @@ from typing import Any
 
 import click
 
+from artifact_gc.cli.options import duration, object_store_options
 from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, stdout_console
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
-    from artifact_gc.durations import parse_duration
-    from artifact_gc.errors import UsageError
-
-    try:
-        return parse_duration(value)
-    except UsageError as exc:
-        raise click.BadParameter(exc.message) from exc
 
 
 @click.command("sweep")
@@ -39,16 +30,9 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
                    "(default: 5000 on SQLite, 1000 on MySQL/MariaDB).")
 @click.option("--ignore-errors", is_flag=True,
               help="Journal items that fail for good and go on (exit 8 at the end).")
-@click.option("--max-manifest-age", default="7d", show_default=True, callback=_duration,
+@click.option("--max-manifest-age", default="7d", show_default=True, callback=duration,
               metavar="DURATION", help="Refuse a manifest whose mark started longer ago.")
-@click.option("--storage-option", "storage_option_pairs", multiple=True, metavar="KEY=VALUE",
-              help="fsspec option for remote artifact stores (and a remote manifest), over "
-                   "the component's configuration; dotted keys nest, e.g. "
-                   "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable). Never "
-                   "written anywhere.")
-@click.option("--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
-              metavar="N", help="Rate limit on requests to each object store bucket "
-                                "(shared buckets). Throttling slows down further by itself.")
+@object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
 def sweep_command(
     manifest: str, db_url: str | None, yes: bool, dry_run: bool, only_artifact: bool,

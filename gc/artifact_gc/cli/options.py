@@ -1,0 +1,42 @@
+"""Options that several commands share, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+    """click callback: a human duration (``24h``, ``7d``) as a timedelta."""
+    from artifact_gc.durations import parse_duration
+    from artifact_gc.errors import UsageError
+
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+def storage_option(command: F) -> F:
+    """``--storage-option KEY=VALUE`` (repeatable), into ``storage_option_pairs``."""
+    return click.option(
+        "--storage-option", "storage_option_pairs", multiple=True, metavar="KEY=VALUE",
+        help="fsspec option for remote artifact stores and manifests (s3://...), over "
+             "the component's configuration; dotted keys nest, e.g. "
+             "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable). Never "
+             "written anywhere.",
+    )(command)
+
+
+def object_store_options(command: F) -> F:
+    """``--storage-option KEY=VALUE`` and ``--max-requests-per-second N``."""
+    command = click.option(
+        "--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
+        metavar="N", help="Rate limit on requests to each object store bucket "
+                          "(shared buckets). Throttling slows down further by itself.",
+    )(command)
+    return storage_option(command)
