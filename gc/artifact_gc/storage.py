@@ -149,6 +149,27 @@ class RetryCounter:
             self.count += n
 
 
+def retry_transient(
+    is_transient_error: Callable[[BaseException], bool],
+    counter: RetryCounter,
+    *,
+    attempts: int,
+    initial: float,
+    maximum: float,
+) -> Any:
+    """A tenacity ``Retrying`` for idempotent calls: transient errors only, jittered
+    exponential backoff, every retry counted for the summary, the last error raised."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    return Retrying(
+        retry=retry_if_exception(is_transient_error),
+        wait=wait_random_exponential(multiplier=initial, max=maximum),
+        stop=stop_after_attempt(attempts),
+        before_sleep=lambda _state: counter.add(),
+        reraise=True,
+    )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 8
@@ -257,23 +278,8 @@ class StoreFiles:
             outcome.failed[path] = f"{type(exc).__name__}: {exc}"
 
     def _retrying(self, function: Callable[[Any], None], argument: Any) -> None:
-        from tenacity import (
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        def count(_state: Any) -> None:
-            self.retries.add()
-
-        for attempt in Retrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=self.retry.initial, max=self.retry.maximum),
-            stop=stop_after_attempt(self.retry.attempts),
-            before_sleep=count,
-            reraise=True,
-        ):
+        for attempt in retry_transient(is_transient, self.retries, attempts=self.retry.attempts,
+                                       initial=self.retry.initial, maximum=self.retry.maximum):
             with attempt:
                 function(argument)
 

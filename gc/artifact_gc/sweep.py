@@ -86,7 +86,13 @@ from artifact_gc.schema import (
     discover,
 )
 from artifact_gc.sizes import footprint_paths
-from artifact_gc.storage import RetryCounter, StoreFiles, default_filesystem, strictly_inside
+from artifact_gc.storage import (
+    RetryCounter,
+    StoreFiles,
+    default_filesystem,
+    retry_transient,
+    strictly_inside,
+)
 from artifact_gc.stores import ArtifactStore, load_artifact_stores
 
 MODE_ALL = "all"
@@ -754,24 +760,11 @@ class _Sweeper:
     # -- the database -----------------------------------------------------
 
     def _retry_db(self, items: list[BatchItem]) -> tuple[Liveness, dict[str, int], dict[str, str]]:
-        from tenacity import (
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
-
-        def count(_state: Any) -> None:
-            self.retries.add()
-
+        # A batch's transaction rolls back whole on a deadlock or lock timeout, so
+        # running it again from the start is safe.
         result: tuple[Liveness, dict[str, int], dict[str, str]] | None = None
-        for attempt in Retrying(
-            retry=retry_if_exception(_transient_db_error),
-            wait=wait_random_exponential(multiplier=0.1, max=5),
-            stop=stop_after_attempt(6),
-            before_sleep=count,
-            reraise=True,
-        ):
+        for attempt in retry_transient(_transient_db_error, self.retries, attempts=6,
+                                       initial=0.1, maximum=5):
             with attempt:
                 result = self._db_phase(items)
         assert result is not None
