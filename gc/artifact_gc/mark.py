@@ -182,7 +182,7 @@ def _load_inputs(
     version_columns = [
         ("id", uuid), ("artifact_id", uuid), ("version", text_type),
         ("version_number", "BIGINT"), ("uri", text_type), ("save_type", text_type),
-        ("artifact_store_id", text_type), ("project_id", uuid), ("created", "TIMESTAMP"),
+        ("artifact_store_id", uuid), ("project_id", uuid), ("created", "TIMESTAMP"),
     ]
     source_columns = [c for c, _ in version_columns[:-2]] + [schema.project_column, "created"]
     reads: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -323,7 +323,7 @@ def classify(
         f"AS UUID) AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
         for i in range(len(schema.config_tables))
     ]
-    refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::VARCHAR id, NULL reason"
+    refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::UUID id, NULL reason"
     con.execute(
         f"""
         CREATE TEMP TABLE refs AS
@@ -331,6 +331,8 @@ def classify(
         FROM ({refs_sql}) GROUP BY id
         """
     )
+    for i in range(len(schema.references)):
+        con.execute(f"DROP TABLE in_ref_{i}")
     _find_overlaps(con)
     con.execute(
         """
@@ -353,8 +355,7 @@ def classify(
         f"""
         CREATE TEMP TABLE decision AS
         WITH decided AS (
-            SELECT v.id, v.artifact_id, v.project_id,
-                   coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
+            SELECT v.id, coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
                    [x FOR x IN [
                        CASE WHEN v.save_type = 'preexisting'
                            THEN '{PROTECT_PREEXISTING}' END,
@@ -370,12 +371,12 @@ def classify(
                        CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
                    ] IF x IS NOT NULL] AS protect_reasons
             FROM in_versions v
-            LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
+            LEFT JOIN in_stores s ON s.artifact_store_id::UUID = v.artifact_store_id
             LEFT JOIN refs ON refs.id = v.id
             LEFT JOIN overlapping o ON o.id = v.id
             WHERE {in_scope}
         )
-        SELECT id, artifact_id, project_id,
+        SELECT id,
                CASE WHEN len(ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
                     WHEN len(protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
                     ELSE '{mf.STATUS_CANDIDATE}' END AS status,
@@ -385,6 +386,7 @@ def classify(
         FROM decided
         """
     )
+    # What the rows below need is in the decision now; free the memory.
     con.execute("DROP TABLE refs")
     # The manifest's rows, in FORMAT.md's column order: a view over the narrow decision
     # and the inputs, which the Parquet writer streams instead of a second full copy.
@@ -395,7 +397,8 @@ def classify(
                {_HEX.format('v.artifact_id')} AS artifact_id, a.name AS artifact_name,
                v.version, v.version_number, p.name AS project,
                {_HEX.format('v.project_id')} AS project_id,
-               v.created, v.uri, v.artifact_store_id, s.store_root, v.save_type,
+               v.created, v.uri, {_HEX.format('v.artifact_store_id')} AS artifact_store_id,
+               s.store_root, v.save_type,
                d.status, d.reasons,
                NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
                coalesce(z.uris, []::VARCHAR[]) AS visualization_uris
@@ -403,18 +406,19 @@ def classify(
         JOIN in_versions v ON v.id = d.id
         LEFT JOIN in_artifacts a ON a.id = v.artifact_id
         LEFT JOIN in_projects p ON p.id = v.project_id
-        LEFT JOIN in_stores s ON s.artifact_store_id = v.artifact_store_id
+        LEFT JOIN in_stores s ON s.artifact_store_id::UUID = v.artifact_store_id
         LEFT JOIN visualization_lists z ON z.id = d.id
         """
     )
     con.execute(
         """
-        CREATE TEMP TABLE summary_rows AS
+        CREATE TEMP VIEW summary_rows AS
         SELECT d.status, d.reasons, NULL::BIGINT AS size_bytes,
                a.name AS artifact_name, p.name AS project
         FROM decision d
-        LEFT JOIN in_artifacts a ON a.id = d.artifact_id
-        LEFT JOIN in_projects p ON p.id = d.project_id
+        JOIN in_versions v ON v.id = d.id
+        LEFT JOIN in_artifacts a ON a.id = v.artifact_id
+        LEFT JOIN in_projects p ON p.id = v.project_id
         """
     )
     total = _scalar(con, "SELECT count(*) FROM in_versions")
