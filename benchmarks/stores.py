@@ -19,7 +19,9 @@ from artifact_gc.synthetic import SyntheticSpec, populate
 from generate_store import create_schema_with_zenml
 
 MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
-MARIADB_USER, MARIADB_PASSWORD = "zenml", "artifact-gc-bench-pw"
+#: Not the tests' ``zenml`` user: each side sets its own password, and a shared user
+#: would have one side lock the other out.
+MARIADB_USER, MARIADB_PASSWORD = "gcbench", "artifact-gc-bench-pw"
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,12 @@ def _mariadb_admin() -> sa.Engine:
 
 
 def mariadb_store(base: Path, versions: int, *, root: str | None = None,
-                  orphan_share: float = 0.3) -> BenchStore:
-    """A cached MariaDB store (database ``gcbench_<versions>``) on 127.0.0.1:3306."""
-    database = f"gcbench_{versions}"
-    directory = base / f"mariadb-{versions}"
+                  orphan_share: float = 0.3, files: bool = False,
+                  database: str | None = None) -> BenchStore:
+    """A cached MariaDB store (database ``gcbench_<versions>``) on 127.0.0.1:3306,
+    with its files under ``root`` if ``files``."""
+    database = database or f"gcbench_{versions}"
+    directory = base / ("mariadb-" + database.removeprefix("gcbench_"))
     done = directory / "orphans.count"
     url = f"mysql+pymysql://{MARIADB_USER}:{MARIADB_PASSWORD}@127.0.0.1:3306/{database}"
     root = root or str(directory / "root")
@@ -129,7 +133,7 @@ def mariadb_store(base: Path, versions: int, *, root: str | None = None,
                     f"GRANT ALL ON *.* TO '{MARIADB_USER}'@'{host}'"))
         print(f"[stores] creating MariaDB {database}", flush=True)
         create_schema_with_zenml(url, sys.executable)
-        orphans = _populate(url, versions, root, False, orphan_share, directory / "ids")
+        orphans = _populate(url, versions, root, files, orphan_share, directory / "ids")
         done.write_text(str(orphans))
     admin.dispose()
     return BenchStore(url, root, versions, int(done.read_text()), directory)

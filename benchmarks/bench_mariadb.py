@@ -1,0 +1,399 @@
+"""gc mark and gc sweep on MariaDB, beside the raw limits, in one run.
+
+    .venv/bin/python benchmarks/bench_mariadb.py [--mark-sizes 10000,100000,1000000]
+        [--sweep-sizes 10000,100000] [--connectorx-python /path/to/python]
+
+Stores are made once (ZenML's own migrations create the schema, then bulk inserts)
+and cached: databases ``gcbench_*`` on 127.0.0.1:3306, files under
+$ARTIFACT_GC_BENCH_DIR (default /tmp/artifact-gc-bench). Each side runs in its own
+process (harness.py: wall time and peak RSS of that process), one after the other.
+
+- **mark** at each size: ``gc mark --older-than 0s`` against the raw limit, one
+  pushed-down ``NOT IN`` count in MariaDB (as bench_mark.py).
+- **sweep** of N orphans (MariaDB + local files): ``gc sweep --yes`` against a bare
+  loop, ``shutil.rmtree`` of every candidate's directories and one bulk ``DELETE``
+  per table. Both sides start from identical copies (the database cloned from a
+  pristine one, the tree restored as hard links at the same path).
+- For every case, the longest InnoDB transaction the measured process held, from
+  ``information_schema.innodb_trx`` polled every 120 ms (InnoDB refreshes that table
+  only when it has not been read for 100 ms).
+- With ``--connectorx-python`` (an interpreter with connectorx installed), the
+  versions table at the largest mark size read by pymysql's server-side cursor (our
+  path) against connectorx's Arrow reader.
+
+The tables go into benchmarks/README.md (section ``mariadb``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import sqlalchemy as sa  # noqa: E402
+
+from harness import Measured, gc, markdown_table, python, run, write_section  # noqa: E402
+from stores import (  # noqa: E402
+    MARIADB_ADMIN,
+    MARIADB_USER,
+    BenchStore,
+    mariadb_store,
+)
+
+README = Path(__file__).with_name("README.md")
+
+RAW_COUNT = """
+import sqlalchemy as sa
+engine = sa.create_engine({url!r})
+sql = '''SELECT count(*) FROM artifact_version WHERE
+  id NOT IN (SELECT artifact_id FROM step_run_input_artifact) AND
+  id NOT IN (SELECT artifact_id FROM step_run_output_artifact) AND
+  id NOT IN (SELECT artifact_version_id FROM model_versions_artifacts) AND
+  id NOT IN (SELECT artifact_id FROM pipeline_run_output) AND
+  id NOT IN (SELECT artifact_version_id FROM hook_invocation_output_artifact)'''
+with engine.connect() as c:
+    print(c.execute(sa.text(sql)).scalar())
+"""
+
+#: The bare sweep: every candidate's directories with shutil.rmtree in one thread, then
+#: one bulk DELETE per table (the candidates' ids in a temporary table), each its own
+#: transaction, children before parents.
+BARE_SWEEP = """
+import json, shutil, sys, sqlalchemy as sa
+ids, paths = json.load(open({plan!r}))
+for path in paths:
+    shutil.rmtree(path, ignore_errors=True)
+engine = sa.create_engine({url!r})
+with engine.connect() as c:
+    c.exec_driver_sql("CREATE TEMPORARY TABLE gone (id CHAR(32) PRIMARY KEY)")
+    for start in range(0, len(ids), 10000):
+        c.execute(sa.text("INSERT INTO gone VALUES (:id)"),
+                  [{{"id": i}} for i in ids[start:start + 10000]])
+    c.commit()
+    for sql in (
+        "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
+        "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)",
+    ):
+        c.exec_driver_sql(sql)
+        c.commit()
+print(len(ids))
+"""
+
+VERSIONS_SQL = (
+    "SELECT CAST(id AS CHAR), CAST(artifact_id AS CHAR), CAST(version AS CHAR), "
+    "CAST(version_number AS CHAR), CAST(uri AS CHAR), CAST(save_type AS CHAR), "
+    "CAST(artifact_store_id AS CHAR), CAST(project_id AS CHAR), CAST(created AS CHAR) "
+    "FROM artifact_version"
+)
+
+#: Our read path: reader.load_table (pymysql server-side cursor, chunks into Arrow,
+#: into DuckDB), as gc mark runs it for the versions table.
+READ_OURS = """
+import duckdb, sqlalchemy as sa, time
+from artifact_gc import reader
+engine = sa.create_engine({url!r})
+con = duckdb.connect()
+cols = [(f"c{{i}}", "VARCHAR") for i in range(9)]
+reader.load_table(con, "v", engine, {url!r}, {sql!r}, cols)
+print(con.execute("SELECT count(*) FROM v").fetchone()[0])
+"""
+
+#: connectorx, as a stream of record batches (the only way its memory can stay flat),
+#: and as one Arrow table.
+READ_CONNECTORX = """
+import connectorx as cx, sys
+url = {url!r}.replace("mysql+pymysql://", "mysql://")
+if {stream!r}:
+    reader = cx.read_sql(url, {sql!r}, return_type="arrow_stream", batch_size=50000)
+    print(sum(batch.num_rows for batch in reader))
+else:
+    print(cx.read_sql(url, {sql!r}, return_type="arrow").num_rows)
+"""
+
+
+# ---------------------------------------------------------------------------
+# The transaction watcher
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Watcher:
+    """The longest InnoDB transaction of ``user``'s sessions on ``database``."""
+
+    user: str
+    database: str
+    interval: float = 0.12
+    first_seen: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    last_seen: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    started_age: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    locking: set[tuple[Any, ...]] = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+        previous: set[tuple[Any, ...]] = set()
+        generation: dict[tuple[Any, ...], int] = {}
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    cur.execute(
+                        "SELECT t.trx_mysql_thread_id, t.trx_id, t.trx_started,"
+                        " t.trx_lock_structs + t.trx_rows_modified,"
+                        " TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1e6"
+                        " FROM information_schema.innodb_trx t"
+                        " JOIN information_schema.processlist p"
+                        " ON p.id = t.trx_mysql_thread_id"
+                        " WHERE p.user = %s AND p.db = %s", (self.user, self.database))
+                    now = time.monotonic()
+                    current = set()
+                    for thread, trx, started, locks, age in cur.fetchall():
+                        base = (thread, trx, started)
+                        if base not in previous:
+                            generation[base] = generation.get(base, 0) + 1
+                        key = (*base, generation[base])
+                        current.add(base)
+                        self.first_seen.setdefault(key, now)
+                        self.last_seen[key] = now
+                        self.started_age[key] = float(age)
+                        if locks:
+                            self.locking.add(key)
+                    previous = current
+                    time.sleep(self.interval)
+        finally:
+            conn.close()
+
+    def longest(self) -> tuple[float, float, bool]:
+        """(observed seconds, NOW()-trx_started seconds, locking) of the longest one."""
+        if not self.first_seen:
+            return 0.0, 0.0, False
+        key = max(self.first_seen, key=lambda k: self.last_seen[k] - self.first_seen[k])
+        return (self.last_seen[key] - self.first_seen[key], self.started_age[key],
+                key in self.locking)
+
+
+@contextmanager
+def watching(database: str) -> Iterator[Watcher]:
+    watcher = Watcher(MARIADB_USER, database)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        yield watcher
+    finally:
+        watcher.stop.set()
+        thread.join(10)
+
+
+def _held(watcher: Watcher) -> str:
+    observed, age, locking = watcher.longest()
+    if not watcher.first_seen:
+        return "< 0.12 (none seen)"
+    return f"{observed:.2f} ({age:.1f}){' L' if locking else ''}"
+
+
+# ---------------------------------------------------------------------------
+# Stores for the sweep: pristine database + tree, and identical working copies
+# ---------------------------------------------------------------------------
+
+
+def _admin() -> sa.Engine:
+    return sa.create_engine(MARIADB_ADMIN)
+
+
+def _clone(source: str, target: str) -> None:
+    """``target`` recreated as a copy of ``source`` (schema with its keys, and rows)."""
+    engine = _admin()
+    with engine.connect() as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS `{target}`")
+        c.exec_driver_sql(f"CREATE DATABASE `{target}`")
+        tables = [r[0] for r in c.execute(sa.text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = :s "
+            "AND table_type = 'BASE TABLE'"), {"s": source})]
+        c.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+        for table in tables:
+            ddl = c.exec_driver_sql(f"SHOW CREATE TABLE `{source}`.`{table}`").one()[1]
+            c.exec_driver_sql(f"USE `{target}`")
+            c.exec_driver_sql(ddl)
+        for table in tables:
+            c.exec_driver_sql(f"INSERT INTO `{target}`.`{table}` SELECT * FROM "
+                              f"`{source}`.`{table}`")
+        c.exec_driver_sql("SET SESSION foreign_key_checks = 1")
+        c.commit()
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class SweepStore:
+    database: str
+    url: str
+    root: Path
+    orphans: int
+
+    def reset(self) -> None:
+        """The working database and tree, as the pristine ones."""
+        _clone(self.database + "_pristine", self.database)
+        shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["cp", "-al", f"{self.root}.pristine", str(self.root)], check=True)
+
+
+def sweep_store(base: Path, orphans: int) -> SweepStore:
+    """A cached store of ``orphans`` orphans (70% of its versions) with their files."""
+    versions = int(orphans / 0.7)
+    pristine: BenchStore = mariadb_store(base, versions, orphan_share=0.7, files=True,
+                                         database=f"gcbench_sweep_{orphans}_pristine")
+    root = Path(pristine.root)
+    if not Path(f"{root}.pristine").exists():
+        shutil.move(str(root), f"{root}.pristine")
+    database = f"gcbench_sweep_{orphans}"
+    url = pristine.url.rsplit("/", 1)[0] + "/" + database
+    return SweepStore(database, url, root, pristine.orphans)
+
+
+def _candidates(manifest: Path) -> tuple[list[str], list[str]]:
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT artifact_version_id, uri, coalesce(visualization_uris, []::VARCHAR[]) "
+        f"FROM read_parquet('{manifest}') WHERE status = 'candidate'").fetchall()
+    ids = [str(r[0]) for r in rows]
+    paths = sorted({p for r in rows for p in [r[1], *r[2]]})
+    return ids, paths
+
+
+# ---------------------------------------------------------------------------
+# The cases
+# ---------------------------------------------------------------------------
+
+
+def bench_mark(base: Path, sizes: list[int]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for versions in sizes:
+        store = mariadb_store(base, versions)
+        database = store.url.rsplit("/", 1)[1]
+        out = base / f"mark-mariadb-{versions}.parquet"
+        with watching(database) as watcher:
+            ours = gc(f"gc mark {versions:,}", "mark", "--db", store.url, "--older-than",
+                      "0s", "--out", str(out), "--json")
+        raw = python(f"raw NOT IN {versions:,}", RAW_COUNT.format(url=store.url))
+        rows.append([
+            f"{versions:,}", f"{ours.seconds:.2f}", f"{ours.rate(versions):,.0f}",
+            f"{ours.peak_rss_mb:,.0f}", f"{raw.seconds:.2f}",
+            f"{ours.seconds / raw.seconds:.2f}x", _held(watcher),
+        ])
+        print("mark | " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def bench_sweep(base: Path, sizes: list[int]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for orphans in sizes:
+        store = sweep_store(base, orphans)
+        work = base / f"sweep-mariadb-{orphans}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        # Bare loop first, on its own copy.
+        store.reset()
+        manifest = work / "mark.parquet"
+        gc("mark", "mark", "--db", store.url, "--older-than", "0s", "--out", str(manifest))
+        ids, paths = _candidates(manifest)
+        plan = work / "bare.json"
+        plan.write_text(json.dumps([ids, paths]))
+        with watching(store.database) as bare_watch:
+            bare = python(f"bare {orphans:,}", BARE_SWEEP.format(plan=str(plan), url=store.url))
+        # Ours, on an identical copy (the manifest names the same database and paths).
+        store.reset()
+        with watching(store.database) as ours_watch:
+            ours = gc(f"gc sweep {orphans:,}", "sweep", str(manifest), "--db", store.url,
+                      "--yes", "--json")
+        summary = json.loads(ours.stdout)["summary"]
+        assert summary["deleted"] == len(ids), summary
+        rate = len(ids) / ours.seconds
+        rows.append([
+            f"{len(ids):,}", f"{ours.seconds:.2f}", f"{rate:,.0f}", f"{ours.peak_rss_mb:,.0f}",
+            _held(ours_watch), str(summary["retries"]), f"{bare.seconds:.2f}",
+            f"{len(ids) / bare.seconds:,.0f}", _held(bare_watch),
+            f"{ours.seconds / bare.seconds:.2f}x",
+        ])
+        print("sweep | " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def bench_readers(base: Path, versions: int, cx_python: str) -> list[list[str]]:
+    store = mariadb_store(base, versions)
+    sides: list[tuple[str, Measured]] = [
+        ("pymysql server-side cursor -> Arrow -> DuckDB (ours)",
+         python("ours", READ_OURS.format(url=store.url, sql=VERSIONS_SQL))),
+        ("connectorx arrow_stream (50k-row batches)",
+         run("cx stream", [cx_python, "-c", READ_CONNECTORX.format(
+             url=store.url, sql=VERSIONS_SQL, stream=True)])),
+        ("connectorx arrow (one table)",
+         run("cx table", [cx_python, "-c", READ_CONNECTORX.format(
+             url=store.url, sql=VERSIONS_SQL, stream=False)])),
+    ]
+    rows = []
+    for label, measured in sides:
+        assert int(measured.stdout.split()[-1]) == versions, measured.stdout
+        rows.append([label, f"{versions:,}", f"{measured.seconds:.2f}",
+                     f"{measured.rate(versions):,.0f}", f"{measured.peak_rss_mb:,.0f}"])
+        print("read | " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mark-sizes", default="10000,100000,1000000")
+    parser.add_argument("--sweep-sizes", default="10000,100000")
+    parser.add_argument("--connectorx-python", help="an interpreter with connectorx")
+    args = parser.parse_args()
+    base = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
+    mark_sizes = [int(s) for s in args.mark_sizes.split(",") if s]
+    sweep_sizes = [int(s) for s in args.sweep_sizes.split(",") if s]
+    sections = []
+    if mark_sizes:
+        sections.append("**gc mark on MariaDB** (raw: one pushed-down `NOT IN` count)\n\n"
+                        + markdown_table(
+                            ["versions", "gc mark s", "versions/s", "peak RSS MB",
+                             "raw NOT IN s", "gc / raw", "longest trx s"],
+                            bench_mark(base, mark_sizes)))
+    if sweep_sizes:
+        sections.append(
+            "**gc sweep on MariaDB + local files** (bare: `shutil.rmtree` loop in one "
+            "thread, then one bulk `DELETE` per table)\n\n" + markdown_table(
+                ["orphans", "gc sweep s", "versions/s", "peak RSS MB", "longest trx s",
+                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare"],
+                bench_sweep(base, sweep_sizes)))
+    if args.connectorx_python and mark_sizes:
+        sections.append(
+            "**Reading the versions table** (9 text columns; each its own process)\n\n"
+            + markdown_table(["reader", "rows", "s", "rows/s", "peak RSS MB"],
+                             bench_readers(base, max(mark_sizes), args.connectorx_python)))
+    note = ("Longest trx: the longest InnoDB transaction of the measured process, as "
+            "observed by polling `information_schema.innodb_trx` every 120 ms (in "
+            "parentheses: NOW() - trx_started, whole seconds, at most 1 s high; L: it "
+            "held row locks or changed rows). 2 shared cores; each side in its own "
+            "process, one at a time.")
+    table = "\n\n".join([*sections, note])
+    print(table)
+    write_section(README, "mariadb", table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
