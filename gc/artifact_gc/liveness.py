@@ -129,8 +129,16 @@ def verify_batch(
     since: datetime,
 ) -> Liveness:
     """Ask the live database which of ``items`` must be kept, and why."""
-    import sqlalchemy as sa
+    result = verify_references(connection, schema, items)
+    present = [item for item in items if item.artifact_version_id in result.existing]
+    verify_unreferenced(connection, schema, present, since, result)
+    return result
 
+
+def verify_references(
+    connection: Any, schema: ZenMLSchema, items: Sequence[BatchItem]
+) -> Liveness:
+    """Which of ``items`` still exist, and which a foreign key still points at."""
     q = quoter(connection)
     ids = [item.artifact_version_id for item in items]
     result = Liveness()
@@ -148,24 +156,41 @@ def verify_batch(
             present,
         ):
             result.referenced.setdefault(str(value), reference.reason)
-    if present:
-        wanted = set(present)
-        for table, column in schema.config_tables:
-            col = q(column)
-            # The same filter as the mark: only configurations that name external
-            # input artifacts can hold a version id.
-            rows = connection.execute(sa.text(
-                f"SELECT {col} FROM {q(table)} WHERE {col} LIKE '%external_input_artifacts%'"
-                f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
-                f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'"
-            )).all()
-            for (config,) in rows:
-                for match in _DASHED_UUID.findall(str(config or "")):
-                    version_id = match.replace("-", "").lower()
-                    if version_id in wanted:
-                        result.referenced.setdefault(version_id, REASON_CONFIG)
-    result.uri_conflicts = _uri_conflicts(connection, schema, items, since)
     return result
+
+
+def verify_unreferenced(
+    connection: Any,
+    schema: ZenMLSchema,
+    items: Sequence[BatchItem],
+    since: datetime,
+    result: Liveness,
+) -> None:
+    """Add what keeps ``items`` alive without a foreign key: an id named in a step
+    configuration, or a path that a row created since the mark overlaps.
+
+    A version whose row is already gone (a batch a crash interrupted after its commit)
+    is not "kept" by a configuration that names it: its files are finished off.
+    Callers pass only the versions that still exist, or filter afterwards."""
+    import sqlalchemy as sa
+
+    q = quoter(connection)
+    wanted = {item.artifact_version_id for item in items}
+    for table, column in schema.config_tables:
+        col = q(column)
+        # The same filter as the mark: only configurations that name external
+        # input artifacts can hold a version id.
+        rows = connection.execute(sa.text(
+            f"SELECT {col} FROM {q(table)} WHERE {col} LIKE '%external_input_artifacts%'"
+            f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
+            f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'"
+        )).all()
+        for (config,) in rows:
+            for match in _DASHED_UUID.findall(str(config or "")):
+                version_id = match.replace("-", "").lower()
+                if version_id in wanted:
+                    result.referenced.setdefault(version_id, REASON_CONFIG)
+    result.uri_conflicts.update(_uri_conflicts(connection, schema, items, since))
 
 
 def _new_paths(connection: Any, schema: ZenMLSchema, since: datetime) -> list[tuple[str, str]]:

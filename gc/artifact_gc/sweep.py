@@ -75,6 +75,8 @@ from artifact_gc.liveness import (
     quoter,
     select_in,
     verify_batch,
+    verify_references,
+    verify_unreferenced,
 )
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.schema import (
@@ -813,8 +815,26 @@ class _Sweeper:
         ids = [i.artifact_version_id for i in items]
         rows: dict[str, int] = {}
         files: dict[str, str] = {}
+        unlocked: Liveness | None = None
+        if self.engine.url.get_backend_name() != "sqlite":
+            # On MySQL/MariaDB, FOR UPDATE on the version rows blocks new foreign-key
+            # references to them, and nothing more: a new step configuration or a new
+            # version whose URI overlaps is not held back by it, wherever the check
+            # runs. These two checks scan unindexed columns, so they run before the
+            # locks are taken instead of while they are held (on SQLite the write lock
+            # covers them, so there they stay inside).
+            unlocked = Liveness()
+            with self.engine.connect() as reader:
+                verify_unreferenced(reader, self.schema, items, self.since, unlocked)
         with self._locked_transaction(ids) as connection:
-            live = verify_batch(connection, self.schema, items, self.since)
+            if unlocked is None:
+                live = verify_batch(connection, self.schema, items, self.since)
+            else:
+                live = verify_references(connection, self.schema, items)
+                for vid, reason in unlocked.referenced.items():
+                    if vid in live.existing:
+                        live.referenced.setdefault(vid, reason)
+                live.uri_conflicts.update(unlocked.uri_conflicts)
             dead = [vid for vid in ids if vid in live.existing and not live.keep_reason(vid)]
             if mode == MODE_ONLY_ARTIFACT:
                 # Files only, under the lock: no one can link a version between the
