@@ -37,7 +37,7 @@ BARE_LOOP = r"""
 import shutil, sqlite3, sys
 db, ids_file = sys.argv[1], sys.argv[2]
 ids = [line.strip() for line in open(ids_file) if line.strip()]
-con = sqlite3.connect(db)
+con = sqlite3.connect(db, isolation_level=None)
 uris = dict(con.execute("SELECT id, uri FROM artifact_version"))
 for i in ids:
     shutil.rmtree(uris[i], ignore_errors=True)
