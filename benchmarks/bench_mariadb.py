@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench_mark import RAW_COUNT  # noqa: E402
 from harness import Measured, gc, markdown_table, python, run, write_section  # noqa: E402
 from stores import (  # noqa: E402
     MARIADB_ADMIN,
@@ -54,18 +55,6 @@ from stores import (  # noqa: E402
 
 README = Path(__file__).with_name("README.md")
 
-RAW_COUNT = """
-import sqlalchemy as sa
-engine = sa.create_engine({url!r})
-sql = '''SELECT count(*) FROM artifact_version WHERE
-  id NOT IN (SELECT artifact_id FROM step_run_input_artifact) AND
-  id NOT IN (SELECT artifact_id FROM step_run_output_artifact) AND
-  id NOT IN (SELECT artifact_version_id FROM model_versions_artifacts) AND
-  id NOT IN (SELECT artifact_id FROM pipeline_run_output) AND
-  id NOT IN (SELECT artifact_version_id FROM hook_invocation_output_artifact)'''
-with engine.connect() as c:
-    print(c.execute(sa.text(sql)).scalar())
-"""
 
 #: The bare sweep: every candidate's directories with shutil.rmtree in one thread, then
 #: one bulk DELETE per table (the candidates' ids in a temporary table), each its own
