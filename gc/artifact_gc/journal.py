@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from artifact_gc.errors import SweepLocked
 from artifact_gc.manifest import connect_duckdb, utc_now
+from artifact_gc.storage import protocols
 
 JOURNAL_SUFFIX = ".journal"
 LOCK_NAME = ".sweep.lock"
@@ -98,7 +99,7 @@ class Journal:
         self.url = journal_url(manifest_url)
         self.storage_options = storage_options or {}
         self.fs, self.path = fsspec.url_to_fs(self.url, **self.storage_options)
-        self._local = "file" in _protocols(self.fs)
+        self._local = "file" in protocols(self.fs)
         self._next_seq: int | None = None
         self._lock_fd: int | None = None
 
@@ -162,7 +163,7 @@ class Journal:
         if self._local:
             sources = [s for s in segments]
         else:
-            protocol = _protocols(self.fs)[0]
+            protocol = protocols(self.fs)[0]
             sources = [s if "://" in s else f"{protocol}://{s}" for s in segments]
         listed = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
         # union_by_name: segments written by a later release may carry more columns.
@@ -239,7 +240,3 @@ class Journal:
             with self.fs.open(f"{self.path}/{name}", "wb") as handle:
                 pq.write_table(table, handle)
 
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)

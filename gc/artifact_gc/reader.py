@@ -19,13 +19,13 @@ from artifact_gc.database import sqlite_path
 
 CHUNK_ROWS = 50_000
 
-#: Stands for NULL in SQLite text columns: ADBC infers a column's type from its first
-#: rows, and a column that starts with NULLs would be guessed wrong.
-NULL_MARK = "\x1f"
-
-
 def text_column(dialect: str, expression: str) -> str:
-    """``expression`` as text in the given SQL dialect (NULL as ``NULL_MARK`` in SQLite)."""
+    """``expression`` as text in the given SQL dialect.
+
+    In SQLite a NULL becomes char(31), turned back into NULL on ingestion: ADBC infers
+    a column's type from its first rows, and a column that starts with NULLs would be
+    guessed wrong.
+    """
     if dialect == "mysql":
         return f"CAST({expression} AS CHAR)"
     return f"coalesce(CAST({expression} AS TEXT), char(31))"

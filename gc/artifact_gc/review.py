@@ -76,13 +76,6 @@ def load_query(name: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def journal_segments(url: str, storage_options: StorageOptions = None) -> list[str]:
-    """The journal segments of the manifest at ``url`` (none if it was never swept)."""
-    from artifact_gc.journal import Journal
-
-    return Journal(url, storage_options).segments()
-
-
 def _register(connection: Any, url: str, storage_options: StorageOptions) -> None:
     """Let ``connection`` read ``url`` in place (a second manifest on another fs)."""
     if "://" not in url or url.startswith("file://"):
@@ -254,7 +247,6 @@ def show(
 # gc query
 # ---------------------------------------------------------------------------
 
-QUERY_FORMATS = ("table", "json", "csv", "parquet")
 
 
 def _user_relation(review: Review, sql: str) -> Any:

@@ -288,7 +288,7 @@ class StoreFiles:
         # LocalFileSystem.rm stops at the first missing path, so skip those (a stat
         # each); remote backends skip missing keys themselves, and a HEAD per path
         # would double the requests.
-        local = "file" in _protocols(self.fs)
+        local = "file" in protocols(self.fs)
         existing = [p for p in stripped if self._exists(p)] if local else stripped
         if existing:
             try:
@@ -303,7 +303,7 @@ class StoreFiles:
         stripped = self._strip(path)
         if not self._exists(stripped):
             return
-        if GLOB_CHARS & set(stripped) and "file" not in _protocols(self.fs):
+        if GLOB_CHARS & set(stripped) and "file" not in protocols(self.fs):
             # Never let a backend expand a glob: delete exactly the files found under
             # the path, one key at a time.
             if self.fs.isdir(stripped):
@@ -319,12 +319,12 @@ class StoreFiles:
         self._verify_gone([stripped])
 
     def _exists(self, path: str) -> bool:
-        if "file" in _protocols(self.fs):
+        if "file" in protocols(self.fs):
             return os.path.lexists(path)
         return bool(self.fs.exists(path))
 
     def _verify_gone(self, paths: list[str]) -> None:
-        if "file" not in _protocols(self.fs):
+        if "file" not in protocols(self.fs):
             self.fs.invalidate_cache()
         left = [p for p in paths if self._exists(p)]
         if left:
@@ -342,6 +342,7 @@ def default_filesystem(store: ArtifactStore) -> Any:
     return fs
 
 
-def _protocols(fs: Any) -> tuple[str, ...]:
+def protocols(fs: Any) -> tuple[str, ...]:
+    """The protocols an fsspec filesystem answers to, always as a tuple."""
     protocol = fs.protocol
     return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)

@@ -92,6 +92,7 @@ from artifact_gc.storage import (
     RetryCounter,
     StoreFiles,
     default_filesystem,
+    protocols,
     retry_transient,
     strictly_inside,
 )
@@ -586,7 +587,7 @@ class _Sweeper:
     def _last_batch(self) -> int:
         con = mf.connect_duckdb()
         try:
-            if "file" not in _protocols(self.journal.fs):
+            if "file" not in protocols(self.journal.fs):
                 con.register_filesystem(self.journal.fs)
             if self.journal.register(con) == 0:
                 return 0
@@ -1069,10 +1070,6 @@ def _transient_db_error(exc: BaseException) -> bool:
     text = str(original or exc).lower()
     return "database is locked" in text or "deadlock" in text or "lock wait timeout" in text
 
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)
 
 
 # ---------------------------------------------------------------------------
