@@ -298,3 +298,26 @@ def helpers() -> Any:
     import scenarios.helpers as module
 
     return module
+
+
+# ---------------------------------------------------------------------------
+# Reliability figures
+# ---------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    """Print the reliability suite's figures (tests/reliability.py) after the run.
+
+    ``ARTIFACT_GC_RELIABILITY_JSON=PATH`` also writes them as JSON."""
+    from reliability import LEDGER, soak_factor
+
+    if LEDGER.empty():
+        return
+    terminalreporter.section("reliability summary")
+    terminalreporter.write_line(f"soak factor: {soak_factor()}")
+    for line in LEDGER.lines():
+        terminalreporter.write_line(line)
+    target = os.environ.get("ARTIFACT_GC_RELIABILITY_JSON")
+    if target:
+        LEDGER.dump(target)
