@@ -2,10 +2,20 @@
 
     python tests/sweep_zenml.py load                      # load() every artifact version
     python tests/sweep_zenml.py revive CONSUME LINK NEST  # act between mark and sweep
+    python tests/sweep_zenml.py writer SPEC.json          # a writer racing a sweep
 
 ``load`` prints ``{"loaded": n, "failed": {id: error}}`` as JSON. ``revive`` runs a new
 pipeline that consumes the version CONSUME, links the version LINK to a model, and
 saves a new version whose URI lies inside the directory of the version NEST.
+
+``writer`` reads ``{"name": str, "actions": [{"kind": "consume"|"link", "id": hex}],
+"ready": path|null, "go": path|null}``. Once ZenML is loaded and its store connected
+it creates ``ready``, waits for ``go`` (both optional), then acts on each version in
+turn: ``consume`` runs a pipeline whose step takes the version as its input
+(``Client().get_artifact_version(id)`` in the pipeline body), ``link`` links it to a
+model of its own. Every action is tried, whatever became of the previous one; it
+prints ``{"results": [{"kind", "id", "ok", "error", "run_id", "model_version_id",
+"started", "ended"}]}`` (times from ``time.time()``).
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
@@ -71,10 +83,73 @@ def revive(consume: str, link: str, nest: str) -> None:
     print(json.dumps({"ok": True}))
 
 
+def _consume(version_id: str, run_name: str) -> dict[str, str]:
+    """Run ``gc_revival`` on the version; ZenML raises if it cannot take it as input."""
+    from zenml.enums import ExecutionStatus
+
+    run = gc_revival.with_options(run_name=run_name)(version_id)
+    if run is None:
+        raise RuntimeError("the pipeline returned no run")
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    if run.status != ExecutionStatus.COMPLETED:
+        raise RuntimeError(f"run {run.id} ended {run.status}")
+    return {"run_id": run.id.hex}
+
+
+def _link(version_id: str, model_name: str) -> dict[str, str]:
+    from zenml import Model, link_artifact_to_model
+    from zenml.client import Client
+
+    client = Client()
+    version = client.get_artifact_version(version_id)
+    model = Model(name=model_name, version="linked")
+    link_artifact_to_model(version, model=model)
+    model_version = client.get_model_version(model_name, "linked")
+    return {"model_version_id": model_version.id.hex}
+
+
+def writer(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    from zenml.client import Client
+
+    client = Client()
+    # Connect to the store and load the stack before signalling: what follows is only
+    # the writes themselves.
+    client.active_stack_model  # noqa: B018
+    if spec.get("ready"):
+        Path(spec["ready"]).touch()
+    if spec.get("go"):
+        deadline = time.monotonic() + 120
+        while not Path(spec["go"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    results = []
+    for n, action in enumerate(spec["actions"]):
+        result: dict[str, object] = {"kind": action["kind"], "id": action["id"],
+                                     "started": time.time()}
+        try:
+            if action["kind"] == "consume":
+                result.update(_consume(action["id"], f"gc_writer_{spec['name']}_{n}"))
+            elif action["kind"] == "link":
+                result.update(_link(action["id"], f"gc_writer_{spec['name']}"))
+            else:
+                raise ValueError(f"unknown writer action {action['kind']!r}")
+            result["ok"] = True
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which judges it
+            result["ok"] = False
+            result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        result["ended"] = time.time()
+        results.append(result)
+    print(json.dumps({"results": results}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "load":
         load_all()
     elif sys.argv[1] == "revive":
         revive(*sys.argv[2:5])
+    elif sys.argv[1] == "writer":
+        writer(sys.argv[2])
     else:
         sys.exit(f"unknown action {sys.argv[1]}")
