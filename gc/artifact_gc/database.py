@@ -121,9 +121,11 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
         if not Path(path).exists():
             raise DatabaseError(f"SQLite database {path} does not exist")
         target = f"file:{Path(path).resolve()}?mode=ro" if readonly else str(path)
+        # SQLAlchemy's own ``?timeout=SECONDS`` (the busy timeout) is honoured.
+        timeout = float(parsed.query.get("timeout") or 60)
         engine = sa.create_engine(
             "sqlite://",
-            creator=_sqlite_creator(target, uri=readonly),
+            creator=_sqlite_creator(target, uri=readonly, timeout=timeout),
             poolclass=sa.pool.NullPool if readonly else sa.pool.QueuePool,
         )
 
@@ -146,13 +148,13 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
     return engine
 
 
-def _sqlite_creator(target: str, *, uri: bool) -> Any:
+def _sqlite_creator(target: str, *, uri: bool, timeout: float = 60) -> Any:
     import sqlite3
 
     def connect() -> sqlite3.Connection:
         # ZenML uses a 60 s busy timeout; waiting as long as it does keeps us from
         # failing where a pipeline would merely have waited.
-        return sqlite3.connect(target, uri=uri, timeout=60, check_same_thread=False,
+        return sqlite3.connect(target, uri=uri, timeout=timeout, check_same_thread=False,
                                isolation_level=None)
 
     return connect
