@@ -32,7 +32,8 @@ Exit codes:
   6  aborted at the confirmation prompt
   7  another sweep of the same manifest is running
   8  the sweep finished with failed items (see gc status)
-  9  the artifact store cannot be reached or a delete failed for good
+  9  the artifact store cannot be reached or a delete failed for good,
+     or a manifest or report cannot be written where asked
 """
 
 
@@ -102,7 +103,8 @@ class SweepIncomplete(GCError):
 
 
 class StorageError(GCError):
-    """The artifact store refused or failed a call for good."""
+    """The artifact store refused or failed a call for good, or an output location
+    (a manifest, a report) cannot be written."""
 
     exit_code = EXIT_STORAGE
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+
+from artifact_gc.errors import GCError, StorageError
 
 MANIFEST_SUFFIX = ".parquet"
 
@@ -34,3 +39,44 @@ def resolve_output(out: str | None, mark_id: str, started: datetime) -> str:
         if not fs.isdir(path):
             return out
     return directory.rstrip("/") + "/" + manifest_name(mark_id, started)
+
+
+def check_writable(url: str, what: str = "manifest") -> None:
+    """Fail early, before a long mark, when ``url`` (a local file to be) cannot be written.
+
+    Permission bits do not stop root, so the parent directory is created and a probe
+    file is written and removed: the one test that every kind of refusal (a regular
+    file in the way, a read-only mount, /proc) fails. Remote URLs are checked by the
+    write itself.
+    """
+    if "://" in url and not url.startswith("file://"):
+        return
+    path = Path(url[len("file://"):] if url.startswith("file://") else url)
+    with writing(url, what):
+        for ancestor in path.parents:
+            if ancestor.exists():
+                if not ancestor.is_dir():
+                    raise NotADirectoryError(f"{ancestor} is a file, not a directory")
+                break
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.probe-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+
+@contextlib.contextmanager
+def writing(url: str, what: str, *errors: type[BaseException]) -> Iterator[None]:
+    """Turn a failure to write ``url`` (OSError, or any of ``errors``) into a
+    :class:`StorageError` that names the output, exit code 9."""
+    caught: tuple[type[BaseException], ...] = (OSError, *errors)
+    try:
+        yield
+    except GCError:
+        raise
+    except caught as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in reason:
+            reason = f"{reason}: {exc.filename}"
+        raise StorageError(f"cannot write the {what} to {url}: {reason}", path=url) from exc

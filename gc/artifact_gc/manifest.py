@@ -248,24 +248,31 @@ def write_manifest_from(
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{artifact_gc: '{metadata}'}})"
         )
 
-    fs, path = _url_to_fs(url, storage_options)
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    if "file" in protocols or "local" in protocols:
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        partial = f"{path}.partial-{info.mark_id}"
-        try:
-            write(partial)
-            os.replace(partial, path)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
-    else:
-        with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
-            local = os.path.join(scratch, "manifest.parquet")
-            write(local)
-            fs.put_file(local, path)
+    import duckdb
+
+    from artifact_gc.locations import writing
+
+    # A location that cannot be written is the user's to fix (exit 9), not a crash;
+    # nothing is left behind that a sweep could take for a manifest either way.
+    with writing(url, "manifest", duckdb.IOException):
+        fs, path = _url_to_fs(url, storage_options)
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        if "file" in protocols or "local" in protocols:
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            partial = f"{path}.partial-{info.mark_id}"
+            try:
+                write(partial)
+                os.replace(partial, path)
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+        else:
+            with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
+                local = os.path.join(scratch, "manifest.parquet")
+                write(local)
+                fs.put_file(local, path)
     return url
 
 

@@ -340,13 +340,17 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
 def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 5000,
                  storage_options: StorageOptions = None) -> ReportResult:
     """Write the HTML report of the manifest at ``url`` to ``out`` (any fsspec URL)."""
+    from artifact_gc.locations import check_writable, writing
+
+    check_writable(out, "report")
     page, result = render_report(url, top=top, max_rows=max_rows,
                                  storage_options=storage_options)
-    fs, path = mf._url_to_fs(out, storage_options)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent and "://" not in out:
-        fs.makedirs(parent, exist_ok=True)
-    with fs.open(path, "wb") as handle:
-        handle.write(page.encode("utf-8"))
+    with writing(out, "report"):
+        fs, path = mf._url_to_fs(out, storage_options)
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent and "://" not in out:
+            fs.makedirs(parent, exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            handle.write(page.encode("utf-8"))
     result.url = out
     return result

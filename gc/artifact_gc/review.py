@@ -283,9 +283,13 @@ def export_query(
         if relation is None:
             raise UsageError("the query returned no result (it must be a SELECT or similar)")
         reader = relation.to_arrow_reader(100_000)
-        fs, path = mf._url_to_fs(out, storage_options)
+        from artifact_gc.locations import writing
+
+        with writing(out, "query result"):
+            fs, path = mf._url_to_fs(out, storage_options)
+            opened = fs.open(path, "wb")
         count = 0
-        with fs.open(path, "wb") as handle:
+        with opened as handle:
             if fmt == "parquet":
                 with pq.ParquetWriter(handle, reader.schema, compression="zstd") as writer:
                     for batch in reader:
@@ -351,12 +355,20 @@ class FilterResult:
         return self.candidates_before - self.candidates_after
 
 
-def _check_predicate(review: Review, predicate: str) -> None:
-    """Refuse anything but one boolean expression over the manifest's columns."""
+def _check_predicate(review: Review, predicate: str) -> str:
+    """Refuse anything but one boolean expression over the manifest's columns; return
+    it as DuckDB's parser renders it, the only form that is ever spliced into SQL."""
     import duckdb
 
     if not predicate.strip():
         raise UsageError("--where needs a predicate, e.g. \"project <> 'research'\"")
+    # Parsed on its own first: text that closes the parentheses around it or comments
+    # out the rest ("x) OR (y", "x --") is not one expression, and its rendering drops
+    # comments, so what is checked below is exactly what the filter runs.
+    try:
+        predicate = str(duckdb.SQLExpression(predicate))
+    except duckdb.Error as exc:
+        raise UsageError(f"--where does not parse: {exc}") from exc
     probe = f"SELECT ({predicate}) AS keep FROM manifest"
     try:
         statements = review.connection.extract_statements(probe)
@@ -371,6 +383,7 @@ def _check_predicate(review: Review, predicate: str) -> None:
     if len(described) != 1 or described[0][1] != "BOOLEAN":
         kind = described[0][1] if described else "nothing"
         raise UsageError(f"--where must be a boolean predicate; it gives {kind}")
+    return predicate
 
 
 def filter_manifest(
@@ -396,12 +409,15 @@ def filter_manifest(
     # parent would launder the tampering past the sweep's check.
     parent = mf.verify(url, storage_options)
     with open_review(url, storage_options) as review:
-        _check_predicate(review, predicate)
+        expression = _check_predicate(review, predicate)
+        from artifact_gc.locations import check_writable
+
+        check_writable(out)
         # The only status this can write is `protected`, and only over a candidate: the
         # set of candidates can shrink, never grow. A predicate that is NULL for a row
         # does not keep it a candidate.
         narrow = (
-            f"status = '{mf.STATUS_CANDIDATE}' AND NOT coalesce(({predicate}), false)"
+            f"status = '{mf.STATUS_CANDIDATE}' AND NOT coalesce(({expression}), false)"
         )
         review.connection.execute(
             "CREATE TEMP VIEW filtered AS SELECT * REPLACE ("

@@ -8,6 +8,7 @@ turns it into ``FAILED: ...`` and the exit code documented in ``gc --help``.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 import click
@@ -54,22 +55,64 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attribute)
         return command
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise OneLineUsageError.of(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise OneLineUsageError.of(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except GCError as exc:
             if (ctx.obj or {}).get("traceback"):
                 raise
-            click.secho(f"FAILED: {exc.message}", fg="red", err=True)
+            click.secho(f"FAILED: {one_line(exc.message)}", fg="red", err=True)
             ctx.exit(exc.exit_code)
         except Exception as exc:  # the last line of defence: say what broke, exit 1
             if (ctx.obj or {}).get("traceback"):
                 raise
-            click.secho(f"FAILED: unexpected {type(exc).__name__}: {exc}", fg="red", err=True)
+            click.secho(f"FAILED: unexpected {type(exc).__name__}: {one_line(str(exc))}",
+                        fg="red", err=True)
             click.echo("Run again with --traceback for the full stack trace.", err=True)
             ctx.exit(EXIT_FAILURE)
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one ``FAILED: ...`` line, like every other failure."""
+
+    @classmethod
+    def of(cls, exc: click.UsageError) -> click.UsageError:
+        # Asking for help (a group without arguments) is not a failure: keep click's.
+        if isinstance(exc, cls | click.exceptions.NoArgsIsHelpError):
+            return exc
+        return cls(exc.format_message(), exc.ctx)
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.secho(f"FAILED: {one_line(self.format_message())}{hint}", fg="red", err=True,
+                    file=file)
+
+
+#: What SQLAlchemy appends to a driver's message: the statement, its parameters (which
+#: can be thousands of ids long) and a documentation link.
+_NOISE = (
+    re.compile(r"\n\[SQL: .*?\](?=\n|$)", re.DOTALL),
+    re.compile(r"\n\[parameters: .*?\](?=\n|$)", re.DOTALL),
+    re.compile(r"\s*\(Background on this error at: [^)]*\)"),
+)
+
+
+def one_line(message: str) -> str:
+    """``message`` as a single line, without SQLAlchemy's appendices."""
+    for pattern in _NOISE:
+        message = pattern.sub("", message)
+    return " ".join(message.split())
 
 
 @click.group(

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from artifact_gc.cli.options import duration, object_store_options
+from artifact_gc.cli.options import duration, glob_patterns, object_store_options
 from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, stdout_console
 
 
@@ -27,8 +27,10 @@ from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, std
 @click.option("--project", "projects", multiple=True, metavar="NAME",
               help="Only versions of this project (repeatable).")
 @click.option("--artifact", "artifacts", multiple=True, metavar="GLOB",
+              callback=glob_patterns,
               help="Only artifacts whose name matches this glob (repeatable).")
 @click.option("--exclude-artifact", "exclude_artifacts", multiple=True, metavar="GLOB",
+              callback=glob_patterns,
               help="Leave out artifacts whose name matches this glob (repeatable).")
 @click.option("--sizes", is_flag=True,
               help="Measure every candidate's bytes and file count in the artifact store.")
@@ -55,7 +57,7 @@ def mark_command(
     import warnings
 
     from artifact_gc.database import resolve_database_url
-    from artifact_gc.locations import resolve_output
+    from artifact_gc.locations import check_writable, resolve_output
     from artifact_gc.manifest import new_mark_id, utc_now
     from artifact_gc.mark import MarkOptions, mark
     from artifact_gc.storage import RequestLimits, request_limits
@@ -72,6 +74,7 @@ def mark_command(
         store_roots=parse_store_root_overrides(store_roots), workers=workers,
     )
     target = resolve_output(out, new_mark_id(), utc_now())
+    check_writable(target)
     progress = TerminalProgress(enabled=None if not as_json else False)
     extra = parse_storage_options(storage_option_pairs)
     remote_out = "://" in target and not target.startswith("file://")

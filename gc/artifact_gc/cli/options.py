@@ -21,6 +21,42 @@ def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
         raise click.BadParameter(exc.message) from exc
 
 
+def glob_patterns(_ctx: click.Context, param: click.Parameter,
+                  value: tuple[str, ...]) -> tuple[str, ...]:
+    """click callback: artifact-name globs that mean what they say.
+
+    fnmatch quietly reads an unclosed ``[`` as a literal and a reversed range as
+    "nothing"; either is a typo that would silently change what is in scope.
+    """
+    import fnmatch
+
+    name = f"--{(param.name or '').replace('_', '-')}".removesuffix("s")
+    for pattern in value:
+        if not pattern.strip():
+            raise click.BadParameter("an empty glob matches no artifact name",
+                                     param_hint=name)
+        i = 0
+        while i < len(pattern):
+            if pattern[i] == "[":
+                j = i + 1
+                if j < len(pattern) and pattern[j] == "!":
+                    j += 1
+                if j < len(pattern) and pattern[j] == "]":
+                    j += 1
+                end = pattern.find("]", j)
+                if end < 0:
+                    raise click.BadParameter(
+                        f"{pattern!r} has a '[' without a closing ']' (write [[] for a "
+                        "literal '[')", param_hint=name)
+                i = end
+            i += 1
+        if fnmatch.translate(pattern).count("(?!)"):
+            raise click.BadParameter(
+                f"{pattern!r} has a character range that is empty (like [z-a])",
+                param_hint=name)
+    return value
+
+
 def storage_option(command: F) -> F:
     """``--storage-option KEY=VALUE`` (repeatable), into ``storage_option_pairs``."""
     return click.option(
