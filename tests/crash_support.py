@@ -1,0 +1,350 @@
+"""Support for the randomized crash suite (tests/test_reliability_crash.py).
+
+- :class:`Kill` is one SIGKILL drawn from a seeded RNG: at a named crash point of the
+  sweep after a random number of hits (``ARTIFACT_GC_TEST_KILL_AT``), or from outside
+  after a random delay, so that the instants between the named points are hit too.
+- :func:`run_gc` runs the real ``gc`` console script and delivers the kill.
+- :class:`Footprints` reads a manifest: which versions are candidates, which are kept,
+  and which paths each one owns; :meth:`Footprints.file_losses` turns a listing of the
+  store into the two figures that matter (live files lost, files leaked).
+- MariaDB: a database restored to a pristine twin by copying back only the tables
+  whose checksum changed (the twin's name must stay, a manifest names its database).
+- S3: a moto server on loopback for a whole module, and a bucket restored by putting
+  back the objects a sweep deleted.
+
+Everything runs against real engines; nothing here stands in for a component.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artifact_gc.sizes import footprint_paths
+from artifact_gc.sweep import KILL_ENV, PAUSE_ENV
+from scenarios.helpers import mariadb_admin_connect
+from sweep_support import GC
+
+CRASH_SEED_ENV = "ARTIFACT_GC_CRASH_SEED"
+DEFAULT_CRASH_SEED = 20261128
+
+#: The sweep's named crash points (gc/artifact_gc/sweep.py ``_Killer``).
+KILL_POINTS = ("after_intent", "in_db_batch", "after_commit", "in_files", "before_final")
+
+
+def crash_seed() -> int:
+    """The suite's seed: ``ARTIFACT_GC_CRASH_SEED`` or a fixed default."""
+    raw = os.environ.get(CRASH_SEED_ENV, "").strip()
+    return int(raw) if raw else DEFAULT_CRASH_SEED
+
+
+def trial_rng(seed: int, suite: str, trial: int) -> random.Random:
+    """One RNG per trial, so that a single trial replays on its own (``-k``)."""
+    return random.Random(f"{seed}:{suite}:{trial}")
+
+
+def gc_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment minus ZenML's variables and the sweep's test hooks."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ZENML_") and k not in (KILL_ENV, PAUSE_ENV)}
+    env.update(extra or {})
+    return env
+
+
+# ---------------------------------------------------------------------------
+# Kills
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One SIGKILL: ``point`` (named point, ``hit``-th time) or ``timed``.
+
+    A timed kill waits ``delay`` seconds after its anchor: ``start`` (the process
+    started) or ``work`` (the first journal segment appeared, i.e. the sweep has
+    begun deleting), so that most timed kills land while batches are in flight.
+    """
+
+    kind: str
+    point: str = ""
+    hit: int = 0
+    anchor: str = "start"
+    delay: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "point":
+            return f"{self.point}:{self.hit}"
+        return f"kill -9 {self.delay:.3f}s after {self.anchor}"
+
+
+def draw_kill(rng: random.Random, batches: int, startup: float, work: float) -> Kill:
+    """A kill for a sweep of ``batches`` batches that takes ``startup`` seconds to
+    begin and ``work`` seconds to delete (measured on an uninterrupted sweep)."""
+    if rng.random() < 0.5:
+        point = rng.choice(KILL_POINTS)
+        # in_files is reached once per chunk of paths, at least once per batch.
+        return Kill("point", point=point, hit=rng.randint(1, max(1, batches)))
+    if rng.random() < 0.2:
+        return Kill("timed", anchor="start", delay=rng.uniform(0, startup + work))
+    return Kill("timed", anchor="work", delay=rng.uniform(0, work))
+
+
+@dataclass
+class Run:
+    """How one ``gc`` process ended."""
+
+    args: list[str]
+    returncode: int
+    kill: Kill | None
+    killed: bool  # it died of our SIGKILL
+    seconds: float
+    work_started: float | None  # seconds from start to the first journal segment
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def finished_before_kill(self) -> bool:
+        return self.kill is not None and not self.killed
+
+
+def _segments(journal: Path | None) -> bool:
+    if journal is None:
+        return False
+    try:
+        return any(name.endswith(".parquet") and not name.startswith(".")
+                   for name in os.listdir(journal))
+    except FileNotFoundError:
+        return False
+
+
+def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
+           kill: Kill | None = None, journal: Path | None = None,
+           watch: Path | None = None, timeout: float = 240) -> Run:
+    """Run ``gc ARGS``; deliver ``kill``. ``journal`` is the sweep's journal directory
+    (the ``work`` anchor). ``watch``: a directory; a timed kill with anchor ``file``
+    fires as soon as any file whose name contains ``.partial`` shows up in it."""
+    full_env = gc_env(env)
+    if kill is not None and kill.kind == "point":
+        full_env[KILL_ENV] = f"{kill.point}:{kill.hit}"
+    command = [GC, *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    work_started: float | None = None
+    killed_by_us = False
+    try:
+        if kill is not None and kill.kind == "timed":
+            anchor = started
+            if kill.anchor == "work":
+                while proc.poll() is None and not _segments(journal):
+                    time.sleep(0.002)
+                anchor = time.monotonic()
+                work_started = anchor - started
+            elif kill.anchor == "file":
+                assert watch is not None
+                while proc.poll() is None and not any(
+                        ".partial" in name for name in os.listdir(watch)):
+                    time.sleep(0.0005)  # a partial manifest lives for milliseconds
+                anchor = time.monotonic()
+            deadline = anchor + kill.delay
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(min(0.002, max(0.0, deadline - time.monotonic())))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed_by_us = True
+        elif journal is not None:
+            while proc.poll() is None and not _segments(journal):
+                time.sleep(0.002)
+            if _segments(journal):
+                work_started = time.monotonic() - started
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    killed = proc.returncode == -signal.SIGKILL and (
+        killed_by_us or (kill is not None and kill.kind == "point"))
+    return Run(command, proc.returncode, kill, killed, time.monotonic() - started,
+               work_started, out, err)
+
+
+# ---------------------------------------------------------------------------
+# What a manifest says each version owns
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Footprints:
+    """From a manifest: candidates, kept versions and each version's paths.
+
+    Paths are relative to ``base`` (a local store root, or ``s3://bucket`` so that
+    they are bucket keys)."""
+
+    candidates: set[str]
+    kept: set[str]
+    paths: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, manifest: Path, base: str) -> Footprints:
+        import duckdb
+
+        base = base.rstrip("/") + "/"
+        rows = duckdb.sql(
+            "SELECT artifact_version_id, status, uri, visualization_uris "
+            f"FROM read_parquet('{manifest}')").fetchall()
+        out = cls(set(), set())
+        for vid, status, uri, vis in rows:
+            (out.candidates if status == "candidate" else out.kept).add(str(vid))
+            out.paths[str(vid)] = [
+                p[len(base):] if p.startswith(base) else p
+                for p in footprint_paths(str(uri), list(vis or []))
+            ]
+        return out
+
+    def doomed(self, files: Iterable[str], deleted: set[str]) -> set[str]:
+        """The files of ``files`` that the deletion of ``deleted`` must remove: under a
+        deleted version's paths and under no remaining version's paths (a live version
+        nested inside an orphan's directory keeps its files)."""
+        def under(rel: str, prefixes: list[str]) -> bool:
+            return any(rel == p or rel.startswith(p + "/") for p in prefixes)
+
+        gone = [p for vid in deleted for p in self.paths.get(vid, [])]
+        staying = [p for vid, paths in self.paths.items() if vid not in deleted for p in paths]
+        return {f for f in files if under(f, gone) and not under(f, staying)}
+
+    def file_losses(self, before: Mapping[str, int], after: Mapping[str, int],
+                    deleted: set[str]) -> tuple[list[str], list[str]]:
+        """(live files lost or changed, files of deleted versions still there)."""
+        files = [f for f in before if not f.endswith("/")]
+        doomed = self.doomed(files, deleted)
+        lost = sorted(f for f in files if f not in doomed and after.get(f) != before[f])
+        leaked = sorted(f for f in doomed if f in after)
+        return lost, leaked
+
+
+def snapshot_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Tables whose rows differ between two ``db_snapshot`` results."""
+    return sorted(t for t in set(a) | set(b) if a.get(t) != b.get(t))
+
+
+def tree_differences(a: Mapping[str, int], b: Mapping[str, int]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+# ---------------------------------------------------------------------------
+# MariaDB: restore a database to its pristine twin, in place
+# ---------------------------------------------------------------------------
+
+
+def _tables(cur: Any, database: str) -> list[str]:
+    cur.execute("SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE'", (database,))
+    return sorted(str(r[0]) for r in cur.fetchall())
+
+
+def table_checksums(database: str) -> dict[str, int]:
+    conn = mariadb_admin_connect()
+    try:
+        with conn.cursor() as cur:
+            tables = _tables(cur, database)
+            cur.execute("CHECKSUM TABLE " + ", ".join(f"`{database}`.`{t}`" for t in tables))
+            return {str(name).split(".", 1)[1]: int(value or 0)
+                    for name, value in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def restore_database(pristine: str, target: str, pristine_sums: Mapping[str, int]) -> list[str]:
+    """Make ``target`` hold ``pristine``'s rows again; return the tables copied back.
+
+    Only rows change in a sweep (never the schema), so the tables whose checksum
+    differs are emptied and refilled, with foreign key checks off for the copy."""
+    changed = [t for t, s in table_checksums(target).items() if pristine_sums.get(t) != s]
+    if not changed:
+        return []
+    conn = mariadb_admin_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION foreign_key_checks = 0")
+            try:
+                for table in changed:
+                    cur.execute(f"DELETE FROM `{target}`.`{table}`")
+                    cur.execute(f"INSERT INTO `{target}`.`{table}` "
+                                f"SELECT * FROM `{pristine}`.`{table}`")
+            finally:
+                cur.execute("SET SESSION foreign_key_checks = 1")
+    finally:
+        conn.close()
+    return changed
+
+
+# ---------------------------------------------------------------------------
+# S3: a moto server for a module, a bucket restored by re-putting what went
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class MotoServer:
+    """A moto S3 server on 127.0.0.1 and the environment a ``gc`` process needs for it
+    (dummy credentials, no profile files, the endpoint)."""
+
+    server: Any
+    endpoint_url: str
+
+    @classmethod
+    def start(cls) -> MotoServer:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        return cls(server, f"http://{host}:{port}")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="us-east-1")
+
+    def storage_option(self) -> list[str]:
+        return ["--storage-option", f"client_kwargs.endpoint_url={self.endpoint_url}"]
+
+
+def restore_bucket(client: Any, bucket: str, pristine: Mapping[str, bytes]) -> int:
+    """Put back every pristine object that is missing or changed, delete the extra
+    ones; return how many requests that took."""
+    from s3_support import list_bucket, upload
+
+    now = list_bucket(client, bucket)
+    missing = [(k, b) for k, b in pristine.items() if now.get(k) != len(b)]
+    extra = [k for k in now if k not in pristine]
+    if missing:
+        upload(client, bucket, missing, threads=16)
+    for start in range(0, len(extra), 1000):
+        client.delete_objects(Bucket=bucket, Delete={
+            "Objects": [{"Key": k} for k in extra[start:start + 1000]]})
+    return len(missing) + len(extra)
