@@ -754,9 +754,10 @@ class _Sweeper:
             # The store was reconfigured since the mark: the manifest's paths may no
             # longer be where that store keeps its data.
             return PROTECT_ROOT_CHANGED
-        # Lexical check here; StoreFiles repeats it, symlinks resolved, right before rm.
-        if not all(strictly_inside(path, item.store_root, resolve=False)
-                   for path in item.footprint):
+        # Symlinks are resolved here already, before the database step: a version whose
+        # directory is a link out of the root must keep its rows, not lose them and then
+        # fail at the files. StoreFiles repeats the check right before rm.
+        if not all(strictly_inside(path, item.store_root) for path in item.footprint):
             return PROTECT_OUTSIDE_ROOT
         return None
 
