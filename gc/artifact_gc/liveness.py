@@ -31,8 +31,12 @@ from artifact_gc.schema import VERSION_TABLE, ZenMLSchema
 #: Statements bind at most this many ids (SQLite's old limit was 999 variables).
 IN_CHUNK = 900
 
-_DASHED_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+#: A version id in a step configuration: dashed (external input artifacts), or as the
+#: user wrote it in a lazy loader (dashed, or 32 hex digits). Hashes of other lengths
+#: must not match in part (a false match would only keep more).
+_VERSION_ID = re.compile(
+    r"(?<![0-9a-f-])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|[0-9a-f]{32})(?![0-9a-f-])", re.IGNORECASE
 )
 
 REASON_URI_GUARD = "uri_overlap_since_mark"
@@ -178,15 +182,20 @@ def verify_unreferenced(
     wanted = {item.artifact_version_id for item in items}
     for table, column in schema.config_tables:
         col = q(column)
-        # The same filter as the mark: only configurations that name external
-        # input artifacts can hold a version id.
+        # Configurations that name external input artifacts, or hold lazy loaders:
+        # ``Client().get_artifact_version(id)`` in a pipeline body is kept in the
+        # snapshot as a lazy loader that the step resolves only when it starts, so a
+        # running (or scheduled) run names the version there and nowhere else yet.
         rows = connection.execute(sa.text(
-            f"SELECT {col} FROM {q(table)} WHERE {col} LIKE '%external_input_artifacts%'"
+            f"SELECT {col} FROM {q(table)} WHERE ({col} LIKE '%external_input_artifacts%'"
             f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
-            f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'"
+            f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%')"
+            f" OR ({col} LIKE '%client_lazy_loaders%'"
+            f" AND {col} NOT LIKE '%\"client_lazy_loaders\":{{}}%'"
+            f" AND {col} NOT LIKE '%\"client_lazy_loaders\": {{}}%')"
         )).all()
         for (config,) in rows:
-            for match in _DASHED_UUID.findall(str(config or "")):
+            for match in _VERSION_ID.findall(str(config or "")):
                 version_id = match.replace("-", "").lower()
                 if version_id in wanted:
                     result.referenced.setdefault(version_id, REASON_CONFIG)
