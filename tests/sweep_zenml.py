@@ -3,19 +3,25 @@
     python tests/sweep_zenml.py load                      # load() every artifact version
     python tests/sweep_zenml.py revive CONSUME LINK NEST  # act between mark and sweep
     python tests/sweep_zenml.py writer SPEC.json          # a writer racing a sweep
+    python tests/sweep_zenml.py orphans N NAME            # save N unlinked versions
 
 ``load`` prints ``{"loaded": n, "failed": {id: error}}`` as JSON. ``revive`` runs a new
 pipeline that consumes the version CONSUME, links the version LINK to a model, and
 saves a new version whose URI lies inside the directory of the version NEST.
 
-``writer`` reads ``{"name": str, "actions": [{"kind": "consume"|"link", "id": hex}],
-"ready": path|null, "go": path|null}``. Once ZenML is loaded and its store connected
-it creates ``ready``, waits for ``go`` (both optional), then acts on each version in
-turn: ``consume`` runs a pipeline whose step takes the version as its input
-(``Client().get_artifact_version(id)`` in the pipeline body), ``link`` links it to a
-model of its own. Every action is tried, whatever became of the previous one; it
+``writer`` reads ``{"name": str, "actions": [{"kind": "consume"|"link", "id": hex,
+"gate": path (optional)}], "ready": path|null, "go": path|null}``. Once ZenML is
+loaded and its store connected it creates ``ready``, waits for ``go`` (both optional),
+then acts on each version in turn: ``consume`` runs a pipeline whose step takes the
+version as its input (``Client().get_artifact_version(id)`` in the pipeline body,
+which ZenML keeps as a lazy loader in the snapshot and resolves when the step starts),
+``link`` links it to a model of its own. A ``consume`` with a ``gate`` runs a first
+step that creates ``GATE.holding`` and waits for the file ``GATE`` before the
+consuming step starts. Every action is tried, whatever became of the previous one; it
 prints ``{"results": [{"kind", "id", "ok", "error", "run_id", "model_version_id",
-"started", "ended"}]}`` (times from ``time.time()``).
+"started", "ended"}]}`` (times from ``time.time()``). ``orphans`` saves N versions of
+the artifact NAME with ``save_artifact`` outside any step (nothing references them)
+and prints ``{"ids": [hex, ...]}``.
 """
 
 from __future__ import annotations
@@ -65,6 +71,22 @@ try:
         from zenml.client import Client
 
         take(Client().get_artifact_version(version_id))
+
+    @step(enable_cache=False)
+    def hold(gate: str) -> None:
+        """Signal ``GATE.holding``, then wait for ``GATE``: the run's snapshot exists by
+        now, naming the version its next step will take."""
+        Path(gate + ".holding").touch()
+        deadline = time.monotonic() + 180
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @pipeline(enable_cache=False)
+    def gc_held_revival(version_id: str, gate: str) -> None:
+        from zenml.client import Client
+
+        hold(gate)
+        take(Client().get_artifact_version(version_id), after="hold")
 except ImportError:  # imported for its helpers without ZenML: steps are not needed
     pass
 
@@ -83,11 +105,15 @@ def revive(consume: str, link: str, nest: str) -> None:
     print(json.dumps({"ok": True}))
 
 
-def _consume(version_id: str, run_name: str) -> dict[str, str]:
-    """Run ``gc_revival`` on the version; ZenML raises if it cannot take it as input."""
+def _consume(version_id: str, run_name: str, gate: str | None = None) -> dict[str, str]:
+    """Run ``gc_revival`` on the version (``gc_held_revival`` with a gate); ZenML raises
+    if it cannot take it as input."""
     from zenml.enums import ExecutionStatus
 
-    run = gc_revival.with_options(run_name=run_name)(version_id)
+    if gate is None:
+        run = gc_revival.with_options(run_name=run_name)(version_id)
+    else:
+        run = gc_held_revival.with_options(run_name=run_name)(version_id, gate)
     if run is None:
         raise RuntimeError("the pipeline returned no run")
     from zenml.client import Client
@@ -130,7 +156,8 @@ def writer(spec_path: str) -> None:
                                      "started": time.time()}
         try:
             if action["kind"] == "consume":
-                result.update(_consume(action["id"], f"gc_writer_{spec['name']}_{n}"))
+                result.update(_consume(action["id"], f"gc_writer_{spec['name']}_{n}",
+                                       action.get("gate")))
             elif action["kind"] == "link":
                 result.update(_link(action["id"], f"gc_writer_{spec['name']}"))
             else:
@@ -144,6 +171,13 @@ def writer(spec_path: str) -> None:
     print(json.dumps({"results": results}))
 
 
+def orphans(count: int, name: str) -> None:
+    from zenml import save_artifact
+
+    ids = [save_artifact({"orphan": n}, name=name).id.hex for n in range(count)]
+    print(json.dumps({"ids": ids}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "load":
         load_all()
@@ -151,5 +185,7 @@ if __name__ == "__main__":
         revive(*sys.argv[2:5])
     elif sys.argv[1] == "writer":
         writer(sys.argv[2])
+    elif sys.argv[1] == "orphans":
+        orphans(int(sys.argv[2]), sys.argv[3])
     else:
         sys.exit(f"unknown action {sys.argv[1]}")

@@ -46,7 +46,7 @@ from artifact_gc.journal import EVENT_DELETED, EVENT_PROTECTED, EVENT_REVIVED, J
 from artifact_gc.sweep import KILL_ENV, PAUSE_ENV, sweep_status
 from reliability import lost, record
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
-from sweep_support import GC, ZENML_SCRIPT, mark_store, uri_paths, version_ids, zenml
+from sweep_support import GC, ZENML_SCRIPT, mark_store, version_ids, zenml
 
 #: The sweep pauses once the intent of this batch (one version a batch) is journaled,
 #: before its database step: batches 1..PAUSE_BATCH-1 are deleted by then.
@@ -56,6 +56,13 @@ PAUSE_BATCH = 4
 PAUSE_LIMIT = 120.0
 
 WAIT = 240.0
+
+#: Orphans added to the scenario store before the mark, so that the sweep (one version
+#: a batch) still runs for a few seconds after it resumes, long enough for the racing
+#: writers to win some batches and lose others.
+EXTRA_ORPHANS = 48
+RACE_LINKS = 5
+RACE_CONSUMES = 1
 
 
 @dataclass
@@ -67,21 +74,34 @@ class Roles:
     gone: dict[str, str] = field(default_factory=dict)  # id -> kind
     #: Before the sweep resumes: these batches are ahead, the writers must succeed.
     revive: dict[str, str] = field(default_factory=dict)
+    #: Named in the snapshot of a pipeline run that is running while the sweep passes
+    #: by, and consumed by the run's next step once the sweep has ended: must be kept.
+    held: dict[str, str] = field(default_factory=dict)
     #: Released with the sweep: either outcome, as long as it is a consistent one.
     race: dict[str, str] = field(default_factory=dict)
 
     @property
     def touched(self) -> dict[str, str]:
-        return {**self.gone, **self.revive, **self.race}
+        return {**self.gone, **self.revive, **self.held, **self.race}
 
 
 def _roles(order: list[str]) -> Roles:
-    assert len(order) >= 9, f"the scenario store has {len(order)} candidates, 9 expected"
+    rest = order[PAUSE_BATCH + 4:]
+    assert len(rest) >= 2 * (RACE_LINKS + RACE_CONSUMES), f"{len(order)} candidates"
     roles = Roles(order)
     # order[2] and order[4] are left alone: plain deletes among the revivals.
     roles.gone = {order[0]: "consume", order[1]: "link"}
-    roles.revive = {order[3]: "consume", order[5]: "consume", order[6]: "link"}
-    roles.race = {order[8]: "link", order[7]: "consume"}
+    roles.revive = {order[3]: "consume", order[5]: "link", order[6]: "link"}
+    roles.held = {order[7]: "consume"}
+    # The racers' targets are spread over the rest of the sweep, so that some of their
+    # batches come before the writer gets there and some after. Pipelines take
+    # seconds, links a fraction of one, and the racer does its links first: its
+    # pipelines aim at the last quarter.
+    for n in range(RACE_LINKS):
+        roles.race[rest[len(rest) * (2 * n + 1) // (2 * RACE_LINKS)]] = "link"
+    late = [vid for vid in rest[len(rest) * 3 // 4:] if vid not in roles.race]
+    for n in range(RACE_CONSUMES):
+        roles.race[late[len(late) * (2 * n + 1) // (2 * RACE_CONSUMES)]] = "consume"
     return roles
 
 
@@ -103,13 +123,13 @@ def _clean_env(store: ScenarioStore | None = None) -> dict[str, str]:
     return env
 
 
-def _start_writer(store: ScenarioStore, work: Path, name: str, actions: dict[str, str],
+def _start_writer(store: ScenarioStore, work: Path, name: str, actions: list[dict[str, str]],
                   *, ready: Path | None = None, go: Path | None = None
                   ) -> subprocess.Popen[str]:
     spec = work / f"writer-{name}.json"
     spec.write_text(json.dumps({
         "name": name,
-        "actions": [{"kind": kind, "id": vid} for vid, kind in actions.items()],
+        "actions": actions,
         "ready": str(ready) if ready else None,
         "go": str(go) if go else None,
     }))
@@ -163,14 +183,36 @@ def _references(store: ScenarioStore) -> tuple[set[tuple[str, str]], set[tuple[s
     return inputs, links
 
 
-def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> None:
-    manifest = mark_store(store, tmp_path / "mark.parquet")
-    order = _sweep_order(manifest)
-    assert set(order) == store.candidates
-    roles = _roles(order)
-    before = list_tree(store.store_root)
-    footprints = uri_paths(store, store.all_ids)
-    pause = tmp_path / "pause"
+def _footprints(store: ScenarioStore) -> dict[str, list[str]]:
+    """Every version's paths (its URI and its visualizations' URIs), from the database."""
+    engine = make_engine(store.sqlalchemy_url)
+    out: dict[str, list[str]] = {}
+    try:
+        with engine.connect() as conn:
+            for vid, uri in conn.execute(sa.text("SELECT id, uri FROM artifact_version")):
+                out.setdefault(str(vid), []).append(str(uri))
+            for vid, uri in conn.execute(sa.text(
+                    "SELECT artifact_version_id, uri FROM artifact_visualization")):
+                out.setdefault(str(vid), []).append(str(uri))
+    finally:
+        engine.dispose()
+    return out
+
+
+@dataclass
+class Outcome:
+    """What the writers and the sweep reported, beside what the roles asked for."""
+
+    roles: Roles
+    results: dict[str, dict[str, Any]]
+    summary: dict[str, Any]
+    paused_for: float
+
+
+def _race(store: ScenarioStore, manifest: Path, work: Path) -> Outcome:
+    """Run the sweep, pause it, run the writers, release the racers with it."""
+    roles = _roles(_sweep_order(manifest))
+    pause = work / "pause"
     pause.mkdir()
     sweep = subprocess.Popen(
         [GC, "sweep", str(manifest), "--db", store.db_url, "--yes", "--json",
@@ -181,57 +223,88 @@ def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> Non
     try:
         _wait_for(pause / "paused", sweep, "the sweep")
         paused_at = time.monotonic()
-        # The sweep is paused mid-run: the writers start now.
-        consume = {vid: k for vid, k in {**roles.gone, **roles.revive}.items() if k == "consume"}
-        link = {vid: k for vid, k in {**roles.gone, **roles.revive}.items() if k == "link"}
-        writers = [_start_writer(store, tmp_path, "consume", consume),
-                   _start_writer(store, tmp_path, "link", link)]
-        paused_results = [r for w in writers for r in _writer_results(w)]
+        # The sweep is paused mid-run (batches before PAUSE_BATCH done, the rest ahead):
+        # the writers start now. The racers load ZenML meanwhile and wait at "go".
+        before = {**roles.gone, **roles.revive}
+        go, gate = work / "go", work / "gate"
+        held = [{"kind": k, "id": v, "gate": str(gate)} for v, k in roles.held.items()]
+        plan = {
+            "consume": ([{"kind": k, "id": v} for v, k in before.items() if k == "consume"]
+                        + held, None),
+            "link": ([{"kind": k, "id": v} for v, k in before.items() if k == "link"], None),
+            # Links first, then pipelines, each in the sweep's order.
+            "racer": ([{"kind": k, "id": v} for v, k in sorted(
+                roles.race.items(), key=lambda vk: (vk[1] != "link", roles.order.index(vk[0])))],
+                      go),
+        }
+        ready = {name: work / f"{name}.ready" for name in plan}
+        consumer, linker, racer = (
+            _start_writer(store, work, name, actions, ready=ready[name], go=gate_)
+            for name, (actions, gate_) in plan.items())
+        writers = [consumer, linker, racer]
+        results = _writer_results(linker)
+        # The consumer has used or tried its versions when its held run is waiting.
+        _wait_for(Path(f"{gate}.holding"), consumer, "the held pipeline run")
+        _wait_for(ready["racer"], racer, "the racing writer")
+        paused_for = time.monotonic() - paused_at
         # The pause hook gives up after PAUSE_LIMIT: only before that is the overlap the
         # one described above.
-        assert time.monotonic() - paused_at < PAUSE_LIMIT - 5, "writers outlasted the pause"
+        assert paused_for < PAUSE_LIMIT - 5, "the writers outlasted the pause"
         assert sweep.poll() is None
-        ready, go = tmp_path / "racer.ready", tmp_path / "racer.go"
-        racer = _start_writer(store, tmp_path, "racer", roles.race, ready=ready, go=go)
-        writers.append(racer)
-        _wait_for(ready, racer, "the racing writer")
         go.touch()
         (pause / "resume").touch()
-        race_results = _writer_results(racer)
+        results += _writer_results(racer)
         out, err = sweep.communicate(timeout=WAIT)
         assert sweep.returncode == 0, f"gc sweep failed ({sweep.returncode}):\n{err[-4000:]}"
+        # The sweep is over: the held run's next step now takes its version.
+        gate.touch()
+        results += _writer_results(consumer)
     finally:
-        (pause / "resume").touch()
+        for path in (pause / "resume", work / "go", work / "gate"):
+            path.touch()
         for proc in (sweep, *writers):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    summary = json.loads(out)["summary"]
-    results = {r["id"]: r for r in paused_results + race_results}
-    assert set(results) == set(roles.touched)
-    record("concurrent writers", f"pipelines run {backend}",
-           sum(1 for r in results.values() if r["kind"] == "consume"))
-    record("concurrent writers", f"model links tried {backend}",
-           sum(1 for r in results.values() if r["kind"] == "link"))
-    record("concurrent writers", f"writers refused (sweep first) {backend}",
-           sum(1 for r in results.values() if not r["ok"]))
-    record("concurrent writers", f"race won by the writer {backend}",
-           sum(1 for vid in roles.race if results[vid]["ok"]))
+    by_id = {r["id"]: r for r in results}
+    assert set(by_id) == set(roles.touched) and len(results) == len(by_id)
+    return Outcome(roles, by_id, json.loads(out)["summary"], paused_for)
+
+
+def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> None:
+    extra = set(zenml(store, "orphans", str(EXTRA_ORPHANS), "gc_race_orphan")["ids"])
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    all_ids = version_ids(store.sqlalchemy_url)
+    candidates = store.candidates | extra
+    before = list_tree(store.store_root)
+    footprints = _footprints(store)
+    assert set(footprints) == all_ids
+
+    outcome = _race(store, manifest, tmp_path)
+    roles, results, summary = outcome.roles, outcome.results, outcome.summary
+    assert set(roles.order) == candidates
 
     remaining = version_ids(store.sqlalchemy_url)
     journal = _journal_state(manifest)
     inputs, links = _references(store)
+    record("concurrent writers", f"pipelines run {backend}",
+           sum(1 for r in results.values() if r["kind"] == "consume"))
+    record("concurrent writers", f"model links tried {backend}",
+           sum(1 for r in results.values() if r["kind"] == "link"))
+    record("concurrent writers", f"writes refused, the sweep first {backend}",
+           sum(1 for r in results.values() if not r["ok"]))
+    record("concurrent writers", f"races won by the writer {backend}",
+           sum(1 for vid in roles.race if results[vid]["ok"]))
 
     # -- the writers: a success is a revival, a failure a clean refusal --------------
     for vid in roles.gone:
         assert not results[vid]["ok"], f"a writer used {vid}, deleted before it started"
-    for vid in roles.revive:
+    for vid in {**roles.revive, **roles.held}:
         assert results[vid]["ok"], f"writer failed on {vid}: {results[vid].get('error')}"
     succeeded = {vid for vid, r in results.items() if r["ok"]}
-    refused = set(results) - succeeded
-    for vid in refused:
+    for vid in set(results) - succeeded:
         error = results[vid]["error"]
-        # ZenML raised; and only because the sweep got there first (the version is gone).
+        # ZenML raised, and only because the sweep got there first: the version is gone.
         assert error and "locked" not in error.lower(), error
         assert vid not in remaining, f"writer failed on {vid}, which survived: {error}"
     consumed_or_linked_lost = {vid for vid in succeeded if vid not in remaining}
@@ -245,26 +318,31 @@ def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> Non
 
     # -- the journal: every revival is there, and agrees with the store --------------
     revived = {vid for vid, (event, _) in journal.items() if event == EVENT_REVIVED}
-    kept = {vid for vid, (event, _) in journal.items() if event in (EVENT_REVIVED,
-                                                                     EVENT_PROTECTED)}
-    unjournaled = {vid for vid in store.candidates if vid in remaining and vid not in kept}
+    kept = {vid for vid, (event, _) in journal.items()
+            if event in (EVENT_REVIVED, EVENT_PROTECTED)}
+    unjournaled = {vid for vid in candidates if vid in remaining and vid not in kept}
     assert lost("revivals not journaled", len(unjournaled)) == 0, unjournaled
     journaled_but_gone = {vid for vid in kept if vid not in remaining}
-    assert lost("journaled revivals lost", len(journaled_but_gone)) == 0
+    assert lost("journaled revivals lost", len(journaled_but_gone)) == 0, journaled_but_gone
     assert succeeded <= revived, succeeded - revived
+    # Nothing but the writers revived anything.
+    assert revived <= succeeded, revived - succeeded
     for vid in roles.revive:
         assert journal[vid][1] in ("step_input", "model_link", "config_reference"), journal[vid]
-    gone = store.candidates - remaining
+    for vid in roles.held:
+        # Only the run's snapshot named it when its batch came.
+        assert journal[vid] == (EVENT_REVIVED, "config_reference"), journal[vid]
+    gone = candidates - remaining
     assert {vid for vid in gone if journal.get(vid, ("",))[0] != EVENT_DELETED} == set()
     assert set(summary["revived_versions"]) == revived
     assert summary["deleted"] == len(gone) and summary["failed"] == 0
     record("concurrent writers", "revivals journaled", len(revived))
     status = sweep_status(str(manifest)).as_dict()
     assert status["revived"] == len(revived) and status["remaining"] == 0
-    assert not status["running"]
+    assert status["done"] == len(gone) and not status["running"]
 
     # -- the store: nothing live lost, nothing leaked, nothing dangling --------------
-    live_lost = (store.all_ids - store.candidates) - remaining
+    live_lost = (all_ids - candidates) - remaining
     assert lost("live versions lost", len(live_lost)) == 0, live_lost
     after = list_tree(store.store_root)
     root = str(store.store_root)
@@ -274,7 +352,7 @@ def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> Non
         return [rel for rel in before
                 if any(rel == p or rel.startswith(p + "/") for p in prefixes)]
 
-    live_files_lost = [rel for vid in store.all_ids & remaining for rel in files_of(vid)
+    live_files_lost = [rel for vid in all_ids & remaining for rel in files_of(vid)
                        if after.get(rel) != before[rel]]
     assert lost("live files lost", len(live_files_lost)) == 0, live_files_lost
     leaked = [rel for vid in gone for rel in files_of(vid) if rel in after]
