@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,28 +175,51 @@ def parquet_source(url: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
+class _Checksum:
+    """The running SHA-256 of FORMAT.md's checksum: identity, candidate lines, count."""
+
+    def __init__(self, info: ManifestInfo) -> None:
+        self.digest = hashlib.sha256()
+        self.count = 0
+        identity = {
+            "mark_id": info.mark_id,
+            "database": info.database,
+            "format_version": info.format_version,
+            "lineage": info.lineage,
+        }
+        self.digest.update(json.dumps(identity, sort_keys=True).encode())
+
+    def add(self, connection: Any, relation_sql: str) -> None:
+        """Hash the candidate rows of ``relation_sql``, in ``artifact_version_id`` order."""
+        result = connection.sql(
+            f"SELECT {CHECKSUM_SQL} || chr(10) AS line FROM ({relation_sql}) "
+            f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY artifact_version_id"
+        )
+        for record_batch in result.to_arrow_reader(100_000):
+            lines = record_batch.column(0)
+            self.count += len(lines)
+            # The lines, each ending in a newline, lie back to back in the array's data
+            # buffer: hash them in place instead of as one Python string per row.
+            if not (pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type)):
+                lines = lines.cast(pa.large_string())
+            if len(lines):
+                _, offsets, data = lines.buffers()
+                fmt = "i" if pa.types.is_string(lines.type) else "q"
+                bounds = memoryview(offsets).cast(fmt)
+                start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
+                self.digest.update(memoryview(data)[start:end])
+
+    def value(self) -> str:
+        digest = self.digest.copy()
+        digest.update(str(self.count).encode())
+        return "sha256:" + digest.hexdigest()
+
+
 def candidate_checksum(connection: Any, relation_sql: str, info: ManifestInfo) -> str:
     """SHA-256 over the identity of the mark and every candidate row, in id order."""
-    digest = hashlib.sha256()
-    identity = {
-        "mark_id": info.mark_id,
-        "database": info.database,
-        "format_version": info.format_version,
-        "lineage": info.lineage,
-    }
-    digest.update(json.dumps(identity, sort_keys=True).encode())
-    result = connection.sql(
-        f"SELECT {CHECKSUM_SQL} AS line FROM ({relation_sql}) "
-        f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY artifact_version_id"
-    )
-    count = 0
-    reader = result.to_arrow_reader(100_000)
-    for record_batch in reader:
-        lines = record_batch.column(0).to_pylist()
-        count += len(lines)
-        digest.update(("\n".join(lines) + "\n").encode())
-    digest.update(str(count).encode())
-    return "sha256:" + digest.hexdigest()
+    checksum = _Checksum(info)
+    checksum.add(connection, relation_sql)
+    return checksum.value()
 
 
 def write_manifest(
@@ -224,16 +247,10 @@ def write_manifest_from(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> str:
-    """Write the rows of a DuckDB relation with ``info`` to ``url`` atomically.
-
-    Local files are written beside the target and renamed into place; object stores
-    get one upload of a finished local file, and publish the object only when that
-    upload completes. Either way an interrupted write leaves nothing that a sweep
-    could take for a manifest. ``complete`` and the checksum are set only here, at
-    the very end of a mark.
+    """Write the rows of a DuckDB relation with ``info`` to ``url`` atomically
+    (see :func:`_publish`). ``complete`` and the checksum are set only here, at the
+    very end of a mark.
     """
-    import tempfile
-
     info.checksum = candidate_checksum(connection, relation_sql, info)
     info.complete = True
     metadata = json.dumps(info.as_dict(), sort_keys=True).replace("'", "''")
@@ -247,6 +264,21 @@ def write_manifest_from(
             f"COPY (SELECT {columns} FROM ({relation_sql})) TO '{target}' "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{artifact_gc: '{metadata}'}})"
         )
+
+    _publish(url, info, write, storage_options)
+    return url
+
+
+def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
+             storage_options: dict[str, Any] | None) -> None:
+    """Have ``write(local_path)`` make the file, and publish it at ``url`` atomically.
+
+    Local files are written beside the target and renamed into place; object stores
+    get one upload of a finished local file, and publish the object only when that
+    upload completes. Either way an interrupted write leaves nothing that a sweep
+    could take for a manifest.
+    """
+    import tempfile
 
     import duckdb
 
@@ -273,6 +305,64 @@ def write_manifest_from(
                 local = os.path.join(scratch, "manifest.parquet")
                 write(local)
                 fs.put_file(local, path)
+
+
+#: Rows per Parquet row group of a manifest written from parts.
+ROW_GROUP_ROWS = 122_880
+
+
+def write_manifest_parts(
+    connection: Any,
+    parts: Iterable[pa.Table],
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write a manifest whose rows arrive as Arrow tables of :data:`SCHEMA`, atomically.
+
+    Each part is hashed and written as it comes, so the rows are computed once and
+    never all held at the same time. The checksum takes the candidates in id order:
+    each part's candidates must come after every candidate of the parts before it
+    (parts that are consecutive id ranges). A part that breaks that order stops the
+    write rather than produce a manifest that its own sweep would refuse.
+
+    ``info`` is read after the last part, so a generator of parts may finish it
+    (counts, bytes) on its way out. ``complete`` and the checksum are set only here.
+    """
+    import pyarrow.parquet as pq
+
+    def write(path: str) -> None:
+        checksum = _Checksum(info)
+        last_candidate: str | None = None
+        # No stored Arrow schema: readers then take the file's key-value metadata,
+        # which gets the manifest's only once it is complete, for the schema's.
+        writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", store_schema=False)
+        try:
+            for part in parts:
+                part = part.cast(SCHEMA)
+                connection.register("_manifest_part", part)
+                try:
+                    ((first, last),) = connection.execute(
+                        "SELECT min(artifact_version_id), max(artifact_version_id) "
+                        f"FROM _manifest_part WHERE status = '{STATUS_CANDIDATE}'"
+                    ).fetchall()
+                    if first is not None:
+                        if last_candidate is not None and first <= last_candidate:
+                            raise RuntimeError("manifest parts are not in candidate id order")
+                        last_candidate = last
+                    checksum.add(connection, "SELECT * FROM _manifest_part")
+                finally:
+                    connection.unregister("_manifest_part")
+                writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+            info.checksum = checksum.value()
+            info.complete = True
+            writer.add_key_value_metadata(
+                {METADATA_KEY: json.dumps(info.as_dict(), sort_keys=True).encode()})
+        finally:
+            writer.close()
+
+    _publish(url, info, write, storage_options)
     return url
 
 

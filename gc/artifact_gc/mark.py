@@ -10,6 +10,7 @@ other version's or visualization's files overlap its own.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -118,27 +119,36 @@ def mark(
             ],
             warnings=list(schema.warnings),
         )
-        counts = classify(con, engine, db_url, schema, stores, options, started, progress)
+        counts, parts = classify(con, engine, db_url, schema, stores, options, started,
+                                 progress)
         engine.dispose()
+        summary: dict[str, Any] = {}
+
+        def finish(result: dict[str, Any]) -> None:
+            summary.update(result)
+            info.counts = {**counts, **summary["counts"]}
+            info.bytes = summary["bytes"]
+            info.finished_at = mf.utc_now().isoformat()
+
         if options.sizes:
             from artifact_gc.sizes import measure_candidates
 
-            # Measuring fills the size columns in place, so the rows become a table;
-            # without --sizes they stay a view that the Parquet writer streams.
+            # Measuring fills the size columns in place, so the rows become a table.
             con.execute("CREATE TEMP TABLE manifest_table AS SELECT * FROM manifest_rows")
-            con.execute("DROP VIEW manifest_rows")
-            con.execute("ALTER TABLE manifest_table RENAME TO manifest_rows")
-            measure_candidates(con, "manifest_rows", stores, workers=options.workers,
+            measure_candidates(con, "manifest_table", stores, workers=options.workers,
                                progress=progress)
-            summary = summarize(con, "manifest_rows")
+            finish(summarize(con, "manifest_table"))
+            progress.stage("writing manifest")
+            mf.write_manifest_from(con, "SELECT * FROM manifest_table", info, out_url,
+                                   storage_options=storage_options)
         else:
-            summary = summarize(con, "summary_rows")
-        progress.stage("writing manifest")
-        info.counts = {**counts, **summary["counts"]}
-        info.bytes = summary["bytes"]
-        info.finished_at = mf.utc_now().isoformat()
-        mf.write_manifest_from(con, "SELECT * FROM manifest_rows", info, out_url,
-                               storage_options=storage_options)
+            # Each part of the rows is computed once, then hashed, summarized and
+            # written; the summary is complete when the last part has been written,
+            # before the writer reads ``info``.
+            mf.write_manifest_parts(
+                con, _parts(con, parts, counts["versions_in_scope"], progress, finish), info,
+                out_url, storage_options=storage_options,
+            )
     finally:
         con.close()
         engine.dispose()
@@ -293,10 +303,11 @@ def classify(
     options: MarkOptions,
     started: Any,
     progress: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
     """Read the store and decide every in-scope version's status.
 
-    Leaves the manifest's rows in the DuckDB table ``manifest_rows``; returns counts.
+    Leaves the manifest's rows in the DuckDB view ``manifest_rows``; returns counts,
+    and the same rows as queries over consecutive ranges of ids, in id order.
     """
     _load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
@@ -314,48 +325,115 @@ def classify(
         scope_filters.append("v.project_id IN (SELECT id::UUID FROM scope_projects)")
     in_scope = " AND ".join(scope_filters) or "TRUE"
 
+    # Every reason is one bit, in alphabetical order, so that a version's reasons are
+    # one integer OR-ed together (cheaper than a list of distinct strings per id) and
+    # unpacked, already sorted, only for the rows written.
+    reasons = sorted({ref.reason for ref in schema.references}
+                     | ({CONFIG_REFERENCE} if schema.config_tables else set()))
+    if len(reasons) > 62:
+        raise SchemaError(f"{len(reasons)} kinds of references to artifact versions; "
+                          "mark handles at most 62")
+    bit = {reason: 1 << index for index, reason in enumerate(reasons)}
     ref_selects = [
-        f"SELECT id, '{ref.reason}' AS reason FROM in_ref_{i}"
+        f"SELECT id, {bit[ref.reason]}::BIGINT AS bit FROM in_ref_{i}"
         for i, ref in enumerate(schema.references)
     ]
     ref_selects += [
         f"SELECT TRY_CAST(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')) "
-        f"AS UUID) AS id, '{CONFIG_REFERENCE}' AS reason FROM in_config_{i}"
+        f"AS UUID) AS id, {bit[CONFIG_REFERENCE]}::BIGINT AS bit FROM in_config_{i}"
         for i in range(len(schema.config_tables))
     ]
-    refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::UUID id, NULL reason"
+    refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::UUID id, 0::BIGINT bit"
     con.execute(
-        f"""
-        CREATE TEMP TABLE refs AS
-        SELECT id, list_sort(list(DISTINCT reason)) AS ref_reasons
-        FROM ({refs_sql}) GROUP BY id
-        """
+        f"CREATE TEMP TABLE refs AS SELECT id, bit_or(bit) AS mask FROM ({refs_sql}) "
+        "WHERE id IS NOT NULL GROUP BY id"
     )
+    reason_list = "[" + ", ".join(f"'{r}'" for r in reasons) + "]::VARCHAR[]"
     for i in range(len(schema.references)):
         con.execute(f"DROP TABLE in_ref_{i}")
-    _find_overlaps(con)
-    con.execute(
-        """
-        CREATE TEMP TABLE visualization_lists AS
-        SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
-        FROM in_visualizations GROUP BY artifact_version_id
-        """
-    )
-    con.execute("DROP TABLE in_visualizations")
-    cutoff = (started - options.older_than).isoformat(sep=" ")
+    in_scope_count = _scalar(con, f"SELECT count(*) FROM in_versions v WHERE {in_scope}")
+    ranges = _id_ranges(in_scope_count)
+    _find_overlaps(con, ranges)
     keep_n = options.keep_latest or 0
-    # The window that ranks versions by recency costs a sort of the whole table:
-    # only pay for it when --keep-latest asks for it.
-    recency = (
-        "row_number() OVER (PARTITION BY v.artifact_id ORDER BY "
-        "v.created DESC NULLS FIRST, v.version_number DESC NULLS FIRST, v.id)"
-        if keep_n > 0 else "NULL::BIGINT"
-    )
-    con.execute(
-        f"""
-        CREATE TEMP TABLE decision AS
+    con.execute("CREATE TEMP TABLE latest (id UUID)")
+    if keep_n > 0:
+        # The window that ranks versions by recency costs a sort of the whole table:
+        # only pay for it when --keep-latest asks for it.
+        con.execute(
+            f"""
+            INSERT INTO latest SELECT id FROM (
+                SELECT v.id, row_number() OVER (PARTITION BY v.artifact_id ORDER BY
+                    v.created DESC NULLS FIRST, v.version_number DESC NULLS FIRST, v.id
+                ) AS recency
+                FROM in_versions v WHERE {in_scope}
+            ) WHERE recency <= {keep_n}
+            """
+        )
+    cutoff = (started - options.older_than).isoformat(sep=" ")
+    # The manifest's rows, in FORMAT.md's column order, as SQL over one range of ids.
+    # The whole view serves --sizes; a plain mark computes and writes it range by range.
+    con.execute("CREATE TEMP VIEW manifest_rows AS "
+                + _rows_sql(in_scope, cutoff, reason_list, None, None))
+    total = _scalar(con, "SELECT count(*) FROM in_versions")
+    counts = {
+        "versions_total": total,
+        "versions_in_scope": in_scope_count,
+        "versions_out_of_scope": total - in_scope_count,
+    }
+    parts = [_rows_sql(in_scope, cutoff, reason_list, _sql_uuid(lo), _sql_uuid(hi))
+             for lo, hi in ranges]
+    return counts, parts
+
+
+#: Versions per part of a manifest's rows. A part's joins, its Arrow copy and its
+#: Parquet row group stay this small, however large the store.
+PART_ROWS = 131_072
+
+#: Versions per range when versions are joined with their visualizations to find the
+#: visualizations outside their version's directory.
+JOIN_ROWS = 4 * PART_ROWS
+
+
+def _id_ranges(versions: int, per_range: int = PART_ROWS) -> list[tuple[int | None, int | None]]:
+    """Consecutive ranges of the 128-bit id space, ``[lo, hi)``, one per part.
+
+    ZenML's ids are random (UUID4), so equal ranges hold about equal numbers of
+    versions. The first range is open below and the last above: together they cover
+    every id, whatever its distribution.
+    """
+    parts = max(1, -(-versions // per_range))
+    bounds = [k * (1 << 128) // parts for k in range(1, parts)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def _sql_uuid(value: int | None) -> str:
+    if value is None:
+        return "NULL::UUID"
+    digits = f"{value:032x}"
+    return (f"'{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}'"
+            "::UUID")
+
+
+def _in_range(column: str, lo: str | None, hi: str | None) -> str:
+    """SQL: ``column`` lies in ``[lo, hi)``; a NULL bound is no bound."""
+    if lo is None and hi is None:
+        return "TRUE"
+    return f"(({lo}) IS NULL OR {column} >= ({lo})) AND (({hi}) IS NULL OR {column} < ({hi}))"
+
+
+def _rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str | None) -> str:
+    """The manifest's rows for the in-scope versions whose id lies in ``[lo, hi)``.
+
+    Every table is filtered to the range before it is joined, so the hash tables of
+    a part hold that part's rows only. ``reasons`` is the SQL list of reference
+    reasons, bit ``i`` of a version's mask standing for element ``i + 1``.
+    """
+    return f"""
         WITH decided AS (
-            SELECT v.id, coalesce(refs.ref_reasons, []::VARCHAR[]) AS ref_reasons,
+            SELECT v.*, s.store_root, s.hex AS store_hex,
+                   CASE WHEN r.mask IS NULL THEN []::VARCHAR[] ELSE list_filter(
+                       {reasons}, lambda x, i: (r.mask >> (i - 1)) & 1 = 1) END
+                       AS ref_reasons,
                    [x FOR x IN [
                        CASE WHEN v.save_type = 'preexisting'
                            THEN '{PROTECT_PREEXISTING}' END,
@@ -367,67 +445,73 @@ def classify(
                            THEN '{PROTECT_OUTSIDE_ROOT}' END,
                        CASE WHEN v.created IS NULL OR v.created > TIMESTAMP '{cutoff}'
                            THEN '{PROTECT_GRACE}' END,
-                       CASE WHEN {recency} <= {keep_n} THEN '{PROTECT_KEEP_LATEST}' END,
+                       CASE WHEN k.id IS NOT NULL THEN '{PROTECT_KEEP_LATEST}' END,
                        CASE WHEN o.id IS NOT NULL THEN '{PROTECT_OVERLAP}' END
                    ] IF x IS NOT NULL] AS protect_reasons
-            FROM in_versions v
-            LEFT JOIN in_stores s ON s.artifact_store_id::UUID = v.artifact_store_id
-            LEFT JOIN refs ON refs.id = v.id
-            LEFT JOIN overlapping o ON o.id = v.id
-            WHERE {in_scope}
+            FROM (SELECT * FROM in_versions v
+                  WHERE {in_scope} AND {_in_range('v.id', lo, hi)}) v
+            LEFT JOIN (SELECT *, {_HEX.format('artifact_store_id::UUID')} AS hex
+                       FROM in_stores) s ON s.artifact_store_id::UUID = v.artifact_store_id
+            LEFT JOIN (SELECT * FROM refs WHERE {_in_range('id', lo, hi)}) r ON r.id = v.id
+            LEFT JOIN (SELECT * FROM overlapping WHERE {_in_range('id', lo, hi)}) o
+                ON o.id = v.id
+            LEFT JOIN (SELECT * FROM latest WHERE {_in_range('id', lo, hi)}) k
+                ON k.id = v.id
         )
-        SELECT id,
-               CASE WHEN len(ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
-                    WHEN len(protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
-                    ELSE '{mf.STATUS_CANDIDATE}' END AS status,
-               list_concat(ref_reasons, CASE WHEN len(ref_reasons) > 0
-                   THEN list_filter(protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
-                   ELSE protect_reasons END) AS reasons
-        FROM decided
-        """
-    )
-    # What the rows below need is in the decision now; free the memory.
-    con.execute("DROP TABLE refs")
-    # The manifest's rows, in FORMAT.md's column order: a view over the narrow decision
-    # and the inputs, which the Parquet writer streams instead of a second full copy.
-    con.execute(
-        f"""
-        CREATE TEMP VIEW manifest_rows AS
         SELECT {_HEX.format('d.id')} AS artifact_version_id,
-               {_HEX.format('v.artifact_id')} AS artifact_id, a.name AS artifact_name,
-               v.version, v.version_number, p.name AS project,
-               {_HEX.format('v.project_id')} AS project_id,
-               v.created, v.uri, {_HEX.format('v.artifact_store_id')} AS artifact_store_id,
-               s.store_root, v.save_type,
-               d.status, d.reasons,
+               coalesce(a.hex, {_HEX.format('d.artifact_id')}) AS artifact_id,
+               a.name AS artifact_name, d.version, d.version_number, p.name AS project,
+               coalesce(p.hex, {_HEX.format('d.project_id')}) AS project_id,
+               d.created, d.uri,
+               coalesce(d.store_hex, {_HEX.format('d.artifact_store_id')})
+                   AS artifact_store_id,
+               d.store_root, d.save_type,
+               CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
+                    WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
+                    ELSE '{mf.STATUS_CANDIDATE}' END AS status,
+               list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
+                   THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
+                   ELSE d.protect_reasons END) AS reasons,
                NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
                coalesce(z.uris, []::VARCHAR[]) AS visualization_uris
-        FROM decision d
-        JOIN in_versions v ON v.id = d.id
-        LEFT JOIN in_artifacts a ON a.id = v.artifact_id
-        LEFT JOIN in_projects p ON p.id = v.project_id
-        LEFT JOIN in_stores s ON s.artifact_store_id::UUID = v.artifact_store_id
-        LEFT JOIN visualization_lists z ON z.id = d.id
-        """
-    )
+        FROM decided d
+        LEFT JOIN (SELECT *, {_HEX.format('id')} AS hex FROM in_artifacts) a
+            ON a.id = d.artifact_id
+        LEFT JOIN (SELECT *, {_HEX.format('id')} AS hex FROM in_projects) p
+            ON p.id = d.project_id
+        LEFT JOIN (
+            SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
+            FROM in_visualizations WHERE {_in_range('artifact_version_id', lo, hi)}
+            GROUP BY artifact_version_id
+        ) z ON z.id = d.id
+    """
+
+
+def _parts(
+    con: Any, queries: list[str], versions: int, progress: Progress,
+    finish: Callable[[dict[str, Any]], None],
+) -> Iterator[pa.Table]:
+    """The manifest's rows as Arrow tables, one per id range, in id order.
+
+    Each part's narrow columns go into ``summary_rows`` as it passes; once the last
+    part is out, ``finish`` gets the summary.
+    """
+    progress.stage("writing manifest", total=versions, unit="versions")
     con.execute(
-        """
-        CREATE TEMP VIEW summary_rows AS
-        SELECT d.status, d.reasons, NULL::BIGINT AS size_bytes,
-               a.name AS artifact_name, p.name AS project
-        FROM decision d
-        JOIN in_versions v ON v.id = d.id
-        LEFT JOIN in_artifacts a ON a.id = v.artifact_id
-        LEFT JOIN in_projects p ON p.id = v.project_id
-        """
+        "CREATE TEMP TABLE summary_rows (status VARCHAR, reasons VARCHAR[], "
+        "size_bytes BIGINT, artifact_name VARCHAR, project VARCHAR)"
     )
-    total = _scalar(con, "SELECT count(*) FROM in_versions")
-    in_scope_count = _scalar(con, "SELECT count(*) FROM decision")
-    return {
-        "versions_total": total,
-        "versions_in_scope": in_scope_count,
-        "versions_out_of_scope": total - in_scope_count,
-    }
+    for query in queries:
+        table = con.sql(query).to_arrow_table()
+        con.register("_mark_part", table)
+        try:
+            con.execute("INSERT INTO summary_rows SELECT status, reasons, size_bytes, "
+                        "artifact_name, project FROM _mark_part")
+        finally:
+            con.unregister("_mark_part")
+        yield table
+        progress.advance(table.num_rows)
+    finish(summarize(con, "summary_rows"))
 
 
 def _scalar(con: Any, sql: str) -> int:
@@ -439,7 +523,7 @@ def _register_scope(con: Any, name: str, ids: set[str] | None) -> None:
     con.register(name, pa.table({"id": pa.array(sorted(ids or ()), pa.string())}))
 
 
-def _find_overlaps(con: Any) -> None:
+def _find_overlaps(con: Any, ranges: list[tuple[int | None, int | None]]) -> None:
     """Find every version whose files overlap another version's files.
 
     A version's footprint is its URI plus its visualization URIs. A version is
@@ -453,17 +537,31 @@ def _find_overlaps(con: Any) -> None:
     a path lies inside (or equals) an earlier one exactly when the largest range end
     seen before it lies beyond it, and it contains (or equals) another exactly when
     the next path starts with it. Visualizations inside their own version's URI add
-    nothing to either test and are left out.
+    nothing to either test and are left out. Every version's own path is one row, so
+    only the other visualizations need de-duplicating (a path twice for the same
+    version would otherwise look like an overlap with itself); they are found range
+    by range of version ids, which keeps the join's hash table small.
     """
+    con.execute("CREATE TEMP TABLE outside_paths (id UUID, p VARCHAR)")
+    for lo, hi in _id_ranges(len(ranges) * PART_ROWS, JOIN_ROWS):
+        in_range = _in_range("v.id", _sql_uuid(lo), _sql_uuid(hi))
+        con.execute(
+            f"""
+            INSERT INTO outside_paths
+            SELECT DISTINCT z.artifact_version_id, rtrim(z.uri, '/') || '/'
+            FROM in_visualizations z
+            JOIN (SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions v
+                  WHERE {in_range}) v ON v.id = z.artifact_version_id
+            WHERE NOT starts_with(rtrim(z.uri, '/') || '/', v.p)
+            """
+        )
     con.execute(
         """
         CREATE TEMP TABLE overlapping AS
         WITH footprint AS (
             SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions
-            UNION
-            SELECT z.artifact_version_id, rtrim(z.uri, '/') || '/'
-            FROM in_visualizations z JOIN in_versions v ON v.id = z.artifact_version_id
-            WHERE NOT starts_with(rtrim(z.uri, '/') || '/', rtrim(v.uri, '/') || '/')
+            UNION ALL
+            SELECT id, p FROM outside_paths
         ),
         ordered AS (
             SELECT id, p,
@@ -477,6 +575,7 @@ def _find_overlaps(con: Any) -> None:
         WHERE starts_with(next_p, p) OR cover > p
         """
     )
+    con.execute("DROP TABLE outside_paths")
 
 
 def summarize(con: Any, relation: str, top: int = 10) -> dict[str, Any]:
