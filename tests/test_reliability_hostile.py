@@ -260,7 +260,7 @@ def _mariadb_database(request: pytest.FixtureRequest, bed: Bed, *tables: str) ->
     if why:
         require_server(why)
     factory = request.getfixturevalue("mariadb_url_factory")
-    url = "mysql+pymysql://" + factory("gc_hostile").removeprefix("mysql://")
+    url: str = "mysql+pymysql://" + factory("gc_hostile").removeprefix("mysql://")
     engine = make_engine(url)
     with engine.begin() as connection:
         for ddl in tables:
@@ -577,7 +577,8 @@ def test_local_uris_that_escape_the_root_are_never_deleted(bed: Bed) -> None:
     def add(name: str, uri: str, victim: Path | None, *, visualization: bool = False) -> None:
         plan.append((name, uri, victim, visualization))
 
-    add("dotdot", f"{root}/../{outside.name}-dotdot", _victim(root.parent / f"{outside.name}-dotdot"))
+    add("dotdot", f"{root}/../{outside.name}-dotdot",
+        _victim(root.parent / f"{outside.name}-dotdot"))
     add("deep dotdot", f"{root}/load_data/raw_data/../../../{outside.name}-deep",
         _victim(root.parent / f"{outside.name}-deep"))
     add("the root itself via .", f"{root}/.", None)
@@ -648,3 +649,263 @@ def _footprints(manifest: Path, ids: set[str], root: Path) -> list[str]:
     paths = [p for r in rows if r["artifact_version_id"] in ids
              for p in [r["uri"], *(r["visualization_uris"] or [])]]
     return [os.path.relpath(p, root) for p in paths if p.startswith(f"{root}/")]
+
+
+def test_s3_uris_that_escape_the_root_are_never_deleted(moto_s3: MotoS3,
+                                                        tmp_path: Path) -> None:
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    bucket = moto_s3.bucket
+    store = populate(url, SyntheticSpec(versions=40, store_root=moto_s3.url("store"),
+                                        recent_share=0.0, seed=5))
+    client = moto_s3.client()
+    upload_store_objects(client, bucket, url, "store")
+    other = f"{bucket}-other"
+    client.create_bucket(Bucket=other)
+    local_victim = _victim(tmp_path / "outside" / "file-scheme")
+    # (name, uri, visualization?, victim (bucket, key prefix) or None)
+    plan: list[tuple[str, str, bool, tuple[str, str] | None]] = [
+        ("another bucket, same key", f"s3://{other}/store/victim-a", False,
+         (other, "store/victim-a/")),
+        ("dotdot", f"s3://{bucket}/store/../outside/dotdot", False, (bucket, "outside/dotdot/")),
+        # (The root itself as a URI overlaps every version: mark protects them all.)
+        ("the root via ..", f"s3://{bucket}/store/load_data/..", False, None),
+        ("the root via .", f"s3://{bucket}/store/.", False, None),
+        ("sibling sharing the prefix", f"s3://{bucket}/store-evil/v", False,
+         (bucket, "store-evil/v/")),
+        ("prefix without separator", f"s3://{bucket}/storeevil/v", False,
+         (bucket, "storeevil/v/")),
+        ("gs:// with the store's own path", f"gs://{bucket}/store/gs-victim", False,
+         (bucket, "store/gs-victim/")),
+        ("file:// on an S3 store", f"file://{local_victim}", False, None),
+        ("no scheme at all", f"{bucket}/store/no-scheme", False, (bucket, "store/no-scheme/")),
+        ("visualization in another bucket", f"s3://{other}/store/vis-victim", True,
+         (other, "store/vis-victim/")),
+    ]
+    legit = sorted(store.expected_candidates)
+    hostile = legit[:len(plan)]
+    for vid, (_name, uri, visualization, victim) in zip(hostile, plan, strict=True):
+        _set_uri(url, vid, uri, visualization=visualization)
+        if victim is not None:
+            target, prefix = victim
+            upload(client, target, [(f"{prefix}precious-{i}.bin", b"keep") for i in range(2)])
+    # URL-encoded dots and slashes are plain characters in an S3 key: this path is a key
+    # inside the root, and the key a decoder would find outside must survive.
+    encoded = legit[len(plan)]
+    _set_uri(url, encoded, f"s3://{bucket}/store/%2e%2e/outside/encoded")
+    upload(client, bucket, [("store/%2e%2e/outside/encoded/literal.bin", b"inside"),
+                            ("outside/encoded/precious.bin", b"keep")])
+    before = {b: list_bucket(client, b) for b in (bucket, other)}
+    local_before = list_tree(local_victim)
+
+    manifest = tmp_path / "escape.parquet"
+    endpoint = f"client_kwargs.endpoint_url={moto_s3.endpoint_url}"
+    marked = _invoke("mark", "--db", url, "--older-than", "0s", "--out", str(manifest),
+                     "--storage-option", endpoint, "--json")
+    assert marked.exit_code == 0, marked.output
+    decisions = _decisions(manifest)
+    summary = _sweep_cli(manifest, url, "--storage-option", endpoint)
+    record("bad inputs tried", "URIs escaping an S3 store root", len(plan) + 1)
+
+    remaining = version_ids(url)
+    for vid, (name, *_rest) in zip(hostile, plan, strict=True):
+        assert vid in remaining, f"{name}: its version was deleted ({decisions[vid]})"
+        assert decisions[vid][0] == mf.STATUS_PROTECTED or vid in summary["protected_versions"]
+    deleted = set(legit) - remaining
+    assert deleted >= set(legit[len(plan) + 1:])
+    after = {b: list_bucket(client, b) for b in (bucket, other)}
+    owned = [p.split("://", 1)[1].split("/", 1)[1].rstrip("/")
+             for p in _footprints_any(manifest, deleted)]
+    gone = [(b, k) for b, keys in before.items() for k in keys
+            if k not in after[b] and not (
+                b == bucket and any(k == o or k.startswith(o + "/") for o in owned))]
+    assert lost("objects outside the store root", len(gone)) == 0, gone
+    assert "outside/encoded/precious.bin" in after[bucket]
+    assert list_tree(local_victim) == local_before
+    assert integrity_problems(url) == []
+
+
+def _footprints_any(manifest: Path, ids: set[str]) -> list[str]:
+    rows = pq.read_table(manifest, columns=["artifact_version_id", "uri",
+                                            "visualization_uris"]).to_pylist()
+    return [p for r in rows if r["artifact_version_id"] in ids
+            for p in [r["uri"], *(r["visualization_uris"] or [])]]
+
+
+# ---------------------------------------------------------------------------
+# A newer ZenML schema than this release knows
+# ---------------------------------------------------------------------------
+
+
+def test_a_newer_schema_keeps_what_it_references_and_stops_the_sweep(bed: Bed) -> None:
+    """A future release's table with a foreign key into artifact_version keeps versions
+    alive (mark: ``fk:<table>``; sweep of an older manifest: revived), and a schema
+    version this release does not know stops the sweep before it deletes anything."""
+    pinned = sorted(bed.store.expected_candidates)[:3]
+    engine = make_engine(bed.db_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE deployment_pin (id CHAR(32) PRIMARY KEY, "
+            "artifact_version_id CHAR(32) NOT NULL REFERENCES artifact_version(id))")
+        for vid in pinned:
+            connection.execute(sa.text("INSERT INTO deployment_pin VALUES (:i, :v)"),
+                               {"i": uuid.uuid4().hex, "v": vid})
+    engine.dispose()
+    fresh = bed.tmp / "fresh.parquet"
+    mark(bed.db_url, str(fresh), MarkOptions(older_than=timedelta(0)))
+    decisions = _decisions(fresh)
+    for vid in pinned:
+        assert decisions[vid] == (mf.STATUS_REACHABLE, ["fk:deployment_pin"])
+    # The manifest marked before the table existed names them as candidates; the sweep's
+    # re-verification reflects the schema again and keeps them.
+    summary = _sweep_cli(bed.manifest, bed.db_url)
+    assert set(pinned) <= set(summary["revived_versions"])
+    remaining = version_ids(bed.db_url)
+    assert lost("versions pinned by an unknown table", len(set(pinned) - remaining)) == 0
+    assert all((bed.root / os.path.relpath(p, bed.root)).exists()
+               for p in _footprints_any(bed.manifest, set(pinned)))
+    assert integrity_problems(bed.db_url) == []
+
+    # A store migrated to a release we do not know: mark warns and still reflects, the
+    # sweep refuses.
+    engine = make_engine(bed.db_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0.99.0'")
+    engine.dispose()
+    newer = bed.tmp / "newer.parquet"
+    marked = _invoke("mark", "--db", bed.db_url, "--older-than", "0s", "--out", str(newer))
+    assert marked.exit_code == 0, marked.output
+    assert "0.99.0" in marked.output
+    before = _state(bed)
+    refused = _invoke("sweep", str(newer), "--db", bed.db_url, "--yes")
+    record("bad inputs tried", "store with an unknown newer schema", 1)
+    assert refused.exit_code == EXIT_REFUSED, refused.output
+    assert "0.99.0" in _failed_line(refused.output)
+    assert _state(bed) == before
+
+
+# ---------------------------------------------------------------------------
+# MariaDB: a ZenML schema made by ZenML's own migrations, shared with the secrets suite
+# ---------------------------------------------------------------------------
+
+_SCHEMA: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def zenml_mariadb_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MariaDB database migrated by ZenML 0.98.0 itself (about 20 s); tests clone it.
+    Migrated once per session even when several modules ask for it."""
+    why = mariadb_available()
+    if why:
+        require_server(why)
+    if "name" not in _SCHEMA:
+        name = f"gc_h4_schema_{uuid.uuid4().hex[:10]}"
+        url = mariadb_create_database(name)
+        _SCHEMA["name"] = name
+        config = tmp_path_factory.mktemp("zenml-migrate")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+        env.update(BUILD_ENV, ZENML_CONFIG_PATH=str(config), ZENML_STORE_URL=url)
+        done = subprocess.run(
+            [sys.executable, "-c", "from zenml.client import Client; Client().zen_store"],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"ZenML could not migrate {name}:\n{done.stderr[-3000:]}"
+    yield _SCHEMA["name"]
+    mariadb_drop_database(_SCHEMA["name"])  # idempotent: the last module finds it gone
+
+
+@dataclass
+class MariaStore:
+    database: str
+    admin_url: str  # the zenml user's URL (all privileges on the database)
+    root: Path
+    store: SyntheticStore
+
+    def url_for(self, user: str, password: str) -> str:
+        from urllib.parse import quote
+
+        return (f"mysql+pymysql://{quote(user, safe='')}:{quote(password, safe='')}@"
+                f"{MARIADB_HOST}:{MARIADB_PORT}/{self.database}")
+
+
+def make_maria_store(schema: str, factory: Callable[..., str], root: Path,
+                     versions: int = 30) -> MariaStore:
+    """A synthetic store (files written) in a fresh clone of the migrated schema."""
+    zenml_url = factory("gc_h4")
+    database = zenml_url.rsplit("/", 1)[1]
+    mariadb_clone_database(schema, database)
+    admin = "mysql+pymysql://" + zenml_url.removeprefix("mysql://")
+    store = populate(admin, SyntheticSpec(versions=versions, store_root=str(root),
+                                          write_files=True, recent_share=0.0, seed=17))
+    return MariaStore(database, admin, root, store)
+
+
+def mysql_rows(database: str) -> dict[str, list[str]]:
+    """Every row of every table of a MariaDB database, as root and without reflection."""
+    conn = mariadb_admin_connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = %s ORDER BY table_name", (database,))
+            tables = [r[0] for r in cur.fetchall()]
+            rows = {}
+            for table in tables:
+                cur.execute(f"SELECT * FROM `{table}`")
+                rows[table] = sorted(map(repr, cur.fetchall()))
+            return rows
+    finally:
+        conn.close()
+
+
+def create_mariadb_user(user: str, password: str, database: str, privileges: str) -> None:
+    conn = mariadb_admin_connect()
+    try:
+        with conn.cursor() as cur:
+            secret = conn.escape(password)
+            for host in ("%", "localhost"):
+                who = f"'{user}'@'{host}'"
+                cur.execute(f"DROP USER IF EXISTS {who}")
+                cur.execute(f"CREATE USER {who} IDENTIFIED BY {secret}")
+                cur.execute(f"GRANT {privileges} ON `{database}`.* TO {who}")
+    finally:
+        conn.close()
+
+
+def drop_mariadb_user(user: str) -> None:
+    conn = mariadb_admin_connect()
+    try:
+        with conn.cursor() as cur:
+            for host in ("%", "localhost"):
+                cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+    finally:
+        conn.close()
+
+
+def test_a_read_only_user_can_mark_but_its_sweep_deletes_nothing(
+    zenml_mariadb_schema: str, mariadb_url_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    maria = make_maria_store(zenml_mariadb_schema, mariadb_url_factory, tmp_path / "root")
+    user, password = "gc_h4_readonly", "ro-Pw-5tq8"
+    create_mariadb_user(user, password, maria.database, "SELECT")
+    try:
+        readonly = maria.url_for(user, password)
+        manifest = tmp_path / "mark.parquet"
+        marked = _invoke("mark", "--db", readonly, "--older-than", "0s", "--out",
+                         str(manifest), "--json")
+        assert marked.exit_code == 0, marked.output
+        candidates = {v for v, (s, _r) in _decisions(manifest).items()
+                      if s == mf.STATUS_CANDIDATE}
+        assert candidates == set(maria.store.expected_candidates)
+        before = (mysql_rows(maria.database), list_tree(maria.root, include_dirs=True),
+                  manifest.read_bytes())
+        # (--only-artifact deletes files and no row: re-verifying under FOR UPDATE
+        # needs nothing but SELECT on MariaDB, so a read-only user may run that one.)
+        for mode in ((), ("--only-metadata",)):
+            result = _invoke("sweep", str(manifest), "--db", readonly, "--yes", *mode)
+            record("bad inputs tried", f"read-only database user, sweep {' '.join(mode)}", 1)
+            assert result.exit_code == EXIT_DATABASE, (mode, result.output)
+            line = _failed_line(result.output)
+            assert "denied" in line and password not in result.output, line
+            after = (mysql_rows(maria.database), list_tree(maria.root, include_dirs=True),
+                     manifest.read_bytes())
+            assert after == before, mode
+    finally:
+        drop_mariadb_user(user)
