@@ -97,8 +97,12 @@ def normalize_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password removed, for messages and manifests."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL with any password removed, for messages and manifests.
+
+    Up to the LAST ``@``: a password pasted with a raw ``@`` in it must not leave its
+    tail behind (hiding a little too much of a rare URL is the safe side).
+    """
+    return re.sub(r"(://[^:/@]+):.*@", r"\1:***@", url)
 
 
 def create_engine(url: str, *, readonly: bool = False) -> Any:
@@ -114,6 +118,13 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
         parsed = sa.engine.make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with little context
         raise DatabaseError(f"cannot parse database URL {redact(url)!r}: {exc}") from exc
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy splits at the first "@", so the rest of a password with a raw "@"
+        # would become the host name, and then appear in the driver's error messages.
+        raise DatabaseError(
+            "the database URL's host part contains '@': a password with '@', '/', ':' or "
+            "'%' must be URL-encoded (urllib.parse.quote(password, safe=''))"
+        )
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database
         if not path or path == ":memory:":

@@ -441,7 +441,9 @@ def _rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str 
                        CASE WHEN s.store_root IS NOT NULL AND (NOT starts_with(
                            v.uri, CASE WHEN s.store_root = '/' THEN '/'
                                        ELSE s.store_root || '/' END)
-                           OR rtrim(v.uri, '/') = s.store_root)
+                           OR rtrim(v.uri, '/') = s.store_root
+                           -- '..' or '.' segments climb out of (or name) the root
+                           OR regexp_matches(v.uri, '(^|/)[.][.]?(/|$)'))
                            THEN '{PROTECT_OUTSIDE_ROOT}' END,
                        CASE WHEN v.created IS NULL OR v.created > TIMESTAMP '{cutoff}'
                            THEN '{PROTECT_GRACE}' END,
