@@ -11,8 +11,9 @@ saves a new version whose URI lies inside the directory of the version NEST.
 
 ``writer`` reads ``{"name": str, "actions": [{"kind": "consume"|"link", "id": hex,
 "gate": path (optional)}], "ready": path|null, "go": path|null}``. Once ZenML is
-loaded and its store connected it creates ``ready``, waits for ``go`` (both optional),
-then acts on each version in turn: ``consume`` runs a pipeline whose step takes the
+loaded and its store connected it creates ``ready``, waits for ``go`` (both optional)
+and reads SPEC.json again (so its actions can be written last), then acts on each
+version in turn: ``consume`` runs a pipeline whose step takes the
 version as its input (``Client().get_artifact_version(id)`` in the pipeline body,
 which ZenML keeps as a lazy loader in the snapshot and resolves when the step starts),
 ``link`` links it to a model of its own. A ``consume`` with a ``gate`` runs a first
@@ -147,9 +148,14 @@ def writer(spec_path: str) -> None:
     if spec.get("ready"):
         Path(spec["ready"]).touch()
     if spec.get("go"):
-        deadline = time.monotonic() + 120
-        while not Path(spec["go"]).exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 240
+        while not Path(spec["go"]).exists():
+            if time.monotonic() > deadline:
+                sys.exit(f"writer {spec['name']}: {spec['go']} never came")
             time.sleep(0.02)
+        # The actions may be written only now: a writer can be started (and ZenML
+        # loaded) before the versions it will act on exist.
+        spec = json.loads(Path(spec_path).read_text())
     results = []
     for n, action in enumerate(spec["actions"]):
         result: dict[str, object] = {"kind": action["kind"], "id": action["id"],

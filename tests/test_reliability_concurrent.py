@@ -1,29 +1,34 @@
 """Concurrent writers: real ZenML pipelines and model links while ``gc sweep`` runs.
 
 The sweep runs as a real ``gc sweep`` subprocess, one version per batch, against a
-real ZenML store (SQLite, then MariaDB). Writers are real ZenML processes
-(``sweep_zenml.py writer``) that take the manifest's candidates as step inputs of new
-pipeline runs (``Client().get_artifact_version(id)`` in the pipeline body) or link
-them to models (``link_artifact_to_model``).
+real ZenML store (SQLite, then MariaDB) to which 48 more orphans were added, so that
+it has some 60 batches to go through. Writers are real ZenML processes
+(``sweep_zenml.py writer``, started ahead so that ZenML is loaded) that take the
+manifest's candidates as step inputs of new pipeline runs
+(``Client().get_artifact_version(id)`` in the pipeline body) or link them to models
+(``link_artifact_to_model``).
 
 The overlap is made certain with the sweep's pause hook: the sweep stops after
 journaling the intent of batch ``PAUSE_BATCH``, with the batches before it deleted and
-the rest untouched, and the writers run then:
+the rest untouched, and the writers are released then:
 
 - on versions whose batch is done, they must fail cleanly (ZenML raises) and the
   versions stay gone;
 - on versions whose batch has not reached the database yet (the paused batch
   included, its intent already journaled), they must succeed, and the sweep must keep
-  those versions and journal them ``revived``.
+  those versions and journal them ``revived``;
+- one pipeline run is held between its steps: its snapshot names a candidate that
+  its next step takes only after the sweep has ended. The sweep must keep that
+  version (``config_reference``), and the step must then succeed.
 
-Then one more writer is released at the same moment as the sweep, and races it to
-the last batches: whichever wins, the store must be consistent.
+One more writer is released at the same moment as the sweep, and races it through the
+rest of the batches: whichever gets to a version first, the store must be consistent.
 
 What is proved afterwards, measured from the store and recorded with ``lost``:
 no live version or live file lost, every revival journaled (and in the sweep's
-``--json`` summary), every candidate either gone with its files or kept with them, no
-dangling row (``PRAGMA foreign_key_check`` on SQLite), and ZenML's own client loads
-every version that is left.
+``--json`` summary and ``gc status``), every candidate either gone with its files or
+kept with them, no dangling row (``PRAGMA foreign_key_check`` on SQLite), and ZenML's
+own client loads every version that is left.
 """
 
 from __future__ import annotations
@@ -123,26 +128,47 @@ def _clean_env(store: ScenarioStore | None = None) -> dict[str, str]:
     return env
 
 
-def _start_writer(store: ScenarioStore, work: Path, name: str, actions: list[dict[str, str]],
-                  *, ready: Path | None = None, go: Path | None = None
-                  ) -> subprocess.Popen[str]:
-    spec = work / f"writer-{name}.json"
-    spec.write_text(json.dumps({
-        "name": name,
-        "actions": actions,
-        "ready": str(ready) if ready else None,
-        "go": str(go) if go else None,
-    }))
-    return subprocess.Popen([sys.executable, str(ZENML_SCRIPT), "writer", str(spec)],
-                            env=_clean_env(store), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@dataclass
+class Writer:
+    """A ``sweep_zenml.py writer`` process: ZenML loaded, waiting for its actions."""
 
+    name: str
+    spec: Path
+    ready: Path
+    go: Path
+    proc: subprocess.Popen[str]
 
-def _writer_results(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
-    out, err = proc.communicate(timeout=WAIT)
-    assert proc.returncode == 0, f"writer crashed:\n{err[-4000:]}"
-    results: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])["results"]
-    return results
+    @classmethod
+    def start(cls, store: ScenarioStore, work: Path, name: str) -> Writer:
+        spec, ready, go = (work / f"writer-{name}{ext}" for ext in (".json", ".ready", ".go"))
+        spec.write_text(json.dumps({"name": name, "actions": [], "ready": str(ready),
+                                    "go": str(go)}))
+        proc = subprocess.Popen([sys.executable, str(ZENML_SCRIPT), "writer", str(spec)],
+                                env=_clean_env(store), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        return cls(name, spec, ready, go, proc)
+
+    def release(self, actions: list[dict[str, str]]) -> None:
+        """Hand the writer its actions and let it go (it re-reads its spec at ``go``)."""
+        _wait_for(self.ready, self.proc, f"writer {self.name}")
+        spec = json.loads(self.spec.read_text())
+        spec["actions"] = actions
+        tmp = self.spec.with_suffix(".tmp")
+        tmp.write_text(json.dumps(spec))
+        tmp.replace(self.spec)
+        self.go.touch()
+
+    def results(self) -> list[dict[str, Any]]:
+        out, err = self.proc.communicate(timeout=WAIT)
+        assert self.proc.returncode == 0, f"writer {self.name} crashed:\n{err[-4000:]}"
+        results: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])["results"]
+        return results
+
+    def stop(self) -> None:
+        self.go.touch()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], what: str) -> None:
@@ -209,78 +235,76 @@ class Outcome:
     paused_for: float
 
 
-def _race(store: ScenarioStore, manifest: Path, work: Path) -> Outcome:
-    """Run the sweep, pause it, run the writers, release the racers with it."""
+def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, Writer]
+          ) -> Outcome:
+    """Run the sweep, pause it, release the writers, release the racer with it."""
     roles = _roles(_sweep_order(manifest))
-    pause = work / "pause"
+    consumer, linker, racer = writers["consumer"], writers["linker"], writers["racer"]
+    pause, gate = work / "pause", work / "gate"
     pause.mkdir()
     sweep = subprocess.Popen(
         [GC, "sweep", str(manifest), "--db", store.db_url, "--yes", "--json",
          "--batch-size", "1", "--workers", "2"],
         env={**_clean_env(), PAUSE_ENV: f"after_intent:{PAUSE_BATCH}:{pause}"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writers: list[subprocess.Popen[str]] = []
     try:
         _wait_for(pause / "paused", sweep, "the sweep")
         paused_at = time.monotonic()
         # The sweep is paused mid-run (batches before PAUSE_BATCH done, the rest ahead):
-        # the writers start now. The racers load ZenML meanwhile and wait at "go".
+        # the writers act now.
         before = {**roles.gone, **roles.revive}
-        go, gate = work / "go", work / "gate"
-        held = [{"kind": k, "id": v, "gate": str(gate)} for v, k in roles.held.items()]
-        plan = {
-            "consume": ([{"kind": k, "id": v} for v, k in before.items() if k == "consume"]
-                        + held, None),
-            "link": ([{"kind": k, "id": v} for v, k in before.items() if k == "link"], None),
-            # Links first, then pipelines, each in the sweep's order.
-            "racer": ([{"kind": k, "id": v} for v, k in sorted(
-                roles.race.items(), key=lambda vk: (vk[1] != "link", roles.order.index(vk[0])))],
-                      go),
-        }
-        ready = {name: work / f"{name}.ready" for name in plan}
-        consumer, linker, racer = (
-            _start_writer(store, work, name, actions, ready=ready[name], go=gate_)
-            for name, (actions, gate_) in plan.items())
-        writers = [consumer, linker, racer]
-        results = _writer_results(linker)
+        consumer.release([{"kind": k, "id": v} for v, k in before.items() if k == "consume"]
+                         + [{"kind": k, "id": v, "gate": str(gate)}
+                            for v, k in roles.held.items()])
+        linker.release([{"kind": k, "id": v} for v, k in before.items() if k == "link"])
+        results = linker.results()
         # The consumer has used or tried its versions when its held run is waiting.
-        _wait_for(Path(f"{gate}.holding"), consumer, "the held pipeline run")
-        _wait_for(ready["racer"], racer, "the racing writer")
+        _wait_for(Path(f"{gate}.holding"), consumer.proc, "the held pipeline run")
+        _wait_for(racer.ready, racer.proc, "the racing writer")
         paused_for = time.monotonic() - paused_at
         # The pause hook gives up after PAUSE_LIMIT: only before that is the overlap the
         # one described above.
         assert paused_for < PAUSE_LIMIT - 5, "the writers outlasted the pause"
         assert sweep.poll() is None
-        go.touch()
+        # Links first, then pipelines, each in the sweep's order, from the moment the
+        # sweep goes on.
+        racer.release([{"kind": k, "id": v} for v, k in sorted(
+            roles.race.items(), key=lambda vk: (vk[1] != "link", roles.order.index(vk[0])))])
         (pause / "resume").touch()
-        results += _writer_results(racer)
+        results += racer.results()
         out, err = sweep.communicate(timeout=WAIT)
         assert sweep.returncode == 0, f"gc sweep failed ({sweep.returncode}):\n{err[-4000:]}"
         # The sweep is over: the held run's next step now takes its version.
         gate.touch()
-        results += _writer_results(consumer)
+        results += consumer.results()
     finally:
-        for path in (pause / "resume", work / "go", work / "gate"):
-            path.touch()
-        for proc in (sweep, *writers):
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        (pause / "resume").touch()
+        gate.touch()
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.communicate()
     by_id = {r["id"]: r for r in results}
     assert set(by_id) == set(roles.touched) and len(results) == len(by_id)
     return Outcome(roles, by_id, json.loads(out)["summary"], paused_for)
 
 
 def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> None:
-    extra = set(zenml(store, "orphans", str(EXTRA_ORPHANS), "gc_race_orphan")["ids"])
-    manifest = mark_store(store, tmp_path / "mark.parquet")
-    all_ids = version_ids(store.sqlalchemy_url)
-    candidates = store.candidates | extra
-    before = list_tree(store.store_root)
-    footprints = _footprints(store)
-    assert set(footprints) == all_ids
-
-    outcome = _race(store, manifest, tmp_path)
+    # The writers load ZenML while the store is prepared and marked; they act only
+    # when released.
+    writers = {name: Writer.start(store, tmp_path, name)
+               for name in ("consumer", "linker", "racer")}
+    try:
+        extra = set(zenml(store, "orphans", str(EXTRA_ORPHANS), "gc_race_orphan")["ids"])
+        manifest = mark_store(store, tmp_path / "mark.parquet")
+        all_ids = version_ids(store.sqlalchemy_url)
+        candidates = store.candidates | extra
+        before = list_tree(store.store_root)
+        footprints = _footprints(store)
+        assert set(footprints) == all_ids
+        outcome = _race(store, manifest, tmp_path, writers)
+    finally:
+        for writer in writers.values():
+            writer.stop()
     roles, results, summary = outcome.roles, outcome.results, outcome.summary
     assert set(roles.order) == candidates
 
