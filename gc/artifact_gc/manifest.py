@@ -310,6 +310,11 @@ def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
 #: Rows per Parquet row group of a manifest written from parts.
 ROW_GROUP_ROWS = 122_880
 
+#: Columns that repeat few values; ids, URIs and versions are left without a
+#: dictionary, which costs time and saves nothing on unique values.
+_DICTIONARY_COLUMNS = ("artifact_id", "artifact_name", "project", "project_id",
+                       "artifact_store_id", "store_root", "save_type", "status", "reasons")
+
 
 def write_manifest_parts(
     connection: Any,
@@ -337,7 +342,8 @@ def write_manifest_parts(
         last_candidate: str | None = None
         # No stored Arrow schema: readers then take the file's key-value metadata,
         # which gets the manifest's only once it is complete, for the schema's.
-        writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", store_schema=False)
+        writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", store_schema=False,
+                                  use_dictionary=list(_DICTIONARY_COLUMNS))
         try:
             for part in parts:
                 part = part.cast(SCHEMA)

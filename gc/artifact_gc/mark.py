@@ -218,11 +218,15 @@ def _load_inputs(
         else f"SELECT {empty}, {empty} FROM {q(VERSION_TABLE)} WHERE 1 = 0",
         [("artifact_version_id", uuid), ("uri", text_type)],
     ))
+    # MySQL/MariaDB index every foreign key column, so DISTINCT is a walk of the index
+    # that sends each referenced id once (a fraction of the link rows) through the
+    # driver; SQLite has no such index and would sort, so it sends every row to DuckDB.
+    distinct = "DISTINCT " if dialect == "mysql" else ""
     for index, reference in enumerate(schema.references):
         column = q(reference.column)
         reads.append((
             f"ref_{index}",
-            f"SELECT {text(column, False)} AS id FROM {q(reference.table)} "
+            f"SELECT {distinct}{text(column, False)} AS id FROM {q(reference.table)} "
             f"WHERE {column} IS NOT NULL",
             [("id", uuid)],
         ))

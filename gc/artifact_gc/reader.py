@@ -91,11 +91,18 @@ def _stream_batches(engine: Any, sql: str, schema: pa.Schema) -> Iterator[pa.Rec
         # flat however large the table is.
         result = connection.execution_options(stream_results=True).execute(sa.text(sql))
         for rows in result.partitions(CHUNK_ROWS):
-            arrays = [
-                pa.array([None if v is None else _text(v) for v in values], type=pa.string())
-                for values in zip(*rows, strict=True)
-            ]
+            arrays = [_column(values) for values in zip(*rows, strict=True)]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _column(values: tuple[Any, ...]) -> pa.Array:
+    """One column of text values (``str`` or None, as the queries cast them) as Arrow."""
+    try:
+        # Arrow converts a sequence of str/None in C; the per-value path below is for
+        # the odd driver value that is not text (bytes of a binary collation, say).
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([None if v is None else _text(v) for v in values], type=pa.string())
 
 
 def _text(value: Any) -> str:
