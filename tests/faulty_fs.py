@@ -39,7 +39,7 @@ class SlowDown(OSError):
     """What S3 answers when it throttles (the message is what classifiers look at)."""
 
 
-class FaultyFileSystem(LocalFileSystem):
+class FaultyFileSystem(LocalFileSystem):  # type: ignore[misc]
     protocol = ("faulty", "file")
     cachable = False
 
@@ -116,7 +116,7 @@ class LocalFaults:
         return OSError(code, f"{os.strerror(code)} (injected)", path), after
 
 
-class FlakyFileSystem(LocalFileSystem):
+class FlakyFileSystem(LocalFileSystem):  # type: ignore[misc]
     """fsspec's local filesystem whose ``rm`` fails as ``faults`` says."""
 
     protocol = ("flaky", "file")

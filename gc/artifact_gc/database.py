@@ -133,7 +133,8 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
             raise DatabaseError(f"SQLite database {path} does not exist")
         target = f"file:{Path(path).resolve()}?mode=ro" if readonly else str(path)
         # SQLAlchemy's own ``?timeout=SECONDS`` (the busy timeout) is honoured.
-        timeout = float(parsed.query.get("timeout") or 60)
+        raw_timeout = parsed.query.get("timeout")
+        timeout = float(raw_timeout) if isinstance(raw_timeout, str) and raw_timeout else 60.0
         engine = sa.create_engine(
             "sqlite://",
             creator=_sqlite_creator(target, uri=readonly, timeout=timeout),
