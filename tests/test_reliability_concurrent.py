@@ -44,12 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 import sqlalchemy as sa
 
 from artifact_gc import manifest as mf
 from artifact_gc.journal import EVENT_DELETED, EVENT_PROTECTED, EVENT_REVIVED, Journal
 from artifact_gc.sweep import KILL_ENV, PAUSE_ENV, sweep_status
-from reliability import lost, record
+from reliability import lost, record, trials
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
 from sweep_support import GC, ZENML_SCRIPT, mark_store, version_ids, zenml
 
@@ -60,6 +61,7 @@ PAUSE_BATCH = 4
 #: Longest the pause hook waits for ``resume`` before it carries on by itself.
 PAUSE_LIMIT = 120.0
 
+#: Longest a writer, the sweep or a pause point may take before the test gives up.
 WAIT = 240.0
 
 #: Orphans added to the scenario store before the mark, so that the sweep (one version
@@ -398,10 +400,17 @@ def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> Non
     assert loaded["loaded"] == len(remaining)
 
 
-def test_writers_race_the_sweep_sqlite(scenario_store: ScenarioStore, tmp_path: Path) -> None:
+#: One race per backend in CI; ARTIFACT_GC_SOAK=N runs N, each on a fresh store.
+ROUNDS = range(trials(1))
+
+
+@pytest.mark.parametrize("round_", ROUNDS)
+def test_writers_race_the_sweep_sqlite(scenario_store: ScenarioStore, tmp_path: Path,
+                                       round_: int) -> None:
     _run_concurrently(scenario_store, tmp_path, "sqlite")
 
 
+@pytest.mark.parametrize("round_", ROUNDS)
 def test_writers_race_the_sweep_mariadb(mariadb_scenario_store: ScenarioStore,
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, round_: int) -> None:
     _run_concurrently(mariadb_scenario_store, tmp_path, "mariadb")
