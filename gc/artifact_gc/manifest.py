@@ -204,8 +204,8 @@ class _Checksum:
                 lines = lines.cast(pa.large_string())
             if len(lines):
                 _, offsets, data = lines.buffers()
-                fmt = "i" if pa.types.is_string(lines.type) else "q"
-                bounds = memoryview(offsets).cast(fmt)
+                bounds = (memoryview(offsets).cast("i") if pa.types.is_string(lines.type)
+                          else memoryview(offsets).cast("q"))
                 start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
                 self.digest.update(memoryview(data)[start:end])
 

@@ -316,6 +316,12 @@ def classify(
     _load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
     artifact_scope, project_scope = _scope(con, options)
+    # Ids as the manifest spells them, once per artifact and project rather than once
+    # per version.
+    for source, target in (("in_artifacts", "artifact_names"), ("in_projects", "project_names")):
+        con.execute(f"CREATE TEMP TABLE {target} AS "
+                    f"SELECT id, name, {_HEX.format('id')} AS hex FROM {source}")
+        con.execute(f"DROP TABLE {source}")
     con.register("in_stores", pa.table({
         "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
         "store_root": pa.array([s.root for s in stores.values()], pa.string()),
@@ -357,7 +363,7 @@ def classify(
         con.execute(f"DROP TABLE in_ref_{i}")
     in_scope_count = _scalar(con, f"SELECT count(*) FROM in_versions v WHERE {in_scope}")
     ranges = _id_ranges(in_scope_count)
-    _find_overlaps(con, ranges)
+    _find_overlaps(con, _scalar(con, "SELECT count(*) FROM in_versions"))
     keep_n = options.keep_latest or 0
     con.execute("CREATE TEMP TABLE latest (id UUID)")
     if keep_n > 0:
@@ -479,16 +485,15 @@ def _rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str 
                    THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
                    ELSE d.protect_reasons END) AS reasons,
                NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
-               coalesce(z.uris, []::VARCHAR[]) AS visualization_uris
+               coalesce(list_sort(list_transform(z.items, lambda x: CASE WHEN x.nested
+                   THEN rtrim(d.uri, '/') || '/' || x.rest ELSE x.rest END)), []::VARCHAR[])
+                   AS visualization_uris
         FROM decided d
-        LEFT JOIN (SELECT *, {_HEX.format('id')} AS hex FROM in_artifacts) a
-            ON a.id = d.artifact_id
-        LEFT JOIN (SELECT *, {_HEX.format('id')} AS hex FROM in_projects) p
-            ON p.id = d.project_id
+        LEFT JOIN artifact_names a ON a.id = d.artifact_id
+        LEFT JOIN project_names p ON p.id = d.project_id
         LEFT JOIN (
-            SELECT artifact_version_id AS id, list(uri ORDER BY uri) AS uris
-            FROM in_visualizations WHERE {_in_range('artifact_version_id', lo, hi)}
-            GROUP BY artifact_version_id
+            SELECT id, list({{'nested': nested, 'rest': rest}}) AS items
+            FROM visualizations WHERE {_in_range('id', lo, hi)} GROUP BY id
         ) z ON z.id = d.id
     """
 
@@ -529,7 +534,7 @@ def _register_scope(con: Any, name: str, ids: set[str] | None) -> None:
     con.register(name, pa.table({"id": pa.array(sorted(ids or ()), pa.string())}))
 
 
-def _find_overlaps(con: Any, ranges: list[tuple[int | None, int | None]]) -> None:
+def _find_overlaps(con: Any, versions: int) -> None:
     """Find every version whose files overlap another version's files.
 
     A version's footprint is its URI plus its visualization URIs. A version is
@@ -545,29 +550,38 @@ def _find_overlaps(con: Any, ranges: list[tuple[int | None, int | None]]) -> Non
     the next path starts with it. Visualizations inside their own version's URI add
     nothing to either test and are left out. Every version's own path is one row, so
     only the other visualizations need de-duplicating (a path twice for the same
-    version would otherwise look like an overlap with itself); they are found range
-    by range of version ids, which keeps the join's hash table small.
+    version would otherwise look like an overlap with itself).
+
+    On the way, ``in_visualizations`` becomes ``visualizations``: a URI inside its
+    version's directory is kept as the part after that directory (``nested``), which
+    is usually a file name short enough for DuckDB to store inline. The join runs
+    range by range of version ids, which keeps its hash table small.
     """
-    con.execute("CREATE TEMP TABLE outside_paths (id UUID, p VARCHAR)")
-    for lo, hi in _id_ranges(len(ranges) * PART_ROWS, JOIN_ROWS):
+    con.execute("CREATE TEMP TABLE visualizations "
+                "(id UUID, rest VARCHAR, nested BOOLEAN, inside BOOLEAN)")
+    for lo, hi in _id_ranges(versions, JOIN_ROWS):
         in_range = _in_range("v.id", _sql_uuid(lo), _sql_uuid(hi))
         con.execute(
             f"""
-            INSERT INTO outside_paths
-            SELECT DISTINCT z.artifact_version_id, rtrim(z.uri, '/') || '/'
+            INSERT INTO visualizations
+            SELECT z.artifact_version_id,
+                   CASE WHEN starts_with(z.uri, v.base || '/')
+                        THEN substring(z.uri, length(v.base) + 2) ELSE z.uri END,
+                   starts_with(z.uri, v.base || '/'),
+                   starts_with(rtrim(z.uri, '/') || '/', v.base || '/')
             FROM in_visualizations z
-            JOIN (SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions v
+            JOIN (SELECT id, rtrim(uri, '/') AS base FROM in_versions v
                   WHERE {in_range}) v ON v.id = z.artifact_version_id
-            WHERE NOT starts_with(rtrim(z.uri, '/') || '/', v.p)
             """
         )
+    con.execute("DROP TABLE in_visualizations")
     con.execute(
         """
         CREATE TEMP TABLE overlapping AS
         WITH footprint AS (
             SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions
             UNION ALL
-            SELECT id, p FROM outside_paths
+            SELECT DISTINCT id, rtrim(rest, '/') || '/' FROM visualizations WHERE NOT inside
         ),
         ordered AS (
             SELECT id, p,
@@ -581,7 +595,6 @@ def _find_overlaps(con: Any, ranges: list[tuple[int | None, int | None]]) -> Non
         WHERE starts_with(next_p, p) OR cover > p
         """
     )
-    con.execute("DROP TABLE outside_paths")
 
 
 def summarize(con: Any, relation: str, top: int = 10) -> dict[str, Any]:
