@@ -26,6 +26,9 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
+    #: user + system CPU of the process and its threads: on shared cores, the part of
+    #: the cost that other processes' load does not inflate as much as wall time.
+    cpu_seconds: float = 0.0
 
     def rate(self, items: int) -> float:
         return items / self.seconds if self.seconds > 0 else float("inf")
@@ -45,7 +48,8 @@ def run(label: str, argv: list[str], env: dict[str, str] | None = None,
         err.seek(0)
         measured = Measured(label, seconds, usage.ru_maxrss / 1024, proc.returncode,
                             out.read().decode(errors="replace"),
-                            err.read().decode(errors="replace"))
+                            err.read().decode(errors="replace"),
+                            usage.ru_utime + usage.ru_stime)
     if check and measured.returncode != 0:
         raise RuntimeError(f"{label} failed ({measured.returncode}):\n{measured.stderr[-3000:]}")
     return measured
