@@ -89,7 +89,11 @@ def parse_storage_options(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         parts = [p.strip() for p in name.split(".")]
-        if not sep or not all(parts):
+        if not sep:
+            # Without "=" the argument may well be a bare credential: never echo it.
+            raise UsageError("--storage-option expects KEY=VALUE, got an argument without "
+                             "'=' (not shown: it may be a secret)")
+        if not all(parts):
             raise UsageError(f"--storage-option expects KEY=VALUE, got {name.strip()!r}=...")
         value: Any = raw
         if parts[-1] not in _STRING_OPTIONS and raw.strip().lower() in ("true", "false", "null"):
