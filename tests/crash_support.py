@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -114,26 +115,76 @@ class Run:
         return self.kill is not None and not self.killed
 
 
-def _segments(journal: Path | None) -> bool:
+class CreationWatch:
+    """Linux inotify on one directory: :meth:`wait` returns as soon as a file whose
+    name contains ``needle`` is created there. A partial manifest exists for a few
+    milliseconds; polling would miss it, the kernel's notification does not."""
+
+    _IN_CREATE = 0x100
+    _IN_MOVED_TO = 0x80
+
+    def __init__(self, directory: Path, needle: str) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(directory),
+                                        self._IN_CREATE | self._IN_MOVED_TO) < 0:
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        self.needle = needle.encode()
+
+    def wait(self, alive: Any, poll: float = 0.05) -> bool:
+        """Block until the file shows up (True) or ``alive()`` turns false (False)."""
+        import select
+        import struct
+
+        while alive():
+            ready, _, _ = select.select([self.fd], [], [], poll)
+            if not ready:
+                continue
+            data = os.read(self.fd, 65536)
+            offset = 0
+            while offset < len(data):
+                _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16: offset + 16 + length].rstrip(b"\0")
+                offset += 16 + length
+                if self.needle in name:
+                    return True
+        return False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _segments(journal: Path | None) -> int:
+    """How many finished journal segments there are (a resume starts with some)."""
     if journal is None:
-        return False
+        return 0
     try:
-        return any(name.endswith(".parquet") and not name.startswith(".")
-                   for name in os.listdir(journal))
+        return sum(1 for name in os.listdir(journal)
+                   if name.endswith(".parquet") and not name.startswith("."))
     except FileNotFoundError:
-        return False
+        return 0
 
 
 def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
            kill: Kill | None = None, journal: Path | None = None,
            watch: Path | None = None, timeout: float = 240) -> Run:
-    """Run ``gc ARGS``; deliver ``kill``. ``journal`` is the sweep's journal directory
-    (the ``work`` anchor). ``watch``: a directory; a timed kill with anchor ``file``
-    fires as soon as any file whose name contains ``.partial`` shows up in it."""
+    """Run ``gc ARGS``; deliver ``kill``. ``journal`` is the sweep's journal directory:
+    the ``work`` anchor is the first segment this process adds to it. ``watch``: a directory; a timed kill with anchor ``file``
+    counts its delay from the creation of a file named ``*.partial*`` in it."""
     full_env = gc_env(env)
     if kill is not None and kill.kind == "point":
         full_env[KILL_ENV] = f"{kill.point}:{kill.hit}"
     command = [GC, *args]
+    watcher = None
+    if kill is not None and kill.anchor == "file":
+        assert watch is not None
+        watcher = CreationWatch(watch, ".partial")  # before the process can write
+    already = _segments(journal)
     started = time.monotonic()
     proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -143,15 +194,12 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
         if kill is not None and kill.kind == "timed":
             anchor = started
             if kill.anchor == "work":
-                while proc.poll() is None and not _segments(journal):
+                while proc.poll() is None and _segments(journal) <= already:
                     time.sleep(0.002)
                 anchor = time.monotonic()
                 work_started = anchor - started
-            elif kill.anchor == "file":
-                assert watch is not None
-                while proc.poll() is None and not any(
-                        ".partial" in name for name in os.listdir(watch)):
-                    time.sleep(0.0005)  # a partial manifest lives for milliseconds
+            elif watcher is not None:
+                watcher.wait(lambda: proc.poll() is None)
                 anchor = time.monotonic()
             deadline = anchor + kill.delay
             while proc.poll() is None and time.monotonic() < deadline:
@@ -160,12 +208,14 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
                 proc.send_signal(signal.SIGKILL)
                 killed_by_us = True
         elif journal is not None:
-            while proc.poll() is None and not _segments(journal):
+            while proc.poll() is None and _segments(journal) <= already:
                 time.sleep(0.002)
-            if _segments(journal):
+            if _segments(journal) > already:
                 work_started = time.monotonic() - started
         out, err = proc.communicate(timeout=timeout)
     finally:
+        if watcher is not None:
+            watcher.close()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
@@ -196,9 +246,13 @@ class Footprints:
         import duckdb
 
         base = base.rstrip("/") + "/"
-        rows = duckdb.sql(
-            "SELECT artifact_version_id, status, uri, visualization_uris "
-            f"FROM read_parquet('{manifest}')").fetchall()
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                "SELECT artifact_version_id, status, uri, visualization_uris "
+                "FROM read_parquet(?)", [str(manifest)]).fetchall()
+        finally:
+            con.close()
         out = cls(set(), set())
         for vid, status, uri, vis in rows:
             (out.candidates if status == "candidate" else out.kept).add(str(vid))
@@ -212,11 +266,14 @@ class Footprints:
         """The files of ``files`` that the deletion of ``deleted`` must remove: under a
         deleted version's paths and under no remaining version's paths (a live version
         nested inside an orphan's directory keeps its files)."""
-        def under(rel: str, prefixes: list[str]) -> bool:
-            return any(rel == p or rel.startswith(p + "/") for p in prefixes)
+        gone = {p.rstrip("/") for vid in deleted for p in self.paths.get(vid, [])}
+        staying = {p.rstrip("/") for vid, paths in self.paths.items() if vid not in deleted
+                   for p in paths}
 
-        gone = [p for vid in deleted for p in self.paths.get(vid, [])]
-        staying = [p for vid, paths in self.paths.items() if vid not in deleted for p in paths]
+        def under(rel: str, prefixes: set[str]) -> bool:
+            parts = rel.split("/")
+            return any("/".join(parts[:n]) in prefixes for n in range(1, len(parts) + 1))
+
         return {f for f in files if under(f, gone) and not under(f, staying)}
 
     def file_losses(self, before: Mapping[str, int], after: Mapping[str, int],
@@ -229,6 +286,52 @@ class Footprints:
         return lost, leaked
 
 
+#: As sweep_support.db_snapshot: columns that change on their own are left out.
+_VOLATILE = ("updated", "last_login", "expires")
+
+
+def rows_snapshot(db_url: str) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of every table (volatile columns left out), sorted, through the raw
+    DB-API driver: ``sweep_support.db_snapshot`` without SQLAlchemy's per-table
+    reflection, which costs seconds a call and would eat the suite's time budget.
+    The fixtures check once that it sees the tables and row counts SQLAlchemy sees."""
+    from scenarios.helpers import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            if engine.dialect.name == "sqlite":
+                cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                            "AND name NOT LIKE 'sqlite_%'")
+                tables = sorted(str(r[0]) for r in cur.fetchall())
+                columns = {}
+                for table in tables:
+                    cur.execute(f'PRAGMA table_info("{table}")')
+                    columns[table] = [str(r[1]) for r in cur.fetchall()]
+                quote = '"{}"'.format
+            else:
+                cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                            "WHERE table_schema = DATABASE() ORDER BY table_name, "
+                            "ordinal_position")
+                columns = {}
+                for table, column in cur.fetchall():
+                    columns.setdefault(str(table), []).append(str(column))
+                tables = sorted(columns)
+                quote = "`{}`".format
+            snapshot: dict[str, list[tuple[str, ...]]] = {}
+            for table in tables:
+                cols = [c for c in columns[table] if c not in _VOLATILE]
+                cur.execute(f"SELECT {', '.join(quote(c) for c in cols)} FROM {quote(table)}")
+                snapshot[table] = sorted(tuple(map(repr, r)) for r in cur.fetchall())
+            cur.close()
+            return snapshot
+    finally:
+        engine.dispose()
+
+
 def snapshot_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Tables whose rows differ between two ``db_snapshot`` results."""
     return sorted(t for t in set(a) | set(b) if a.get(t) != b.get(t))
@@ -236,6 +339,43 @@ def snapshot_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str
 
 def tree_differences(a: Mapping[str, int], b: Mapping[str, int]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def sync_tree(pristine: Path, live: Path) -> int:
+    """Make ``live`` an exact copy of ``pristine`` again, copying only the files that
+    are missing or differ (size or mtime: ``copy2`` keeps mtimes) and removing what
+    pristine does not have; return how many entries changed. A sweep deletes a few
+    hundred directories out of thousands: this is a fraction of a full copy's cost."""
+    def entries(root: Path) -> dict[str, tuple[int, int] | None]:
+        out: dict[str, tuple[int, int] | None] = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            for d in dirnames:
+                out[os.path.normpath(os.path.join(rel, d))] = None
+            for f in filenames:
+                st = os.lstat(os.path.join(dirpath, f))
+                out[os.path.normpath(os.path.join(rel, f))] = (st.st_size, st.st_mtime_ns)
+        return out
+
+    want, have = entries(pristine), entries(live)
+    changed = 0
+    for rel in sorted((r for r in have if r not in want), reverse=True):
+        target = live / rel
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        changed += 1
+    for rel, stat in sorted(want.items()):
+        if have.get(rel, "missing") == stat:
+            continue
+        if stat is None:
+            (live / rel).mkdir(parents=True, exist_ok=True)
+        else:
+            (live / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(pristine / rel, live / rel)
+        changed += 1
+    return changed
 
 
 # ---------------------------------------------------------------------------

@@ -45,8 +45,10 @@ from crash_support import (
     draw_kill,
     restore_bucket,
     restore_database,
+    rows_snapshot,
     run_gc,
     snapshot_differences,
+    sync_tree,
     table_checksums,
     tree_differences,
     trial_rng,
@@ -62,10 +64,10 @@ from scenarios.helpers import (
     mariadb_create_database,
     mariadb_drop_database,
     require_server,
-    restore_tree,
+    table_counts,
     to_sqlalchemy_url,
 )
-from sweep_support import db_snapshot, version_ids
+from sweep_support import version_ids
 
 SEED = crash_seed()
 SWEEP_TRIALS = trials(20)
@@ -87,7 +89,7 @@ class World:
     db_url: str  # SQLAlchemy URL
     storage: list[str]  # --storage-option arguments for gc
     env: dict[str, str]
-    restore: Callable[[], None]
+    restore: Callable[[], object]
     listing: Callable[[], dict[str, int]]  # the artifact store, files (and dirs)
     footprint_base: str
     manifest: Path = Path()
@@ -110,7 +112,7 @@ class World:
 
     def prepare(self, base: Path) -> None:
         """Mark once, sweep a copy uninterrupted, remember its end state, restore."""
-        self.before_db = db_snapshot(self.db_url)
+        self.before_db = rows_snapshot(self.db_url)
         self.before_listing = self.listing()
         self.manifest = base / "pristine-mark.parquet"
         marked = run_gc(self.mark_args(self.manifest), self.env)
@@ -130,10 +132,13 @@ class World:
         assert summary["deleted"] > 0 and summary["failed"] == 0, summary
         assert run.work_started is not None
         self.startup, self.work = run.work_started, max(0.05, run.seconds - run.work_started)
-        self.expected_db, self.expected_listing = db_snapshot(self.db_url), self.listing()
+        self.expected_db, self.expected_listing = rows_snapshot(self.db_url), self.listing()
+        # The raw snapshot sees every table and row that SQLAlchemy sees.
+        assert {t: len(rows) for t, rows in self.expected_db.items()} == \
+            table_counts(self.db_url)
         assert integrity_problems(self.db_url) == []
         self.restore()
-        assert db_snapshot(self.db_url) == self.before_db
+        assert rows_snapshot(self.db_url) == self.before_db
         assert self.listing() == self.before_listing
 
 
@@ -154,7 +159,7 @@ def sqlite_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     shutil.copytree(live, pristine, symlinks=True)
     world = World(
         name="sqlite+local", db_url=store.url, storage=[], env={},
-        restore=lambda: restore_tree(pristine, live),
+        restore=lambda: sync_tree(pristine, live),
         listing=lambda: list_tree(root, include_dirs=True),
         footprint_base=str(root),
     )
@@ -295,7 +300,7 @@ def _sweep_trial(world: World, trial: int, work_dir: Path) -> None:
     assert lost("live files lost", len(live_lost)) == 0, f"{tag} {live_lost[:5]}"
     assert lost("leaked files", len(leaked)) == 0, f"{tag} {leaked[:5]}"
     assert world.expected_db is not None and world.expected_listing is not None
-    tables = snapshot_differences(db_snapshot(world.db_url), world.expected_db)
+    tables = snapshot_differences(rows_snapshot(world.db_url), world.expected_db)
     paths = tree_differences(listing, world.expected_listing)
     assert lost("end states unlike an uninterrupted sweep", len(tables) + len(paths)) == 0, (
         f"{tag} tables {tables[:5]}, paths {paths[:5]}")
@@ -333,11 +338,14 @@ def _mark_trial(world: World, trial: int, work_dir: Path) -> None:
     out_dir = work_dir / "out"
     out_dir.mkdir()
     out = out_dir / "mark.parquet"
-    if rng.random() < 0.25:
+    if rng.random() < 0.35:
         # The instant the manifest's temporary file exists: the write is under way.
-        kill = Kill("timed", anchor="file", delay=rng.uniform(0, 0.01))
+        kill = Kill("timed", anchor="file", delay=rng.choice([0.0, rng.uniform(0, 0.005)]))
     else:
-        kill = Kill("timed", anchor="start", delay=rng.uniform(0, world.mark_seconds * 1.1))
+        # Anywhere, most often late in the mark, where its output is being made.
+        kill = Kill("timed", anchor="start",
+                    delay=world.mark_seconds * rng.choice([rng.uniform(0, 1),
+                                                           rng.uniform(0.6, 1.15)]))
     run = run_gc(world.mark_args(out), world.env, kill=kill, watch=out_dir)
     tag = (f"[{world.name} mark trial {trial}, {CRASH_SEED_ENV}={SEED}: {kill.describe()}, "
            f"exit {run.returncode}]")
@@ -362,7 +370,7 @@ def _mark_trial(world: World, trial: int, work_dir: Path) -> None:
         outcomes.append("partial file" if path.exists() else "nothing")
         assert sweep.returncode in (2, 5), (
             f"{tag} {name}: gc sweep exit {sweep.returncode}, not refused:\n{sweep.stderr}")
-        tables = snapshot_differences(db_snapshot(world.db_url), world.before_db or {})
+        tables = snapshot_differences(rows_snapshot(world.db_url), world.before_db or {})
         assert world.before_listing is not None
         live_lost, _ = world.footprints.file_losses(world.before_listing, world.listing(),
                                                     set())
