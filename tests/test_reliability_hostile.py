@@ -21,7 +21,9 @@ on SQLite, MariaDB and S3 (moto).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -922,3 +924,78 @@ def test_a_read_only_user_can_mark_but_its_sweep_deletes_nothing(
             assert after == before, mode
     finally:
         drop_mariadb_user(user)
+
+
+# ---------------------------------------------------------------------------
+# Names and URIs that are markup: text in the terminal, the CSV and the report
+# ---------------------------------------------------------------------------
+
+SCRIPT_NAME = "<script>alert(1)</script>"
+MARKUP_NAME = "[/bold] [link=http://127.0.0.1:9/x]click[/link]"
+CSV_NAME = 'evil,"quoted"\nname'
+URI_TAIL = "q\"<>&'x"
+
+
+def test_hostile_names_and_uris_render_as_text(bed: Bed) -> None:
+    engine = make_engine(bed.db_url)
+    with engine.begin() as connection:
+        candidates = sorted(bed.store.expected_candidates)
+        artifacts = [connection.execute(sa.text(
+            "SELECT artifact_id FROM artifact_version WHERE id = :v"), {"v": v}).scalar_one()
+            for v in candidates]
+        named = list(dict.fromkeys(artifacts))[:3]
+        assert len(named) == 3
+        for artifact, name in zip(named, (SCRIPT_NAME, MARKUP_NAME, CSV_NAME), strict=True):
+            connection.execute(sa.text("UPDATE artifact SET name = :n WHERE id = :a"),
+                               {"n": name, "a": artifact})
+        odd = candidates[0]
+        uri = connection.execute(sa.text("SELECT uri FROM artifact_version WHERE id = :v"),
+                                 {"v": odd}).scalar_one()
+        connection.execute(sa.text("UPDATE artifact_version SET uri = :u WHERE id = :v"),
+                           {"u": f"{uri}-{URI_TAIL}", "v": odd})
+    engine.dispose()
+    manifest = bed.tmp / "names.parquet"
+    record("bad inputs tried", "artifact names and URIs that are markup", 4)
+
+    # The terminal: rich markup in a name is printed, not interpreted (nor a crash).
+    marked = _invoke("mark", "--db", bed.db_url, "--older-than", "0s", "--out", str(manifest))
+    assert marked.exit_code == 0, marked.output
+    shown = CliRunner().invoke(cli, ["show", str(manifest), "--by", "artifact"],
+                               env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert MARKUP_NAME in shown.output and "\\[" not in shown.output
+
+    # CSV: every hostile value comes back exactly from a CSV reader.
+    by_artifact = _invoke("show", str(manifest), "--by", "artifact", "--format", "csv")
+    assert by_artifact.exit_code == 0, by_artifact.output
+    names = {row["artifact_name"] for row in csv.DictReader(io.StringIO(by_artifact.output))}
+    assert {SCRIPT_NAME, MARKUP_NAME, CSV_NAME} <= names
+    rows = _invoke("query", str(manifest), "SELECT artifact_name, uri FROM manifest",
+                   "--format", "csv")
+    assert rows.exit_code == 0, rows.output
+    uris = {row["uri"] for row in csv.DictReader(io.StringIO(rows.output))}
+    assert any(u.endswith(URI_TAIL) for u in uris)
+
+    # HTML: the page shows them as text and runs none of them.
+    page = bed.tmp / "names.html"
+    report = _invoke("report", str(manifest), "-o", str(page))
+    assert report.exit_code == 0, report.output
+    html = page.read_text()
+    for raw in (SCRIPT_NAME, "alert(1)</script>", URI_TAIL, '"<>&'):
+        assert raw not in html, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&quot;&lt;&gt;&amp;" in html
+    dom, log = _render(page, bed.tmp)
+    assert SCRIPT_NAME not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert "alert" not in log.lower()
+
+
+def _render(page: Path, tmp: Path) -> tuple[str, str]:
+    """The page's DOM after its scripts ran in headless Chromium, and the browser log
+    (test_review's harness: no network, every request logged)."""
+    from test_review import _chromium
+
+    dom, log, _png, requested = _chromium(page, tmp, screenshot=False)
+    assert not [u for u in requested if not u.startswith("file:")], requested
+    return dom, log
+

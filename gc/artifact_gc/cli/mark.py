@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from artifact_gc.cli.options import duration, glob_patterns, object_store_options
-from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, stdout_console
+from artifact_gc.cli.render import (
+    TerminalProgress,
+    echo_json,
+    human_bytes,
+    plain,
+    stdout_console,
+)
 
 
 @click.command("mark")
@@ -100,20 +106,20 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
 
     console = stdout_console()
     for warning in info.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {plain(warning)}")
     from artifact_gc.database import DatabaseFingerprint
 
     counts = info.get("counts", {})
     store = DatabaseFingerprint.from_dict(info["database"]).describe()
-    console.print(
+    console.print(plain(
         f"Marked {counts.get('versions_in_scope', 0):,} artifact versions in scope "
         f"({counts.get('versions_out_of_scope', 0):,} out of scope) of {store}."
-    )
+    ))
     table = Table(title="Decision by status and reason")
     for column in ("status", "reason", "versions", "bytes"):
         table.add_column(column, justify="right" if column in ("versions", "bytes") else "left")
     for row in summary["by_reason"]:
-        table.add_row(row["status"], row["reason"], f"{row['versions']:,}",
+        table.add_row(plain(row["status"]), plain(row["reason"]), f"{row['versions']:,}",
                       human_bytes(row["bytes"]))
     for status, n in summary["counts"].items():
         table.add_row(f"[bold]{status}[/bold]", "[bold]total[/bold]", f"[bold]{n:,}[/bold]",
@@ -125,6 +131,6 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
             largest.add_column(column, justify="right" if column in ("versions", "bytes")
                                else "left")
         for row in summary["largest_candidates"]:
-            largest.add_row(row["artifact_name"] or "-", row["project"] or "-",
+            largest.add_row(plain(row["artifact_name"] or "-"), plain(row["project"] or "-"),
                             f"{row['versions']:,}", human_bytes(row["bytes"]))
         console.print(largest)

@@ -10,7 +10,17 @@ import click
 
 from artifact_gc.units import human_bytes
 
-__all__ = ["TerminalProgress", "echo_json", "human_bytes", "stderr_console", "stdout_console"]
+__all__ = ["TerminalProgress", "echo_json", "human_bytes", "plain", "stderr_console",
+           "stdout_console"]
+
+
+def plain(value: Any) -> str:
+    """``value`` as text that rich prints as is. Names, URIs, paths and messages come
+    from the store and the user: "[/bold]" in an artifact name must neither crash a
+    table nor restyle the terminal, and "[link=...]" must not become a hyperlink."""
+    from rich.markup import escape
+
+    return escape(str(value))
 
 
 def echo_json(data: Any) -> None:
@@ -91,7 +101,7 @@ class TerminalProgress:
 
     def note(self, message: str) -> None:
         if self.enabled:
-            self._ensure().console.print(message)
+            self._ensure().console.print(plain(message))
         else:
             click.echo(message, err=True)
 

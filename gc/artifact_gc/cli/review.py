@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from artifact_gc.cli.options import storage_option
-from artifact_gc.cli.render import echo_json, human_bytes, stdout_console
+from artifact_gc.cli.render import echo_json, human_bytes, plain, stdout_console
 
 
 def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
@@ -31,10 +31,10 @@ def _cell(value: Any, column: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return plain(", ".join(str(v) for v in value))
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return plain(value)
 
 
 def _print_table(title: str | None, rows: list[dict[str, Any]],
@@ -100,25 +100,25 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     info = result.info
     console = stdout_console()
     database = info.get("database", {})
-    console.print(f"[bold]Manifest[/bold] {result.url}")
-    console.print(
+    console.print(f"[bold]Manifest[/bold] {plain(result.url)}")
+    console.print(plain(
         f"mark {info['mark_id']}  started {info['started_at']}  finished {info['finished_at']}"
-    )
-    console.print(
+    ))
+    console.print(plain(
         f"store {database.get('store_id')}  {database.get('dialect')} "
         f"{database.get('host') or ''} {database.get('database') or ''}  "
         f"schema {database.get('schema_version')}"
-    )
-    console.print(f"format {info['format']} {info['format_version']} "
-                  f"(tool {info['tool_version']})  checksum "
+    ))
+    console.print(plain(f"format {info['format']} {info['format_version']} "
+                        f"(tool {info['tool_version']})  checksum ")
                   + ("ok" if result.checksum_ok else "[red bold]MISMATCH[/red bold]"))
     parameters = {k: v for k, v in info.get("parameters", {}).items() if v not in ([], {}, None)}
-    console.print("parameters " + json.dumps(parameters, sort_keys=True, default=str))
+    console.print(plain("parameters " + json.dumps(parameters, sort_keys=True, default=str)))
     for entry in info.get("lineage", []):
-        console.print(f"derived from mark {entry.get('parent_mark_id')} with "
-                      f"--where {entry.get('predicate')!r} at {entry.get('at')}")
+        console.print(plain(f"derived from mark {entry.get('parent_mark_id')} with "
+                            f"--where {entry.get('predicate')!r} at {entry.get('at')}"))
     for warning in info.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {plain(warning)}")
     if not result.sizes_measured:
         console.print("[dim]sizes were not measured (gc mark --sizes): bytes are '-'[/dim]")
     _print_table(f"By {by}", result.rows)

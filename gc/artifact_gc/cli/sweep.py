@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from artifact_gc.cli.options import duration, object_store_options
-from artifact_gc.cli.render import TerminalProgress, echo_json, human_bytes, stdout_console
+from artifact_gc.cli.render import (
+    TerminalProgress,
+    echo_json,
+    human_bytes,
+    plain,
+    stdout_console,
+)
 
 
 @click.command("sweep")
@@ -96,10 +102,10 @@ def sweep_command(
 def _render_plan(plan: dict[str, Any]) -> None:
     console = stdout_console()
     what = "Dry run of the sweep" if plan["dry_run"] else "Sweep"
-    console.print(
+    console.print(plain(
         f"{what} of {plan['manifest']} (mark {plan['mark_id'][:8]}, started "
         f"{plan['mark_started_at']}) on {plan['database']}, mode {plan['mode']}."
-    )
+    ))
     done = {k: v for k, v in plan["journal_states"].items() if k != "pending"}
     if done:
         console.print("Journal so far: " + ", ".join(f"{k} {v:,}" for k, v in sorted(done.items())))
@@ -139,12 +145,12 @@ def _render_summary(summary: dict[str, Any]) -> None:
         table.add_row(label, value)
     console.print(table)
     for vid, reason in sorted(summary["revived_versions"].items()):
-        console.print(f"revived   {vid}  {reason}")
+        console.print(plain(f"revived   {vid}  {reason}"))
     for vid, reason in sorted(summary["protected_versions"].items()):
-        console.print(f"protected {vid}  {reason}")
+        console.print(plain(f"protected {vid}  {reason}"))
     for failure in summary["failures"]:
         console.print(f"[red]failed[/red]    {failure['artifact_version_id']}  "
-                      f"{failure['stage']}: {failure['cause']}")
+                      + plain(f"{failure['stage']}: {failure['cause']}"))
 
 
 @click.command("status")
@@ -159,13 +165,13 @@ def status_command(manifest: str, as_json: bool) -> None:
         echo_json(status)
         return
     console = stdout_console()
-    console.print(
+    console.print(plain(
         f"{status['manifest']}: {status['candidates']:,} candidates; "
         f"done {status['done']:,}, revived {status['revived']:,}, "
         f"protected {status['protected']:,}, failed {status['failed']:,}, "
         f"remaining {status['remaining']:,} (in progress {status['in_progress']:,}, "
         f"pending {status['pending']:,}); freed {human_bytes(status['bytes_freed'])}; "
         f"{status['sweeps']} sweep(s){'; a sweep is running now' if status['running'] else ''}."
-    )
+    ))
     for failure in status["failures"]:
-        console.print(f"failed {failure['artifact_version_id']}: {failure['cause']}")
+        console.print(plain(f"failed {failure['artifact_version_id']}: {failure['cause']}"))
