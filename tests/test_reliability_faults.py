@@ -63,7 +63,13 @@ from conftest import MotoS3
 from faulty_fs import FlakyFileSystem, LocalFaults
 from reliability import lost, record, trials
 from s3_support import Faults, FaultyS3FileSystem, list_bucket, upload_store_objects
-from scenarios.helpers import integrity_problems, list_tree, mariadb_admin_connect, restore_tree
+from scenarios.helpers import (
+    integrity_problems,
+    list_tree,
+    make_engine,
+    mariadb_admin_connect,
+    restore_tree,
+)
 from sweep_support import version_ids
 from test_mariadb_scale import Store, make_store, zenml_schema  # noqa: F401 - fixtures
 
@@ -93,6 +99,7 @@ class Bench:
     pristine: dict[str, int]  # files (local: relative to root; S3: bucket keys) -> size
     files_of: dict[str, set[str]]  # candidate -> its files in ``pristine``
     rel_of: dict[str, str]  # candidate -> its URI (local: relative to root; S3: key)
+    dependents: dict[str, tuple[int, int, int]]  # candidate -> its own rows, pristine
     moto: MotoS3 | None = None
     restores: int = 0
     _runs: int = field(default=0, repr=False)
@@ -184,22 +191,59 @@ class Bench:
 
     def audit(self, stage: str) -> dict[str, Any]:
         """Measure the losses the sweep must never cause, record them, assert zero."""
-        remaining = version_ids(self.url)
-        now = self.listing()
-        owned = set().union(*self.files_of.values())
-        figures = {
-            "live versions lost": len(self.all_ids - set(self.candidates) - remaining),
-            "live files lost": sum(1 for k in self.pristine if k not in owned and k not in now),
-            # A candidate's files may go only once its rows are gone (invariant 6 and
-            # the order of a batch): any file missing while its rows remain is a loss.
-            "candidate files deleted while rows remain": sum(
-                1 for vid in self.candidates if vid in remaining
-                for k in self.files_of[vid] if k not in now),
-            "dangling rows": len(integrity_problems(self.url)),
-        }
-        for what, n in figures.items():
-            assert lost(what, n) == 0, f"{stage}: {what}: {n}"
-        return {"remaining": remaining, "listing": now}
+        return _audit(stage, self.url, self.all_ids, self.candidates, self.pristine,
+                      self.files_of, self.dependents, self.listing())
+
+
+def _dependents(url: str, ids: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Per version: its visualizations, run-metadata links and tags (rows that go with
+    it, in the same transaction)."""
+    import sqlalchemy as sa
+
+    counts: dict[str, list[int]] = {vid: [0, 0, 0] for vid in ids}
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            for slot, sql in enumerate((
+                "SELECT artifact_version_id, count(*) FROM artifact_visualization GROUP BY 1",
+                "SELECT resource_id, count(*) FROM run_metadata_resource "
+                "WHERE resource_type = 'artifact_version' GROUP BY 1",
+                "SELECT resource_id, count(*) FROM tag_resource "
+                "WHERE resource_type = 'artifact_version' GROUP BY 1",
+            )):
+                for vid, n in connection.execute(sa.text(sql)):
+                    if str(vid) in counts:
+                        counts[str(vid)][slot] = int(n)
+    finally:
+        engine.dispose()
+    return {vid: (a, b, c) for vid, (a, b, c) in counts.items()}
+
+
+def _audit(stage: str, url: str, all_ids: set[str], candidates: list[str],
+           pristine: dict[str, int], files_of: dict[str, set[str]],
+           dependents: dict[str, tuple[int, int, int]], now: dict[str, int]
+           ) -> dict[str, Any]:
+    """The losses a sweep must never cause, measured on the store, recorded, asserted 0."""
+    remaining = version_ids(url)
+    owned = set().union(*files_of.values())
+    kept = [vid for vid in candidates if vid in remaining]
+    current = _dependents(url, kept)
+    figures = {
+        "live versions lost": len(all_ids - set(candidates) - remaining),
+        "live files lost": sum(1 for k in pristine if k not in owned and k not in now),
+        # A candidate's files may go only once its rows are gone (invariant 6 and the
+        # order of a batch): any file missing while its rows remain is a loss.
+        "candidate files deleted while rows remain": sum(
+            1 for vid in kept for k in files_of[vid] if k not in now),
+        # Half-applied batches: a version still there whose own rows (visualizations,
+        # metadata links, tags) went.
+        "versions kept with dependent rows deleted": sum(
+            1 for vid in kept if current[vid] != dependents[vid]),
+        "dangling rows": len(integrity_problems(url)),
+    }
+    for what, n in figures.items():
+        assert lost(what, n) == 0, f"{stage}: {what}: {n}"
+    return {"remaining": remaining, "listing": now}
 
 
 #: Columns that change on their own (timestamps ZenML bumps), as in sweep_support.
@@ -244,7 +288,7 @@ def _candidates(manifest: Path) -> list[str]:
 def _uris(url: str) -> dict[str, str]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as connection:
             return {str(i): str(u) for i, u in connection.execute(
@@ -297,7 +341,8 @@ def make_bench(kind: str, tmp_path: Path, moto: MotoS3 | None = None, *,
     rel_of = _relative(candidates, uris, base)
     return Bench(kind=kind, url=url, db=db, root=root, manifest=manifest, work=work,
                  candidates=candidates, all_ids=set(uris), pristine=pristine,
-                 files_of=_files_of(rel_of, pristine), rel_of=rel_of, moto=moto)
+                 files_of=_files_of(rel_of, pristine), rel_of=rel_of,
+                 dependents=_dependents(url, candidates), moto=moto)
 
 
 BACKENDS = [pytest.param("local", id="local"),
@@ -618,22 +663,12 @@ class MariaView:
     all_ids: set[str]
     pristine: dict[str, int]
     files_of: dict[str, set[str]]
+    dependents: dict[str, tuple[int, int, int]]
 
     def audit(self, stage: str) -> dict[str, Any]:
-        remaining = version_ids(self.store.zenml_url)
-        now = list_tree(self.store.root)
-        owned = set().union(*self.files_of.values())
-        figures = {
-            "live versions lost": len(self.all_ids - set(self.candidates) - remaining),
-            "live files lost": sum(1 for k in self.pristine if k not in owned and k not in now),
-            "candidate files deleted while rows remain": sum(
-                1 for vid in self.candidates if vid in remaining
-                for k in self.files_of[vid] if k not in now),
-            "dangling rows": len(integrity_problems(self.store.zenml_url)),
-        }
-        for what, n in figures.items():
-            assert lost(what, n) == 0, f"{stage}: {what}: {n}"
-        return {"remaining": remaining, "listing": now}
+        return _audit(stage, self.store.zenml_url, self.all_ids, self.candidates,
+                      self.pristine, self.files_of, self.dependents,
+                      list_tree(self.store.root))
 
     def finished(self) -> None:
         remaining = self.audit("finished")["remaining"]
@@ -653,7 +688,8 @@ def maria(make_store: Callable[..., Store], tmp_path: Path  # noqa: F811
     uris = _uris(store.sweep_url)
     pristine = list_tree(store.root)
     return MariaView(store, manifest, candidates, set(uris), pristine,
-                     _files_of(_relative(candidates, uris, str(store.root)), pristine))
+                     _files_of(_relative(candidates, uris, str(store.root)), pristine),
+                     _dependents(store.sweep_url, candidates))
 
 
 def _gc_sweep(maria: MariaView, *args: str, url: str | None = None,
