@@ -14,6 +14,10 @@
    version stops the sweep.
 4. A read-only MariaDB user can mark but not sweep: the sweep fails cleanly and deletes
    nothing, no file either.
+5. Artifact names and URIs that are markup (``<script>``, rich's ``[/bold]`` and
+   ``[link=...]``, CSV quotes and newlines, ``"<>&'``) print as text in the terminal,
+   come back exactly from the CSV, and are inert in the HTML report (raw page, and its
+   DOM after headless Chromium ran it).
 
 The stores are synthetic (ZenML 0.98.0's real schema, bulk inserted, files written),
 on SQLite, MariaDB and S3 (moto).
