@@ -226,6 +226,12 @@ def _repoint_candidate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _widen_root(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    row = next(r for r in rows if r["status"] == mf.STATUS_CANDIDATE)
+    row["store_root"], row["uri"] = "/", "/etc"
+    return rows
+
+
 def _drop_candidate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first = next(i for i, r in enumerate(rows) if r["status"] == mf.STATUS_CANDIDATE)
     return rows[:first] + rows[first + 1:]
@@ -374,6 +380,9 @@ CASES: dict[str, Case] = {
     "candidate row removed by hand": Case(
         _sweep(lambda b: _rewrite_rows(b.manifest, b.manifests / "r.parquet", _drop_candidate)),
         EXIT_REFUSED, "fails its checksum"),
+    "candidate's store root widened by hand": Case(
+        _sweep(lambda b: _rewrite_rows(b.manifest, b.manifests / "w.parquet", _widen_root)),
+        EXIT_REFUSED, "fails its checksum"),
     "manifest of another database": Case(_sweep(_manifest_of_another_database), EXIT_REFUSED,
                                          "not on the database being swept"),
     "stale manifest": Case(_sweep(_stale), EXIT_REFUSED, "older than --max-manifest-age"),
@@ -436,6 +445,10 @@ CASES: dict[str, Case] = {
         EXIT_USAGE, "--where"),
     "--where of an unknown column": Case(_filter("owner = 'me'"), EXIT_USAGE,
                                          "not a valid predicate"),
+    "gc query that attaches the metadata database": Case(
+        lambda b, _r: ["query", str(b.manifest),
+                       f"ATTACH '{b.db_path}' AS z (TYPE sqlite); DELETE FROM z.artifact"],
+        EXIT_USAGE, "the query failed"),
     # -- databases -----------------------------------------------------------------------
     "unreachable database (closed port)": Case(
         _mark(db=lambda b, r: f"mysql+pymysql://zenml:pw@127.0.0.1:{_closed_port()}/zenml"),

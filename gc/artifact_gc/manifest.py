@@ -138,9 +138,15 @@ class ManifestInfo:
 
 
 def connect_duckdb(**config: Any) -> Any:
-    """A DuckDB connection for our own queries: progress is ours to render, not DuckDB's."""
+    """A DuckDB connection for our own queries: progress is ours to render, not DuckDB's.
+
+    Extensions are never downloaded: a review query or a ``--where`` predicate that
+    names one (``ATTACH ... (TYPE sqlite)``, a spatial function) fails instead of making
+    a network call on the user's behalf.
+    """
     import duckdb
 
+    config.setdefault("autoinstall_known_extensions", False)
     connection = duckdb.connect(config=config)
     connection.execute("SET enable_progress_bar = false")
     return connection
