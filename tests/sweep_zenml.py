@@ -20,9 +20,11 @@ which ZenML keeps as a lazy loader in the snapshot and resolves when the step st
 step that creates ``GATE.holding`` and waits for the file ``GATE`` before the
 consuming step starts. Every action is tried, whatever became of the previous one; it
 prints ``{"results": [{"kind", "id", "ok", "error", "run_id", "model_version_id",
-"started", "ended"}]}`` (times from ``time.time()``). ``orphans`` saves N versions of
-the artifact NAME with ``save_artifact`` outside any step (nothing references them)
-and prints ``{"ids": [hex, ...]}``.
+"started", "ended"}]}`` (times from ``time.time()``); with ``"load_after": true`` it
+then loads every version like ``load`` and adds ``"load": {"loaded", "failed"}``.
+
+``orphans`` saves N versions of the artifact NAME with ``save_artifact`` outside any
+step (nothing references them) and prints ``{"ids": [hex, ...]}``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 
 
 def load_all() -> None:
+    print(json.dumps(_load_every_version()))
+
+
+def _load_every_version() -> dict[str, object]:
     from zenml.client import Client
 
     client = Client()
@@ -55,7 +61,7 @@ def load_all() -> None:
         if page >= versions.total_pages:
             break
         page += 1
-    print(json.dumps({"loaded": loaded, "failed": failed}))
+    return {"loaded": loaded, "failed": failed}
 
 
 try:
@@ -137,6 +143,14 @@ def _link(version_id: str, model_name: str) -> dict[str, str]:
     return {"model_version_id": model_version.id.hex}
 
 
+def _wait_file(path: str, name: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            sys.exit(f"writer {name}: {path} never came")
+        time.sleep(0.02)
+
+
 def writer(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     from zenml.client import Client
@@ -148,11 +162,7 @@ def writer(spec_path: str) -> None:
     if spec.get("ready"):
         Path(spec["ready"]).touch()
     if spec.get("go"):
-        deadline = time.monotonic() + 240
-        while not Path(spec["go"]).exists():
-            if time.monotonic() > deadline:
-                sys.exit(f"writer {spec['name']}: {spec['go']} never came")
-            time.sleep(0.02)
+        _wait_file(spec["go"], spec["name"])
         # The actions may be written only now: a writer can be started (and ZenML
         # loaded) before the versions it will act on exist.
         spec = json.loads(Path(spec_path).read_text())
@@ -174,13 +184,19 @@ def writer(spec_path: str) -> None:
             result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         result["ended"] = time.time()
         results.append(result)
+    if spec.get("load_after"):
+        # The caller's check that ZenML's own client loads every version, in a process
+        # that has ZenML loaded already (the caller makes sure nothing writes now).
+        print(json.dumps({"results": results, "load": _load_every_version()}))
+        return
     print(json.dumps({"results": results}))
 
 
 def orphans(count: int, name: str) -> None:
     from zenml import save_artifact
 
-    ids = [save_artifact({"orphan": n}, name=name).id.hex for n in range(count)]
+    ids = [save_artifact({"orphan": n}, name=name, extract_metadata=False,
+                         include_visualizations=False).id.hex for n in range(count)]
     print(json.dumps({"ids": ids}))
 
 

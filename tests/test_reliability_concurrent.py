@@ -141,10 +141,13 @@ class Writer:
     proc: subprocess.Popen[str]
 
     @classmethod
-    def start(cls, store: ScenarioStore, work: Path, name: str) -> Writer:
+    def start(cls, store: ScenarioStore, work: Path, name: str, *, load_after: bool = False
+              ) -> Writer:
+        """``load_after``: once its actions are done, load every version (its output's
+        ``load``); only for the writer that finishes last."""
         spec, ready, go = (work / f"writer-{name}{ext}" for ext in (".json", ".ready", ".go"))
         spec.write_text(json.dumps({"name": name, "actions": [], "ready": str(ready),
-                                    "go": str(go)}))
+                                    "go": str(go), "load_after": load_after}))
         proc = subprocess.Popen([sys.executable, str(ZENML_SCRIPT), "writer", str(spec)],
                                 env=_clean_env(store), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -160,10 +163,14 @@ class Writer:
         tmp.replace(self.spec)
         self.go.touch()
 
-    def results(self) -> list[dict[str, Any]]:
+    def output(self) -> dict[str, Any]:
         out, err = self.proc.communicate(timeout=WAIT)
         assert self.proc.returncode == 0, f"writer {self.name} crashed:\n{err[-4000:]}"
-        results: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])["results"]
+        output: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return output
+
+    def results(self) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = self.output()["results"]
         return results
 
     def stop(self) -> None:
@@ -235,6 +242,7 @@ class Outcome:
     results: dict[str, dict[str, Any]]
     summary: dict[str, Any]
     paused_for: float
+    load: dict[str, Any]  # ZenML's client loading every version at the end
 
 
 def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, Writer]
@@ -276,9 +284,11 @@ def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, W
         results += racer.results()
         out, err = sweep.communicate(timeout=WAIT)
         assert sweep.returncode == 0, f"gc sweep failed ({sweep.returncode}):\n{err[-4000:]}"
-        # The sweep is over: the held run's next step now takes its version.
+        # The sweep is over: the held run's next step now takes its version. Then, with
+        # every writer done, the consumer loads every version with ZenML's client.
         gate.touch()
-        results += consumer.results()
+        last = consumer.output()
+        results += last["results"]
     finally:
         (pause / "resume").touch()
         gate.touch()
@@ -287,13 +297,13 @@ def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, W
             sweep.communicate()
     by_id = {r["id"]: r for r in results}
     assert set(by_id) == set(roles.touched) and len(results) == len(by_id)
-    return Outcome(roles, by_id, json.loads(out)["summary"], paused_for)
+    return Outcome(roles, by_id, json.loads(out)["summary"], paused_for, last["load"])
 
 
 def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> None:
     # The writers load ZenML while the store is prepared and marked; they act only
     # when released.
-    writers = {name: Writer.start(store, tmp_path, name)
+    writers = {name: Writer.start(store, tmp_path, name, load_after=name == "consumer")
                for name in ("consumer", "linker", "racer")}
     try:
         extra = set(zenml(store, "orphans", str(EXTRA_ORPHANS), "gc_race_orphan")["ids"])
@@ -395,7 +405,7 @@ def _run_concurrently(store: ScenarioStore, tmp_path: Path, backend: str) -> Non
             assert check.execute("PRAGMA foreign_key_check").fetchall() == []
         finally:
             check.close()
-    loaded = zenml(store, "load")
+    loaded = outcome.load
     assert lost("versions ZenML cannot load", len(loaded["failed"])) == 0, loaded["failed"]
     assert loaded["loaded"] == len(remaining)
 
