@@ -101,7 +101,6 @@ class Bench:
     rel_of: dict[str, str]  # candidate -> its URI (local: relative to root; S3: key)
     dependents: dict[str, tuple[int, int, int]]  # candidate -> its own rows, pristine
     moto: MotoS3 | None = None
-    restores: int = 0
     _runs: int = field(default=0, repr=False)
 
     # -- storage ----------------------------------------------------------
@@ -177,7 +176,6 @@ class Bench:
             restore_tree(self.work / "pristine" / "root", Path(self.root))
         assert self.listing() == self.pristine
         assert version_ids(self.url) == self.all_ids
-        self.restores += 1
 
     def reference(self, **options: Any) -> tuple[dict[str, Any], dict[str, int]]:
         """The end state of a fault-free sweep (then the store is restored)."""
