@@ -48,7 +48,13 @@ import pytest
 import sqlalchemy as sa
 
 from artifact_gc import manifest as mf
-from artifact_gc.journal import EVENT_DELETED, EVENT_PROTECTED, EVENT_REVIVED, Journal
+from artifact_gc.journal import (
+    EVENT_DELETED,
+    EVENT_INTENT,
+    EVENT_PROTECTED,
+    EVENT_REVIVED,
+    Journal,
+)
 from artifact_gc.sweep import KILL_ENV, PAUSE_ENV, sweep_status
 from reliability import lost, record, trials
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
@@ -92,14 +98,17 @@ class Roles:
         return {**self.gone, **self.revive, **self.held, **self.race}
 
 
-def _roles(order: list[str]) -> Roles:
-    rest = order[PAUSE_BATCH + 4:]
+def _roles(order: list[str], done: list[str], paused: str, ahead: list[str]) -> Roles:
+    """Roles from where the paused sweep really is: ``done`` (rows gone), the ``paused``
+    batch's version (intent journaled, row still there), and the versions ``ahead``."""
+    assert len(done) == PAUSE_BATCH - 1, done
+    rest = ahead[4:]
     assert len(rest) >= 2 * (RACE_LINKS + RACE_CONSUMES), f"{len(order)} candidates"
     roles = Roles(order)
-    # order[2] and order[4] are left alone: plain deletes among the revivals.
-    roles.gone = {order[0]: "consume", order[1]: "link"}
-    roles.revive = {order[3]: "consume", order[5]: "link", order[6]: "link"}
-    roles.held = {order[7]: "consume"}
+    # done[2] and ahead[0] are left alone: plain deletes among the revivals.
+    roles.gone = {done[0]: "consume", done[1]: "link"}
+    roles.revive = {paused: "consume", ahead[1]: "link", ahead[2]: "link"}
+    roles.held = {ahead[3]: "consume"}
     # The racers' targets are spread over the rest of the sweep, so that some of their
     # batches come before the writer gets there and some after. Pipelines take
     # seconds, links a fraction of one, and the racer does its links first: its
@@ -113,7 +122,9 @@ def _roles(order: list[str]) -> Roles:
 
 
 def _sweep_order(manifest: Path) -> list[str]:
-    """Candidates in the sweep's batch order (``_read_pending``: by URI, then id)."""
+    """Candidates in the order the sweep takes them today (``_read_pending``: by URI,
+    then id). Only the racers' aim depends on it: what the writers must see follows
+    from the database and the journal at the pause."""
     with mf.duckdb_for(str(manifest)) as con:
         rows = con.execute(
             f"SELECT artifact_version_id FROM read_parquet({mf.parquet_source(str(manifest))}) "
@@ -248,7 +259,6 @@ class Outcome:
 def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, Writer]
           ) -> Outcome:
     """Run the sweep, pause it, release the writers, release the racer with it."""
-    roles = _roles(_sweep_order(manifest))
     consumer, linker, racer = writers["consumer"], writers["linker"], writers["racer"]
     pause, gate = work / "pause", work / "gate"
     pause.mkdir()
@@ -260,6 +270,12 @@ def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, W
     try:
         _wait_for(pause / "paused", sweep, "the sweep")
         paused_at = time.monotonic()
+        order, now = _sweep_order(manifest), version_ids(store.sqlalchemy_url)
+        journal = _journal_state(manifest)
+        intent = [v for v in order if v in now and journal.get(v, ("",))[0] == EVENT_INTENT]
+        assert len(intent) == 1, intent  # one version a batch
+        roles = _roles(order, [v for v in order if v not in now], intent[0],
+                       [v for v in order if v in now and v != intent[0]])
         # The sweep is paused mid-run (batches before PAUSE_BATCH done, the rest ahead):
         # the writers act now.
         before = {**roles.gone, **roles.revive}
