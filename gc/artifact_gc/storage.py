@@ -27,6 +27,8 @@ import contextvars
 import errno
 import functools
 import os
+import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +104,37 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
-def strictly_inside(path: str, root: str, *, resolve: bool = True) -> bool:
+class RealDirs:
+    """``os.path.realpath`` of directories, with the grandparents of paths memoized.
+
+    A version's path is ``<root>/<step>/<output>/<uuid>/<hash>``: its parent is its
+    own, but its grandparent is shared by thousands of versions, and ``realpath``
+    costs one ``lstat`` per path component. The memo holds only those grandparents;
+    the parent itself is checked with an ``lstat`` every time, so a parent (or the
+    path, see :func:`strictly_inside`) swapped for a symlink is still seen. Keep one
+    per sweep: the memo is never invalidated.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[str, str] = {}
+
+    def parent(self, path: str) -> str:
+        """``os.path.realpath(os.path.dirname(path))``, cheaply."""
+        parent = os.path.dirname(path)
+        grandparent, name = os.path.split(parent)
+        if not name or name in (".", "..") or grandparent == parent:
+            return os.path.realpath(parent)
+        real = self._memo.get(grandparent)
+        if real is None:
+            real = self._memo[grandparent] = os.path.realpath(grandparent)
+        # realpath(parent) == realpath(realpath(grandparent)/name), and a joined path
+        # whose last component is no symlink is already its own realpath.
+        joined = os.path.join(real, name)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+
+def strictly_inside(path: str, root: str, *, resolve: bool = True,
+                    dirs: RealDirs | None = None) -> bool:
     """True when ``path`` lies strictly below ``root`` (never the root itself).
 
     No ``..`` or ``.`` segment is accepted, so a URI cannot climb out of the root
@@ -121,7 +153,8 @@ def strictly_inside(path: str, root: str, *, resolve: bool = True) -> bool:
         return False
     if resolve and "://" not in root_s:
         real_root = _real_root(root_s)
-        real_parent = os.path.realpath(os.path.dirname(path_s))
+        real_parent = (dirs.parent(path_s) if dirs is not None
+                       else os.path.realpath(os.path.dirname(path_s)))
         if os.path.islink(path_s):
             return False
         if real_parent != real_root and not real_parent.startswith(real_root.rstrip("/") + "/"):
@@ -200,6 +233,10 @@ class StoreFiles:
         self.limits = limits or current_limits()
         self._pool = ThreadPoolExecutor(max_workers=self.workers,
                                         thread_name_prefix=f"gc-rm-{store.id[:6]}")
+        self._dirs = RealDirs()
+        # fsspec's own local filesystem is deleted with os calls (below); any other
+        # implementation, including subclasses of it, goes through its ``rm``.
+        self._plain_local = type(fs) is _local_filesystem_class()
         self.s3: s3.S3Deleter | None = None
         if s3.is_s3(fs):
             client = s3.S3Client(
@@ -227,7 +264,7 @@ class StoreFiles:
         for path in dict.fromkeys(paths):
             # The last fence before data goes away: whatever the manifest and the
             # database say, nothing outside the store root is ever passed to rm.
-            if not strictly_inside(path, self.root):
+            if not strictly_inside(path, self.root, dirs=self._dirs):
                 outcome.failed[path] = f"{path} is not strictly inside the store root {self.root}"
             else:
                 todo.append(path)
@@ -285,6 +322,15 @@ class StoreFiles:
 
     def _bulk_rm(self, paths: list[str]) -> None:
         stripped = [self._strip(p) for p in paths]
+        if self._plain_local:
+            # What LocalFileSystem.rm does, minus its per-path isdir/islink/abspath/
+            # getcwd calls: one lstat, then rmtree (which never follows a symlink)
+            # for a directory, unlink for anything else (a link is removed itself,
+            # never its target). Already gone counts as deleted.
+            for path in stripped:
+                _remove_local(path)
+            self._verify_gone(stripped)
+            return
         # LocalFileSystem.rm stops at the first missing path, so skip those (a stat
         # each); remote backends skip missing keys themselves, and a HEAD per path
         # would double the requests.
@@ -330,6 +376,29 @@ class StoreFiles:
         if left:
             raise LeftBehind(errno.EAGAIN, f"still present after delete: {left[0]}"
                              + (f" (and {len(left) - 1} more)" if len(left) > 1 else ""))
+
+
+def _remove_local(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    try:
+        if stat.S_ISDIR(mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        # Removed by someone else meanwhile; _verify_gone finds anything left over.
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _local_filesystem_class() -> type:
+    from fsspec.implementations.local import LocalFileSystem
+
+    cls: type = LocalFileSystem
+    return cls
 
 
 def default_filesystem(store: ArtifactStore) -> Any:

@@ -89,6 +89,7 @@ from artifact_gc.schema import (
 )
 from artifact_gc.sizes import footprint_paths
 from artifact_gc.storage import (
+    RealDirs,
     RetryCounter,
     StoreFiles,
     default_filesystem,
@@ -109,6 +110,8 @@ MODES = (MODE_ALL, MODE_ONLY_ARTIFACT, MODE_ONLY_METADATA)
 #: indexed and smaller batches keep row locks short for a live ZenML server.
 DEFAULT_BATCH_SIZE = {"sqlite": 5000, "mysql": 1000}
 DEFAULT_WORKERS = 16
+#: SQLite page cache of the sweep's connection, in KiB (see _locked_transaction).
+SQLITE_CACHE_KIB = 256 * 1024
 DEFAULT_MAX_AGE = timedelta(days=7)
 
 #: The URI guard looks at rows created since the mark started, minus this margin, so
@@ -539,6 +542,7 @@ class _Sweeper:
         self.journal = Journal(plan.manifest_url, self.options.storage_options)
         self.batch_no = 0
         self.extra_children: dict[str, list[tuple[str, str]]] = {}
+        self.real_dirs = RealDirs()
 
     # -- the run ----------------------------------------------------------
 
@@ -757,7 +761,8 @@ class _Sweeper:
         # Symlinks are resolved here already, before the database step: a version whose
         # directory is a link out of the root must keep its rows, not lose them and then
         # fail at the files. StoreFiles repeats the check right before rm.
-        if not all(strictly_inside(path, item.store_root) for path in item.footprint):
+        if not all(strictly_inside(path, item.store_root, dirs=self.real_dirs)
+                   for path in item.footprint):
             return PROTECT_OUTSIDE_ROOT
         return None
 
@@ -786,6 +791,11 @@ class _Sweeper:
                 # write lock taken by BEGIN IMMEDIATE keeps anyone else from writing
                 # until we commit. The pragma is per connection and is restored below.
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                # A batch deletes thousands of rows at random places of several
+                # B-trees; with SQLite's default 2 MB page cache, dirty pages spill to
+                # the file before the commit. The setting is per connection (it is
+                # not stored in the database) and memory is used only as pages are.
+                connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 try:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                     try:
@@ -870,6 +880,8 @@ class _Sweeper:
         keys off (SQLite) we do it ourselves, children before parents.
         """
         assert self.schema is not None
+        import sqlalchemy as sa
+
         q = quoter(connection)
         counts: dict[str, int] = {}
 
@@ -879,7 +891,15 @@ class _Sweeper:
 
         # Dependents (visualizations, curated visualizations), deepest first.
         dependents = self.schema.dependents
+        sqlite = connection.dialect.name == "sqlite"
         for dependent in sorted(dependents, key=lambda d: -_depth(d, dependents)):
+            if sqlite and dependent.parent_table != VERSION_TABLE and not connection.execute(
+                    sa.text(f"SELECT 1 FROM {q(dependent.table)} LIMIT 1")).first():
+                # An empty grandchild table (ZenML's curated_visualization, usually)
+                # has nothing to delete, and its filter would scan the whole
+                # visualization table once more. BEGIN IMMEDIATE holds the write
+                # lock, so it stays empty until we commit.
+                continue
             where = _dependent_filter(q, dependent, dependents)
             add(dependent.table, execute_in(
                 connection, f"DELETE FROM {q(dependent.table)} WHERE {where}", ids))
