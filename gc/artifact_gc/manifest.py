@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -351,22 +352,32 @@ def write_manifest_parts(
         writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", store_schema=False,
                                   use_dictionary=list(_DICTIONARY_COLUMNS))
         try:
-            for part in parts:
-                part = part.cast(SCHEMA)
-                connection.register("_manifest_part", part)
-                try:
-                    ((first, last),) = connection.execute(
-                        "SELECT min(artifact_version_id), max(artifact_version_id) "
-                        f"FROM _manifest_part WHERE status = '{STATUS_CANDIDATE}'"
-                    ).fetchall()
-                    if first is not None:
-                        if last_candidate is not None and first <= last_candidate:
-                            raise RuntimeError("manifest parts are not in candidate id order")
-                        last_candidate = last
-                    checksum.add(connection, "SELECT * FROM _manifest_part")
-                finally:
-                    connection.unregister("_manifest_part")
-                writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+            # A part is encoded and compressed on a thread of its own (pyarrow releases
+            # the GIL) while the next one is computed; one write is in flight at most.
+            with ThreadPoolExecutor(max_workers=1) as encoder:
+                pending: Future[None] | None = None
+                for part in parts:
+                    part = part.cast(SCHEMA)
+                    connection.register("_manifest_part", part)
+                    try:
+                        ((first, last),) = connection.execute(
+                            "SELECT min(artifact_version_id), max(artifact_version_id) "
+                            f"FROM _manifest_part WHERE status = '{STATUS_CANDIDATE}'"
+                        ).fetchall()
+                        if first is not None:
+                            if last_candidate is not None and first <= last_candidate:
+                                raise RuntimeError(
+                                    "manifest parts are not in candidate id order")
+                            last_candidate = last
+                        checksum.add(connection, "SELECT * FROM _manifest_part")
+                    finally:
+                        connection.unregister("_manifest_part")
+                    if pending is not None:
+                        pending.result()
+                    pending = encoder.submit(writer.write_table, part,
+                                             row_group_size=ROW_GROUP_ROWS)
+                if pending is not None:
+                    pending.result()
             info.checksum = checksum.value()
             info.complete = True
             writer.add_key_value_metadata(

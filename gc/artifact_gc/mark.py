@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,9 @@ DEFAULT_GRACE = timedelta(hours=24)
 #: DuckDB's working memory for a mark; it spills to a temporary directory beyond it,
 #: which keeps a mark of millions of versions within about a gigabyte.
 DUCKDB_MEMORY_LIMIT = "600MB"
+
+#: Tables read from the metadata store at the same time.
+READ_THREADS = 2
 
 #: Reasons that protect a version that nothing refers to (see FORMAT.md).
 PROTECT_PREEXISTING = "preexisting"
@@ -243,9 +247,25 @@ def _load_inputs(
             [("config", text_type)],
         ))
     progress.stage("reading metadata", total=len(reads), unit="tables")
-    for name, sql, columns in reads:
-        load_table(con, f"in_{name}", engine, db_url, sql, columns)
-        progress.advance(1)
+    # Two tables at a time, each on its own DuckDB cursor and database connection: the
+    # drivers and DuckDB release the GIL, so the largest table (the versions, started
+    # first) is read while the others are. Progress is reported from this thread.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        cursors = [con.cursor() for _ in reads]
+        futures = [
+            pool.submit(load_table, cursor, f"in_{name}", engine, db_url, sql, columns)
+            for cursor, (name, sql, columns) in zip(cursors, reads, strict=True)
+        ]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                progress.advance(1)
+        finally:
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            for cursor in cursors:
+                cursor.close()
     # Ids are typed as UUIDs on the way in, and one that does not parse becomes NULL.
     # A reference lost that way could turn a live version into a candidate, so any
     # such id stops the mark instead.
