@@ -222,16 +222,18 @@ def _load_inputs(
         else f"SELECT {empty}, {empty} FROM {q(VERSION_TABLE)} WHERE 1 = 0",
         [("artifact_version_id", uuid), ("uri", text_type)],
     ))
-    # MySQL/MariaDB index every foreign key column, so DISTINCT is a walk of the index
-    # that sends each referenced id once (a fraction of the link rows) through the
-    # driver; SQLite has no such index and would sort, so it sends every row to DuckDB.
-    distinct = "DISTINCT " if dialect == "mysql" else ""
+    # MySQL/MariaDB index every foreign key column, so GROUP BY the column is a walk of
+    # that index which sends each referenced id once (a fraction of the link rows)
+    # through the driver. (DISTINCT over the CAST would build a temporary table: ten
+    # times slower at 2M rows.) SQLite has no such index and would sort: it sends every
+    # row, and DuckDB groups them.
     for index, reference in enumerate(schema.references):
         column = q(reference.column)
+        group = f" GROUP BY {column}" if dialect == "mysql" else ""
         reads.append((
             f"ref_{index}",
-            f"SELECT {distinct}{text(column, False)} AS id FROM {q(reference.table)} "
-            f"WHERE {column} IS NOT NULL",
+            f"SELECT {text(column, False)} AS id FROM {q(reference.table)} "
+            f"WHERE {column} IS NOT NULL{group}",
             [("id", uuid)],
         ))
     for index, (table, column) in enumerate(schema.config_tables):

@@ -87,12 +87,31 @@ def _stream_batches(engine: Any, sql: str, schema: pa.Schema) -> Iterator[pa.Rec
     import sqlalchemy as sa
 
     with engine.connect() as connection:
-        # stream_results: a server-side cursor (pymysql SSCursor), so memory stays
-        # flat however large the table is.
+        if engine.dialect.driver == "pymysql":
+            yield from _pymysql_batches(connection, sql, schema)
+            return
+        # stream_results: a server-side cursor, so memory stays flat however large the
+        # table is.
         result = connection.execution_options(stream_results=True).execute(sa.text(sql))
         for rows in result.partitions(CHUNK_ROWS):
             arrays = [_column(values) for values in zip(*rows, strict=True)]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _pymysql_batches(connection: Any, sql: str, schema: pa.Schema
+                     ) -> Iterator[pa.RecordBatch]:
+    """pymysql's unbuffered cursor straight, without SQLAlchemy's row objects (a third
+    of the Python time per row). ``sql`` has no parameters, so it is sent as it is."""
+    import pymysql.cursors  # type: ignore[import-untyped]
+
+    cursor = connection.connection.dbapi_connection.cursor(pymysql.cursors.SSCursor)
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            arrays = [_column(values) for values in zip(*rows, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    finally:
+        cursor.close()
 
 
 def _column(values: tuple[Any, ...]) -> pa.Array:
