@@ -545,11 +545,22 @@ class S3Deleter:
 
     def _find(self, path_keys: list[str]) -> pa.Table:
         """``(key, size, path)`` of every object under ``path_keys`` (sorted)."""
-        if self.strategy == STRATEGY_RANGE:
-            keys = self._list_range(path_keys)
-            if keys is not None:
-                return match_keys(self.con, keys, path_keys)
-        return self._list_each(path_keys)
+        if self.strategy != STRATEGY_RANGE:
+            return self._list_each(path_keys)
+        # The batch's range is cut into runs of consecutive paths, each listed on its
+        # own, in parallel: a range is listed page after page, so one range per batch
+        # is one request at a time; and each run's common prefix is longer than the
+        # batch's (a server that filters a listing by prefix touches fewer keys).
+        runs = _runs(path_keys)
+        listed = list(self._pool.map(self._list_range, runs)) if len(runs) > 1 \
+            else [self._list_range(runs[0])]
+        parts = [
+            # DuckDB's connection is used from this thread only.
+            (match_keys(self.con, keys, run) if keys is not None else self._list_each(run))
+            .select(["key", "size", "path"]).cast(_EMPTY.schema)
+            for run, keys in zip(runs, listed, strict=True)
+        ]
+        return pa.concat_tables(parts)
 
     def _list_range(self, path_keys: list[str]) -> pa.Table | None:
         low, high = path_keys[0], path_keys[-1] + "0"
@@ -616,6 +627,30 @@ class S3Deleter:
 
 _EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
                    "path": pa.array([], pa.string())})
+
+
+#: Paths per run of a ranged listing (about one page of objects at three a version).
+RUN_PATHS = 300
+
+
+def _runs(path_keys: list[str]) -> list[list[str]]:
+    """Sorted ``path_keys`` cut into runs of consecutive paths, each of at least
+    ``RUN_PATHS`` paths (but the last), cut only where the parent of the parent
+    directory changes (``<step>/<output>/`` in ZenML's layout). Every path stays in
+    exactly one run, and each run's range is listed whole, so nothing is missed."""
+    runs: list[list[str]] = []
+    current: list[str] = []
+    group: str | None = None
+    for key in path_keys:
+        head = key.rsplit("/", 2)[0] if key.count("/") >= 2 else ""
+        if current and head != group and len(current) >= RUN_PATHS:
+            runs.append(current)
+            current = []
+        current.append(key)
+        group = head
+    if current:
+        runs.append(current)
+    return runs
 
 
 def _common_prefix(a: str, b: str) -> str:
