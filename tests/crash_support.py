@@ -85,10 +85,12 @@ class Kill:
         return f"kill -9 {self.delay:.3f}s after {self.anchor}"
 
 
-def draw_kill(rng: random.Random, batches: int, startup: float, work: float) -> Kill:
+def draw_kill(rng: random.Random, batches: int, startup: float, work: float,
+              named: bool) -> Kill:
     """A kill for a sweep of ``batches`` batches that takes ``startup`` seconds to
-    begin and ``work`` seconds to delete (measured on an uninterrupted sweep)."""
-    if rng.random() < 0.5:
+    begin and ``work`` seconds to delete (measured on an uninterrupted sweep):
+    at a named point (``named``) or timed."""
+    if named:
         point = rng.choice(KILL_POINTS)
         # in_files is reached once per chunk of paths, at least once per batch.
         return Kill("point", point=point, hit=rng.randint(1, max(1, batches)))
@@ -109,10 +111,18 @@ class Run:
     work_started: float | None  # seconds from start to the first journal segment
     stdout: str = ""
     stderr: str = ""
+    cpu: float = 0.0  # CPU seconds (user + system) the process used
 
     @property
     def finished_before_kill(self) -> bool:
         return self.kill is not None and not self.killed
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class CreationWatch:
@@ -174,8 +184,8 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
            kill: Kill | None = None, journal: Path | None = None,
            watch: Path | None = None, timeout: float = 240) -> Run:
     """Run ``gc ARGS``; deliver ``kill``. ``journal`` is the sweep's journal directory:
-    the ``work`` anchor is the first segment this process adds to it. ``watch``: a directory; a timed kill with anchor ``file``
-    counts its delay from the creation of a file named ``*.partial*`` in it."""
+    the ``work`` anchor is the first segment this process adds to it. ``watch``: a
+    directory; the ``file`` anchor is the creation of a ``*.partial*`` file in it."""
     full_env = gc_env(env)
     if kill is not None and kill.kind == "point":
         full_env[KILL_ENV] = f"{kill.point}:{kill.hit}"
@@ -185,6 +195,7 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
         assert watch is not None
         watcher = CreationWatch(watch, ".partial")  # before the process can write
     already = _segments(journal)
+    cpu_before = _children_cpu()
     started = time.monotonic()
     proc = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -222,7 +233,7 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
     killed = proc.returncode == -signal.SIGKILL and (
         killed_by_us or (kill is not None and kill.kind == "point"))
     return Run(command, proc.returncode, kill, killed, time.monotonic() - started,
-               work_started, out, err)
+               work_started, out, err, cpu=_children_cpu() - cpu_before)
 
 
 # ---------------------------------------------------------------------------
@@ -474,12 +485,14 @@ class MotoServer:
         return ["--storage-option", f"client_kwargs.endpoint_url={self.endpoint_url}"]
 
 
-def restore_bucket(client: Any, bucket: str, pristine: Mapping[str, bytes]) -> int:
+def restore_bucket(client: Any, bucket: str, pristine: Mapping[str, bytes],
+                   known: Mapping[str, int] | None = None) -> int:
     """Put back every pristine object that is missing or changed, delete the extra
-    ones; return how many requests that took."""
+    ones; return how many objects that took. ``known``: the bucket's listing, if the
+    caller has just taken it."""
     from s3_support import list_bucket, upload
 
-    now = list_bucket(client, bucket)
+    now = dict(known) if known is not None else list_bucket(client, bucket)
     missing = [(k, b) for k, b in pristine.items() if now.get(k) != len(b)]
     extra = [k for k in now if k not in pristine]
     if missing:

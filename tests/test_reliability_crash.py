@@ -71,10 +71,8 @@ from sweep_support import version_ids
 
 SEED = crash_seed()
 SWEEP_TRIALS = trials(20)
-MARK_TRIALS = trials(6)
-#: Small batches: a few hundred candidates make some twenty batches per sweep.
-BATCH_SIZE = 8
-SWEEP_OPTIONS = ["--yes", "--json", "--batch-size", str(BATCH_SIZE), "--workers", "2"]
+MARK_TRIALS = trials(5)
+SWEEP_OPTIONS = ["--yes", "--json", "--workers", "2"]
 GRACE = ["--older-than", "1d"]
 UNMANAGED_LOCAL = {"logs/pipelines/run-1.log": b"log line\n",
                    "code_uploads/abc123.tar.gz": b"\x1f\x8b code\n"}
@@ -89,9 +87,13 @@ class World:
     db_url: str  # SQLAlchemy URL
     storage: list[str]  # --storage-option arguments for gc
     env: dict[str, str]
-    restore: Callable[[], object]
+    #: Make the store pristine again; given the listing the store is known to have
+    #: (None: look), it may skip listing it.
+    restore: Callable[[dict[str, int] | None], object]
     listing: Callable[[], dict[str, int]]  # the artifact store, files (and dirs)
     footprint_base: str
+    #: Small batches: 60 to 150 candidates make 10 to 20 batches per sweep.
+    batch_size: int = 8
     manifest: Path = Path()
     footprints: Footprints | None = None
     before_db: dict[str, Any] | None = None
@@ -102,9 +104,16 @@ class World:
     startup: float = 1.0
     work: float = 1.0
     mark_seconds: float = 1.0
+    #: The listing of the store as a passing check left it (saves a listing).
+    known_listing: dict[str, int] | None = None
+
+    def reset(self) -> None:
+        known, self.known_listing = self.known_listing, None
+        self.restore(known)
 
     def sweep_args(self, manifest: Path) -> list[str]:
-        return ["sweep", str(manifest), "--db", self.db_url, *SWEEP_OPTIONS, *self.storage]
+        return ["sweep", str(manifest), "--db", self.db_url, *SWEEP_OPTIONS,
+                "--batch-size", str(self.batch_size), *self.storage]
 
     def mark_args(self, out: Path) -> list[str]:
         return ["mark", "--db", self.db_url, *GRACE, "--sizes", "--out", str(out), "--json",
@@ -117,10 +126,10 @@ class World:
         self.manifest = base / "pristine-mark.parquet"
         marked = run_gc(self.mark_args(self.manifest), self.env)
         assert marked.returncode == 0, marked.stderr[-3000:]
-        self.mark_seconds = marked.seconds
+        self.mark_seconds = marked.seconds  # lowered by every mark trial that finishes
         self.footprints = Footprints.read(self.manifest, self.footprint_base)
         assert len(self.footprints.candidates) >= 60, "too few candidates for many batches"
-        self.batches = math.ceil(len(self.footprints.candidates) / BATCH_SIZE)
+        self.batches = math.ceil(len(self.footprints.candidates) / self.batch_size)
         reference = base / "reference"
         reference.mkdir()
         manifest = reference / "mark.parquet"
@@ -137,7 +146,7 @@ class World:
         assert {t: len(rows) for t, rows in self.expected_db.items()} == \
             table_counts(self.db_url)
         assert integrity_problems(self.db_url) == []
-        self.restore()
+        self.restore(None)
         assert rows_snapshot(self.db_url) == self.before_db
         assert self.listing() == self.before_listing
 
@@ -159,7 +168,7 @@ def sqlite_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     shutil.copytree(live, pristine, symlinks=True)
     world = World(
         name="sqlite+local", db_url=store.url, storage=[], env={},
-        restore=lambda: sync_tree(pristine, live),
+        restore=lambda _known: sync_tree(pristine, live),
         listing=lambda: list_tree(root, include_dirs=True),
         footprint_base=str(root),
     )
@@ -211,7 +220,7 @@ def mariadb_world(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoSer
         pristine_url = to_sqlalchemy_url(mariadb_create_database(pristine_db))
         _migrate(pristine_url.replace("mysql+pymysql://", "mysql://"), base / "zenml-config")
         populate(pristine_url, SyntheticSpec(
-            versions=300, store_root=f"s3://{bucket}/zenml-store", recent_share=0.02,
+            versions=240, store_root=f"s3://{bucket}/zenml-store", recent_share=0.02,
             seed=11))
         objects = dict(object_plan(pristine_url, bucket))
         objects.update({f"zenml-store/{k}": b"keep me\n" for k in UNMANAGED})
@@ -221,15 +230,15 @@ def mariadb_world(tmp_path_factory: pytest.TempPathFactory, moto_server: MotoSer
         mariadb_clone_database(pristine_db, work_db)
         sums = table_checksums(pristine_db)
 
-        def restore() -> None:
+        def restore(known: dict[str, int] | None) -> None:
             restore_database(pristine_db, work_db, sums)
-            restore_bucket(client, bucket, objects)
+            restore_bucket(client, bucket, objects, known)
 
         world = World(
             name="mariadb+s3", db_url=work_url, storage=moto_server.storage_option(),
             env=moto_server.env(), restore=restore,
             listing=lambda: list_bucket(client, bucket),
-            footprint_base=f"s3://{bucket}",
+            footprint_base=f"s3://{bucket}", batch_size=6,
         )
         world.prepare(base)
         yield world
@@ -265,15 +274,16 @@ def _check_midway(world: World, tag: str) -> None:
 def _sweep_trial(world: World, trial: int, work_dir: Path) -> None:
     assert world.footprints is not None and world.before_listing is not None
     rng = trial_rng(SEED, world.name, trial)
-    world.restore()
+    world.reset()
     manifest = work_dir / "mark.parquet"
     shutil.copy(world.manifest, manifest)
     journal = Path(str(manifest) + ".journal")
-    kills = [draw_kill(rng, world.batches, world.startup, world.work)]
+    # Named points and timed kills in turn; the point, hit count or delay at random.
+    kills = [draw_kill(rng, world.batches, world.startup, world.work, named=trial % 2 == 0)]
     if rng.random() < 0.3:
         # A double crash: the resume is killed too, somewhere in what is left.
         kills.append(draw_kill(rng, max(1, world.batches // 2), world.startup,
-                               world.work / 2))
+                               world.work / 2, named=rng.random() < 0.5))
     runs: list[Run] = []
     for kill in kills:
         run = run_gc(world.sweep_args(manifest), world.env, kill=kill, journal=journal)
@@ -304,6 +314,7 @@ def _sweep_trial(world: World, trial: int, work_dir: Path) -> None:
     paths = tree_differences(listing, world.expected_listing)
     assert lost("end states unlike an uninterrupted sweep", len(tables) + len(paths)) == 0, (
         f"{tag} tables {tables[:5]}, paths {paths[:5]}")
+    world.known_listing = listing
     killed = any(r.killed for r in runs)
     record("crash trials", f"sweep {world.name}" if killed
            else f"sweep {world.name}, finished before kill")
@@ -334,23 +345,30 @@ def _mark_trial(world: World, trial: int, work_dir: Path) -> None:
     """Kill a mark at random; sweep whatever it left; nothing may change."""
     assert world.footprints is not None
     rng = trial_rng(SEED, f"mark {world.name}", trial)
-    world.restore()
+    world.reset()
     out_dir = work_dir / "out"
     out_dir.mkdir()
     out = out_dir / "mark.parquet"
-    if rng.random() < 0.35:
-        # The instant the manifest's temporary file exists: the write is under way.
+    # Kinds of kill in turn, instants at random: while the manifest's temporary file
+    # is being written (it lives for milliseconds: inotify says when it appears), late
+    # in the mark (measuring sizes, writing, renaming), anywhere.
+    if trial % 3 == 0:
         kill = Kill("timed", anchor="file", delay=rng.choice([0.0, rng.uniform(0, 0.005)]))
     else:
-        # Anywhere, most often late in the mark, where its output is being made.
-        kill = Kill("timed", anchor="start",
-                    delay=world.mark_seconds * rng.choice([rng.uniform(0, 1),
-                                                           rng.uniform(0.6, 1.15)]))
-    run = run_gc(world.mark_args(out), world.env, kill=kill, watch=out_dir)
+        share = rng.uniform(0.5, 1.0) if trial % 3 == 1 else rng.uniform(0, 0.9)
+        kill = Kill("timed", anchor="start", delay=world.mark_seconds * share)
+    # With --sizes the rows are measured, then written in one go; without, they are
+    # streamed to the file part by part: two ways of writing the manifest.
+    args = world.mark_args(out)
+    if rng.random() < 0.5:
+        args.remove("--sizes")
+    run = run_gc(args, world.env, kill=kill, watch=out_dir)
     tag = (f"[{world.name} mark trial {trial}, {CRASH_SEED_ENV}={SEED}: {kill.describe()}, "
-           f"exit {run.returncode}]")
+           f"{'with' if '--sizes' in args else 'without'} --sizes, exit {run.returncode}]")
     if not run.killed:
         assert run.returncode == 0, f"{tag}\n{run.stderr[-3000:]}"
+        # The machine got faster (or the first mark paid for cold caches): aim shorter.
+        world.mark_seconds = min(world.mark_seconds, run.seconds)
     left = sorted(os.listdir(out_dir))
     assert set(left) <= {"mark.parquet"} | {n for n in left if ".partial" in n}, f"{tag} {left}"
     outcomes = []
@@ -372,12 +390,13 @@ def _mark_trial(world: World, trial: int, work_dir: Path) -> None:
             f"{tag} {name}: gc sweep exit {sweep.returncode}, not refused:\n{sweep.stderr}")
         tables = snapshot_differences(rows_snapshot(world.db_url), world.before_db or {})
         assert world.before_listing is not None
-        live_lost, _ = world.footprints.file_losses(world.before_listing, world.listing(),
-                                                    set())
-        changed = tree_differences(world.listing(), world.before_listing)
+        listing = world.listing()
+        live_lost, _ = world.footprints.file_losses(world.before_listing, listing, set())
+        changed = tree_differences(listing, world.before_listing)
         assert lost("live files lost", len(live_lost)) == 0, f"{tag} {live_lost[:5]}"
         assert lost("changes made by a refused manifest", len(tables) + len(changed)) == 0, (
             f"{tag} tables {tables[:5]} paths {changed[:5]}")
+        world.known_listing = listing
     if run.killed:
         record("faults injected", f"SIGKILL gc mark, {world.name}")
     key = "mark sqlite" if world.name.startswith("sqlite") else "mark mariadb"
