@@ -249,10 +249,13 @@ def _load_inputs(
             [("config", text_type)],
         ))
     progress.stage("reading metadata", total=len(reads), unit="tables")
-    # Two tables at a time, each on its own DuckDB cursor and database connection: the
-    # drivers and DuckDB release the GIL, so the largest table (the versions, started
-    # first) is read while the others are. Progress is reported from this thread.
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+    # On SQLite, two tables at a time, each on its own DuckDB cursor and connection:
+    # ADBC and DuckDB release the GIL, so the largest table (the versions, started
+    # first) is read while the others are. pymysql parses rows in Python under the GIL,
+    # where a second thread would only stretch every read transaction. Progress is
+    # reported from this thread.
+    threads = READ_THREADS if dialect == "sqlite" else 1
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         cursors = [con.cursor() for _ in reads]
         futures = [
             pool.submit(load_table, cursor, f"in_{name}", engine, db_url, sql, columns)
