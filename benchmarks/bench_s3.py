@@ -6,7 +6,7 @@
 For each size: a SQLite store (ZenML's migrations, then bulk inserts; cached) whose
 artifact store root is ``s3://<bucket>/store`` on a moto server this script starts
 on 127.0.0.1 (its own process). Every version gets three objects (two files and its
-visualization). Two identical buckets are uploaded (boto3, many threads):
+visualization). Two identical buckets are filled (straight into moto's backend):
 
 - gc side: ``gc mark --sizes`` then ``gc sweep --yes`` (each a fresh process);
 - bare side: the same keys (the candidates' objects, known in advance), deleted by a
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from artifact_gc.synthetic import SyntheticSpec, populate  # noqa: E402
 from generate_store import create_schema_with_zenml  # noqa: E402
 from harness import gc, markdown_table, run, write_section  # noqa: E402
-from s3_support import list_bucket, object_plan, upload  # noqa: E402
+from s3_support import list_bucket, object_plan  # noqa: E402
 from stores import mariadb_store  # noqa: E402
 
 BASE = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
@@ -94,21 +94,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: moto's S3 in its own process, its buckets filled straight into its in-memory backend
+#: before it starts serving (moto accepts uploads over HTTP at about 140 objects/s, and
+#: a 100k-version store has 333k objects a side); the sweeps reach it over HTTP.
+MOTO_SERVER = r"""
+import json, logging, sys
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+from moto.server import ThreadedMotoServer
+port, spec = int(sys.argv[1]), json.load(open(sys.argv[2]))
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+for bucket, objects in spec.items():
+    backend.create_bucket(bucket, "us-east-1")
+    for key, body in objects:
+        backend.put_object(bucket, key, body.encode("latin-1"), disable_notification=True)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
 class Moto:
+    """A moto S3 server on 127.0.0.1 in its own process (so that the peak RSS of the
+    measured processes is their own), started with its buckets already filled."""
+
     def __init__(self) -> None:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, buckets: dict[str, list[tuple[str, bytes]]], scratch: Path) -> None:
+        spec = scratch / "moto-buckets.json"
+        spec.write_text(json.dumps({b: [(k, v.decode("latin-1")) for k, v in objects]
+                                    for b, objects in buckets.items()}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("moto server did not start")
+            [sys.executable, "-c", MOTO_SERVER, str(self.port), str(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("moto server did not start")
+        spec.unlink()
 
     def client(self) -> Any:
         import boto3
@@ -118,14 +147,23 @@ class Moto:
                             config=botocore.config.Config(max_pool_connections=64))
 
     def rss_mb(self) -> float:
+        if self.proc is None:
+            return 0.0
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        if self.proc is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
 
 
 def sqlite_s3_store(orphans: int) -> tuple[Path, int]:
@@ -146,9 +184,11 @@ def sqlite_s3_store(orphans: int) -> tuple[Path, int]:
     return directory / "zenml.db", int(done.read_text())
 
 
-def retarget(db: Path, bucket: str, endpoint: str) -> str:
-    """Point the copy's rows and its store component at ``bucket`` (as sqlite_copy does)."""
-    engine = sa.create_engine(f"sqlite:///{db}")
+def retarget(db: Path | str, bucket: str, endpoint: str) -> str:
+    """Point the copy's rows and its store component at ``bucket`` (as sqlite_copy does).
+    ``db``: a SQLite file, or any SQLAlchemy URL."""
+    url = db if isinstance(db, str) and "://" in db else f"sqlite:///{db}"
+    engine = sa.create_engine(url)
     old, new = f"s3://{PRISTINE_BUCKET}/", f"s3://{bucket}/"
     with engine.begin() as connection:
         for table in ("artifact_version", "artifact_visualization"):
@@ -164,7 +204,7 @@ def retarget(db: Path, bucket: str, endpoint: str) -> str:
                     sa.text("UPDATE stack_component SET configuration=:c WHERE id=:i"),
                     {"c": base64.b64encode(json.dumps(config).encode()), "i": component_id})
     engine.dispose()
-    return f"sqlite:///{db}"
+    return url
 
 
 def candidates(manifest: str) -> list[tuple[str, str]]:
@@ -187,11 +227,12 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
     for key, _ in plan:
         keys_by_dir.setdefault(key.rsplit("/", 1)[0], []).append(key)
     t0 = time.perf_counter()
-    for bucket in ("gc-side", "bare-side"):
-        client.create_bucket(Bucket=bucket)
-        upload(client, bucket, plan, threads=32)
+    buckets = ["gc-side", "bare-side"]
+    if orphans <= strategies_up_to:
+        buckets += ["strategy-prefix", "strategy-range"]
+    moto.start(dict.fromkeys(buckets, plan), scratch)  # keys are bucket-relative
     upload_s = time.perf_counter() - t0
-    print(f"[{orphans:,}] uploaded 2 x {len(plan):,} objects in {upload_s:.0f} s "
+    print(f"[{orphans:,}] filled {len(buckets)} x {len(plan):,} objects in {upload_s:.0f} s "
           f"(moto RSS {moto.rss_mb():,.0f} MB)", flush=True)
     manifest = str(scratch / "mark.parquet")
     env = dict(AWS_ENV)
@@ -217,16 +258,14 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
         f"{bare.seconds:.1f}", f"{len(doomed) / bare.seconds:,.0f}",
         f"{bare.peak_rss_mb:,.0f}",
         f"{(len(doomed) / sweep.seconds) / (len(doomed) / bare.seconds):.0%}",
-        f"{mark.seconds:.1f}",
+        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}", f"{os.getloadavg()[0]:.1f}",
     ]]
     print(" | ".join(rows[0]), flush=True)
     strategy_rows: list[list[str]] = []
-    if len(cands) <= strategies_up_to:
+    if orphans <= strategies_up_to:
         paths = sorted(uri for _, uri in cands)
         for strategy in ("prefix", "range"):
             bucket = f"strategy-{strategy}"
-            client.create_bucket(Bucket=bucket)
-            upload(client, bucket, plan, threads=32)
             paths_file = scratch / f"{strategy}.json"
             paths_file.write_text(json.dumps([p.replace("s3://gc-side/", f"s3://{bucket}/")
                                               for p in paths]))
@@ -243,33 +282,128 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
     return rows + [["strategies"] + r for r in strategy_rows]
 
 
+#: The bare MariaDB + S3 sweep: the candidates' keys (known in advance) deleted with
+#: boto3 ``delete_objects`` (1,000 keys a request, 16 threads), then one bulk DELETE
+#: per table with the ids in a temporary table, children before parents.
+BARE_MARIADB = BARE_LOOP.replace("print(len(keys))", """
+import json, sqlalchemy as sa
+ids = json.load(open(sys.argv[4]))
+engine = sa.create_engine(sys.argv[5])
+with engine.connect() as c:
+    c.exec_driver_sql("CREATE TEMPORARY TABLE gone (id CHAR(32) PRIMARY KEY)")
+    for start in range(0, len(ids), 10000):
+        c.execute(sa.text("INSERT INTO gone VALUES (:id)"),
+                  [{"id": i} for i in ids[start:start + 10000]])
+    c.commit()
+    for sql in (
+        "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
+        "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)",
+    ):
+        c.exec_driver_sql(sql)
+        c.commit()
+print(len(keys), len(ids))
+""")
+
+
+def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
+    """gc mark + gc sweep of a MariaDB store whose artifact store is S3 (moto), beside
+    the bare boto3 + bulk DELETE loop, each on its own clone of the database and its
+    own bucket."""
+    from bench_mariadb import _clone
+
+    versions = int(orphans / ORPHAN_SHARE)
+    pristine = mariadb_store(BASE, versions, root=f"s3://{PRISTINE_BUCKET}/store",
+                             orphan_share=ORPHAN_SHARE,
+                             database=f"gcbench_s3_{versions}_pristine")
+    source = pristine.url.rsplit("/", 1)[1]
+    sides = {}
+    for side in ("gc", "bare"):
+        database = f"gcbench_s3_{versions}_{side}"
+        _clone(source, database)
+        url = pristine.url.rsplit("/", 1)[0] + "/" + database
+        sides[side] = retarget(url, f"{side}-side", moto.endpoint)
+    plan = object_plan(sides["gc"], "gc-side")
+    t0 = time.perf_counter()
+    moto.start({"gc-side": plan, "bare-side": plan}, scratch)
+    print(f"[mariadb {orphans:,}] filled 2 x {len(plan):,} objects in "
+          f"{time.perf_counter() - t0:.0f} s (moto RSS {moto.rss_mb():,.0f} MB)", flush=True)
+    keys_by_dir: dict[str, list[str]] = {}
+    for key, _ in plan:
+        keys_by_dir.setdefault(key.rsplit("/", 1)[0], []).append(key)
+    manifest = str(scratch / "mark-mariadb.parquet")
+    env = dict(AWS_ENV)
+    mark = gc("gc mark", "mark", "--db", sides["gc"], "--older-than", "0s", "--out", manifest,
+              "--json", env=env)
+    cands = candidates(manifest)
+    doomed = sorted(k for _, uri in cands for k in keys_by_dir.get(
+        uri.split("://", 1)[1].split("/", 1)[1], []))
+    keys_file = scratch / "keys-mariadb.txt"
+    keys_file.write_text("\n".join(doomed) + "\n")
+    ids_file = scratch / "ids-mariadb.json"
+    ids_file.write_text(json.dumps([vid for vid, _ in cands]))
+    sweep = gc("gc sweep", "sweep", manifest, "--db", sides["gc"], "--yes", "--json", env=env)
+    summary = json.loads(sweep.stdout)["summary"]
+    assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
+    client = moto.client()
+    left = list_bucket(client, "gc-side")
+    assert not set(doomed) & set(left)
+    bare = run("bare boto3 delete_objects + bulk DELETE",
+               [sys.executable, "-c", BARE_MARIADB, moto.endpoint, "bare-side", str(keys_file),
+                str(ids_file), sides["bare"]], env=env)
+    assert set(list_bucket(client, "bare-side")) == set(left)
+    row = [
+        f"{len(cands):,}", f"{versions:,}", f"{len(doomed):,}",
+        f"{sweep.seconds:.1f}", f"{len(cands) / sweep.seconds:,.0f}",
+        f"{len(doomed) / sweep.seconds:,.0f}", f"{sweep.peak_rss_mb:,.0f}",
+        f"{bare.seconds:.1f}", f"{len(cands) / bare.seconds:,.0f}",
+        f"{bare.peak_rss_mb:,.0f}", f"{bare.seconds / sweep.seconds:.0%}",
+        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}", f"{os.getloadavg()[0]:.1f}",
+    ]
+    print("mariadb+s3 | " + " | ".join(row), flush=True)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orphans", default="10000,100000")
     parser.add_argument("--strategies-up-to", type=int, default=10000)
     parser.add_argument("--mariadb", action="store_true",
-                        help="also build the MariaDB store (metadata side only)")
+                        help="MariaDB + S3 instead: gc mark + sweep against boto3 "
+                             "delete_objects + one bulk DELETE per table")
     args = parser.parse_args()
     os.environ.update(AWS_ENV)  # dummy credentials for moto, for this process and its children
     counts = [int(n) for n in args.orphans.split(",")]
     sweep_rows: list[list[str]] = []
     strategy_rows: list[list[str]] = []
+    mariadb_rows: list[list[str]] = []
     for orphans in counts:
-        if args.mariadb:
-            mariadb_store(BASE, int(orphans / ORPHAN_SHARE), root="s3://pristine/store",
-                          orphan_share=ORPHAN_SHARE)
         moto = Moto()
         try:
             with tempfile.TemporaryDirectory(prefix="gc-bench-s3-") as scratch:
+                if args.mariadb:
+                    mariadb_rows.append(one_size_mariadb(moto, orphans, Path(scratch)))
+                    continue
                 for row in one_size(moto, orphans, args.strategies_up_to, Path(scratch)):
                     (strategy_rows if row[0] == "strategies" else sweep_rows).append(
                         row[1:] if row[0] == "strategies" else row)
         finally:
             moto.stop()
+    if args.mariadb:
+        table = markdown_table(
+            ["candidates", "versions", "objects deleted", "gc sweep s", "gc versions/s",
+             "gc objects/s", "gc peak RSS MB", "bare s", "bare versions/s", "bare RSS MB",
+             "gc / bare (rate)", "gc sweep CPU s", "gc mark s", "load avg"], mariadb_rows)
+        print(table)
+        write_section(README, "s3-mariadb", table)
+        return 0
     table = markdown_table(
         ["candidates", "versions", "objects deleted", "gc sweep s", "gc objects/s",
          "gc versions/s", "gc peak RSS MB", "bare s", "bare objects/s", "bare RSS MB",
-         "gc / bare", "gc mark --sizes s"], sweep_rows)
+         "gc / bare", "gc sweep CPU s", "gc mark --sizes s", "load avg"], sweep_rows)
     if strategy_rows:
         table += "\n\nFinding the keys of the candidates (StoreFiles, batches of 1,000 " \
                  "URI-sorted paths):\n\n" + markdown_table(

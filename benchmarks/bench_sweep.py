@@ -148,14 +148,18 @@ def raw(orphan_counts: list[int]) -> str:
             f"{bare_run.seconds:.1f}", f"{len(candidates) / bare_run.seconds:,.0f}",
             f"{bare_run.peak_rss_mb:,.0f}",
             f"{sweep_run.seconds / bare_run.seconds:.2f}x",
-            f"{mark_run.seconds:.1f}",
+            f"{sweep_run.cpu_seconds:.1f}", f"{mark_run.seconds:.1f}",
+            f"{os.getloadavg()[0]:.1f}",
         ])
         print(" | ".join(rows[-1]), flush=True)
     return markdown_table(
         ["deleted", "versions", "gc sweep s", "gc versions/s", "gc peak RSS MB",
-         "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc mark s"],
+         "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc sweep CPU s",
+         "gc mark s", "load avg (1 min)"],
         rows,
-    )
+    ) + ("\n\ngc sweep CPU s: user + system seconds of the sweep process. Load average: "
+         "`os.getloadavg()` after the row was measured; the 2 cores are shared with other "
+         "work, and deleting files also waits on the disk, so both sides slow down with it.")
 
 
 def _candidates(manifest: str) -> set[str]:
