@@ -96,7 +96,7 @@ def draw_kill(rng: random.Random, batches: int, startup: float, work: float,
         return Kill("point", point=point, hit=rng.randint(1, max(1, batches)))
     if rng.random() < 0.2:
         return Kill("timed", anchor="start", delay=rng.uniform(0, startup + work))
-    return Kill("timed", anchor="work", delay=rng.uniform(0, work))
+    return Kill("timed", anchor="work", delay=rng.uniform(0, 0.85 * work))
 
 
 @dataclass
