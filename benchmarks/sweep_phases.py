@@ -1,0 +1,110 @@
+"""Where a sweep's time goes: wall time per phase, per S3 request kind and per SQL statement.
+
+    .venv/bin/python benchmarks/sweep_phases.py MANIFEST DB_URL [--batch-size N]
+                                                [--mode all|only-artifact|only-metadata]
+
+Runs ``plan_sweep`` + ``execute`` in this process (it deletes, like ``gc sweep --yes``)
+with timers wrapped around the sweep's phases, the S3 client's requests and every SQL
+statement. Phases overlap (a batch's files are deleted while the next batch is in the
+database; S3 requests run in parallel), so the figures are summed durations, not
+shares of the wall time. Used to find the bottlenecks named in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from artifact_gc import s3
+from artifact_gc import sweep as sw
+
+TOTALS: dict[str, float] = collections.defaultdict(float)
+COUNTS: collections.Counter[str] = collections.Counter()
+SQL: dict[str, float] = collections.defaultdict(float)
+SQL_COUNTS: collections.Counter[str] = collections.Counter()
+_LOCK = threading.Lock()
+
+
+def _add(name: str, seconds: float) -> None:
+    with _LOCK:
+        TOTALS[name] += seconds
+        COUNTS[name] += 1
+
+
+def _timed(owner: Any, attribute: str, label: str) -> None:
+    function = getattr(owner, attribute)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _add(label, time.perf_counter() - started)
+
+    setattr(owner, attribute, wrapper)
+
+
+def _instrument() -> None:
+    for name in ("_batch_begin", "_db_phase", "_delete_rows", "_delete_files", "_journal",
+                 "_batch_finish"):
+        _timed(sw._Sweeper, name, name)
+    _timed(sw, "verify_batch", "verify_batch")
+    _timed(s3, "match_keys", "s3 match_keys")
+    call = s3.S3Client.call
+
+    def timed_call(self: s3.S3Client, method: str, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return call(self, method, **kwargs)
+        finally:
+            _add(f"s3 {method}", time.perf_counter() - started)
+
+    s3.S3Client.call = timed_call  # type: ignore[method-assign]
+
+    @sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["_started"] = time.perf_counter()
+
+    @sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        key = re.sub(r"\((?:\?|%s)(?:, (?:\?|%s))*\)", "(..)", statement)[:120]
+        elapsed = time.perf_counter() - conn.info.pop("_started", time.perf_counter())
+        with _LOCK:
+            SQL[key] += elapsed
+            SQL_COUNTS[key] += 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifest")
+    parser.add_argument("db")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--mode", default=sw.MODE_ALL, choices=sw.MODES)
+    args = parser.parse_args()
+    _instrument()
+    started = time.perf_counter()
+    plan = sw.plan_sweep(args.manifest, args.db,
+                         sw.SweepOptions(mode=args.mode, batch_size=args.batch_size))
+    planned = time.perf_counter()
+    report = sw.execute(plan)
+    done = time.perf_counter()
+    print(f"plan {planned - started:.2f} s, execute {done - planned:.2f} s, "
+          f"deleted {len(report.deleted):,}, failed {len(report.failures)}, "
+          f"{len(report.deleted) / (done - started):,.0f} versions/s, "
+          f"batches {report.batches}")
+    for name, seconds in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds:8.2f} s  n={COUNTS[name]:<5d} {name}")
+    print("SQL statements (summed wall time):")
+    for statement, seconds in sorted(SQL.items(), key=lambda kv: -kv[1])[:15]:
+        print(f"  {seconds:8.2f} s  n={SQL_COUNTS[statement]:<5d} {statement}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
