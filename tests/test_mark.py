@@ -428,3 +428,51 @@ def test_an_id_that_is_not_a_uuid_stops_the_mark(
     with pytest.raises(SchemaError, match="step_run_output_artifact.artifact_id"):
         _mark(scenario_store, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lazy_loader_in_a_snapshot_keeps_the_version_it_names(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """``Client().get_artifact_version(id)`` in a pipeline body is stored in the
+    snapshot's step configuration as a lazy loader, resolved only when the step starts:
+    a schedule or a rerun of that snapshot will consume the version, so mark keeps it
+    (32 hex or dashed, as the user wrote it). A longer hex run that merely contains a
+    candidate's id is not a reference."""
+    import json
+    import uuid
+
+    store = scenario_store
+    named_hex, named_dashed, near_miss = sorted(store.ids("candidate"))[:3]
+
+    def loader(version_id: str) -> dict[str, Any]:
+        # The shape of zenml.client_lazy_loader.ClientLazyLoader, as pydantic dumps it.
+        return {"method_name": "get_artifact_version", "exclude_next_call": False,
+                "call_chain": [{"attribute_name": None, "is_call": True,
+                                "call_args": [version_id], "call_kwargs": {},
+                                "selector": None}]}
+
+    db = sqlite3.connect(store.db_url.removeprefix("sqlite:///"))
+    row_id, config_text = db.execute(
+        "SELECT id, config FROM step_configuration WHERE config LIKE "
+        "'%\"client_lazy_loaders\":{}%' LIMIT 1").fetchone()
+    config = json.loads(config_text)
+    overrides = config["step_config_overrides"]
+    assert overrides.get("client_lazy_loaders") == {}, "ZenML's key moved: see CONFIG_ID_KEYS"
+    overrides["client_lazy_loaders"] = {
+        "a": loader(named_hex),
+        "b": loader(str(uuid.UUID(named_dashed))),
+        "c": loader("00ff" + near_miss + "00ff"),
+    }
+    # Serialized as ZenML writes it (pydantic's compact JSON), so the empty-map filter
+    # sees the same spelling it sees in a real store.
+    db.execute("UPDATE step_configuration SET config = ? WHERE id = ?",
+               (json.dumps(config, separators=(",", ":")), row_id))
+    db.commit()
+    db.close()
+    out, info = _mark(store, tmp_path)
+    rows = _rows(str(out))
+    for vid in (named_hex, named_dashed):
+        assert rows[vid]["status"] == "reachable", vid
+        assert rows[vid]["reasons"] == ["config_reference"]
+    assert rows[near_miss]["status"] == "candidate"
+    assert info.counts["candidate"] == store.expected["counts"]["candidate"] - 2

@@ -31,13 +31,36 @@ from artifact_gc.schema import VERSION_TABLE, ZenMLSchema
 #: Statements bind at most this many ids (SQLite's old limit was 999 variables).
 IN_CHUNK = 900
 
-#: A version id in a step configuration: dashed (external input artifacts), or as the
-#: user wrote it in a lazy loader (dashed, or 32 hex digits). Hashes of other lengths
-#: must not match in part (a false match would only keep more).
+#: The keys of a step configuration under which ZenML names artifact versions by id:
+#: external input artifacts (uploaded at compile time, dashed id), and lazy loaders
+#: (``Client().get_artifact_version(id)`` in a pipeline body, the id as the user wrote
+#: it), which a step resolves only when it starts. A snapshot that a schedule or a
+#: rerun will use names the version there and nowhere else yet.
+CONFIG_ID_KEYS = ("external_input_artifacts", "client_lazy_loaders")
+
+#: A version id in a step configuration is a whole run of hex digits and dashes that
+#: is either a dashed UUID or 32 hex digits. Hashes of other lengths must not match in
+#: part (a false match would only keep more). Mark applies the same rule in DuckDB,
+#: whose RE2 has no look-around: maximal runs (``CONFIG_ID_RUN``), each matched whole
+#: against ``CONFIG_ID_WHOLE``.
+CONFIG_ID_RUN = r"[0-9a-f-]+"
+CONFIG_ID_WHOLE = r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$"
 _VERSION_ID = re.compile(
     r"(?<![0-9a-f-])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
     r"|[0-9a-f]{32})(?![0-9a-f-])", re.IGNORECASE
 )
+
+
+def config_filter(column: str) -> str:
+    """SQL (SQLite and MySQL) for the configurations that can name a version id.
+
+    Every step configuration carries each key of ``CONFIG_ID_KEYS``, most of them
+    with an empty ``{}``; only the others are read. ``column`` is already quoted."""
+    return " OR ".join(
+        f"({column} LIKE '%{key}%' AND {column} NOT LIKE '%\"{key}\":{{}}%'"
+        f" AND {column} NOT LIKE '%\"{key}\": {{}}%')"
+        for key in CONFIG_ID_KEYS
+    )
 
 REASON_URI_GUARD = "uri_overlap_since_mark"
 REASON_CONFIG = "config_reference"
@@ -182,17 +205,9 @@ def verify_unreferenced(
     wanted = {item.artifact_version_id for item in items}
     for table, column in schema.config_tables:
         col = q(column)
-        # Configurations that name external input artifacts, or hold lazy loaders:
-        # ``Client().get_artifact_version(id)`` in a pipeline body is kept in the
-        # snapshot as a lazy loader that the step resolves only when it starts, so a
-        # running (or scheduled) run names the version there and nowhere else yet.
+        # The same configurations as the mark reads (see CONFIG_ID_KEYS).
         rows = connection.execute(sa.text(
-            f"SELECT {col} FROM {q(table)} WHERE ({col} LIKE '%external_input_artifacts%'"
-            f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
-            f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%')"
-            f" OR ({col} LIKE '%client_lazy_loaders%'"
-            f" AND {col} NOT LIKE '%\"client_lazy_loaders\":{{}}%'"
-            f" AND {col} NOT LIKE '%\"client_lazy_loaders\": {{}}%')"
+            f"SELECT {col} FROM {q(table)} WHERE {config_filter(col)}"
         )).all()
         for (config,) in rows:
             for match in _VERSION_ID.findall(str(config or "")):

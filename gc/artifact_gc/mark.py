@@ -22,6 +22,7 @@ from artifact_gc import manifest as mf
 from artifact_gc.database import create_engine, fingerprint, redact
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import SchemaError, UsageError
+from artifact_gc.liveness import CONFIG_ID_RUN, CONFIG_ID_WHOLE, config_filter
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.reader import load_table, text_column
 from artifact_gc.schema import VERSION_TABLE, ZenMLSchema, discover
@@ -50,8 +51,6 @@ NULLABLE_VERSION_COLUMNS = frozenset({"version_number", "artifact_store_id"})
 
 #: DuckDB SQL for a UUID column as ZenML stores ids: 32 lowercase hex digits.
 _HEX = "replace(CAST({} AS VARCHAR), '-', '')"
-
-_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @dataclass(frozen=True)
@@ -237,15 +236,12 @@ def _load_inputs(
             [("id", uuid)],
         ))
     for index, (table, column) in enumerate(schema.config_tables):
-        # Only configurations that name external artifacts can hold an id we need;
-        # every step configuration carries the key, most of them with an empty {}.
+        # Only configurations that name external artifacts or lazy loaders can hold
+        # an id we need (liveness.CONFIG_ID_KEYS; the sweep re-reads the same ones).
         col = q(column)
         reads.append((
             f"config_{index}",
-            f"SELECT {text(col)} AS config FROM {q(table)} "
-            f"WHERE {col} LIKE '%external_input_artifacts%'"
-            f" AND {col} NOT LIKE '%\"external_input_artifacts\":{{}}%'"
-            f" AND {col} NOT LIKE '%\"external_input_artifacts\": {{}}%'",
+            f"SELECT {text(col)} AS config FROM {q(table)} WHERE {config_filter(col)}",
             [("config", text_type)],
         ))
     progress.stage("reading metadata", total=len(reads), unit="tables")
@@ -374,8 +370,9 @@ def classify(
         for i, ref in enumerate(schema.references)
     ]
     ref_selects += [
-        f"SELECT TRY_CAST(unnest(regexp_extract_all(lower(config), '{_UUID_PATTERN}')) "
-        f"AS UUID) AS id, {bit[CONFIG_REFERENCE]}::BIGINT AS bit FROM in_config_{i}"
+        f"SELECT TRY_CAST(run AS UUID) AS id, {bit[CONFIG_REFERENCE]}::BIGINT AS bit "
+        f"FROM (SELECT unnest(regexp_extract_all(lower(config), '{CONFIG_ID_RUN}')) AS run "
+        f"FROM in_config_{i}) WHERE regexp_full_match(run, '{CONFIG_ID_WHOLE}')"
         for i in range(len(schema.config_tables))
     ]
     refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::UUID id, 0::BIGINT bit"
