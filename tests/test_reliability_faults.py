@@ -465,6 +465,11 @@ def test_permanent_storage_faults_stop_report_and_resume(bench: Bench, tmp_path:
     counted()
     assert "FAILED:" in stopped.stderr and victims[0] in stopped.stderr
     assert bench.path_of(victims[0]) in stopped.stderr and denial in stopped.stderr
+    # --json still prints what was done before the stop, the failure included.
+    done = json.loads(stopped.stdout)
+    assert victims[0] in done["stopped"]
+    assert [f["artifact_version_id"] for f in done["summary"]["failures"]] == [victims[0]]
+    assert done["summary"]["deleted"] >= 1
     state = status()
     assert [f["artifact_version_id"] for f in state["failures"]] == [victims[0]]
     assert bench.path_of(victims[0]) in state["failures"][0]["cause"]

@@ -8,6 +8,7 @@ listed here (and in ``gc --help``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -38,13 +39,17 @@ Exit codes:
 
 
 class GCError(Exception):
-    """Base of every error artifact-gc raises on purpose."""
+    """Base of every error artifact-gc raises on purpose.
+
+    ``done`` is what a long operation had finished when it stopped (the sweep puts its
+    partial report there), so that a caller can still show it."""
 
     exit_code: int = EXIT_FAILURE
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.done: dict[str, Any] | None = None
 
 
 class UsageError(GCError):

@@ -459,11 +459,17 @@ def execute(
     progress: Progress | None = None,
     filesystem_factory: Any = None,
 ) -> SweepReport:
-    """Carry out ``plan``; return what was done. A dry run writes nothing at all."""
+    """Carry out ``plan``; return what was done. A dry run writes nothing at all.
+
+    A sweep that stops raises its ``GCError`` with what it did until then in
+    ``error.done`` (``SweepReport.as_dict()``); the journal has the same."""
     progress = progress or NullProgress()
     runner = _Sweeper(plan, progress, filesystem_factory or default_filesystem)
     try:
         return runner.run()
+    except GCError as error:
+        error.done = runner.report.as_dict()
+        raise
     finally:
         progress.close()
 

@@ -53,7 +53,7 @@ def sweep_command(
     journal beside the manifest makes the sweep resumable: run it again after any
     interruption. See progress with gc status MANIFEST.
     """
-    from artifact_gc.errors import SweepIncomplete
+    from artifact_gc.errors import GCError, SweepIncomplete
     from artifact_gc.storage import RequestLimits, request_limits
     from artifact_gc.stores import parse_storage_options, storage_option_overrides
     from artifact_gc.sweep import (
@@ -85,8 +85,18 @@ def sweep_command(
                              err=True):
             raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
     progress = TerminalProgress(enabled=None if not as_json else False)
-    with request_limits(RequestLimits(max_requests_per_second)):
-        report = execute(plan, progress=progress)
+    try:
+        with request_limits(RequestLimits(max_requests_per_second)):
+            report = execute(plan, progress=progress)
+    except GCError as stopped:
+        # What was done before the stop is shown too; the FAILED line follows.
+        if stopped.done is not None:
+            if as_json:
+                echo_json({"plan": plan.as_dict(), "summary": stopped.done,
+                           "stopped": stopped.message})
+            else:
+                _render_summary(stopped.done)
+        raise
     summary = report.as_dict()
     if as_json:
         echo_json({"plan": plan.as_dict(), "summary": summary})
