@@ -112,7 +112,7 @@ class RealDirs:
     costs one ``lstat`` per path component. The memo holds only those grandparents;
     the parent itself is checked with an ``lstat`` every time, so a parent (or the
     path, see :func:`strictly_inside`) swapped for a symlink is still seen. Keep one
-    per sweep: the memo is never invalidated.
+    per batch: the memo is never invalidated.
     """
 
     def __init__(self) -> None:
@@ -233,7 +233,6 @@ class StoreFiles:
         self.limits = limits or current_limits()
         self._pool = ThreadPoolExecutor(max_workers=self.workers,
                                         thread_name_prefix=f"gc-rm-{store.id[:6]}")
-        self._dirs = RealDirs()
         # fsspec's own local filesystem is deleted with os calls (below); any other
         # implementation, including subclasses of it, goes through its ``rm``.
         self._plain_local = type(fs) is _local_filesystem_class()
@@ -261,10 +260,13 @@ class StoreFiles:
         """Delete every path (recursively); report which are gone and which failed."""
         outcome = DeleteOutcome()
         todo: list[str] = []
+        # A fresh memo per call: a directory swapped for a symlink is seen by the next
+        # batch at the latest, the same window as between this check and the rm.
+        dirs = RealDirs()
         for path in dict.fromkeys(paths):
             # The last fence before data goes away: whatever the manifest and the
             # database say, nothing outside the store root is ever passed to rm.
-            if not strictly_inside(path, self.root, dirs=self._dirs):
+            if not strictly_inside(path, self.root, dirs=dirs):
                 outcome.failed[path] = f"{path} is not strictly inside the store root {self.root}"
             else:
                 todo.append(path)

@@ -655,6 +655,7 @@ class _Sweeper:
 
     def _batch_begin(self, items: list[BatchItem]) -> _Pending | None:
         """Fence, journal the intent, and do the batch's database step."""
+        self.real_dirs = RealDirs()  # symlinks resolved afresh for every batch
         ready: list[BatchItem] = []
         protected: list[Event] = []
         for item in items:
