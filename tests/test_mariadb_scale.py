@@ -49,6 +49,7 @@ from scenarios.helpers import (
     mariadb_clone_database,
     mariadb_create_database,
     mariadb_drop_database,
+    mariadb_grant,
     require_server,
 )
 
@@ -115,17 +116,7 @@ class Store:
 
 
 def _grant_sweeper(database: str) -> None:
-    conn = mariadb_admin_connect()
-    try:
-        with conn.cursor() as cur:
-            password = conn.escape(SWEEP_PASSWORD)
-            for host in ("%", "localhost"):
-                user = f"'{SWEEP_USER}'@'{host}'"
-                cur.execute(f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password}")
-                cur.execute(f"ALTER USER {user} IDENTIFIED BY {password}")
-                cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO {user}")
-    finally:
-        conn.close()
+    mariadb_grant(SWEEP_USER, SWEEP_PASSWORD, database)
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ from scenarios.helpers import (
     mariadb_clone_database,
     mariadb_create_database,
     mariadb_drop_database,
+    mariadb_grant,
     require_server,
     restore_tree,
 )
@@ -462,6 +463,9 @@ CASES: dict[str, Case] = {
     "password with a raw @ in the URL": Case(
         _mark(db=lambda b, r: "mysql+pymysql://zenml:Raw-Pa@ss-Tail9Q@127.0.0.1:3306/zenml"),
         EXIT_DATABASE, "must be URL-encoded", never_says=("ss-Tail9Q", "Raw-Pa")),
+    "SQLite busy timeout that is not a number": Case(
+        _mark(db=lambda b, r: f"sqlite:///{b.db_path}?timeout=soon"), EXIT_DATABASE,
+        "?timeout= must be a number"),
     "ZenML REST URL": Case(_mark(db=lambda b, r: "http://127.0.0.1:8237"), EXIT_DATABASE,
                            "ZenML server (REST) URL"),
     "ZenML REST URL in the sweep": Case(
@@ -888,17 +892,7 @@ def mysql_rows(database: str) -> dict[str, list[str]]:
 
 
 def create_mariadb_user(user: str, password: str, database: str, privileges: str) -> None:
-    conn = mariadb_admin_connect()
-    try:
-        with conn.cursor() as cur:
-            secret = conn.escape(password)
-            for host in ("%", "localhost"):
-                who = f"'{user}'@'{host}'"
-                cur.execute(f"DROP USER IF EXISTS {who}")
-                cur.execute(f"CREATE USER {who} IDENTIFIED BY {secret}")
-                cur.execute(f"GRANT {privileges} ON `{database}`.* TO {who}")
-    finally:
-        conn.close()
+    mariadb_grant(user, password, database, privileges, fresh=True)
 
 
 def drop_mariadb_user(user: str) -> None:

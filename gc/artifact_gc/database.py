@@ -134,7 +134,13 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
         target = f"file:{Path(path).resolve()}?mode=ro" if readonly else str(path)
         # SQLAlchemy's own ``?timeout=SECONDS`` (the busy timeout) is honoured.
         raw_timeout = parsed.query.get("timeout")
-        timeout = float(raw_timeout) if isinstance(raw_timeout, str) and raw_timeout else 60.0
+        try:
+            timeout = float(raw_timeout) if isinstance(raw_timeout, str) and raw_timeout \
+                else 60.0
+        except ValueError:
+            raise DatabaseError(
+                f"the SQLite URL's ?timeout= must be a number of seconds, not {raw_timeout!r}"
+            ) from None
         engine = sa.create_engine(
             "sqlite://",
             creator=_sqlite_creator(target, uri=readonly, timeout=timeout),

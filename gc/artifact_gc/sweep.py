@@ -813,6 +813,8 @@ class _Sweeper:
                     connection.exec_driver_sql("COMMIT")
                 finally:
                     connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    # Back to SQLite's default page cache for the pooled connection.
+                    connection.exec_driver_sql("PRAGMA cache_size=-2000")
             return
         with engine.connect() as connection:
             connection = connection.execution_options(isolation_level="READ COMMITTED")

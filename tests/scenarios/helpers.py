@@ -246,15 +246,32 @@ def mariadb_create_database(name: str) -> str:
             cur.execute(
                 f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
             )
-            password = conn.escape(MARIADB_PASSWORD)
-            for host in ("%", "localhost"):
-                user = f"'{MARIADB_USER}'@'{host}'"
-                cur.execute(f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password}")
-                cur.execute(f"ALTER USER {user} IDENTIFIED BY {password}")
-                cur.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO {user}")
     finally:
         conn.close()
+    mariadb_grant(MARIADB_USER, MARIADB_PASSWORD, name)
     return f"mysql://{MARIADB_USER}:{MARIADB_PASSWORD}@{MARIADB_HOST}:{MARIADB_PORT}/{name}"
+
+
+def mariadb_grant(user: str, password: str, database: str,
+                  privileges: str = "ALL PRIVILEGES", *, fresh: bool = False) -> None:
+    """Let ``user`` (from ``%`` and ``localhost``, with ``password``) use ``database``.
+
+    ``fresh`` drops the user first, so that it holds no other grant (a read-only user
+    stays read-only); without it the user keeps its grants on other databases, which
+    tests running side by side share (the ``zenml`` user)."""
+    conn = mariadb_admin_connect()
+    try:
+        with conn.cursor() as cur:
+            secret = conn.escape(password)
+            for host in ("%", "localhost"):
+                who = f"'{user}'@'{host}'"
+                if fresh:
+                    cur.execute(f"DROP USER IF EXISTS {who}")
+                cur.execute(f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY {secret}")
+                cur.execute(f"ALTER USER {who} IDENTIFIED BY {secret}")
+                cur.execute(f"GRANT {privileges} ON `{database}`.* TO {who}")
+    finally:
+        conn.close()
 
 
 def mariadb_drop_database(name: str) -> None:

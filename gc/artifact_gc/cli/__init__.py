@@ -83,13 +83,20 @@ class LazyGroup(click.Group):
             ctx.exit(EXIT_FAILURE)
 
 
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    getattr(click.exceptions, name) for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
+
 class OneLineUsageError(click.UsageError):
     """A usage error shown as one ``FAILED: ...`` line, like every other failure."""
 
     @classmethod
     def of(cls, exc: click.UsageError) -> click.UsageError:
         # Asking for help (a group without arguments) is not a failure: keep click's.
-        if isinstance(exc, cls | click.exceptions.NoArgsIsHelpError):
+        # (click 8.2 gave that case its own class; 8.1 has none.)
+        if isinstance(exc, (cls, *_NO_ARGS_IS_HELP)):
             return exc
         return cls(exc.format_message(), exc.ctx)
 
