@@ -35,7 +35,9 @@ IN_CHUNK = 900
 #: external input artifacts (uploaded at compile time, dashed id), and lazy loaders
 #: (``Client().get_artifact_version(id)`` in a pipeline body, the id as the user wrote
 #: it), which a step resolves only when it starts. A snapshot that a schedule or a
-#: rerun will use names the version there and nowhere else yet.
+#: rerun will use names the version there and nowhere else yet. A lazy loader that
+#: names a version by artifact name (and version) is not an id and keeps nothing: it
+#: resolves to whatever exists when the step starts.
 CONFIG_ID_KEYS = ("external_input_artifacts", "client_lazy_loaders")
 
 #: A version id in a step configuration is a whole run of hex digits and dashes that
