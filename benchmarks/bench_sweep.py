@@ -121,9 +121,11 @@ def vs_zenml(orphan_counts: list[int]) -> str:
     )
 
 
-def raw(orphan_counts: list[int]) -> str:
+def raw(orphan_counts: list[int], batch_sizes: list[int | None]) -> str:
     rows = []
-    for orphans in orphan_counts:
+    cases = [(orphans, size) for orphans in orphan_counts for size in batch_sizes]
+    for orphans, batch_size in cases:
+        batch = ["--batch-size", str(batch_size)] if batch_size else []
         versions = int(orphans / 0.4)
         store = sqlite_store(BASE, versions, files=True, orphan_share=0.4)
         with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
@@ -133,7 +135,8 @@ def raw(orphan_counts: list[int]) -> str:
             manifest = str(scratch / "mark.parquet")
             mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
                           "--out", manifest, "--json")
-            sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes", "--json")
+            sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes", "--json",
+                           *batch)
             deleted = store.versions - len(_remaining(ours.directory / "zenml.db"))
             candidates = _candidates(manifest)
             ids_file = scratch / "candidates.txt"
@@ -142,7 +145,7 @@ def raw(orphan_counts: list[int]) -> str:
                            [sys.executable, "-c", BARE_LOOP,
                             str(bare.directory / "zenml.db"), str(ids_file)])
         rows.append([
-            f"{deleted:,}", f"{store.versions:,}",
+            f"{deleted:,}", f"{store.versions:,}", f"{batch_size or 'default'}",
             f"{sweep_run.seconds:.1f}", f"{deleted / sweep_run.seconds:,.0f}",
             f"{sweep_run.peak_rss_mb:,.0f}",
             f"{bare_run.seconds:.1f}", f"{len(candidates) / bare_run.seconds:,.0f}",
@@ -153,7 +156,7 @@ def raw(orphan_counts: list[int]) -> str:
         ])
         print(" | ".join(rows[-1]), flush=True)
     return markdown_table(
-        ["deleted", "versions", "gc sweep s", "gc versions/s", "gc peak RSS MB",
+        ["deleted", "versions", "batch size", "gc sweep s", "gc versions/s", "gc peak RSS MB",
          "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc sweep CPU s",
          "gc mark s", "load avg (1 min)"],
         rows,
@@ -175,10 +178,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=["vs-zenml", "raw"])
     parser.add_argument("--orphans", help="comma-separated orphan counts")
+    parser.add_argument("--batch-sizes", default="default",
+                        help="raw: comma-separated gc sweep --batch-size values, each its "
+                             "own row ('default': the sweep's own)")
     args = parser.parse_args()
     default = "1000,10000" if args.case == "vs-zenml" else "100000"
     counts = [int(n) for n in (args.orphans or default).split(",")]
-    table = vs_zenml(counts) if args.case == "vs-zenml" else raw(counts)
+    sizes = [None if b == "default" else int(b) for b in args.batch_sizes.split(",")]
+    table = vs_zenml(counts) if args.case == "vs-zenml" else raw(counts, sizes)
     print(table)
     write_section(README, f"sweep-{args.case}", table)
     return 0

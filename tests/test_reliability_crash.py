@@ -71,7 +71,9 @@ from scenarios.helpers import (
 from sweep_support import version_ids
 
 SEED = crash_seed()
-SWEEP_TRIALS = trials(20)
+#: 24 trials per backend, so that at least 20 of them kill a sweep mid-way even where a
+#: few timed kills come after the sweep has finished (those count apart).
+SWEEP_TRIALS = trials(24)
 MARK_TRIALS = trials(5)
 SWEEP_OPTIONS = ["--yes", "--json", "--workers", "2"]
 GRACE = ["--older-than", "1d"]
