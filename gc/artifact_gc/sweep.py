@@ -468,7 +468,11 @@ def execute(
     try:
         return runner.run()
     except GCError as error:
-        error.done = runner.report.as_dict()
+        report = runner.report
+        # Only a sweep that got to its batches has something to show (a refused lock
+        # or an unreachable database has not).
+        if report.batches or report.failures or report.deleted:
+            error.done = report.as_dict()
         raise
     finally:
         progress.close()
