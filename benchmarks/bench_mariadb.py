@@ -45,7 +45,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import sqlalchemy as sa  # noqa: E402
 
 from bench_mark import RAW_COUNT  # noqa: E402
-from harness import Measured, gc, markdown_table, python, run, write_section  # noqa: E402
+from harness import (  # noqa: E402
+    BARE_ROW_DELETE,
+    Measured,
+    gc,
+    markdown_table,
+    python,
+    run,
+    write_section,
+)
 from stores import (  # noqa: E402
     MARIADB_ADMIN,
     MARIADB_USER,
@@ -65,23 +73,7 @@ ids, paths = json.load(open({plan!r}))
 for path in paths:
     shutil.rmtree(path, ignore_errors=True)
 engine = sa.create_engine({url!r})
-with engine.connect() as c:
-    c.exec_driver_sql("CREATE TEMPORARY TABLE gone (id CHAR(32) PRIMARY KEY)")
-    for start in range(0, len(ids), 10000):
-        c.execute(sa.text("INSERT INTO gone VALUES (:id)"),
-                  [{{"id": i}} for i in ids[start:start + 10000]])
-    c.commit()
-    for sql in (
-        "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
-        "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
-        "AND resource_id IN (SELECT id FROM gone)",
-        "DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
-        "AND resource_id IN (SELECT id FROM gone)",
-        "DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)",
-    ):
-        c.exec_driver_sql(sql)
-        c.commit()
-print(len(ids))
+""" + BARE_ROW_DELETE + """print(len(ids))
 """
 
 VERSIONS_SQL = (

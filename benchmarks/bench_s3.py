@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from artifact_gc.synthetic import SyntheticSpec, populate  # noqa: E402
 from generate_store import create_schema_with_zenml  # noqa: E402
-from harness import gc, markdown_table, run, write_section  # noqa: E402
+from harness import BARE_ROW_DELETE, gc, markdown_table, run, write_section  # noqa: E402
 from s3_support import list_bucket, object_plan  # noqa: E402
 from stores import mariadb_store  # noqa: E402
 
@@ -289,23 +289,7 @@ BARE_MARIADB = BARE_LOOP.replace("print(len(keys))", """
 import json, sqlalchemy as sa
 ids = json.load(open(sys.argv[4]))
 engine = sa.create_engine(sys.argv[5])
-with engine.connect() as c:
-    c.exec_driver_sql("CREATE TEMPORARY TABLE gone (id CHAR(32) PRIMARY KEY)")
-    for start in range(0, len(ids), 10000):
-        c.execute(sa.text("INSERT INTO gone VALUES (:id)"),
-                  [{"id": i} for i in ids[start:start + 10000]])
-    c.commit()
-    for sql in (
-        "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
-        "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
-        "AND resource_id IN (SELECT id FROM gone)",
-        "DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
-        "AND resource_id IN (SELECT id FROM gone)",
-        "DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)",
-    ):
-        c.exec_driver_sql(sql)
-        c.commit()
-print(len(keys), len(ids))
+""" + BARE_ROW_DELETE + """print(len(keys), len(ids))
 """)
 
 

@@ -108,3 +108,28 @@ def write_section(readme: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     readme.write_text(text)
+
+
+#: The bare limit for the rows of a sweep on MySQL/MariaDB, as Python source to run in
+#: a child process: one bulk DELETE per table, the candidates' ids (``ids``, a list of
+#: 32-hex strings) in a temporary table, each its own transaction, children before
+#: parents. It needs ``sa`` (sqlalchemy) and ``engine`` bound, and holds no braces, so
+#: it can be part of a ``str.format`` template.
+BARE_ROW_DELETE = """
+with engine.connect() as c:
+    c.exec_driver_sql("CREATE TEMPORARY TABLE gone (id CHAR(32) PRIMARY KEY)")
+    for start in range(0, len(ids), 10000):
+        c.execute(sa.text("INSERT INTO gone VALUES (:id)"),
+                  [dict(id=i) for i in ids[start:start + 10000]])
+    c.commit()
+    for sql in (
+        "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
+        "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM tag_resource WHERE resource_type = 'artifact_version' "
+        "AND resource_id IN (SELECT id FROM gone)",
+        "DELETE FROM artifact_version WHERE id IN (SELECT id FROM gone)",
+    ):
+        c.exec_driver_sql(sql)
+        c.commit()
+"""
