@@ -87,7 +87,7 @@ VERSIONS_SQL = (
 #: into DuckDB), as gc mark runs it for the versions table.
 READ_OURS = """
 import duckdb, sqlalchemy as sa, time
-from artifact_gc import reader
+from artifact_gc.metadb import reader
 engine = sa.create_engine({url!r})
 con = duckdb.connect()
 cols = [(f"c{{i}}", "VARCHAR") for i in range(9)]

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from artifact_gc.synthetic import SyntheticSpec, populate  # noqa: E402
+from artifact_gc.demo.synthetic import SyntheticSpec, populate  # noqa: E402
 from generate_store import create_schema_with_zenml  # noqa: E402
 from harness import BARE_ROW_DELETE, gc, markdown_table, run, write_section  # noqa: E402
 from s3_support import list_bucket, object_plan  # noqa: E402
@@ -69,8 +69,9 @@ print(len(keys))
 
 STRATEGY = r"""
 import json, sys, s3fs
-from artifact_gc.storage import RequestLimits, StoreFiles
-from artifact_gc.stores import ArtifactStore
+from artifact_gc.storage.files import StoreFiles
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.zenml.stores import ArtifactStore
 endpoint, bucket, paths_file, strategy = sys.argv[1:5]
 paths = sorted(json.load(open(paths_file)))
 fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={"endpoint_url": endpoint})

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from artifact_gc.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 
 
 def database_url(db: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from artifact_gc.synthetic import SyntheticSpec, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, populate
 from generate_store import create_schema_with_zenml
 
 MARIADB_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"

@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifact_gc import s3
-from artifact_gc import sweep as sw
+from artifact_gc.storage import s3
+from artifact_gc.sweep import run as sw
 
 TOTALS: dict[str, float] = collections.defaultdict(float)
 COUNTS: collections.Counter[str] = collections.Counter()

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artifact_gc.sizes import footprint_paths
-from artifact_gc.sweep import KILL_ENV, PAUSE_ENV
+from artifact_gc.mark.sizes import footprint_paths
+from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV
 from scenarios.helpers import mariadb_admin_connect
 from sweep_support import GC
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifact_gc.mark import MarkOptions, mark
+from artifact_gc.mark.run import MarkOptions, mark
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
 
 ZENML_SCRIPT = Path(__file__).with_name("sweep_zenml.py")

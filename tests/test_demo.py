@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from artifact_gc.cli import cli
-from artifact_gc.demo import run_demo
+from artifact_gc.demo.run import run_demo
 
 
 def test_demo_cycle_deletes_exactly_the_candidates(tmp_path: Path) -> None:

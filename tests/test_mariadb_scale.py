@@ -35,9 +35,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc import reader
-from artifact_gc.mark import MarkOptions, mark
-from artifact_gc.synthetic import SyntheticSpec, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, populate
+from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.metadb import reader
 from scenarios.helpers import (
     BUILD_ENV,
     MARIADB_HOST,

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from artifact_gc import manifest as mf
 from artifact_gc.cli import cli
 from artifact_gc.errors import ManifestRefused, SchemaError
-from artifact_gc.mark import MarkOptions, mark
+from artifact_gc.manifest import format as mf
+from artifact_gc.mark.run import MarkOptions, mark
 from scenarios.helpers import ScenarioStore, list_tree
 
 
@@ -403,7 +403,8 @@ def test_mark_on_mariadb_created_by_zenml(
 
 def test_copy_of_store_is_a_different_store(scenario_store: ScenarioStore, tmp_path: Path) -> None:
     """The fingerprint tells a copy at another path from the original."""
-    from artifact_gc.database import DatabaseFingerprint, create_engine, fingerprint
+    from artifact_gc.metadb.engine import create_engine
+    from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
 
     original = Path(scenario_store.db_url.removeprefix("sqlite:///"))
     copy = tmp_path / "copy.db"

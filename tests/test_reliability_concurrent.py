@@ -47,15 +47,15 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc import manifest as mf
-from artifact_gc.journal import (
+from artifact_gc.manifest import format as mf
+from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_INTENT,
     EVENT_PROTECTED,
     EVENT_REVIVED,
     Journal,
 )
-from artifact_gc.sweep import KILL_ENV, PAUSE_ENV, sweep_status
+from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV, sweep_status
 from reliability import lost, record, trials
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
 from sweep_support import GC, ZENML_SCRIPT, mark_store, version_ids, zenml

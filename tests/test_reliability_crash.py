@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from artifact_gc.synthetic import SyntheticSpec, build_demo_store, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, build_demo_store, populate
 from crash_support import (
     CRASH_SEED_ENV,
     Footprints,

@@ -47,10 +47,10 @@ from typing import Any
 import duckdb
 import pytest
 
+from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 from artifact_gc.errors import DatabaseError, StorageError
-from artifact_gc.mark import MarkOptions, mark
-from artifact_gc.stores import ArtifactStore
-from artifact_gc.sweep import (
+from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.sweep.run import (
     PAUSE_ENV,
     SweepOptions,
     SweepReport,
@@ -58,7 +58,7 @@ from artifact_gc.sweep import (
     plan_sweep,
     sweep_status,
 )
-from artifact_gc.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
 from faulty_fs import FlakyFileSystem, LocalFaults
 from reliability import lost, record, trials

@@ -48,10 +48,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from artifact_gc import manifest as mf
 from artifact_gc.cli import cli
-from artifact_gc.mark import MarkOptions, mark
-from artifact_gc.synthetic import SyntheticSpec, SyntheticStore, create_sqlite_store, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, SyntheticStore, create_sqlite_store, populate
+from artifact_gc.manifest import format as mf
+from artifact_gc.mark.run import MarkOptions, mark
 from conftest import MotoS3
 from reliability import lost, record
 from s3_support import list_bucket, upload, upload_store_objects

@@ -32,7 +32,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 from conftest import MotoS3
 from reliability import record
 from s3_support import upload_store_objects

@@ -24,18 +24,18 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from artifact_gc import manifest as mf
-from artifact_gc import review
 from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_MANIFEST_REFUSED, EXIT_USAGE, ManifestRefused, UsageError
-from artifact_gc.journal import Event, Journal
-from artifact_gc.mark import MarkOptions, mark
-from artifact_gc.report import build_report
+from artifact_gc.manifest import format as mf
+from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.review import review
+from artifact_gc.review.report import build_report
+from artifact_gc.sweep.journal import Event, Journal
 from scenarios.helpers import ScenarioStore, load_scenario_store, require_server, restore_tree
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO / "manifests" / "queries"
-PACKAGED_QUERIES = REPO / "gc" / "artifact_gc" / "sql"
+PACKAGED_QUERIES = REPO / "gc" / "artifact_gc" / "review" / "queries"
 FIXTURE = Path(__file__).parent / "fixtures" / "manifest-format-1.0-tool-0.1.0.parquet"
 COMMANDS = ("show", "query", "filter", "diff", "report", "history")
 
@@ -730,8 +730,8 @@ def test_every_command_on_s3(marked: Marked, moto_s3: Any, tmp_path: Path,
     options = {**moto_s3.storage_options, "secret": "TOPSECRETVALUE"}
     prefix = moto_s3.url("team/manifests")
     a = f"{prefix}/mark.parquet"
-    mark(marked.store.sqlalchemy_url, a, MarkOptions(older_than=timedelta(0), sizes=True),
-         storage_options={**moto_s3.storage_options})
+    mark(marked.store.sqlalchemy_url, a, MarkOptions(older_than=timedelta(0), sizes=True,
+                                                     storage_options={**moto_s3.storage_options}))
     flags = _options(moto_s3)
     outputs = []
 
@@ -839,7 +839,7 @@ def test_missing_manifest_is_refused(args: list[str], tmp_path: Path) -> None:
 def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     changed_store: ScenarioStore, tmp_path: Path
 ) -> None:
-    from artifact_gc.sweep import execute, plan_sweep
+    from artifact_gc.sweep.run import execute, plan_sweep
 
     store = changed_store
     parent = tmp_path / "mark.parquet"

@@ -22,10 +22,12 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc import s3
-from artifact_gc.storage import RequestLimits, StoreFiles
-from artifact_gc.stores import ArtifactStore, parse_storage_options
-from artifact_gc.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.storage import s3
+from artifact_gc.storage.files import StoreFiles
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.options import parse_storage_options
+from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
 from s3_support import (
     DATA_FILES,

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from artifact_gc import manifest as mf
 from artifact_gc.cli import cli
-from artifact_gc.journal import Journal
+from artifact_gc.manifest import format as mf
+from artifact_gc.sweep.journal import Journal
 from scenarios.helpers import ScenarioStore, list_tree
 from sweep_support import db_snapshot, mark_store
 
@@ -136,7 +136,7 @@ def _tampered(source: Path, target: Path) -> Path:
 def test_refusal_reasons_in_the_library(marked: tuple[ScenarioStore, Path],
                                         tmp_path: Path) -> None:
     from artifact_gc.errors import ManifestRefused
-    from artifact_gc.sweep import SweepOptions, plan_sweep
+    from artifact_gc.sweep.run import SweepOptions, plan_sweep
 
     store, manifest = marked
     with pytest.raises(ManifestRefused) as refused:

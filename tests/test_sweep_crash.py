@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from artifact_gc.sweep import KILL_ENV, PAUSE_ENV, sweep_status
+from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV, sweep_status
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, restore_tree
 from sweep_support import GC, db_snapshot, mark_store, version_ids
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from artifact_gc.journal import Journal
-from artifact_gc.sweep import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.sweep.journal import Journal
+from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
 from scenarios.helpers import ScenarioStore, list_tree
 from sweep_support import (
     assert_swept,

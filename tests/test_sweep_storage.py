@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from artifact_gc.errors import StorageError
-from artifact_gc.storage import StoreFiles, is_transient, strictly_inside
-from artifact_gc.stores import ArtifactStore
-from artifact_gc.sweep import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.storage.files import StoreFiles, is_transient, strictly_inside
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.zenml.stores import ArtifactStore
 from faulty_fs import FaultyFileSystem, SlowDown
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree
 from sweep_support import assert_swept, mark_store, uri_paths, version_ids
@@ -90,7 +91,8 @@ def test_never_outside_the_root(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / "precious").write_text("keep me")
     os.symlink(outside, root / "link")
-    files = StoreFiles(_store(root), str(root), fsspec.filesystem("file"), workers=2)
+    files = StoreFiles(_store(root), str(root), fsspec.filesystem("file"), workers=2,
+                       limits=RequestLimits())
     try:
         outcome = files.delete([
             str(root), str(root) + "/", str(outside), f"{root}/inside/../../outside",

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc.synthetic import (
+from artifact_gc.demo.synthetic import (
     SyntheticSpec,
     SyntheticStore,
     build_demo_store,

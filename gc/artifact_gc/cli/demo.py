@@ -26,7 +26,7 @@ def demo_command(directory: Path | None, versions: int, as_json: bool) -> None:
     import tempfile
 
     from artifact_gc.cli.mark import render_summary
-    from artifact_gc.demo import run_demo
+    from artifact_gc.demo.run import run_demo
 
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="artifact-gc-demo-"))

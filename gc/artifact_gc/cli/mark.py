@@ -62,33 +62,30 @@ def mark_command(
     """
     import warnings
 
-    from artifact_gc.database import resolve_database_url
-    from artifact_gc.locations import check_writable, resolve_output
-    from artifact_gc.manifest import new_mark_id, utc_now
-    from artifact_gc.mark import MarkOptions, mark
-    from artifact_gc.storage import RequestLimits, request_limits
-    from artifact_gc.stores import (
-        parse_storage_options,
-        parse_store_root_overrides,
-        storage_option_overrides,
-    )
+    from artifact_gc.manifest.format import new_mark_id, utc_now
+    from artifact_gc.manifest.locations import check_writable, resolve_output
+    from artifact_gc.mark.run import MarkOptions, mark
+    from artifact_gc.storage.limits import RequestLimits
+    from artifact_gc.storage.options import parse_storage_options
+    from artifact_gc.zenml.config import resolve_database_url
+    from artifact_gc.zenml.stores import parse_store_root_overrides
 
     url = resolve_database_url(db_url)
     options = MarkOptions(
         older_than=older_than, keep_latest=keep_latest, projects=projects,
         artifacts=artifacts, exclude_artifacts=exclude_artifacts, sizes=sizes,
         store_roots=parse_store_root_overrides(store_roots), workers=workers,
+        storage_options=parse_storage_options(storage_option_pairs),
+        limits=RequestLimits(max_requests_per_second),
     )
-    target = resolve_output(out, new_mark_id(), utc_now())
-    check_writable(target)
+    # One id names the manifest file and is recorded inside it.
+    mark_id = new_mark_id()
+    target = resolve_output(out, mark_id, utc_now(), options.storage_options)
+    check_writable(target, storage_options=options.storage_options)
     progress = TerminalProgress(enabled=None if not as_json else False)
-    extra = parse_storage_options(storage_option_pairs)
-    remote_out = "://" in target and not target.startswith("file://")
-    with warnings.catch_warnings(), storage_option_overrides(extra), \
-            request_limits(RequestLimits(max_requests_per_second)):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = mark(url, target, options, progress=progress,
-                      storage_options=extra if remote_out else None)
+        result = mark(url, target, options, progress=progress, mark_id=mark_id)
     progress.close()
     if as_json:
         echo_json({"manifest": result.url, "mark_id": result.info.mark_id,
@@ -107,7 +104,7 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
     console = stdout_console()
     for warning in info.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {plain(warning)}")
-    from artifact_gc.database import DatabaseFingerprint
+    from artifact_gc.metadb.fingerprint import DatabaseFingerprint
 
     counts = info.get("counts", {})
     store = DatabaseFingerprint.from_dict(info["database"]).describe()

@@ -1,6 +1,6 @@
 """``gc show``, ``gc query``, ``gc filter``, ``gc diff``, ``gc report``, ``gc history``:
-parse options, call one function of :mod:`artifact_gc.review` or
-:mod:`artifact_gc.report`, render its result."""
+parse options, call one function of :mod:`artifact_gc.review.review` or
+:mod:`artifact_gc.review.report`, render its result."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from artifact_gc.cli.render import echo_json, human_bytes, plain, stdout_console
 
 def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
     """``("key=secret", "client_kwargs.endpoint_url=http://h")`` -> nested dict."""
-    from artifact_gc.stores import parse_storage_options as parse
+    from artifact_gc.storage.options import parse_storage_options as parse
 
     return parse(pairs) or None
 
@@ -87,7 +87,7 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     MANIFEST is a path or an fsspec URL (s3://bucket/prefix/mark.parquet); it is read
     in place. The queries behind it ship as plain SQL in manifests/queries/.
     """
-    from artifact_gc.review import show
+    from artifact_gc.review.review import show
 
     result = show(manifest, by=by, top=top,
                   storage_options=parse_storage_options(storage_option_pairs))
@@ -157,7 +157,7 @@ def query_command(manifest: str, sql: str, fmt: str, output: str | None, max_row
       gc query mark.parquet "SELECT project, count(*) FROM manifest
                              WHERE status = 'candidate' GROUP BY ALL"
     """
-    from artifact_gc.review import export_query, query
+    from artifact_gc.review.review import export_query, query
 
     options = parse_storage_options(storage_option_pairs)
     if output is not None:
@@ -206,7 +206,7 @@ def filter_command(manifest: str, predicate: str, output: str, force: bool, as_j
     \b
       gc filter mark.parquet --where "project <> 'research'" -o narrowed.parquet
     """
-    from artifact_gc.review import filter_manifest
+    from artifact_gc.review.review import filter_manifest
 
     result = filter_manifest(manifest, predicate, output, overwrite=force,
                              storage_options=parse_storage_options(storage_option_pairs))
@@ -245,7 +245,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
       disappeared    in A, not in B (swept, deleted, or out of B's scope)
       appeared       new in B, and not a candidate
     """
-    from artifact_gc.review import DIFF_CATEGORIES, diff
+    from artifact_gc.review.review import DIFF_CATEGORIES, diff
 
     result = diff(a, b, storage_options=parse_storage_options(storage_option_pairs))
     if fmt == "json":
@@ -291,7 +291,7 @@ def report_command(manifest: str, output: str | None, top: int, max_rows: int,
     a journal exists, and a sortable table of the candidates. The page needs no
     network: its chart library is inlined.
     """
-    from artifact_gc.report import build_report
+    from artifact_gc.review.report import build_report
 
     target = output or (manifest[: -len(".parquet")] if manifest.endswith(".parquet")
                         else manifest) + ".html"
@@ -318,8 +318,8 @@ def history_command(location: str | None, as_json: bool,
     state from the journal: none, partial, done or failed."""
     import fsspec
 
-    from artifact_gc.locations import default_manifest_dir
-    from artifact_gc.review import history
+    from artifact_gc.manifest.locations import default_manifest_dir
+    from artifact_gc.review.review import history
 
     options = parse_storage_options(storage_option_pairs)
     if location is None:

@@ -54,9 +54,9 @@ def sweep_command(
     interruption. See progress with gc status MANIFEST.
     """
     from artifact_gc.errors import GCError, SweepIncomplete
-    from artifact_gc.storage import RequestLimits, request_limits
-    from artifact_gc.stores import parse_storage_options, storage_option_overrides
-    from artifact_gc.sweep import (
+    from artifact_gc.storage.limits import RequestLimits
+    from artifact_gc.storage.options import parse_storage_options
+    from artifact_gc.sweep.run import (
         MODE_ALL,
         MODE_ONLY_ARTIFACT,
         MODE_ONLY_METADATA,
@@ -69,13 +69,11 @@ def sweep_command(
         raise click.UsageError("--only-artifact and --only-metadata are mutually exclusive")
     mode = MODE_ONLY_ARTIFACT if only_artifact else MODE_ONLY_METADATA if only_metadata \
         else MODE_ALL
-    extra = parse_storage_options(storage_option_pairs)
-    remote_manifest = "://" in manifest and not manifest.startswith("file://")
     options = SweepOptions(mode=mode, dry_run=dry_run, batch_size=batch_size, workers=workers,
                            ignore_errors=ignore_errors, max_manifest_age=max_manifest_age,
-                           storage_options=extra if remote_manifest else {})
-    with storage_option_overrides(extra):
-        plan = plan_sweep(manifest, db_url, options)
+                           storage_options=parse_storage_options(storage_option_pairs),
+                           limits=RequestLimits(max_requests_per_second))
+    plan = plan_sweep(manifest, db_url, options)
     if not as_json:
         _render_plan(plan.as_dict())
     if plan.versions and not dry_run and not yes:
@@ -86,8 +84,7 @@ def sweep_command(
             raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
     progress = TerminalProgress(enabled=None if not as_json else False)
     try:
-        with request_limits(RequestLimits(max_requests_per_second)):
-            report = execute(plan, progress=progress)
+        report = execute(plan, progress=progress)
     except GCError as stopped:
         # What was done before the stop is shown too; the FAILED line follows.
         if stopped.done is not None:
@@ -168,7 +165,7 @@ def _render_summary(summary: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(manifest: str, as_json: bool) -> None:
     """Show how far the sweep of MANIFEST got: done, revived, failed, remaining."""
-    from artifact_gc.sweep import sweep_status
+    from artifact_gc.sweep.run import sweep_status
 
     status = sweep_status(manifest).as_dict()
     if as_json:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc import s3
-from artifact_gc.manifest import STATUS_CANDIDATE
+from artifact_gc.manifest.format import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.stores import ArtifactStore
+from artifact_gc.storage import s3
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.zenml.stores import ArtifactStore
 
 
 def footprint_paths(uri: str, visualization_uris: list[str] | None) -> list[str]:
@@ -44,6 +45,7 @@ def measure_candidates(
     stores: dict[str, ArtifactStore],
     *,
     workers: int = 16,
+    limits: RequestLimits,
     progress: Progress | None = None,
 ) -> None:
     """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table."""
@@ -67,7 +69,7 @@ def measure_candidates(
             root = stores[store_id].root
             assert root is not None
             measured.update(_measure_s3(con, filesystems[store_id], stores[store_id], root,
-                                        rows, workers))
+                                        rows, workers, limits))
             progress.advance(len(rows), sum(measured[r[0]][0] for r in rows))
     candidates = [row for row in candidates if row[2] not in s3_stores]
 
@@ -122,18 +124,16 @@ GROUP BY p.vid
 
 
 def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
-                rows: list[tuple[str, str, str, list[str]]], workers: int
-                ) -> dict[str, tuple[int, int]]:
+                rows: list[tuple[str, str, str, list[str]]], workers: int,
+                limits: RequestLimits) -> dict[str, tuple[int, int]]:
     """One listing of the store root, joined in DuckDB with every candidate's footprint.
 
     A key belongs to a footprint path ``p`` when its first segments are ``p``'s (the
     object ``p`` itself, or anything under ``p/``): a hash join on the key cut to the
     path's depth. Directory markers (keys ending in ``/``) count as files of size 0.
     """
-    from artifact_gc.storage import current_limits
-
     bucket, _ = s3.split_path(root)
-    client = s3.S3Client(fs, limiter=s3.RateLimiter(current_limits().max_requests_per_second),
+    client = s3.S3Client(fs, limiter=s3.RateLimiter(limits.max_requests_per_second),
                          scrub=s3.Scrubber(store.storage_options))
     listing = s3.list_root(client, root, workers=workers)
     vids: list[str] = []

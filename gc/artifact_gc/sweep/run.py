@@ -38,14 +38,6 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from artifact_gc import manifest as mf
-from artifact_gc.database import (
-    DatabaseFingerprint,
-    create_engine,
-    fingerprint,
-    redact,
-    resolve_database_url,
-)
 from artifact_gc.errors import (
     DatabaseError,
     GCError,
@@ -54,7 +46,22 @@ from artifact_gc.errors import (
     StorageError,
     UsageError,
 )
-from artifact_gc.journal import (
+from artifact_gc.manifest import format as mf
+from artifact_gc.mark.sizes import footprint_paths
+from artifact_gc.metadb.engine import create_engine, redact
+from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
+from artifact_gc.progress import NullProgress, Progress
+from artifact_gc.storage.files import (
+    RealDirs,
+    RetryCounter,
+    StoreFiles,
+    default_filesystem,
+    retry_transient,
+    strictly_inside,
+)
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.urls import protocols
+from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_FAILED,
     EVENT_FILES_DELETED,
@@ -66,7 +73,7 @@ from artifact_gc.journal import (
     Event,
     Journal,
 )
-from artifact_gc.liveness import (
+from artifact_gc.sweep.verify import (
     BatchItem,
     Liveness,
     execute_in,
@@ -78,8 +85,8 @@ from artifact_gc.liveness import (
     verify_references,
     verify_unreferenced,
 )
-from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.schema import (
+from artifact_gc.zenml.config import resolve_database_url
+from artifact_gc.zenml.schema import (
     ARTIFACT_TABLE,
     KNOWN_SCHEMA_VERSIONS,
     VERSION_TABLE,
@@ -87,17 +94,7 @@ from artifact_gc.schema import (
     ZenMLSchema,
     discover,
 )
-from artifact_gc.sizes import footprint_paths
-from artifact_gc.storage import (
-    RealDirs,
-    RetryCounter,
-    StoreFiles,
-    default_filesystem,
-    protocols,
-    retry_transient,
-    strictly_inside,
-)
-from artifact_gc.stores import ArtifactStore, load_artifact_stores
+from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 
 MODE_ALL = "all"
 MODE_ONLY_ARTIFACT = "only-artifact"
@@ -147,7 +144,7 @@ _MYSQL_TRANSIENT = (1205, 1213, 2006, 2013)
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """How to sweep. ``storage_options`` are for the manifest's and journal's filesystem."""
+    """How to sweep, passed explicitly from the CLI down to every call that uses it."""
 
     mode: str = MODE_ALL
     dry_run: bool = False
@@ -155,7 +152,10 @@ class SweepOptions:
     workers: int = DEFAULT_WORKERS
     ignore_errors: bool = False
     max_manifest_age: timedelta | None = DEFAULT_MAX_AGE
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    #: ``--storage-option`` values: for remote artifact stores, and for the manifest and
+    #: its journal when they are remote. Never written anywhere.
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -375,7 +375,7 @@ def plan_sweep(
                 manifest_url, "unknown_schema_version",
             )
         overrides = dict(info.parameters.get("store_roots") or {})
-        stores = load_artifact_stores(engine, url, overrides)
+        stores = load_artifact_stores(engine, url, overrides, options.storage_options)
     finally:
         engine.dispose()
     journal = Journal(manifest_url, storage)
@@ -1003,8 +1003,11 @@ class _Sweeper:
         if files is None:
             store = self.plan.stores[store_id]
             assert item.store_root is not None
+            # The limits travel with the options: this runs on the file thread, which
+            # must honour --max-requests-per-second as much as the main one.
             files = StoreFiles(store, item.store_root, self.filesystem_factory(store),
-                               workers=self.options.workers, retries=self.retries)
+                               workers=self.options.workers, retries=self.retries,
+                               limits=self.options.limits)
             self.files[store_id] = files
         return files
 

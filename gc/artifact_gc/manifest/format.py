@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from artifact_gc import __version__
 from artifact_gc.errors import ManifestRefused
+from artifact_gc.storage.urls import is_remote, local_path, url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
 FORMAT_VERSION = "1.0"
@@ -154,9 +155,7 @@ def connect_duckdb(**config: Any) -> Any:
 
 
 def _url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    import fsspec
-
-    return fsspec.url_to_fs(url, **(storage_options or {}))  # type: ignore[no-any-return]
+    return url_to_fs(url, storage_options)
 
 
 @contextmanager
@@ -169,7 +168,7 @@ def duckdb_for(url: str, storage_options: dict[str, Any] | None = None) -> Itera
     connection = connect_duckdb()
     try:
         fs, _ = _url_to_fs(url, storage_options)
-        if "://" in url and not url.startswith("file://"):
+        if is_remote(url):
             connection.register_filesystem(fs)
         yield connection
     finally:
@@ -178,8 +177,7 @@ def duckdb_for(url: str, storage_options: dict[str, Any] | None = None) -> Itera
 
 def parquet_source(url: str) -> str:
     """A SQL string literal naming the manifest for DuckDB's ``read_parquet``."""
-    path = url[len("file://") :] if url.startswith("file://") else url
-    return "'" + path.replace("'", "''") + "'"
+    return "'" + local_path(url).replace("'", "''") + "'"
 
 
 class _Checksum:
@@ -289,7 +287,7 @@ def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
 
     import duckdb
 
-    from artifact_gc.locations import writing
+    from artifact_gc.manifest.locations import writing
 
     # A location that cannot be written is the user's to fix (exit 9), not a crash;
     # nothing is left behind that a sweep could take for a manifest either way.

@@ -8,8 +8,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from artifact_gc.errors import GCError, StorageError
+from artifact_gc.storage.urls import is_remote, local_path, url_to_fs
 
 MANIFEST_SUFFIX = ".parquet"
 
@@ -27,31 +29,39 @@ def manifest_name(mark_id: str, started: datetime) -> str:
     return f"mark-{started.strftime('%Y%m%dT%H%M%SZ')}-{mark_id[:8]}{MANIFEST_SUFFIX}"
 
 
-def resolve_output(out: str | None, mark_id: str, started: datetime) -> str:
-    """A file URL for a new manifest: ``--out`` as a file, or a new name in a directory."""
-    import fsspec
+def resolve_output(out: str | None, mark_id: str, started: datetime,
+                   storage_options: dict[str, Any] | None = None) -> str:
+    """A file URL for a new manifest: ``--out`` as a file, or a new name in a directory.
 
+    ``storage_options`` reach a remote ``--out`` (an endpoint, credentials) when it is
+    probed for being a directory."""
     directory = out if out is not None else default_manifest_dir()
     if out is not None and not out.endswith("/") and out.endswith(MANIFEST_SUFFIX):
         return out
     if out is not None and not out.endswith("/"):
-        fs, path = fsspec.url_to_fs(out)
+        fs, path = url_to_fs(out, storage_options)
         if not fs.isdir(path):
             return out
     return directory.rstrip("/") + "/" + manifest_name(mark_id, started)
 
 
-def check_writable(url: str, what: str = "manifest") -> None:
+def check_writable(url: str, what: str = "manifest", *,
+                   storage_options: dict[str, Any] | None = None) -> None:
     """Fail early, before a long mark, when ``url`` (a local file to be) cannot be written.
 
     Permission bits do not stop root, so the parent directory is created and a probe
     file is written and removed: the one test that every kind of refusal (a regular
-    file in the way, a read-only mount, /proc) fails. Remote URLs are checked by the
-    write itself.
+    file in the way, a read-only mount, /proc) fails. A remote location gets the same
+    probe object, written and removed with ``storage_options``.
     """
-    if "://" in url and not url.startswith("file://"):
+    if is_remote(url):
+        with writing(url, what):
+            fs, remote = url_to_fs(url, storage_options)
+            marker = f"{remote.rsplit('/', 1)[0]}/.probe-{uuid.uuid4().hex[:8]}"
+            fs.pipe_file(marker, b"")
+            fs.rm_file(marker)
         return
-    path = Path(url[len("file://"):] if url.startswith("file://") else url)
+    path = Path(local_path(url))
     with writing(url, what):
         for ancestor in path.parents:
             if ancestor.exists():

@@ -17,26 +17,26 @@ S3 stores (s3fs) take another road, in s3.py: the keys of a batch are found with
 one ranged listing (one LIST per 1,000 objects, not one per version), deleted with
 our own ``DeleteObjects`` calls (1,000 keys at most, per-key errors checked,
 throttling backed off adaptively and rate limited) and verified by listing again.
-``--max-requests-per-second`` reaches it through :func:`request_limits`.
+``--max-requests-per-second`` reaches it as the ``limits`` value each store is built with.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import errno
 import functools
 import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from artifact_gc import s3
-from artifact_gc.stores import ArtifactStore
+from artifact_gc.storage import s3
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.urls import protocols
+from artifact_gc.zenml.stores import ArtifactStore
 
 #: Characters that fsspec backends may read as a glob in ``rm``/``expand_path``.
 GLOB_CHARS = frozenset("*?[")
@@ -51,32 +51,6 @@ _TRANSIENT_MARKERS = (
     "internal error", "503", "500 ", "429", "timed out", "connection reset",
     "connection aborted", "temporarily",
 )
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    """Limits on the requests to object stores (``--max-requests-per-second``)."""
-
-    max_requests_per_second: float | None = None
-    s3_strategy: str = s3.STRATEGY_RANGE
-
-
-_LIMITS: contextvars.ContextVar[RequestLimits | None] = contextvars.ContextVar(
-    "artifact_gc_request_limits", default=None)
-
-
-@contextlib.contextmanager
-def request_limits(limits: RequestLimits) -> Iterator[None]:
-    """Apply ``limits`` to every :class:`StoreFiles` (and ``--sizes`` listing) made inside."""
-    token = _LIMITS.set(limits)
-    try:
-        yield
-    finally:
-        _LIMITS.reset(token)
-
-
-def current_limits() -> RequestLimits:
-    return _LIMITS.get() or RequestLimits()
 
 
 class PathOutsideRoot(ValueError):
@@ -222,7 +196,7 @@ class StoreFiles:
         workers: int = 16,
         retry: RetryPolicy | None = None,
         retries: RetryCounter | None = None,
-        limits: RequestLimits | None = None,
+        limits: RequestLimits,
     ) -> None:
         self.store = store
         self.root = root
@@ -230,7 +204,7 @@ class StoreFiles:
         self.workers = max(1, workers)
         self.retry = retry or RetryPolicy()
         self.retries = retries or RetryCounter()
-        self.limits = limits or current_limits()
+        self.limits = limits
         self._pool = ThreadPoolExecutor(max_workers=self.workers,
                                         thread_name_prefix=f"gc-rm-{store.id[:6]}")
         # fsspec's own local filesystem is deleted with os calls (below); any other
@@ -411,9 +385,3 @@ def default_filesystem(store: ArtifactStore) -> Any:
         raise ValueError(f"artifact store {store.id} has no root")
     fs, _ = fsspec.url_to_fs(store.root, **store.storage_options)
     return fs
-
-
-def protocols(fs: Any) -> tuple[str, ...]:
-    """The protocols an fsspec filesystem answers to, always as a tuple."""
-    protocol = fs.protocol
-    return tuple(protocol) if isinstance(protocol, tuple | list) else (str(protocol),)

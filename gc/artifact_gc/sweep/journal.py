@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.errors import SweepLocked
-from artifact_gc.manifest import connect_duckdb, utc_now
-from artifact_gc.storage import protocols
+from artifact_gc.manifest.format import connect_duckdb, utc_now
+from artifact_gc.storage.urls import protocols, url_to_fs
 
 JOURNAL_SUFFIX = ".journal"
 LOCK_NAME = ".sweep.lock"
@@ -93,12 +93,11 @@ class Journal:
     """Append-only Parquet segments in ``MANIFEST.journal/``."""
 
     def __init__(self, manifest_url: str, storage_options: dict[str, Any] | None = None):
-        import fsspec
 
         self.manifest_url = manifest_url
         self.url = journal_url(manifest_url)
         self.storage_options = storage_options or {}
-        self.fs, self.path = fsspec.url_to_fs(self.url, **self.storage_options)
+        self.fs, self.path = url_to_fs(self.url, self.storage_options)
         self._local = "file" in protocols(self.fs)
         self._next_seq: int | None = None
         self._lock_fd: int | None = None

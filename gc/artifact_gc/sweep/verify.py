@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from artifact_gc.schema import VERSION_TABLE, ZenMLSchema
+from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
 
 #: Statements bind at most this many ids (SQLite's old limit was 999 variables).
 IN_CHUNK = 900

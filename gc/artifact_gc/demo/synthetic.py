@@ -213,7 +213,7 @@ class SyntheticStore:
 
 def schema_sql() -> str:
     """The shipped ZenML schema snapshot (CREATE TABLE/INDEX and alembic_version)."""
-    return (resources.files("artifact_gc") / "zenml_schema" / SCHEMA_RESOURCE).read_text()
+    return (resources.files("artifact_gc.demo") / "zenml_schema" / SCHEMA_RESOURCE).read_text()
 
 
 def create_sqlite_store(path: Path) -> str:

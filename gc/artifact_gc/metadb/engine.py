@@ -1,4 +1,4 @@
-"""Connecting to the ZenML metadata store, and telling one store from another.
+"""The SQLAlchemy engine of a ZenML metadata store, with ZenML's connection rules.
 
 Every connection we open to SQLite runs ``PRAGMA foreign_keys=ON``: ZenML relies on
 ON DELETE CASCADE/RESTRICT, and SQLite only enforces them when asked per connection.
@@ -6,46 +6,11 @@ ON DELETE CASCADE/RESTRICT, and SQLite only enforces them when asked per connect
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from artifact_gc.errors import DatabaseError
-
-DEFAULT_STORE_RELATIVE = Path("local_stores") / "default_zen_store" / "zenml.db"
-
-
-def zenml_config_dir() -> Path:
-    """ZenML's global config directory: ``$ZENML_CONFIG_PATH`` or the platform default."""
-    configured = os.environ.get("ZENML_CONFIG_PATH")
-    if configured:
-        return Path(configured).expanduser()
-    import click
-
-    return Path(click.get_app_dir("zenml"))
-
-
-def _store_section(config_yaml: str) -> dict[str, str]:
-    """The scalar keys of the ``store:`` block of ZenML's config.yaml.
-
-    ZenML writes this file itself with a fixed, flat layout; reading the few scalar
-    keys we need keeps PyYAML out of our runtime dependencies.
-    """
-    values: dict[str, str] = {}
-    inside = False
-    for line in config_yaml.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line.startswith((" ", "\t")):
-            inside = line.rstrip() == "store:"
-            continue
-        if inside:
-            match = re.match(r"^\s{2}(\w+):\s*(.*)$", line)
-            if match:
-                values[match.group(1)] = match.group(2).strip().strip("'\"")
-    return values
 
 
 def _rest_url_error(url: str) -> DatabaseError:
@@ -53,29 +18,6 @@ def _rest_url_error(url: str) -> DatabaseError:
         f"{url} is a ZenML server (REST) URL. gc mark and gc sweep read the metadata "
         "database directly: pass the server's database URL with --db, e.g. "
         "mysql+pymysql://user:password@host/zenml"
-    )
-
-
-def resolve_database_url(explicit: str | None) -> str:
-    """The store to use: ``--db``, else ``ZENML_STORE_URL``, else ZenML's global config."""
-    if explicit:
-        return normalize_url(explicit)
-    env_url = os.environ.get("ZENML_STORE_URL")
-    if env_url:
-        return normalize_url(env_url)
-    config_dir = zenml_config_dir()
-    config_file = config_dir / "config.yaml"
-    if config_file.exists():
-        store = _store_section(config_file.read_text())
-        url = store.get("url")
-        if url:
-            return normalize_url(url)
-    default_db = config_dir / DEFAULT_STORE_RELATIVE
-    if default_db.exists():
-        return f"sqlite:///{default_db}"
-    raise DatabaseError(
-        f"no ZenML store found: --db not given, ZENML_STORE_URL not set and no local "
-        f"store at {default_db}. Pass --db sqlite:////path/zenml.db or a MySQL URL."
     )
 
 
@@ -186,73 +128,3 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
     return Path(parsed.database).resolve()
-
-
-@dataclass(frozen=True)
-class DatabaseFingerprint:
-    """What identifies a metadata store, without any secret in it."""
-
-    dialect: str
-    host: str | None
-    port: int | None
-    database: str | None
-    schema_version: str | None
-    store_id: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DatabaseFingerprint:
-        return cls(
-            dialect=data.get("dialect", ""),
-            host=data.get("host"),
-            port=data.get("port"),
-            database=data.get("database"),
-            schema_version=data.get("schema_version"),
-            store_id=data.get("store_id"),
-        )
-
-    def same_store(self, other: DatabaseFingerprint) -> bool:
-        """True when both describe the same store (the store id wins when both have one)."""
-        if self.dialect != other.dialect:
-            return False
-        if self.store_id and other.store_id:
-            return self.store_id == other.store_id and self.database == other.database
-        return (self.host, self.port, self.database) == (other.host, other.port, other.database)
-
-    def describe(self) -> str:
-        where = self.database if self.dialect == "sqlite" else (
-            f"{self.host}:{self.port or 3306}/{self.database}"
-        )
-        store = f"store {self.store_id}, " if self.store_id else ""
-        return f"{self.dialect} {where} ({store}schema {self.schema_version})"
-
-
-def fingerprint(engine: Any, schema_version: str | None) -> DatabaseFingerprint:
-    """Identify the store behind ``engine``: dialect, location and ZenML's server id."""
-    import sqlalchemy as sa
-
-    url = engine.url
-    dialect = "sqlite" if url.get_backend_name() == "sqlite" else "mysql"
-    store_id: str | None = None
-    try:
-        with engine.connect() as connection:
-            row = connection.execute(sa.text("SELECT id FROM server_settings")).first()
-            store_id = str(row[0]) if row else None
-    except sa.exc.SQLAlchemyError:
-        store_id = None
-    if dialect == "sqlite":
-        database = _sqlite_file(engine)
-        return DatabaseFingerprint(dialect, None, None, database, schema_version, store_id)
-    return DatabaseFingerprint(
-        dialect, url.host, url.port, url.database, schema_version, store_id
-    )
-
-
-def _sqlite_file(engine: Any) -> str | None:
-    with engine.connect() as connection:
-        for row in connection.exec_driver_sql("PRAGMA database_list"):
-            if row[1] == "main":
-                return str(Path(row[2]).resolve()) if row[2] else None
-    return None

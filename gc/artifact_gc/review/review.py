@@ -23,8 +23,8 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc import __version__
-from artifact_gc import manifest as mf
 from artifact_gc.errors import ManifestRefused, UsageError
+from artifact_gc.manifest import format as mf
 
 #: ``gc show --by`` dimension -> the review query that answers it.
 DIMENSIONS: dict[str, str] = {
@@ -56,7 +56,7 @@ StorageOptions = dict[str, Any] | None
 
 def query_names() -> list[str]:
     """The names of the shipped review queries (file stems), sorted."""
-    directory = resources.files("artifact_gc") / "sql"
+    directory = resources.files("artifact_gc.review") / "queries"
     return sorted(
         entry.name[: -len(".sql")] for entry in directory.iterdir()
         if entry.name.endswith(".sql")
@@ -65,7 +65,7 @@ def query_names() -> list[str]:
 
 def load_query(name: str) -> str:
     """The text of a shipped review query (``by_status``, ``candidate_age``, ...)."""
-    path = resources.files("artifact_gc") / "sql" / f"{name}.sql"
+    path = resources.files("artifact_gc.review") / "queries" / f"{name}.sql"
     if not path.is_file():
         raise UsageError(f"no review query named {name!r}; known: {', '.join(query_names())}")
     return path.read_text(encoding="utf-8")
@@ -119,7 +119,7 @@ def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Re
     """Open the manifest at ``url`` for review; refuse a file that is not one of ours."""
     info = mf.read_info(url, storage_options)
     mf.check_format(info, url)
-    from artifact_gc.journal import Journal
+    from artifact_gc.sweep.journal import Journal
 
     journal = Journal(url, storage_options)
     segments = journal.segments()
@@ -283,7 +283,7 @@ def export_query(
         if relation is None:
             raise UsageError("the query returned no result (it must be a SELECT or similar)")
         reader = relation.to_arrow_reader(100_000)
-        from artifact_gc.locations import writing
+        from artifact_gc.manifest.locations import writing
 
         with writing(out, "query result"):
             fs, path = mf._url_to_fs(out, storage_options)
@@ -410,9 +410,9 @@ def filter_manifest(
     parent = mf.verify(url, storage_options)
     with open_review(url, storage_options) as review:
         expression = _check_predicate(review, predicate)
-        from artifact_gc.locations import check_writable
+        from artifact_gc.manifest.locations import check_writable
 
-        check_writable(out)
+        check_writable(out, storage_options=storage_options)
         # The only status this can write is `protected`, and only over a candidate: the
         # set of candidates can shrink, never grow. A predicate that is NULL for a row
         # does not keep it a candidate.

@@ -10,19 +10,18 @@ written anywhere.
 from __future__ import annotations
 
 import base64
-import contextlib
-import contextvars
-import copy
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artifact_gc.database import DEFAULT_STORE_RELATIVE, sqlite_path, zenml_config_dir
 from artifact_gc.errors import UsageError
+from artifact_gc.metadb.engine import sqlite_path
+from artifact_gc.storage.options import merge_options
+from artifact_gc.storage.urls import is_remote
+from artifact_gc.zenml.config import DEFAULT_STORE_RELATIVE, zenml_config_dir
 
 # Keys of ZenML artifact-store configurations that fsspec backends understand.
 _S3_OPTION_KEYS = ("key", "secret", "token", "client_kwargs", "config_kwargs",
@@ -68,74 +67,6 @@ def parse_store_root_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, 
     return overrides
 
 
-#: Options of ``--storage-option KEY=VALUE``: used to reach remote stores, merged over
-#: what the component's configuration holds. Never written anywhere.
-_OVERRIDES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "artifact_gc_storage_overrides", default=None)
-
-#: Values of these options stay strings whatever they look like (a secret "1234").
-_STRING_OPTIONS = frozenset({"key", "secret", "token", "profile", "endpoint_url",
-                             "region_name", "anon_key"})
-
-
-def parse_storage_options(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Read ``--storage-option KEY=VALUE`` options into fsspec keyword arguments.
-
-    Dotted keys build nested dicts (``client_kwargs.endpoint_url=http://...``);
-    ``true``, ``false``, ``null`` and numbers are read as JSON, except for the values
-    of credential-like keys, which stay strings.
-    """
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        parts = [p.strip() for p in name.split(".")]
-        if not sep:
-            # Without "=" the argument may well be a bare credential: never echo it.
-            raise UsageError("--storage-option expects KEY=VALUE, got an argument without "
-                             "'=' (not shown: it may be a secret)")
-        if not all(parts):
-            raise UsageError(f"--storage-option expects KEY=VALUE, got {name.strip()!r}=...")
-        value: Any = raw
-        if parts[-1] not in _STRING_OPTIONS and raw.strip().lower() in ("true", "false", "null"):
-            value = json.loads(raw.strip().lower())
-        elif parts[-1] not in _STRING_OPTIONS:
-            try:
-                number = json.loads(raw)
-                if isinstance(number, int | float):
-                    value = number
-            except ValueError:
-                pass
-        target = options
-        for part in parts[:-1]:
-            nested = target.setdefault(part, {})
-            if not isinstance(nested, dict):
-                raise UsageError(f"--storage-option {name}: {part} is already a value")
-            target = nested
-        target[parts[-1]] = value
-    return options
-
-
-def merge_options(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``extra`` over ``base``, nested dicts merged key by key."""
-    merged = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_options(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-@contextlib.contextmanager
-def storage_option_overrides(options: dict[str, Any]) -> Iterator[None]:
-    """Stores loaded inside get ``options`` merged over their own (remote stores only)."""
-    token = _OVERRIDES.set(options)
-    try:
-        yield
-    finally:
-        _OVERRIDES.reset(token)
-
-
 def decode_configuration(raw: Any) -> dict[str, Any]:
     """ZenML keeps a component's configuration as base64-encoded JSON."""
     if raw is None:
@@ -178,9 +109,13 @@ def _storage_options(flavor: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_artifact_stores(
-    engine: Any, db_url: str, overrides: dict[str, str] | None = None
+    engine: Any, db_url: str, overrides: dict[str, str] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, ArtifactStore]:
-    """Every artifact store of the ZenML store, keyed by component id."""
+    """Every artifact store of the ZenML store, keyed by component id.
+
+    ``storage_options`` (from ``--storage-option``) are merged over each remote
+    store's own configuration."""
     import sqlalchemy as sa
 
     overrides = overrides or {}
@@ -210,9 +145,8 @@ def load_artifact_stores(
             root = None
             source = "unknown"
         options = _storage_options(str(flavor), config)
-        extra = _OVERRIDES.get()
-        if extra and root is not None and "://" in root and not root.startswith("file://"):
-            options = merge_options(options, extra)
+        if storage_options and root is not None and is_remote(root):
+            options = merge_options(options, storage_options)
         stores[component] = ArtifactStore(
             id=component, name=str(name), flavor=str(flavor), root=root,
             root_source=source, storage_options=options,

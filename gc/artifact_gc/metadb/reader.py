@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.database import sqlite_path
+from artifact_gc.metadb.engine import sqlite_path
 
 CHUNK_ROWS = 50_000
 

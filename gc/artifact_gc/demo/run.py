@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artifact_gc import manifest as mf
-from artifact_gc.mark import MarkOptions, MarkResult, mark
+from artifact_gc.manifest import format as mf
+from artifact_gc.mark.run import MarkOptions, MarkResult, mark
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.sweep import SweepOptions, SweepReport, execute, plan_sweep
+from artifact_gc.sweep.run import SweepOptions, SweepReport, execute, plan_sweep
 
 #: References that ``zenml artifact prune`` (0.98.0) does not see: it keeps only what
 #: step inputs or outputs use.
@@ -78,7 +78,7 @@ def tree_stats(root: str) -> TreeStats:
 
 def build(directory: Path, versions: int) -> Any:
     """The sample store: SQLite with ZenML's schema and a local store with files."""
-    from artifact_gc.synthetic import build_demo_store
+    from artifact_gc.demo.synthetic import build_demo_store
 
     return build_demo_store(directory, versions=versions)
 

@@ -18,15 +18,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc import manifest as mf
-from artifact_gc.database import create_engine, fingerprint, redact
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import SchemaError, UsageError
-from artifact_gc.liveness import CONFIG_ID_RUN, CONFIG_ID_WHOLE, config_filter
+from artifact_gc.manifest import format as mf
+from artifact_gc.metadb.engine import create_engine, redact
+from artifact_gc.metadb.fingerprint import fingerprint
+from artifact_gc.metadb.reader import load_table, text_column
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.reader import load_table, text_column
-from artifact_gc.schema import VERSION_TABLE, ZenMLSchema, discover
-from artifact_gc.stores import ArtifactStore, load_artifact_stores
+from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.urls import options_for
+from artifact_gc.sweep.verify import CONFIG_ID_RUN, CONFIG_ID_WHOLE, config_filter
+from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema, discover
+from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 
 DEFAULT_GRACE = timedelta(hours=24)
 
@@ -65,6 +68,10 @@ class MarkOptions:
     sizes: bool = False
     store_roots: dict[str, str] = field(default_factory=dict)
     workers: int = 16
+    #: ``--storage-option`` values for remote artifact stores and a remote manifest.
+    #: Never written to the manifest (they may hold credentials).
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,10 +101,14 @@ def mark(
     options: MarkOptions,
     *,
     progress: Progress | None = None,
-    storage_options: dict[str, Any] | None = None,
+    mark_id: str | None = None,
 ) -> MarkResult:
-    """Classify every artifact version of the store at ``db_url`` into a manifest."""
+    """Classify every artifact version of the store at ``db_url`` into a manifest.
+
+    ``mark_id`` is the id the manifest records; a caller that named the manifest
+    file after an id passes that same id here."""
     progress = progress or NullProgress()
+    storage_options = options_for(out_url, options.storage_options)
     if options.keep_latest is not None and options.keep_latest < 0:
         raise UsageError("--keep-latest must be 0 or more")
     started = mf.utc_now()
@@ -107,9 +118,10 @@ def mark(
         progress.stage("reading schema")
         schema = discover(engine)
         fp = fingerprint(engine, schema.version)
-        stores = load_artifact_stores(engine, db_url, options.store_roots)
+        stores = load_artifact_stores(engine, db_url, options.store_roots,
+                                      options.storage_options)
         info = mf.ManifestInfo(
-            mark_id=mf.new_mark_id(),
+            mark_id=mark_id or mf.new_mark_id(),
             started_at=started.isoformat(),
             finished_at=None,
             parameters={**options.as_dict(), "database_url": redact(db_url)},
@@ -134,12 +146,12 @@ def mark(
             info.finished_at = mf.utc_now().isoformat()
 
         if options.sizes:
-            from artifact_gc.sizes import measure_candidates
+            from artifact_gc.mark.sizes import measure_candidates
 
             # Measuring fills the size columns in place, so the rows become a table.
             con.execute("CREATE TEMP TABLE manifest_table AS SELECT * FROM manifest_rows")
             measure_candidates(con, "manifest_table", stores, workers=options.workers,
-                               progress=progress)
+                               limits=options.limits, progress=progress)
             finish(summarize(con, "manifest_table"))
             progress.stage("writing manifest")
             mf.write_manifest_from(con, "SELECT * FROM manifest_table", info, out_url,

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from artifact_gc import manifest as mf
 from artifact_gc.errors import UsageError
-from artifact_gc.review import (
+from artifact_gc.manifest import format as mf
+from artifact_gc.review.review import (
     Review,
     StorageOptions,
     SweepProgress,
@@ -340,9 +340,9 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
 def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 5000,
                  storage_options: StorageOptions = None) -> ReportResult:
     """Write the HTML report of the manifest at ``url`` to ``out`` (any fsspec URL)."""
-    from artifact_gc.locations import check_writable, writing
+    from artifact_gc.manifest.locations import check_writable, writing
 
-    check_writable(out, "report")
+    check_writable(out, "report", storage_options=storage_options)
     page, result = render_report(url, top=top, max_rows=max_rows,
                                  storage_options=storage_options)
     with writing(out, "report"):
