@@ -21,13 +21,14 @@ import pyarrow as pa
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import SchemaError, UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import fingerprint
-from artifact_gc.metadb.reader import load_table, text_column
+from artifact_gc.metadb.reader import load_table
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.limits import RequestLimits
 from artifact_gc.storage.urls import options_for
-from artifact_gc.sweep.verify import CONFIG_ID_RUN, CONFIG_ID_WHOLE, config_filter
+from artifact_gc.zenml.references import CONFIG_ID_RUN, CONFIG_ID_WHOLE, config_filter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema, discover
 from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 
@@ -36,9 +37,6 @@ DEFAULT_GRACE = timedelta(hours=24)
 #: DuckDB's working memory for a mark; it spills to a temporary directory beyond it,
 #: which keeps a mark of millions of versions within about a gigabyte.
 DUCKDB_MEMORY_LIMIT = "600MB"
-
-#: Tables read from the metadata store at the same time.
-READ_THREADS = 2
 
 #: Reasons that protect a version that nothing refers to (see FORMAT.md).
 PROTECT_PREEXISTING = "preexisting"
@@ -182,25 +180,15 @@ def _duckdb_connection() -> Any:
     )
 
 
-def _quote(engine: Any, name: str) -> str:
-    return str(engine.dialect.identifier_preparer.quote(name))
-
-
 def _load_inputs(
     con: Any, engine: Any, db_url: str, schema: ZenMLSchema, progress: Progress
 ) -> None:
     """Load every row mark needs into DuckDB tables ``in_<name>`` of text columns."""
-    dialect = "sqlite" if engine.url.get_backend_name() == "sqlite" else "mysql"
-
-    def text(expression: str, nullable: bool = True) -> str:
-        # SQLite keeps ZenML's ids, names, URIs and datetimes as TEXT already; only a
-        # column that can be NULL needs the marker that keeps ADBC's type guess right.
-        if dialect == "sqlite" and not nullable:
-            return expression
-        return text_column(dialect, expression)
+    dialect = dialect_of(engine)
+    text = dialect.text
 
     def q(name: str) -> str:
-        return _quote(engine, name)
+        return dialect.quote(engine, name)
 
     empty = text("''")
     uuid, text_type = "UUID", "VARCHAR"
@@ -233,14 +221,13 @@ def _load_inputs(
         else f"SELECT {empty}, {empty} FROM {q(VERSION_TABLE)} WHERE 1 = 0",
         [("artifact_version_id", uuid), ("uri", text_type)],
     ))
-    # MySQL/MariaDB index every foreign key column, so GROUP BY the column is a walk of
-    # that index which sends each referenced id once (a fraction of the link rows)
-    # through the driver. (DISTINCT over the CAST would build a temporary table: ten
-    # times slower at 2M rows.) SQLite has no such index and would sort: it sends every
-    # row, and DuckDB groups them.
+    # Where every foreign key column is indexed (MySQL/MariaDB), GROUP BY the column is
+    # a walk of that index which sends each referenced id once (a fraction of the link
+    # rows) through the driver. (DISTINCT over the CAST would build a temporary table:
+    # ten times slower at 2M rows.) Elsewhere every row is sent, and DuckDB groups them.
     for index, reference in enumerate(schema.references):
         column = q(reference.column)
-        group = f" GROUP BY {column}" if dialect == "mysql" else ""
+        group = f" GROUP BY {column}" if dialect.group_referenced_ids else ""
         reads.append((
             f"ref_{index}",
             f"SELECT {text(column, False)} AS id FROM {q(reference.table)} "
@@ -249,7 +236,7 @@ def _load_inputs(
         ))
     for index, (table, column) in enumerate(schema.config_tables):
         # Only configurations that name external artifacts or lazy loaders can hold
-        # an id we need (liveness.CONFIG_ID_KEYS; the sweep re-reads the same ones).
+        # an id we need (references.CONFIG_ID_KEYS; the sweep re-reads the same ones).
         col = q(column)
         reads.append((
             f"config_{index}",
@@ -262,7 +249,7 @@ def _load_inputs(
     # first) is read while the others are. pymysql parses rows in Python under the GIL,
     # where a second thread would only stretch every read transaction. Progress is
     # reported from this thread.
-    threads = READ_THREADS if dialect == "sqlite" else 1
+    threads = dialect.read_threads
     with ThreadPoolExecutor(max_workers=threads) as pool:
         cursors = [con.cursor() for _ in reads]
         futures = [

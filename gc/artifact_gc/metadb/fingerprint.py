@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from artifact_gc.metadb.dialect import dialect_of
+
 
 @dataclass(frozen=True)
 class DatabaseFingerprint:
@@ -53,7 +55,7 @@ def fingerprint(engine: Any, schema_version: str | None) -> DatabaseFingerprint:
     import sqlalchemy as sa
 
     url = engine.url
-    dialect = "sqlite" if url.get_backend_name() == "sqlite" else "mysql"
+    dialect = dialect_of(engine).name
     store_id: str | None = None
     try:
         with engine.connect() as connection:

@@ -19,18 +19,6 @@ from artifact_gc.metadb.engine import sqlite_path
 
 CHUNK_ROWS = 50_000
 
-def text_column(dialect: str, expression: str) -> str:
-    """``expression`` as text in the given SQL dialect.
-
-    In SQLite a NULL becomes char(31), turned back into NULL on ingestion: ADBC infers
-    a column's type from its first rows, and a column that starts with NULLs would be
-    guessed wrong.
-    """
-    if dialect == "mysql":
-        return f"CAST({expression} AS CHAR)"
-    return f"coalesce(CAST({expression} AS TEXT), char(31))"
-
-
 def load_table(
     con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[tuple[str, str]]
 ) -> None:

@@ -29,9 +29,8 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -48,8 +47,10 @@ from artifact_gc.errors import (
 )
 from artifact_gc.manifest import format as mf
 from artifact_gc.mark.sizes import footprint_paths
+from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
+from artifact_gc.metadb.statements import execute_in, quoter, select_in
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.files import (
     RealDirs,
@@ -76,11 +77,7 @@ from artifact_gc.sweep.journal import (
 from artifact_gc.sweep.verify import (
     BatchItem,
     Liveness,
-    execute_in,
     foreign_key_children,
-    quote,
-    quoter,
-    select_in,
     verify_batch,
     verify_references,
     verify_unreferenced,
@@ -101,14 +98,7 @@ MODE_ONLY_ARTIFACT = "only-artifact"
 MODE_ONLY_METADATA = "only-metadata"
 MODES = (MODE_ALL, MODE_ONLY_ARTIFACT, MODE_ONLY_METADATA)
 
-#: Versions per batch when --batch-size is not given. On SQLite a batch's fixed cost is
-#: one scan of each unindexed link table and one fsync'd commit, so batches are large
-#: (the write lock is held for well under a second). On MySQL/MariaDB lookups are
-#: indexed and smaller batches keep row locks short for a live ZenML server.
-DEFAULT_BATCH_SIZE = {"sqlite": 5000, "mysql": 1000}
 DEFAULT_WORKERS = 16
-#: SQLite page cache of the sweep's connection, in KiB (see _locked_transaction).
-SQLITE_CACHE_KIB = 256 * 1024
 DEFAULT_MAX_AGE = timedelta(days=7)
 
 #: The URI guard looks at rows created since the mark started, minus this margin, so
@@ -134,7 +124,6 @@ PROTECT_NO_STORE = "no_artifact_store"
 PROTECT_ROOT_CHANGED = "store_root_changed"
 PROTECT_OUTSIDE_ROOT = "outside_store_root"
 
-_MYSQL_TRANSIENT = (1205, 1213, 2006, 2013)
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +193,7 @@ class SweepPlan:
 
     @property
     def batch_size(self) -> int:
-        return self.options.batch_size or DEFAULT_BATCH_SIZE["mysql"]
+        return self.options.batch_size or dialect_of(self.db_url).default_batch_size
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -353,8 +342,7 @@ def plan_sweep(
             )
     url = _database_url(db_url, info)
     if options.batch_size is None:
-        dialect = "sqlite" if url.startswith("sqlite") else "mysql"
-        options = replace(options, batch_size=DEFAULT_BATCH_SIZE[dialect])
+        options = replace(options, batch_size=dialect_of(url).default_batch_size)
     engine = create_engine(url, readonly=True)
     try:
         with warnings.catch_warnings():
@@ -783,56 +771,13 @@ class _Sweeper:
         # A batch's transaction rolls back whole on a deadlock or lock timeout, so
         # running it again from the start is safe.
         result: tuple[Liveness, dict[str, int], dict[str, str]] | None = None
-        for attempt in retry_transient(_transient_db_error, self.retries, attempts=6,
+        for attempt in retry_transient(dialect_of(self.engine).is_transient, self.retries,
+                                       attempts=6,
                                        initial=0.1, maximum=5):
             with attempt:
                 result = self._db_phase(items)
         assert result is not None
         return result
-
-    @contextmanager
-    def _locked_transaction(self, ids: Sequence[str]) -> Iterator[Any]:
-        """A transaction that holds the lock no concurrent writer can get past."""
-        engine = self.engine
-        if engine.url.get_backend_name() == "sqlite":
-            with engine.connect() as connection:
-                # The pragma is a no-op inside a transaction, so it goes first. With
-                # foreign keys on, every deleted version scans the unindexed link tables
-                # (6 versions/s at 1M); off, we delete every child ourselves, and the
-                # write lock taken by BEGIN IMMEDIATE keeps anyone else from writing
-                # until we commit. The pragma is per connection and is restored below.
-                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                # A batch deletes thousands of rows at random places of several
-                # B-trees; with SQLite's default 2 MB page cache, dirty pages spill to
-                # the file before the commit. The setting is per connection (it is
-                # not stored in the database) and memory is used only as pages are.
-                connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-                try:
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                    try:
-                        yield connection
-                    except BaseException:
-                        connection.exec_driver_sql("ROLLBACK")
-                        raise
-                    connection.exec_driver_sql("COMMIT")
-                finally:
-                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                    # Back to SQLite's default page cache for the pooled connection.
-                    connection.exec_driver_sql("PRAGMA cache_size=-2000")
-            return
-        with engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="READ COMMITTED")
-            with connection.begin():
-                # Locking the version rows blocks every new reference to them: InnoDB
-                # takes a shared lock on the parent row when a child row is inserted.
-                # READ COMMITTED makes the checks below see every committed reference.
-                select_in(
-                    connection,
-                    f"SELECT {quote(connection, 'id')} FROM {quote(connection, VERSION_TABLE)} "
-                    f"WHERE {quote(connection, 'id')} IN :ids FOR UPDATE",
-                    ids,
-                )
-                yield connection
 
     def _db_phase(self, items: list[BatchItem]) -> tuple[Liveness, dict[str, int], dict[str, str]]:
         assert self.schema is not None
@@ -841,7 +786,7 @@ class _Sweeper:
         rows: dict[str, int] = {}
         files: dict[str, str] = {}
         unlocked: Liveness | None = None
-        if self.engine.url.get_backend_name() != "sqlite":
+        if not dialect_of(self.engine).lock_blocks_all_writers:
             # On MySQL/MariaDB, FOR UPDATE on the version rows blocks new foreign-key
             # references to them, and nothing more: a new step configuration or a new
             # version whose URI overlaps is not held back by it, wherever the check
@@ -851,7 +796,8 @@ class _Sweeper:
             unlocked = Liveness()
             with self.engine.connect() as reader:
                 verify_unreferenced(reader, self.schema, items, self.since, unlocked)
-        with self._locked_transaction(ids) as connection:
+        with dialect_of(self.engine).locked_transaction(self.engine, VERSION_TABLE, ids
+                                                        ) as connection:
             if unlocked is None:
                 live = verify_batch(connection, self.schema, items, self.since)
             else:
@@ -904,9 +850,9 @@ class _Sweeper:
 
         # Dependents (visualizations, curated visualizations), deepest first.
         dependents = self.schema.dependents
-        sqlite = connection.dialect.name == "sqlite"
+        write_locked = dialect_of(connection).lock_blocks_all_writers
         for dependent in sorted(dependents, key=lambda d: -_depth(d, dependents)):
-            if sqlite and dependent.parent_table != VERSION_TABLE and not connection.execute(
+            if write_locked and dependent.parent_table != VERSION_TABLE and not connection.execute(
                     sa.text(f"SELECT 1 FROM {q(dependent.table)} LIMIT 1")).first():
                 # An empty grandchild table (ZenML's curated_visualization, usually)
                 # has nothing to delete, and its filter would scan the whole
@@ -1093,20 +1039,6 @@ def _dependent_filter(q: Any, dependent: Dependent, dependents: Sequence[Depende
     inner = _dependent_filter(q, owner, dependents)
     return (f"{q(dependent.column)} IN (SELECT {q(dependent.parent_column)} "
             f"FROM {q(dependent.parent_table)} WHERE {inner})")
-
-
-def _transient_db_error(exc: BaseException) -> bool:
-    import sqlalchemy as sa
-
-    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InternalError):
-        return False
-    original = getattr(exc, "orig", None)
-    args = getattr(original, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT:
-        return True
-    text = str(original or exc).lower()
-    return "database is locked" in text or "deadlock" in text or "lock wait timeout" in text
-
 
 
 # ---------------------------------------------------------------------------

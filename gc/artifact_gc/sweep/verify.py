@@ -20,49 +20,15 @@ batch, never one per version.
 from __future__ import annotations
 
 import bisect
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from artifact_gc.metadb.dialect import dialect_of
+from artifact_gc.metadb.statements import quoter, select_in
+from artifact_gc.zenml.references import VERSION_ID, config_filter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
-
-#: Statements bind at most this many ids (SQLite's old limit was 999 variables).
-IN_CHUNK = 900
-
-#: The keys of a step configuration under which ZenML names artifact versions by id:
-#: external input artifacts (uploaded at compile time, dashed id), and lazy loaders
-#: (``Client().get_artifact_version(id)`` in a pipeline body, the id as the user wrote
-#: it), which a step resolves only when it starts. A snapshot that a schedule or a
-#: rerun will use names the version there and nowhere else yet. A lazy loader that
-#: names a version by artifact name (and version) is not an id and keeps nothing: it
-#: resolves to whatever exists when the step starts.
-CONFIG_ID_KEYS = ("external_input_artifacts", "client_lazy_loaders")
-
-#: A version id in a step configuration is a whole run of hex digits and dashes that
-#: is either a dashed UUID or 32 hex digits. Hashes of other lengths must not match in
-#: part (a false match would only keep more). Mark applies the same rule in DuckDB,
-#: whose RE2 has no look-around: maximal runs (``CONFIG_ID_RUN``), each matched whole
-#: against ``CONFIG_ID_WHOLE``.
-CONFIG_ID_RUN = r"[0-9a-f-]+"
-CONFIG_ID_WHOLE = r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$"
-_VERSION_ID = re.compile(
-    r"(?<![0-9a-f-])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    r"|[0-9a-f]{32})(?![0-9a-f-])", re.IGNORECASE
-)
-
-
-def config_filter(column: str) -> str:
-    """SQL (SQLite and MySQL) for the configurations that can name a version id.
-
-    Every step configuration carries each key of ``CONFIG_ID_KEYS``, most of them
-    with an empty ``{}``; only the others are read. ``column`` is already quoted."""
-    return " OR ".join(
-        f"({column} LIKE '%{key}%' AND {column} NOT LIKE '%\"{key}\":{{}}%'"
-        f" AND {column} NOT LIKE '%\"{key}\": {{}}%')"
-        for key in CONFIG_ID_KEYS
-    )
 
 REASON_URI_GUARD = "uri_overlap_since_mark"
 REASON_CONFIG = "config_reference"
@@ -91,64 +57,6 @@ class Liveness:
 
     def keep_reason(self, version_id: str) -> str | None:
         return self.referenced.get(version_id) or self.uri_conflicts.get(version_id)
-
-
-def quote(connection: Any, name: str) -> str:
-    return str(connection.dialect.identifier_preparer.quote(name))
-
-
-def quoter(connection: Any) -> Callable[[str], str]:
-    """``q(name)``: ``name`` quoted as an identifier in the connection's dialect."""
-
-    def q(name: str) -> str:
-        return quote(connection, name)
-
-    return q
-
-
-#: SQLite takes 32,766 bound values per statement since 3.32; one statement per batch
-#: matters there, because each one scans the unindexed link tables once.
-SQLITE_IN_CHUNK = 30_000
-
-
-def chunk_size(connection: Any) -> int:
-    return SQLITE_IN_CHUNK if connection.dialect.name == "sqlite" else IN_CHUNK
-
-
-def chunks(values: Sequence[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield list(values[start:start + size])
-
-
-def select_in(connection: Any, sql: str, ids: Iterable[str], **params: Any) -> list[Any]:
-    """Run ``sql`` (with ``IN :ids``) over ``ids`` in chunks; return every row."""
-    import sqlalchemy as sa
-
-    statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
-    rows: list[Any] = []
-    for chunk in chunks(sorted(set(ids)), chunk_size(connection)):
-        rows.extend(connection.execute(statement, {"ids": chunk, **params}).all())
-    return rows
-
-
-def execute_in(connection: Any, sql: str, ids: Iterable[str], **params: Any) -> int:
-    """Run a DML statement with ``IN :ids`` over ``ids`` in chunks; return rows affected."""
-    import sqlalchemy as sa
-
-    statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
-    total = 0
-    for chunk in chunks(sorted(set(ids)), chunk_size(connection)):
-        result = connection.execute(statement, {"ids": chunk, **params})
-        total += max(0, int(result.rowcount or 0))
-    return total
-
-
-def _db_time(connection: Any, moment: datetime) -> Any:
-    # SQLite keeps SQLAlchemy DATETIMEs as 'YYYY-MM-DD HH:MM:SS.ffffff' text, which
-    # compares correctly as a string; MySQL wants a datetime.
-    if connection.dialect.name == "sqlite":
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return moment
 
 
 def verify_batch(
@@ -212,7 +120,7 @@ def verify_unreferenced(
             f"SELECT {col} FROM {q(table)} WHERE {config_filter(col)}"
         )).all()
         for (config,) in rows:
-            for match in _VERSION_ID.findall(str(config or "")):
+            for match in VERSION_ID.findall(str(config or "")):
                 version_id = match.replace("-", "").lower()
                 if version_id in wanted:
                     result.referenced.setdefault(version_id, REASON_CONFIG)
@@ -224,7 +132,7 @@ def _new_paths(connection: Any, schema: ZenMLSchema, since: datetime) -> list[tu
     import sqlalchemy as sa
 
     q = quoter(connection)
-    moment = _db_time(connection, since)
+    moment = dialect_of(connection).db_time(since)
     rows = connection.execute(
         sa.text(f"SELECT {q('id')}, {q('uri')} FROM {q(VERSION_TABLE)} "
                 f"WHERE {q('created')} >= :since"),

@@ -1,0 +1,168 @@
+"""One object per database: everything that differs between SQLite and MySQL/MariaDB.
+
+Mark, verification and the sweep ask the :class:`Dialect` of their engine or
+connection; none of them tests a backend name itself. Supporting another database is
+then one more class here, not a search through the phases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+#: MySQL/MariaDB error codes that a later identical transaction can get past: lock
+#: wait timeout, deadlock, server gone away, lost connection.
+_MYSQL_TRANSIENT = (1205, 1213, 2006, 2013)
+
+#: SQLite page cache of the sweep's connection, in KiB (see ``locked_transaction``).
+SQLITE_CACHE_KIB = 256 * 1024
+
+
+class Dialect:
+    """What the phases need to know about a database: the MySQL/MariaDB defaults."""
+
+    #: The name recorded in manifests' fingerprints.
+    name = "mysql"
+    #: Versions per sweep batch when --batch-size is not given. Lookups are indexed, and
+    #: smaller batches keep row locks short for a live ZenML server.
+    default_batch_size = 1000
+    #: Ids bound per ``IN (...)`` statement.
+    in_chunk = 900
+    #: Tables mark reads at a time. pymysql parses rows in Python under the GIL, where a
+    #: second thread would only stretch every read transaction.
+    read_threads = 1
+    #: Every foreign key column has an index, so ``GROUP BY`` the column walks it and
+    #: sends each referenced id once.
+    group_referenced_ids = True
+    #: Whether the write lock of :meth:`locked_transaction` holds back every writer
+    #: (SQLite), or only new foreign-key references to the locked rows (MySQL).
+    lock_blocks_all_writers = False
+
+    def quote(self, bind: Any, name: str) -> str:
+        """``name`` quoted as an identifier for ``bind`` (an engine or connection)."""
+        return str(bind.dialect.identifier_preparer.quote(name))
+
+    def text(self, expression: str, nullable: bool = True) -> str:
+        """``expression`` as text, for the bulk reader."""
+        return f"CAST({expression} AS CHAR)"
+
+    def db_time(self, moment: datetime) -> Any:
+        """A naive UTC datetime as a bound parameter compared with ZenML's columns."""
+        return moment
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True for an error after which the whole transaction can simply run again."""
+        import sqlalchemy as sa
+
+        if not isinstance(exc, sa.exc.OperationalError | sa.exc.InternalError):
+            return False
+        original = getattr(exc, "orig", None)
+        args = getattr(original, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT:
+            return True
+        text = str(original or exc).lower()
+        return "deadlock" in text or "lock wait timeout" in text
+
+    @contextmanager
+    def locked_transaction(self, engine: Any, version_table: str, ids: Sequence[str]
+                           ) -> Iterator[Any]:
+        """A transaction holding the lock that a new reference to ``ids`` must wait for."""
+        from artifact_gc.metadb.statements import select_in
+
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="READ COMMITTED")
+            with connection.begin():
+                # Locking the version rows blocks every new reference to them: InnoDB
+                # takes a shared lock on the parent row when a child row is inserted.
+                # READ COMMITTED makes the checks that follow see every committed
+                # reference.
+                q = self.quote(connection, "id")
+                select_in(
+                    connection,
+                    f"SELECT {q} FROM {self.quote(connection, version_table)} "
+                    f"WHERE {q} IN :ids FOR UPDATE",
+                    ids,
+                )
+                yield connection
+
+
+class SQLiteDialect(Dialect):
+    """SQLite: one writer at a time, no index on the link tables' artifact columns."""
+
+    name = "sqlite"
+    #: A batch's fixed cost is one scan of each unindexed link table and one fsync'd
+    #: commit, so batches are large (the write lock is held well under a second).
+    default_batch_size = 5000
+    #: SQLite takes 32,766 bound values per statement since 3.32; one statement per
+    #: batch matters, because each one scans the unindexed link tables once.
+    in_chunk = 30_000
+    #: ADBC and DuckDB release the GIL: the largest table is read while the others are.
+    read_threads = 2
+    #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
+    group_referenced_ids = False
+    lock_blocks_all_writers = True
+
+    def text(self, expression: str, nullable: bool = True) -> str:
+        # SQLite keeps ZenML's ids, names, URIs and datetimes as TEXT already. A column
+        # that can be NULL gets char(31) for NULL, turned back into NULL on ingestion:
+        # ADBC infers a column's type from its first rows, and a column that starts
+        # with NULLs would be guessed wrong.
+        if not nullable:
+            return expression
+        return f"coalesce(CAST({expression} AS TEXT), char(31))"
+
+    def db_time(self, moment: datetime) -> Any:
+        # SQLAlchemy keeps DATETIMEs in SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' text,
+        # which compares correctly as a string.
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        import sqlalchemy as sa
+
+        if not isinstance(exc, sa.exc.OperationalError | sa.exc.InternalError):
+            return False
+        text = str(getattr(exc, "orig", None) or exc).lower()
+        return "database is locked" in text or "deadlock" in text
+
+    @contextmanager
+    def locked_transaction(self, engine: Any, version_table: str, ids: Sequence[str]
+                           ) -> Iterator[Any]:
+        with engine.connect() as connection:
+            # The pragma is a no-op inside a transaction, so it goes first. With
+            # foreign keys on, every deleted version scans the unindexed link tables
+            # (6 versions/s at 1M); off, the sweep deletes every child itself, and the
+            # write lock taken by BEGIN IMMEDIATE keeps anyone else from writing until
+            # we commit. The pragma is per connection and is restored below.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            # A batch deletes thousands of rows at random places of several B-trees;
+            # with SQLite's default 2 MB page cache, dirty pages spill to the file
+            # before the commit. The setting is per connection (not stored in the
+            # database) and memory is used only as pages are.
+            connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.exec_driver_sql("ROLLBACK")
+                    raise
+                connection.exec_driver_sql("COMMIT")
+            finally:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                # Back to SQLite's default page cache for the pooled connection.
+                connection.exec_driver_sql("PRAGMA cache_size=-2000")
+
+
+_SQLITE = SQLiteDialect()
+_MYSQL = Dialect()
+
+
+def dialect_of(bind: Any) -> Dialect:
+    """The dialect of an engine, a connection or a URL string."""
+    if isinstance(bind, str):
+        backend = bind.split(":", 1)[0].split("+", 1)[0]
+    else:
+        backend = str(bind.dialect.name)
+    return _SQLITE if backend == "sqlite" else _MYSQL
