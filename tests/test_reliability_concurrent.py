@@ -48,6 +48,7 @@ import pytest
 import sqlalchemy as sa
 
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_INTENT,
@@ -128,7 +129,7 @@ def _sweep_order(manifest: Path) -> list[str]:
     with mf.duckdb_for(str(manifest)) as con:
         rows = con.execute(
             f"SELECT artifact_version_id FROM read_parquet({mf.parquet_source(str(manifest))}) "
-            f"WHERE status = '{mf.STATUS_CANDIDATE}' ORDER BY uri, artifact_version_id"
+            f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY uri, artifact_version_id"
         ).fetchall()
     return [str(r[0]) for r in rows]
 

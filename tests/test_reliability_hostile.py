@@ -51,6 +51,7 @@ from click.testing import CliRunner
 from artifact_gc.cli import cli
 from artifact_gc.demo.synthetic import SyntheticSpec, SyntheticStore, create_sqlite_store, populate
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED, STATUS_REACHABLE
 from artifact_gc.mark.run import MarkOptions, mark
 from conftest import MotoS3
 from reliability import lost, record
@@ -216,25 +217,25 @@ def _rewrite_rows(source: Path, target: Path,
 
 
 def _flip_reachable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    row = next(r for r in rows if r["status"] == mf.STATUS_REACHABLE)
-    row["status"], row["reasons"] = mf.STATUS_CANDIDATE, []
+    row = next(r for r in rows if r["status"] == STATUS_REACHABLE)
+    row["status"], row["reasons"] = STATUS_CANDIDATE, []
     return rows
 
 
 def _repoint_candidate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    row = next(r for r in rows if r["status"] == mf.STATUS_CANDIDATE)
+    row = next(r for r in rows if r["status"] == STATUS_CANDIDATE)
     row["uri"] = row["store_root"] + "/load_data"  # a whole step's outputs
     return rows
 
 
 def _widen_root(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    row = next(r for r in rows if r["status"] == mf.STATUS_CANDIDATE)
+    row = next(r for r in rows if r["status"] == STATUS_CANDIDATE)
     row["store_root"], row["uri"] = "/", "/etc"
     return rows
 
 
 def _drop_candidate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    first = next(i for i, r in enumerate(rows) if r["status"] == mf.STATUS_CANDIDATE)
+    first = next(i for i, r in enumerate(rows) if r["status"] == STATUS_CANDIDATE)
     return rows[:first] + rows[first + 1:]
 
 
@@ -659,7 +660,7 @@ def test_local_uris_that_escape_the_root_are_never_deleted(bed: Bed) -> None:
         if name in fenced_by_sweep:
             assert summary["protected_versions"].get(vid) == "outside_store_root", name
         else:
-            assert decisions[vid] == (mf.STATUS_PROTECTED, ["outside_store_root"]), (
+            assert decisions[vid] == (STATUS_PROTECTED, ["outside_store_root"]), (
                 name, decisions[vid])
     escaped = {n: p for n, p in victims.items() if list_tree(p) != before_victims[n]}
     assert lost("files outside the store root", len(escaped)) == 0, escaped
@@ -744,7 +745,7 @@ def test_s3_uris_that_escape_the_root_are_never_deleted(moto_s3: MotoS3,
         if visualization:
             assert summary["protected_versions"].get(vid) == "outside_store_root", name
         else:
-            assert decisions[vid] == (mf.STATUS_PROTECTED, ["outside_store_root"]), (
+            assert decisions[vid] == (STATUS_PROTECTED, ["outside_store_root"]), (
                 name, decisions[vid])
     deleted = set(legit) - remaining
     assert deleted >= set(legit[len(plan) + 1:])
@@ -790,7 +791,7 @@ def test_a_newer_schema_keeps_what_it_references_and_stops_the_sweep(bed: Bed) -
     mark(bed.db_url, str(fresh), MarkOptions(older_than=timedelta(0)))
     decisions = _decisions(fresh)
     for vid in pinned:
-        assert decisions[vid] == (mf.STATUS_REACHABLE, ["fk:deployment_pin"])
+        assert decisions[vid] == (STATUS_REACHABLE, ["fk:deployment_pin"])
     # The manifest marked before the table existed names them as candidates; the sweep's
     # re-verification reflects the schema again and keeps them.
     summary = _sweep_cli(bed.manifest, bed.db_url)
@@ -918,7 +919,7 @@ def test_a_read_only_user_can_mark_but_its_sweep_deletes_nothing(
                          str(manifest), "--json")
         assert marked.exit_code == 0, marked.output
         candidates = {v for v, (s, _r) in _decisions(manifest).items()
-                      if s == mf.STATUS_CANDIDATE}
+                      if s == STATUS_CANDIDATE}
         assert candidates == set(maria.store.expected_candidates)
         before = (mysql_rows(maria.database), list_tree(maria.root, include_dirs=True),
                   manifest.read_bytes())

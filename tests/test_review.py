@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_MANIFEST_REFUSED, EXIT_USAGE, ManifestRefused, UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED
 from artifact_gc.mark.run import MarkOptions, mark
 from artifact_gc.review import review
 from artifact_gc.review.report import build_report
@@ -117,7 +118,7 @@ def _tamper(source: str, target: Path, change: dict[str, Any] | None = None,
     metadata[mf.METADATA_KEY] = json.dumps(info).encode()
     if flip_to_candidate:
         status = table.column("status").to_pylist()
-        status[status.index(mf.STATUS_PROTECTED)] = mf.STATUS_CANDIDATE
+        status[status.index(STATUS_PROTECTED)] = STATUS_CANDIDATE
         table = table.set_column(table.schema.get_field_index("status"), "status",
                                  pa.array(status, pa.string()))
     pq.write_table(table.replace_schema_metadata(metadata), str(target))
@@ -152,7 +153,7 @@ def test_shipped_queries_are_identical_to_the_packaged_copy() -> None:
 
 def test_every_shipped_query_runs_against_a_real_manifest(marked: Marked, tmp_path: Path) -> None:
     url = shutil.copy(marked.url, tmp_path / "mark.parquet")
-    candidates = sorted(_ids(marked.rows(), mf.STATUS_CANDIDATE))
+    candidates = sorted(_ids(marked.rows(), STATUS_CANDIDATE))
     _journal(str(url), [(candidates[0], "intent"), (candidates[0], "deleted"),
                         (candidates[1], "failed")])
     connection = duckdb.connect()
@@ -184,7 +185,7 @@ def test_every_shipped_query_runs_against_a_real_manifest(marked: Marked, tmp_pa
 
 def test_show_every_dimension(marked: Marked) -> None:
     rows = marked.rows()
-    candidates = _ids(rows, mf.STATUS_CANDIDATE)
+    candidates = _ids(rows, STATUS_CANDIDATE)
     candidate_bytes = sum(rows[v]["size_bytes"] or 0 for v in candidates)
     for by in review.DIMENSIONS:
         result = review.show(marked.url, by=by, top=3)
@@ -260,7 +261,7 @@ def test_query_formats_and_outputs(marked: Marked, tmp_path: Path) -> None:
 def test_query_sees_the_journal(manifest_copy: str) -> None:
     sql = "SELECT count(*) AS n FROM journal"
     assert _invoke("query", manifest_copy, sql).exit_code == EXIT_USAGE  # no journal yet
-    vid = sorted(_ids(_rows(manifest_copy), mf.STATUS_CANDIDATE))[0]
+    vid = sorted(_ids(_rows(manifest_copy), STATUS_CANDIDATE))[0]
     _journal(manifest_copy, [(vid, "intent"), (vid, "deleted")])
     assert review.query(manifest_copy, sql).column("n").to_pylist() == [2]
 
@@ -287,8 +288,8 @@ def _assert_narrowed(parent: dict[str, dict[str, Any]], child: dict[str, dict[st
     assert set(child) == set(parent)
     for vid, row in child.items():
         before = parent[vid]
-        if before["status"] == mf.STATUS_CANDIDATE and vid not in kept:
-            assert row["status"] == mf.STATUS_PROTECTED
+        if before["status"] == STATUS_CANDIDATE and vid not in kept:
+            assert row["status"] == STATUS_PROTECTED
             assert row["reasons"] == [review.FILTERED_OUT]
         else:
             assert row == before, vid
@@ -302,11 +303,11 @@ def test_filter_narrows_and_the_sweep_accepts_it(marked: Marked, tmp_path: Path)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     child = _rows(str(out))
-    kept = {v for v in _ids(parent, mf.STATUS_CANDIDATE)
+    kept = {v for v in _ids(parent, STATUS_CANDIDATE)
             if parent[v]["artifact_name"] not in ("runs_data", "versioned_manual")}
-    assert 0 < len(kept) < len(_ids(parent, mf.STATUS_CANDIDATE))
+    assert 0 < len(kept) < len(_ids(parent, STATUS_CANDIDATE))
     _assert_narrowed(parent, child, kept)
-    assert _ids(child, mf.STATUS_CANDIDATE) == kept
+    assert _ids(child, STATUS_CANDIDATE) == kept
     assert summary["candidates_after"] == len(kept)
     info = mf.verify(str(out))  # what gc sweep checks first
     assert info.mark_id != marked.info.mark_id and info.checksum != marked.info.checksum
@@ -324,7 +325,7 @@ def test_filter_narrows_and_the_sweep_accepts_it(marked: Marked, tmp_path: Path)
                            str(twice))
     chained = mf.verify(str(twice))
     assert [e["parent_mark_id"] for e in chained.lineage] == [marked.info.mark_id, info.mark_id]
-    assert _ids(_rows(str(twice)), mf.STATUS_CANDIDATE) == {
+    assert _ids(_rows(str(twice)), STATUS_CANDIDATE) == {
         v for v in kept if parent[v]["artifact_name"] != "runs_summary"}
 
 
@@ -342,11 +343,11 @@ def test_filter_cannot_widen(marked: Marked, tmp_path: Path, predicate: str) -> 
     out = tmp_path / "f.parquet"
     review.filter_manifest(marked.url, predicate, str(out))
     child = _rows(str(out))
-    assert _ids(child, mf.STATUS_CANDIDATE) <= _ids(parent, mf.STATUS_CANDIDATE)
-    kept = _ids(child, mf.STATUS_CANDIDATE)
+    assert _ids(child, STATUS_CANDIDATE) <= _ids(parent, STATUS_CANDIDATE)
+    kept = _ids(child, STATUS_CANDIDATE)
     _assert_narrowed(parent, child, kept)
     if predicate in ("true", "status IN ('protected', 'reachable', 'candidate') OR true"):
-        assert kept == _ids(parent, mf.STATUS_CANDIDATE)
+        assert kept == _ids(parent, STATUS_CANDIDATE)
     if predicate in ("status = 'reachable'", "project = NULL", "len(reasons) > 0"):
         assert kept == set()  # NULL or false: no longer a candidate
     mf.verify(str(out))
@@ -445,7 +446,7 @@ def test_diff_between_two_real_marks(changed_store: ScenarioStore, tmp_path: Pat
     a = tmp_path / "a.parquet"
     mark(store.sqlalchemy_url, str(a), MarkOptions(older_than=timedelta(0), sizes=True))
     rows_a = _rows(str(a))
-    candidates_a = _ids(rows_a, mf.STATUS_CANDIDATE)
+    candidates_a = _ids(rows_a, STATUS_CANDIDATE)
     engine = sqlite3.connect(f"file:{store.db_url.removeprefix('sqlite:///')}?mode=ro",
                              uri=True)
     # The newest remaining run of gc_runs: its outputs lose their last references.
@@ -484,7 +485,7 @@ def test_diff_between_two_real_marks(changed_store: ScenarioStore, tmp_path: Pat
     for row in result.rows.to_pylist():
         by_change[row["change"]].add(row["artifact_version_id"])
     # Exactly the set relations between the two manifests...
-    candidates_b = _ids(rows_b, mf.STATUS_CANDIDATE)
+    candidates_b = _ids(rows_b, STATUS_CANDIDATE)
     assert by_change["new_candidate"] == candidates_b - candidates_a
     assert by_change["revived"] == {v for v in candidates_a if v in rows_b} - candidates_b
     assert by_change["disappeared"] == set(rows_a) - set(rows_b)
@@ -513,7 +514,7 @@ def _history_location(marked: Marked, directory: Path) -> dict[str, str]:
     """A manifests location with one mark in every sweep state, a derived manifest and
     a stray Parquet file."""
     directory.mkdir(parents=True, exist_ok=True)
-    candidates = sorted(_ids(marked.rows(), mf.STATUS_CANDIDATE))
+    candidates = sorted(_ids(marked.rows(), STATUS_CANDIDATE))
     urls = {}
     for state in ("none", "partial", "done", "failed"):
         urls[state] = str(shutil.copy(marked.url, directory / f"mark-{state}.parquet"))
@@ -667,7 +668,7 @@ def _assert_report_renders(page: Path, tmp_path: Path, charts: list[str],
 
 def test_report_renders_in_headless_chromium(marked: Marked, manifest_copy: str,
                                              tmp_path: Path) -> None:
-    candidates = sorted(_ids(marked.rows(), mf.STATUS_CANDIDATE))
+    candidates = sorted(_ids(marked.rows(), STATUS_CANDIDATE))
     _journal(manifest_copy, [(candidates[0], "intent"), (candidates[0], "deleted"),
                              (candidates[1], "intent")])
     out = tmp_path / "report.html"
@@ -753,7 +754,7 @@ def test_every_command_on_s3(marked: Marked, moto_s3: Any, tmp_path: Path,
     assert filtered.exit_code == 0, filtered.output
     mf.verify(narrowed, options)
     _assert_narrowed(_rows(a, options), _rows(narrowed, options),
-                     _ids(_rows(narrowed, options), mf.STATUS_CANDIDATE))
+                     _ids(_rows(narrowed, options), STATUS_CANDIDATE))
 
     assert "No difference" in _invoke("diff", a, a, *flags).output
     # One manifest on S3, the other local: both read in place.
@@ -765,7 +766,7 @@ def test_every_command_on_s3(marked: Marked, moto_s3: Any, tmp_path: Path,
         [r for r in _rows(a, options).values()
          if r["status"] == "candidate" and r["artifact_name"] == "runs_data"])
 
-    candidates = sorted(_ids(_rows(a, options), mf.STATUS_CANDIDATE))
+    candidates = sorted(_ids(_rows(a, options), STATUS_CANDIDATE))
     _journal(a, [(candidates[0], "intent"), (candidates[0], "deleted")],
              storage_options=options)
     history = _invoke("history", "--dir", prefix, "--json", *flags)
@@ -849,7 +850,7 @@ def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     review.filter_manifest(str(parent), "artifact_name <> 'runs_data'", str(narrowed))
     rows = _rows(str(narrowed))
     kept = {v for v, r in rows.items() if review.FILTERED_OUT in (r["reasons"] or [])}
-    swept = _ids(rows, mf.STATUS_CANDIDATE)
+    swept = _ids(rows, STATUS_CANDIDATE)
     assert kept and swept
     execute(plan_sweep(str(narrowed), store.sqlalchemy_url))
     engine = sqlite3.connect(store.db_url.removeprefix("sqlite:///"))
@@ -871,7 +872,7 @@ def test_report_escapes_hostile_names(tmp_path: Path) -> None:
     status = table.column("status").to_pylist()
     names = table.column("artifact_name").to_pylist()
     uris = table.column("uri").to_pylist()
-    first = status.index(mf.STATUS_CANDIDATE)
+    first = status.index(STATUS_CANDIDATE)
     names[first], uris[first] = hostile, f"/store/{hostile}"
     table = table.set_column(table.schema.get_field_index("artifact_name"), "artifact_name",
                              pa.array(names, pa.string()))

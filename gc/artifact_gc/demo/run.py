@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE
 from artifact_gc.mark.run import MarkOptions, MarkResult, mark
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.sweep.run import SweepOptions, SweepReport, execute, plan_sweep
@@ -127,7 +128,7 @@ def _zenml_would_delete(manifest_url: str) -> dict[str, int]:
         rows = con.execute(
             f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r, reasons "
             f"FROM read_parquet({mf.parquet_source(manifest_url)}) "
-            f"WHERE status = '{mf.STATUS_REACHABLE}' "
+            f"WHERE status = '{STATUS_REACHABLE}' "
             f"AND NOT list_has_any(reasons, ['step_input', 'step_output'])) "
             f"WHERE r IN ({unseen}) GROUP BY r ORDER BY r"
         ).fetchall()
@@ -140,7 +141,7 @@ def _verify(result: DemoReport, manifest_url: str) -> None:
     with mf.connect_duckdb() as con:
         kept = con.execute(
             f"SELECT artifact_version_id, uri FROM read_parquet("
-            f"{mf.parquet_source(manifest_url)}) WHERE status <> '{mf.STATUS_CANDIDATE}'"
+            f"{mf.parquet_source(manifest_url)}) WHERE status <> '{STATUS_CANDIDATE}'"
         ).fetchall()
     connection = sqlite3.connect(db_path)
     try:

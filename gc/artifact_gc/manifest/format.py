@@ -23,15 +23,13 @@ import pyarrow as pa
 
 from artifact_gc import __version__
 from artifact_gc.errors import ManifestRefused
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.storage.urls import is_remote, local_path, url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
 FORMAT_VERSION = "1.0"
 METADATA_KEY = b"artifact_gc"
 
-STATUS_REACHABLE = "reachable"
-STATUS_CANDIDATE = "candidate"
-STATUS_PROTECTED = "protected"
 
 SCHEMA = pa.schema(
     [

@@ -21,6 +21,18 @@ import pyarrow as pa
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import SchemaError, UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import (
+    PROTECT_GRACE,
+    PROTECT_KEEP_LATEST,
+    PROTECT_NO_STORE,
+    PROTECT_OUTSIDE_ROOT,
+    PROTECT_OVERLAP,
+    PROTECT_PREEXISTING,
+    REASON_CONFIG,
+    STATUS_CANDIDATE,
+    STATUS_PROTECTED,
+    STATUS_REACHABLE,
+)
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import fingerprint
@@ -39,13 +51,6 @@ DEFAULT_GRACE = timedelta(hours=24)
 DUCKDB_MEMORY_LIMIT = "600MB"
 
 #: Reasons that protect a version that nothing refers to (see FORMAT.md).
-PROTECT_PREEXISTING = "preexisting"
-PROTECT_NO_STORE = "no_artifact_store"
-PROTECT_OUTSIDE_ROOT = "outside_store_root"
-PROTECT_GRACE = "grace_period"
-PROTECT_KEEP_LATEST = "keep_latest"
-PROTECT_OVERLAP = "uri_overlap"
-CONFIG_REFERENCE = "config_reference"
 
 #: Columns of artifact_version that ZenML's schema lets be NULL.
 NULLABLE_VERSION_COLUMNS = frozenset({"version_number", "artifact_store_id"})
@@ -359,7 +364,7 @@ def classify(
     # one integer OR-ed together (cheaper than a list of distinct strings per id) and
     # unpacked, already sorted, only for the rows written.
     reasons = sorted({ref.reason for ref in schema.references}
-                     | ({CONFIG_REFERENCE} if schema.config_tables else set()))
+                     | ({REASON_CONFIG} if schema.config_tables else set()))
     if len(reasons) > 62:
         raise SchemaError(f"{len(reasons)} kinds of references to artifact versions; "
                           "mark handles at most 62")
@@ -369,7 +374,7 @@ def classify(
         for i, ref in enumerate(schema.references)
     ]
     ref_selects += [
-        f"SELECT TRY_CAST(run AS UUID) AS id, {bit[CONFIG_REFERENCE]}::BIGINT AS bit "
+        f"SELECT TRY_CAST(run AS UUID) AS id, {bit[REASON_CONFIG]}::BIGINT AS bit "
         f"FROM (SELECT unnest(regexp_extract_all(lower(config), '{CONFIG_ID_RUN}')) AS run "
         f"FROM in_config_{i}) WHERE regexp_full_match(run, '{CONFIG_ID_WHOLE}')"
         for i in range(len(schema.config_tables))
@@ -499,9 +504,9 @@ def _rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str 
                coalesce(d.store_hex, {_HEX.format('d.artifact_store_id')})
                    AS artifact_store_id,
                d.store_root, d.save_type,
-               CASE WHEN len(d.ref_reasons) > 0 THEN '{mf.STATUS_REACHABLE}'
-                    WHEN len(d.protect_reasons) > 0 THEN '{mf.STATUS_PROTECTED}'
-                    ELSE '{mf.STATUS_CANDIDATE}' END AS status,
+               CASE WHEN len(d.ref_reasons) > 0 THEN '{STATUS_REACHABLE}'
+                    WHEN len(d.protect_reasons) > 0 THEN '{STATUS_PROTECTED}'
+                    ELSE '{STATUS_CANDIDATE}' END AS status,
                list_concat(d.ref_reasons, CASE WHEN len(d.ref_reasons) > 0
                    THEN list_filter(d.protect_reasons, lambda r: r <> '{PROTECT_OVERLAP}')
                    ELSE d.protect_reasons END) AS reasons,
@@ -641,12 +646,12 @@ def summarize(con: Any, relation: str, top: int = 10) -> dict[str, Any]:
          "bytes": None if b is None else int(b)}
         for name, project, n, b in con.execute(
             f"SELECT artifact_name, project, count(*), sum(size_bytes) FROM m "
-            f"WHERE status = '{mf.STATUS_CANDIDATE}' GROUP BY ALL "
+            f"WHERE status = '{STATUS_CANDIDATE}' GROUP BY ALL "
             f"ORDER BY sum(size_bytes) DESC NULLS LAST, count(*) DESC, 1 LIMIT {top}"
         ).fetchall()
     ]
     counts = {status: by_status.get(status, {}).get("versions", 0) for status in (
-        mf.STATUS_REACHABLE, mf.STATUS_CANDIDATE, mf.STATUS_PROTECTED)}
+        STATUS_REACHABLE, STATUS_CANDIDATE, STATUS_PROTECTED)}
     sizes = {status: by_status.get(status, {}).get("bytes") for status in counts}
     return {"counts": counts, "bytes": sizes, "by_reason": by_reason,
             "largest_candidates": largest}

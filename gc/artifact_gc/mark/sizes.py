@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.manifest.format import STATUS_CANDIDATE
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage import s3
 from artifact_gc.storage.limits import RequestLimits

@@ -15,6 +15,7 @@ from typing import Any
 
 from artifact_gc.errors import UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED, STATUS_REACHABLE
 from artifact_gc.review.review import (
     Review,
     StorageOptions,
@@ -27,9 +28,9 @@ from artifact_gc.units import human_bytes
 
 #: Colours of the statuses, the same in every chart.
 STATUS_COLOURS = {
-    mf.STATUS_REACHABLE: "#2e7d32",
-    mf.STATUS_PROTECTED: "#f9a825",
-    mf.STATUS_CANDIDATE: "#c62828",
+    STATUS_REACHABLE: "#2e7d32",
+    STATUS_PROTECTED: "#f9a825",
+    STATUS_CANDIDATE: "#c62828",
 }
 STATE_COLOURS = {
     "deleted": "#2e7d32", "revived": "#1565c0", "protected": "#f9a825",
@@ -149,7 +150,7 @@ def _charts(review: Review, top: int, sizes: bool,
     amounts = [(r["bytes"] or 0) if sizes else r["versions"] for r in largest]
     by_artifact = go.Figure(go.Bar(
         x=amounts[::-1], y=labels[::-1], orientation="h",
-        marker={"color": STATUS_COLOURS[mf.STATUS_CANDIDATE]},
+        marker={"color": STATUS_COLOURS[STATUS_CANDIDATE]},
         hovertext=[human_bytes(a) if sizes else f"{a} versions" for a in amounts[::-1]],
     ))
     by_artifact.update_layout(
@@ -164,11 +165,11 @@ def _charts(review: Review, top: int, sizes: bool,
     if sizes:
         by_project.add_bar(x=names, y=[r["candidate_bytes"] or 0 for r in projects],
                            name="candidate bytes",
-                           marker={"color": STATUS_COLOURS[mf.STATUS_CANDIDATE]})
+                           marker={"color": STATUS_COLOURS[STATUS_CANDIDATE]})
     else:
-        for status, key in ((mf.STATUS_CANDIDATE, "candidates"),
-                            (mf.STATUS_PROTECTED, "protected"),
-                            (mf.STATUS_REACHABLE, "reachable")):
+        for status, key in ((STATUS_CANDIDATE, "candidates"),
+                            (STATUS_PROTECTED, "protected"),
+                            (STATUS_REACHABLE, "reachable")):
             by_project.add_bar(x=names, y=[r[key] for r in projects], name=status,
                                marker={"color": STATUS_COLOURS[status]})
         by_project.update_layout(barmode="stack")
@@ -183,7 +184,7 @@ def _charts(review: Review, top: int, sizes: bool,
     by_age = go.Figure(go.Bar(
         x=[r["age"] for r in ages],
         y=[(r["bytes"] or 0) if sizes else r["versions"] for r in ages],
-        marker={"color": STATUS_COLOURS[mf.STATUS_CANDIDATE]},
+        marker={"color": STATUS_COLOURS[STATUS_CANDIDATE]},
     ))
     by_age.update_layout(
         title=f"Candidate {metric} by age at mark time",
@@ -259,7 +260,7 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
             "SELECT *, round(date_diff('second', created, "
             "  coalesce(getvariable('as_of')::TIMESTAMP, now() AT TIME ZONE 'UTC'))"
             "  / 86400.0, 2) AS age_days "
-            f"FROM manifest WHERE status = '{mf.STATUS_CANDIDATE}' "
+            f"FROM manifest WHERE status = '{STATUS_CANDIDATE}' "
             "ORDER BY size_bytes DESC NULLS LAST, created, artifact_version_id "
             f"LIMIT {int(max_rows)}",
             **({"as_of": info.started_at} if info.started_at else {}),

@@ -25,6 +25,13 @@ import pyarrow as pa
 from artifact_gc import __version__
 from artifact_gc.errors import ManifestRefused, UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import (
+    PROTECT_FILTERED_OUT,
+    STATUS_CANDIDATE,
+    STATUS_PROTECTED,
+    STATUS_REACHABLE,
+)
+from artifact_gc.metadb.fingerprint import DatabaseFingerprint
 
 #: ``gc show --by`` dimension -> the review query that answers it.
 DIMENSIONS: dict[str, str] = {
@@ -36,7 +43,6 @@ DIMENSIONS: dict[str, str] = {
 }
 
 #: The reason ``gc filter`` gives a candidate that its predicate left out.
-FILTERED_OUT = "filtered_out"
 
 #: Journal events after which an item needs no more work (see FORMAT.md).
 FINAL_EVENTS = ("deleted", "revived", "protected")
@@ -163,7 +169,7 @@ def sweep_progress(review: Review) -> SweepProgress:
     any item's last event is a failure, ``done`` when every candidate reached a final
     event, ``partial`` otherwise."""
     candidates = int(review.connection.execute(
-        f"SELECT count(*) FROM manifest WHERE status = '{mf.STATUS_CANDIDATE}'"
+        f"SELECT count(*) FROM manifest WHERE status = '{STATUS_CANDIDATE}'"
     ).fetchall()[0][0])
     if not review.journal:
         return SweepProgress(SWEEP_NONE, candidates, {"pending": candidates}, None, 0, None)
@@ -417,12 +423,13 @@ def filter_manifest(
         # set of candidates can shrink, never grow. A predicate that is NULL for a row
         # does not keep it a candidate.
         narrow = (
-            f"status = '{mf.STATUS_CANDIDATE}' AND NOT coalesce(({expression}), false)"
+            f"status = '{STATUS_CANDIDATE}' AND NOT coalesce(({expression}), false)"
         )
         review.connection.execute(
             "CREATE TEMP VIEW filtered AS SELECT * REPLACE ("
-            f"  CASE WHEN {narrow} THEN '{mf.STATUS_PROTECTED}' ELSE status END AS status,"
-            f"  CASE WHEN {narrow} THEN list_append(coalesce(reasons, []), '{FILTERED_OUT}')"
+            f"  CASE WHEN {narrow} THEN '{STATUS_PROTECTED}' ELSE status END AS status,"
+            f"  CASE WHEN {narrow} THEN"
+            f"  list_append(coalesce(reasons, []), '{PROTECT_FILTERED_OUT}')"
             "   ELSE reasons END AS reasons"
             ") FROM manifest"
         )
@@ -445,8 +452,8 @@ def filter_manifest(
             review.connection, "SELECT * FROM filtered ORDER BY artifact_version_id", info,
             out, storage_options=storage_options,
         )
-    return FilterResult(out, info, url, counts[mf.STATUS_CANDIDATE],
-                        after[mf.STATUS_CANDIDATE])
+    return FilterResult(out, info, url, counts[STATUS_CANDIDATE],
+                        after[STATUS_CANDIDATE])
 
 
 def _status_totals(
@@ -458,7 +465,7 @@ def _status_totals(
             f"SELECT status, count(*), sum(size_bytes)::BIGINT FROM {view} GROUP BY status"
         ).fetchall()
     }
-    statuses = (mf.STATUS_REACHABLE, mf.STATUS_CANDIDATE, mf.STATUS_PROTECTED)
+    statuses = (STATUS_REACHABLE, STATUS_CANDIDATE, STATUS_PROTECTED)
     return (
         {s: found.get(s, (0, None))[0] for s in statuses},
         {s: found.get(s, (0, None))[1] for s in statuses},
@@ -520,15 +527,6 @@ class DiffResult:
                 "totals": self.totals, "rows": rows.to_pylist()}
 
 
-def same_store(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two fingerprints name the same ZenML store (its ``server_settings.id``
-    when both have one, else the database's address)."""
-    if a.get("store_id") and b.get("store_id"):
-        return bool(a["store_id"] == b["store_id"])
-    keys = ("dialect", "host", "port", "database")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def diff(a: str, b: str, *, storage_options: StorageOptions = None) -> DiffResult:
     """Compare the marks ``a`` (older) and ``b`` (newer) of one store.
 
@@ -540,10 +538,13 @@ def diff(a: str, b: str, *, storage_options: StorageOptions = None) -> DiffResul
     mf.check_format(info_a, a)
     info_b = mf.read_info(b, storage_options)
     mf.check_format(info_b, b)
-    if not same_store(info_a.database, info_b.database):
+    # The same rule as the sweep's: two marks compare only if they describe one store.
+    store_a = DatabaseFingerprint.from_dict(info_a.database)
+    store_b = DatabaseFingerprint.from_dict(info_b.database)
+    if not store_a.same_store(store_b):
         raise ManifestRefused(
             f"{a} and {b} are marks of different stores "
-            f"({info_a.database.get('store_id')} vs {info_b.database.get('store_id')})",
+            f"({store_a.describe()} vs {store_b.describe()})",
             b, "different_store",
         )
     with mf.duckdb_for(a, storage_options) as connection:
@@ -627,7 +628,7 @@ def history(location: str, *, storage_options: StorageOptions = None) -> list[Hi
                 entry.store_id = info.database.get("store_id")
                 entry.database = _describe_database(info.database)
                 entry.counts = {k: info.counts.get(k) for k in (
-                    mf.STATUS_REACHABLE, mf.STATUS_PROTECTED, mf.STATUS_CANDIDATE)}
+                    STATUS_REACHABLE, STATUS_PROTECTED, STATUS_CANDIDATE)}
                 entry.bytes = dict(info.bytes)
                 entry.derived = bool(info.lineage)
                 progress = sweep_progress(review)

@@ -46,6 +46,12 @@ from artifact_gc.errors import (
     UsageError,
 )
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import (
+    PROTECT_NO_STORE,
+    PROTECT_OUTSIDE_ROOT,
+    PROTECT_ROOT_CHANGED,
+    STATUS_CANDIDATE,
+)
 from artifact_gc.mark.sizes import footprint_paths
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
@@ -120,9 +126,6 @@ DONE_EVENT = {
     MODE_ONLY_METADATA: EVENT_ROWS_DELETED,
 }
 
-PROTECT_NO_STORE = "no_artifact_store"
-PROTECT_ROOT_CHANGED = "store_root_changed"
-PROTECT_OUTSIDE_ROOT = "outside_store_root"
 
 
 
@@ -413,7 +416,7 @@ def _read_pending(
             )
             SELECT m.*, last.event AS last_event
             FROM {source} m LEFT JOIN last USING (artifact_version_id)
-            WHERE m.status = '{mf.STATUS_CANDIDATE}'
+            WHERE m.status = '{STATUS_CANDIDATE}'
             """
         )
         states = {
@@ -1071,7 +1074,7 @@ def sweep_status(manifest_url: str, storage_options: dict[str, Any] | None = Non
                         ELSE 'in_progress' END AS state,
                    last.error, last.bytes
             FROM {source} m LEFT JOIN last USING (artifact_version_id)
-            WHERE m.status = '{mf.STATUS_CANDIDATE}'
+            WHERE m.status = '{STATUS_CANDIDATE}'
             """
         )
         states = {str(s): int(n) for s, n in con.execute(

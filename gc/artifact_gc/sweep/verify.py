@@ -25,13 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from artifact_gc.manifest.reasons import PROTECT_OVERLAP_SINCE_MARK, REASON_CONFIG
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.statements import quoter, select_in
 from artifact_gc.zenml.references import VERSION_ID, config_filter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
-
-REASON_URI_GUARD = "uri_overlap_since_mark"
-REASON_CONFIG = "config_reference"
 
 
 @dataclass(frozen=True)
@@ -172,7 +170,7 @@ def _uri_conflicts(
             path = raw.rstrip("/")
             hit = _overlap(path, owners, ordered, me)
             if hit is not None:
-                conflicts[me] = f"{REASON_URI_GUARD}: {hit}"
+                conflicts[me] = f"{PROTECT_OVERLAP_SINCE_MARK}: {hit}"
                 break
     return conflicts
 
