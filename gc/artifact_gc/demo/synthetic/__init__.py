@@ -29,7 +29,11 @@ The package, one module per concern:
 - ``writer``: the bulk row writer;
 - ``shared``: the user, artifact store, stack and tags every project shares;
 - ``plan``: one project's plan (categories, ids, ages, artifacts, runs), drawn first;
-- ``project``: one project's rows, written step by step from its plan;
+- ``context``: what a project's row steps share, and the tally of what they made;
+- ``versions``: artifact, version, visualization, metadata and tag rows;
+- ``runs``: pipeline, snapshot, step configuration, pipeline run and step run rows;
+- ``links``: step output, run output, model link and step input rows;
+- ``project``: one project: its plan, then its row steps in a fixed order;
 - ``files``: the version directories of a local store;
 - ``populate``: ``populate``, which ties them together;
 - ``demo_store``: ``build_demo_store``, the sample store of ``gc demo``.

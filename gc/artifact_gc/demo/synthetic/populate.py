@@ -9,9 +9,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from artifact_gc.demo.synthetic.context import ProjectContext, Tally
 from artifact_gc.demo.synthetic.encoding import is_local, timestamp
 from artifact_gc.demo.synthetic.plan import split
-from artifact_gc.demo.synthetic.project import ProjectRows, Tally
+from artifact_gc.demo.synthetic.project import generate_project
 from artifact_gc.demo.synthetic.shared import insert_project, insert_shared
 from artifact_gc.demo.synthetic.spec import SyntheticSpec, SyntheticStore
 from artifact_gc.demo.synthetic.writer import RowWriter
@@ -49,9 +50,8 @@ def populate(
             ):
                 project_id = insert_project(writer, name, rng, now_s)
                 project_ids[name] = project_id
-                ProjectRows(writer, spec, rng, now, root, shared, project_id, name, tally).generate(
-                    n_versions, max(n_artifacts, 1 if n_versions else 0)
-                )
+                ctx = ProjectContext(writer, spec, rng, now, root, shared, project_id, name, tally)
+                generate_project(ctx, n_versions, max(n_artifacts, 1 if n_versions else 0))
             counts = dict(writer.counts)
     finally:
         engine.dispose()
