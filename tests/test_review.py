@@ -4,6 +4,7 @@ from a real ZenML 0.98.0 store, on local paths and on S3 (moto on loopback)."""
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -27,10 +28,21 @@ from click.testing import CliRunner, Result
 from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_MANIFEST_REFUSED, EXIT_USAGE, ManifestRefused, UsageError
 from artifact_gc.manifest import format as mf
-from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED
+from artifact_gc.manifest.reasons import (
+    PROTECT_FILTERED_OUT,
+    STATUS_CANDIDATE,
+    STATUS_PROTECTED,
+)
 from artifact_gc.mark.run import MarkOptions, mark
-from artifact_gc.review import review
+from artifact_gc.review.diff import DIFF_CATEGORIES, diff
+from artifact_gc.review.filter import filter_manifest
+from artifact_gc.review.history import history
+from artifact_gc.review.progress import SWEEP_DONE
+from artifact_gc.review.query import query
 from artifact_gc.review.report import build_report
+from artifact_gc.review.session import query_names
+from artifact_gc.review.show import DIMENSIONS, show
+from artifact_gc.storage.urls import url_to_fs
 from artifact_gc.sweep.journal import Event, Journal
 from scenarios.helpers import ScenarioStore, load_scenario_store, require_server, restore_tree
 
@@ -92,7 +104,7 @@ def manifest_copy(marked: Marked, tmp_path: Path) -> str:
 
 
 def _rows(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    fs, path = mf._url_to_fs(url, storage_options)
+    fs, path = url_to_fs(url, storage_options)
     with fs.open(path, "rb") as handle:
         table = pq.read_table(handle)
     return {row["artifact_version_id"]: row for row in table.to_pylist()}
@@ -146,8 +158,8 @@ def test_shipped_queries_are_identical_to_the_packaged_copy() -> None:
     assert shipped == packaged and len(shipped) >= 8
     _, mismatch, errors = filecmp.cmpfiles(QUERIES, PACKAGED_QUERIES, shipped, shallow=False)
     assert not mismatch and not errors, f"manifests/queries and artifact_gc/sql differ: {mismatch}"
-    assert review.query_names() == [Path(n).stem for n in shipped]
-    for name in review.DIMENSIONS.values():
+    assert query_names() == [Path(n).stem for n in shipped]
+    for name in DIMENSIONS.values():
         assert f"{name}.sql" in shipped
 
 
@@ -187,8 +199,8 @@ def test_show_every_dimension(marked: Marked) -> None:
     rows = marked.rows()
     candidates = _ids(rows, STATUS_CANDIDATE)
     candidate_bytes = sum(rows[v]["size_bytes"] or 0 for v in candidates)
-    for by in review.DIMENSIONS:
-        result = review.show(marked.url, by=by, top=3)
+    for by in DIMENSIONS:
+        result = show(marked.url, by=by, top=3)
         assert result.checksum_ok and result.sizes_measured
         assert result.rows and all("bucket_order" not in r for r in result.rows)
         assert result.info["mark_id"] == marked.info.mark_id
@@ -197,17 +209,17 @@ def test_show_every_dimension(marked: Marked) -> None:
         assert sum(r["versions"] for r in result.candidate_age) == len(candidates)
         assert sum(r["bytes"] or 0 for r in result.candidate_age) == candidate_bytes
         assert result.sweep.state == "none"
-    by_status = {r["status"]: r for r in review.show(marked.url, by="status").rows}
+    by_status = {r["status"]: r for r in show(marked.url, by="status").rows}
     assert by_status["candidate"]["versions"] == len(candidates)
     assert by_status["candidate"]["bytes"] == candidate_bytes
-    by_artifact = review.show(marked.url, by="artifact", top=50).rows
+    by_artifact = show(marked.url, by="artifact", top=50).rows
     names = {(rows[v]["artifact_name"], rows[v]["project"]) for v in rows}
     assert {(r["artifact_name"], r["project"]) for r in by_artifact} == names
-    largest = review.show(marked.url, top=50).largest_candidates
+    largest = show(marked.url, top=50).largest_candidates
     sizes = [r["bytes"] for r in largest]
     assert sizes == sorted(sizes, reverse=True)
     with pytest.raises(UsageError):
-        review.show(marked.url, by="colour")
+        show(marked.url, by="colour")
 
 
 def test_show_cli_formats(marked: Marked) -> None:
@@ -227,7 +239,7 @@ def test_show_cli_formats(marked: Marked) -> None:
 
 def test_show_flags_a_tampered_manifest(marked: Marked, tmp_path: Path) -> None:
     tampered = _tamper(marked.url, tmp_path / "t.parquet", flip_to_candidate=True)
-    assert review.show(tampered).checksum_ok is False
+    assert show(tampered).checksum_ok is False
     assert "MISMATCH" in _invoke("show", tampered).output
 
 
@@ -239,7 +251,7 @@ def test_show_flags_a_tampered_manifest(marked: Marked, tmp_path: Path) -> None:
 def test_query_formats_and_outputs(marked: Marked, tmp_path: Path) -> None:
     sql = "SELECT status, count(*) AS n FROM manifest GROUP BY status ORDER BY status"
     expected = {s: marked.info.counts[s] for s in ("candidate", "protected", "reachable")}
-    table = review.query(marked.url, sql)
+    table = query(marked.url, sql)
     assert dict(zip(*table.to_pydict().values(), strict=True)) == expected
     as_json = json.loads(_invoke("query", marked.url, sql, "--format", "json").output)
     assert {r["status"]: r["n"] for r in as_json} == expected
@@ -263,7 +275,7 @@ def test_query_sees_the_journal(manifest_copy: str) -> None:
     assert _invoke("query", manifest_copy, sql).exit_code == EXIT_USAGE  # no journal yet
     vid = sorted(_ids(_rows(manifest_copy), STATUS_CANDIDATE))[0]
     _journal(manifest_copy, [(vid, "intent"), (vid, "deleted")])
-    assert review.query(manifest_copy, sql).column("n").to_pylist() == [2]
+    assert query(manifest_copy, sql).column("n").to_pylist() == [2]
 
 
 def test_query_errors(marked: Marked, tmp_path: Path) -> None:
@@ -290,7 +302,7 @@ def _assert_narrowed(parent: dict[str, dict[str, Any]], child: dict[str, dict[st
         before = parent[vid]
         if before["status"] == STATUS_CANDIDATE and vid not in kept:
             assert row["status"] == STATUS_PROTECTED
-            assert row["reasons"] == [review.FILTERED_OUT]
+            assert row["reasons"] == [PROTECT_FILTERED_OUT]
         else:
             assert row == before, vid
 
@@ -321,8 +333,8 @@ def test_filter_narrows_and_the_sweep_accepts_it(marked: Marked, tmp_path: Path)
     assert entry["predicate"] == predicate and entry["at"]
     # A filter of a filter keeps the whole lineage and still verifies.
     twice = tmp_path / "twice.parquet"
-    review.filter_manifest(str(out), "project IS NOT NULL AND artifact_name <> 'runs_summary'",
-                           str(twice))
+    filter_manifest(str(out), "project IS NOT NULL AND artifact_name <> 'runs_summary'",
+                    str(twice))
     chained = mf.verify(str(twice))
     assert [e["parent_mark_id"] for e in chained.lineage] == [marked.info.mark_id, info.mark_id]
     assert _ids(_rows(str(twice)), STATUS_CANDIDATE) == {
@@ -341,7 +353,7 @@ def test_filter_narrows_and_the_sweep_accepts_it(marked: Marked, tmp_path: Path)
 def test_filter_cannot_widen(marked: Marked, tmp_path: Path, predicate: str) -> None:
     parent = marked.rows()
     out = tmp_path / "f.parquet"
-    review.filter_manifest(marked.url, predicate, str(out))
+    filter_manifest(marked.url, predicate, str(out))
     child = _rows(str(out))
     assert _ids(child, STATUS_CANDIDATE) <= _ids(parent, STATUS_CANDIDATE)
     kept = _ids(child, STATUS_CANDIDATE)
@@ -393,11 +405,11 @@ def test_filter_refuses_a_tampered_parent_and_overwrites_only_with_force(
 
 
 def test_diff_of_a_manifest_against_itself_is_empty(marked: Marked, tmp_path: Path) -> None:
-    result = review.diff(marked.url, marked.url)
+    result = diff(marked.url, marked.url)
     assert result.empty
     assert all(t["versions"] == 0 for t in result.totals.values())
     copy = shutil.copy(marked.url, tmp_path / "copy.parquet")
-    assert review.diff(marked.url, str(copy)).empty
+    assert diff(marked.url, str(copy)).empty
     cli_result = _invoke("diff", marked.url, str(copy))
     assert cli_result.exit_code == 0 and "No difference" in cli_result.output
     assert json.loads(_invoke("diff", marked.url, marked.url, "--format", "json").output)[
@@ -408,7 +420,7 @@ def test_diff_refuses_marks_of_different_stores(marked: Marked, tmp_path: Path) 
     other = _tamper(marked.url, tmp_path / "other.parquet",
                     {"database": {**marked.info.database, "store_id": "0" * 32}})
     with pytest.raises(ManifestRefused) as refused:
-        review.diff(marked.url, other)
+        diff(marked.url, other)
     assert refused.value.reason == "different_store"
     assert _invoke("diff", marked.url, other).exit_code == EXIT_MANIFEST_REFUSED
     assert _invoke("diff", marked.url, str(tmp_path / "nope.parquet")).exit_code == 5
@@ -480,8 +492,8 @@ def test_diff_between_two_real_marks(changed_store: ScenarioStore, tmp_path: Pat
     mark(store.sqlalchemy_url, str(b), MarkOptions(older_than=timedelta(0), sizes=True))
     rows_b = _rows(str(b))
 
-    result = review.diff(str(a), str(b))
-    by_change: dict[str, set[str]] = {c: set() for c in review.DIFF_CATEGORIES}
+    result = diff(str(a), str(b))
+    by_change: dict[str, set[str]] = {c: set() for c in DIFF_CATEGORIES}
     for row in result.rows.to_pylist():
         by_change[row["change"]].add(row["artifact_version_id"])
     # Exactly the set relations between the two manifests...
@@ -499,7 +511,7 @@ def test_diff_between_two_real_marks(changed_store: ScenarioStore, tmp_path: Pat
     assert result.totals["new_candidate"]["versions"] == len(by_change["new_candidate"])
     shown = _invoke("diff", str(a), str(b))
     assert shown.exit_code == 0
-    for change in review.DIFF_CATEGORIES:
+    for change in DIFF_CATEGORIES:
         assert change in shown.output
     as_csv = _invoke("diff", str(a), str(b), "--format", "csv").output.splitlines()
     assert len(as_csv) == 1 + result.rows.num_rows
@@ -524,8 +536,8 @@ def _history_location(marked: Marked, directory: Path) -> dict[str, str]:
     _journal(urls["done"], [(v, "deleted") for v in candidates[:-1]]
              + [(candidates[-1], "revived")], sweep_id="sweep0002")
     _journal(urls["failed"], [(candidates[0], "deleted"), (candidates[1], "failed")])
-    review.filter_manifest(marked.url, "artifact_name <> 'runs_data'",
-                           str(directory / "derived.parquet"))
+    filter_manifest(marked.url, "artifact_name <> 'runs_data'",
+                    str(directory / "derived.parquet"))
     pq.write_table(pa.table({"x": [1]}), directory / "stray.parquet")
     return {k: str(v) for k, v in urls.items()}
 
@@ -533,7 +545,7 @@ def _history_location(marked: Marked, directory: Path) -> dict[str, str]:
 def test_history_lists_marks_and_sweep_states(marked: Marked, tmp_path: Path) -> None:
     location = tmp_path / "manifests"
     _history_location(marked, location)
-    entries = {Path(e.url).name: e for e in review.history(str(location))}
+    entries = {Path(e.url).name: e for e in history(str(location))}
     assert set(entries) == {"mark-none.parquet", "mark-partial.parquet", "mark-done.parquet",
                             "mark-failed.parquet", "derived.parquet", "stray.parquet"}
     for state in ("none", "partial", "done", "failed"):
@@ -698,17 +710,140 @@ def test_first_release_manifest_is_still_read(tmp_path: Path) -> None:
     info = mf.verify(str(FIXTURE))
     assert info.format_version == "1.0" and info.tool_version == "0.1.0"
     assert set(mf.SCHEMA.names) <= set(pq.read_schema(FIXTURE).names)
-    shown = review.show(str(FIXTURE), by="reason")
+    shown = show(str(FIXTURE), by="reason")
     assert shown.checksum_ok
-    assert sum(r["versions"] for r in review.show(str(FIXTURE)).rows) == \
+    assert sum(r["versions"] for r in show(str(FIXTURE)).rows) == \
         info.counts["versions_in_scope"]
-    assert review.query(str(FIXTURE), "SELECT count(*) AS n FROM manifest").column(
+    assert query(str(FIXTURE), "SELECT count(*) AS n FROM manifest").column(
         "n").to_pylist() == [info.counts["versions_in_scope"]]
     out = tmp_path / "f.parquet"
-    review.filter_manifest(str(FIXTURE), "true", str(out))
+    filter_manifest(str(FIXTURE), "true", str(out))
     mf.verify(str(out))
-    assert review.diff(str(FIXTURE), str(out)).empty
+    assert diff(str(FIXTURE), str(out)).empty
     build_report(str(FIXTURE), str(tmp_path / "r.html"))
+
+
+# ---------------------------------------------------------------------------
+# Item columns (format 1.1)
+# ---------------------------------------------------------------------------
+
+
+def _checksum_by_the_1_0_rule(url: str) -> str:
+    """FORMAT.md's checksum rule of format 1.0, in plain Python over the file alone:
+    what a release that knows only 1.0 recomputes before it sweeps."""
+    table = pq.read_table(url)
+    info = json.loads(table.schema.metadata[mf.METADATA_KEY])
+    identity = {k: info[k] for k in ("mark_id", "database", "format_version", "lineage")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    candidates = sorted((r for r in table.to_pylist() if r["status"] == STATUS_CANDIDATE),
+                        key=lambda r: r["artifact_version_id"])
+    for row in candidates:
+        fields = [row["artifact_version_id"], row["artifact_id"],
+                  *(row[c] or "" for c in ("uri", "artifact_store_id", "store_root",
+                                           "save_type")),
+                  "\x1e".join(row["visualization_uris"] or [])]
+        digest.update(("\x1f".join(fields) + "\n").encode())
+    digest.update(str(len(candidates)).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def _item_keys(url: str) -> dict[str, tuple[str, str]]:
+    return {vid: (row["item_kind"], row["item_id"]) for vid, row in _rows(url).items()}
+
+
+def test_a_mark_writes_format_1_1_that_a_1_0_release_accepts(marked: Marked) -> None:
+    # Both writers: the whole-table one (--sizes) and the one that writes parts.
+    for url in (marked.url, marked.plain_url):
+        info = mf.verify(url)
+        assert info.format_version == mf.FORMAT_VERSION == "1.1"
+        assert pq.read_schema(url).names == mf.FILE_SCHEMA.names
+        assert pq.read_schema(url).names[:len(mf.SCHEMA)] == mf.SCHEMA.names
+        assert _item_keys(url) == {v: ("artifact_version", v) for v in _rows(url)}
+        assert info.counts["candidate"] > 0
+        # The 1.0 rule gives the same checksum: a release that reads only 1.0 verifies it.
+        assert _checksum_by_the_1_0_rule(url) == info.checksum
+
+
+def test_a_1_0_manifest_reads_with_its_implied_item_columns(tmp_path: Path) -> None:
+    info = mf.verify(str(FIXTURE))
+    assert _checksum_by_the_1_0_rule(str(FIXTURE)) == info.checksum
+    assert "item_kind" not in pq.read_schema(FIXTURE).names
+    sql = ("SELECT count(*) AS n, count(*) FILTER (WHERE item_kind = 'artifact_version' "
+           "AND item_id = artifact_version_id) AS keyed FROM manifest")
+    assert query(str(FIXTURE), sql).to_pylist() == [
+        {"n": info.counts["versions_in_scope"], "keyed": info.counts["versions_in_scope"]}]
+    # gc filter writes the current format, with the item columns the parent implies.
+    out = tmp_path / "derived.parquet"
+    filter_manifest(str(FIXTURE), "artifact_name <> 'runs_data'", str(out))
+    derived = mf.verify(str(out))
+    assert derived.format_version == "1.1"
+    assert _item_keys(str(out)) == {v: ("artifact_version", v) for v in _rows(str(FIXTURE))}
+
+
+def test_item_keys_are_checked_and_carried_through(marked: Marked, tmp_path: Path) -> None:
+    from artifact_gc.manifest.publish import write_manifest
+
+    table = pq.read_table(marked.url)
+    status = table.column("status").to_pylist()
+    first = status.index(STATUS_CANDIDATE)
+    vid = table.column("artifact_version_id")[first].as_py()
+
+    def with_key(column: str, value: str, every_row: bool = False) -> pa.Table:
+        values = table.column(column).to_pylist()
+        for index in range(len(values)) if every_row else [first]:
+            values[index] = value
+        return table.set_column(table.schema.get_field_index(column), column,
+                                pa.array(values, pa.string()))
+
+    # An item key edited after the mark: this release refuses the manifest. The edits
+    # keep the candidates' order, so only the lines' item key can tell.
+    for column, value, every_row in (("item_kind", "artifact_versions", True),
+                                     ("item_id", vid + "0", False)):
+        edited = tmp_path / f"edited-{column}.parquet"
+        pq.write_table(with_key(column, value, every_row), edited)  # the mark's metadata
+        with pytest.raises(ManifestRefused) as refused:
+            mf.verify(str(edited))
+        assert refused.value.reason == "checksum"
+    # Candidates of another kind, written with their own checksum: this release accepts
+    # them, a release that knows only 1.0 refuses them.
+    for every_row in (True, False):
+        other_kind = tmp_path / f"other-kind-{every_row}.parquet"
+        write_manifest(with_key("item_kind", "orphan_file", every_row)
+                       .replace_schema_metadata({}), mf.read_info(marked.url), str(other_kind))
+        info = mf.verify(str(other_kind))
+        assert _checksum_by_the_1_0_rule(str(other_kind)) != info.checksum
+    # gc filter carries the item columns through, and gc diff matches rows on them.
+    derived = tmp_path / "derived.parquet"
+    filter_manifest(str(other_kind), "true", str(derived))
+    assert _item_keys(str(derived)) == _item_keys(str(other_kind))
+    assert _item_keys(str(derived))[vid] == ("orphan_file", vid)
+    changes = diff(marked.url, str(derived)).rows.to_pylist()
+    assert {(r["change"], r["item_kind"], r["item_id"]) for r in changes} == {
+        ("disappeared", "artifact_version", vid), ("new_candidate", "orphan_file", vid)}
+
+
+def test_parts_out_of_item_order_are_refused(marked: Marked, tmp_path: Path) -> None:
+    from artifact_gc.manifest.publish import write_manifest_parts
+    from artifact_gc.manifest.views import connect_duckdb
+
+    # Rows in mark's shape (no item columns), in two parts of candidate id ranges.
+    table = pq.read_table(marked.url).drop_columns(["item_kind", "item_id"]).sort_by(
+        "artifact_version_id")
+    half = table.num_rows // 2
+    low, high = table.slice(0, half), table.slice(half)
+    connection = connect_duckdb()
+    try:
+        in_order = tmp_path / "in-order.parquet"
+        write_manifest_parts(connection, [low, high], mf.read_info(marked.url), str(in_order))
+        assert mf.verify(str(in_order)).checksum == mf.read_info(marked.url).checksum
+        reversed_ = tmp_path / "reversed.parquet"
+        with pytest.raises(RuntimeError, match="not in candidate id order"):
+            write_manifest_parts(connection, [high, low], mf.read_info(marked.url),
+                                 str(reversed_))
+    finally:
+        connection.close()
+    assert not reversed_.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in-order.parquet"]
 
 
 # ---------------------------------------------------------------------------
@@ -847,9 +982,9 @@ def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     mark(store.sqlalchemy_url, str(parent), MarkOptions(older_than=timedelta(0), sizes=True))
     narrowed = tmp_path / "narrowed.parquet"
     # "Keep everything of runs_data" after a review.
-    review.filter_manifest(str(parent), "artifact_name <> 'runs_data'", str(narrowed))
+    filter_manifest(str(parent), "artifact_name <> 'runs_data'", str(narrowed))
     rows = _rows(str(narrowed))
-    kept = {v for v, r in rows.items() if review.FILTERED_OUT in (r["reasons"] or [])}
+    kept = {v for v, r in rows.items() if PROTECT_FILTERED_OUT in (r["reasons"] or [])}
     swept = _ids(rows, STATUS_CANDIDATE)
     assert kept and swept
     execute(plan_sweep(str(narrowed), store.sqlalchemy_url))
@@ -859,9 +994,9 @@ def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     assert kept <= alive and not swept & alive
     assert all(Path(rows[v]["uri"]).exists() for v in kept)
     assert not any(Path(rows[v]["uri"]).exists() for v in swept)
-    (entry,) = [e for e in review.history(str(tmp_path)) if e.url.endswith("narrowed.parquet")]
-    assert entry.sweep == review.SWEEP_DONE and entry.swept == len(swept)
-    shown = review.show(str(narrowed))
+    (entry,) = [e for e in history(str(tmp_path)) if e.url.endswith("narrowed.parquet")]
+    assert entry.sweep == SWEEP_DONE and entry.swept == len(swept)
+    shown = show(str(narrowed))
     assert shown.sweep.state == "done" and shown.sweep.by_state == {"deleted": len(swept)}
 
 

@@ -1,6 +1,6 @@
 """``gc show``, ``gc query``, ``gc filter``, ``gc diff``, ``gc report``, ``gc history``:
-parse options, call one function of :mod:`artifact_gc.review.review` or
-:mod:`artifact_gc.review.report`, render its result."""
+parse options, call one function of the command's module in :mod:`artifact_gc.review`
+(show, query, filter, diff, report, history), render its result."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     MANIFEST is a path or an fsspec URL (s3://bucket/prefix/mark.parquet); it is read
     in place. The queries behind it ship as plain SQL in manifests/queries/.
     """
-    from artifact_gc.review.review import show
+    from artifact_gc.review.show import show
 
     result = show(manifest, by=by, top=top,
                   storage_options=parse_storage_options(storage_option_pairs))
@@ -157,7 +157,7 @@ def query_command(manifest: str, sql: str, fmt: str, output: str | None, max_row
       gc query mark.parquet "SELECT project, count(*) FROM manifest
                              WHERE status = 'candidate' GROUP BY ALL"
     """
-    from artifact_gc.review.review import export_query, query
+    from artifact_gc.review.query import export_query, query
 
     options = parse_storage_options(storage_option_pairs)
     if output is not None:
@@ -206,7 +206,7 @@ def filter_command(manifest: str, predicate: str, output: str, force: bool, as_j
     \b
       gc filter mark.parquet --where "project <> 'research'" -o narrowed.parquet
     """
-    from artifact_gc.review.review import filter_manifest
+    from artifact_gc.review.filter import filter_manifest
 
     result = filter_manifest(manifest, predicate, output, overwrite=force,
                              storage_options=parse_storage_options(storage_option_pairs))
@@ -245,7 +245,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
       disappeared    in A, not in B (swept, deleted, or out of B's scope)
       appeared       new in B, and not a candidate
     """
-    from artifact_gc.review.review import DIFF_CATEGORIES, diff
+    from artifact_gc.review.diff import DIFF_CATEGORIES, diff
 
     result = diff(a, b, storage_options=parse_storage_options(storage_option_pairs))
     if fmt == "json":
@@ -316,16 +316,15 @@ def history_command(location: str | None, as_json: bool,
                     storage_option_pairs: tuple[str, ...]) -> None:
     """List the marks found in a manifests location, oldest first, with their sweep
     state from the journal: none, partial, done or failed."""
-    import fsspec
-
     from artifact_gc.manifest.locations import default_manifest_dir
-    from artifact_gc.review.review import history
+    from artifact_gc.review.history import history
+    from artifact_gc.storage.urls import url_to_fs
 
     options = parse_storage_options(storage_option_pairs)
     if location is None:
         location = default_manifest_dir()
         click.echo(f"Manifests location: {location}", err=True)
-        fs, path = fsspec.url_to_fs(location)
+        fs, path = url_to_fs(location)
         if not fs.exists(path):
             if as_json:
                 echo_json([])

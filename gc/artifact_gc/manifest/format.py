@@ -1,20 +1,20 @@
-"""The manifest: a mark's decision, as a self-describing Parquet file.
+"""The manifest format: its name and version, its columns, its metadata, and the
+checks that a reader makes before it trusts a manifest.
 
 The format is a public contract, documented in ``manifests/FORMAT.md``. A manifest
-is written once, atomically, at the very end of a successful mark, and carries a
-checksum over its candidate rows; a sweep refuses anything that is incomplete, fails
-its checksum or has a format version it does not know.
+is written once, atomically, at the very end of a successful mark
+(:mod:`artifact_gc.manifest.publish`), and carries a checksum over its candidate rows
+(:mod:`artifact_gc.manifest.checksum`); a sweep refuses anything that is incomplete,
+fails its checksum or has a format version it does not know (:func:`verify`).
+Readers see every supported version in one shape through
+:mod:`artifact_gc.manifest.views`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
-import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,14 +23,16 @@ import pyarrow as pa
 
 from artifact_gc import __version__
 from artifact_gc.errors import ManifestRefused
-from artifact_gc.manifest.reasons import STATUS_CANDIDATE
-from artifact_gc.storage.urls import is_remote, local_path, url_to_fs
+from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
+from artifact_gc.storage.urls import url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
-FORMAT_VERSION = "1.0"
+#: 1.1 added the item columns (``item_kind``, ``item_id``); see FORMAT.md, "Versions".
+FORMAT_VERSION = "1.1"
 METADATA_KEY = b"artifact_gc"
 
-
+#: The columns of format 1.0, which every 1.x manifest has, in this order: one
+#: artifact version per row, as mark produces it.
 SCHEMA = pa.schema(
     [
         pa.field("artifact_version_id", pa.string(), nullable=False),
@@ -53,12 +55,26 @@ SCHEMA = pa.schema(
     ]
 )
 
-#: The columns a candidate's checksum covers: everything a sweep acts on.
-CHECKSUM_SQL = (
-    "concat_ws(chr(31), artifact_version_id, artifact_id, coalesce(uri, ''), "
-    "coalesce(artifact_store_id, ''), coalesce(store_root, ''), coalesce(save_type, ''), "
-    "coalesce(array_to_string(visualization_uris, chr(30)), ''))"
+#: What a row is, added by format 1.1 after the 1.0 columns: the kind of item
+#: (``manifest.reasons.ITEM_KINDS``) and its id within that kind. A sweep or a review
+#: that keys on (``item_kind``, ``item_id``) needs no special case per kind.
+ITEM_SCHEMA = pa.schema(
+    [
+        pa.field("item_kind", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+    ]
 )
+
+#: Every column of a manifest that this release writes (format :data:`FORMAT_VERSION`).
+FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
+
+#: The value each column added by a minor version has in a manifest written before
+#: that version (a DuckDB expression over the older columns): a 1.0 row is an artifact
+#: version, keyed by its id. :mod:`artifact_gc.manifest.views` fills them in.
+IMPLIED_COLUMNS: dict[str, str] = {
+    "item_kind": f"'{ITEM_KIND_VERSION}'",
+    "item_id": "artifact_version_id",
+}
 
 
 def new_mark_id() -> str:
@@ -137,267 +153,11 @@ class ManifestInfo:
         return datetime.fromisoformat(self.started_at)
 
 
-def connect_duckdb(**config: Any) -> Any:
-    """A DuckDB connection for our own queries: progress is ours to render, not DuckDB's.
-
-    Extensions are never downloaded: a review query or a ``--where`` predicate that
-    names one (``ATTACH ... (TYPE sqlite)``, a spatial function) fails instead of making
-    a network call on the user's behalf.
-    """
-    import duckdb
-
-    config.setdefault("autoinstall_known_extensions", False)
-    connection = duckdb.connect(config=config)
-    connection.execute("SET enable_progress_bar = false")
-    return connection
-
-
-def _url_to_fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    return url_to_fs(url, storage_options)
-
-
-@contextmanager
-def duckdb_for(url: str, storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
-    """A DuckDB connection that can read ``url`` in place, on any fsspec filesystem.
-
-    Remote manifests are read through DuckDB's fsspec bridge with range requests, so a
-    large manifest on S3 is never downloaded whole.
-    """
-    connection = connect_duckdb()
-    try:
-        fs, _ = _url_to_fs(url, storage_options)
-        if is_remote(url):
-            connection.register_filesystem(fs)
-        yield connection
-    finally:
-        connection.close()
-
-
-def parquet_source(url: str) -> str:
-    """A SQL string literal naming the manifest for DuckDB's ``read_parquet``."""
-    return "'" + local_path(url).replace("'", "''") + "'"
-
-
-class _Checksum:
-    """The running SHA-256 of FORMAT.md's checksum: identity, candidate lines, count."""
-
-    def __init__(self, info: ManifestInfo) -> None:
-        self.digest = hashlib.sha256()
-        self.count = 0
-        identity = {
-            "mark_id": info.mark_id,
-            "database": info.database,
-            "format_version": info.format_version,
-            "lineage": info.lineage,
-        }
-        self.digest.update(json.dumps(identity, sort_keys=True).encode())
-
-    def add(self, connection: Any, relation_sql: str) -> None:
-        """Hash the candidate rows of ``relation_sql``, in ``artifact_version_id`` order."""
-        result = connection.sql(
-            f"SELECT {CHECKSUM_SQL} || chr(10) AS line FROM ({relation_sql}) "
-            f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY artifact_version_id"
-        )
-        for record_batch in result.to_arrow_reader(100_000):
-            lines = record_batch.column(0)
-            self.count += len(lines)
-            # The lines, each ending in a newline, lie back to back in the array's data
-            # buffer: hash them in place instead of as one Python string per row.
-            if not (pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type)):
-                lines = lines.cast(pa.large_string())
-            if len(lines):
-                _, offsets, data = lines.buffers()
-                bounds = (memoryview(offsets).cast("i") if pa.types.is_string(lines.type)
-                          else memoryview(offsets).cast("q"))
-                start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
-                self.digest.update(memoryview(data)[start:end])
-
-    def value(self) -> str:
-        digest = self.digest.copy()
-        digest.update(str(self.count).encode())
-        return "sha256:" + digest.hexdigest()
-
-
-def candidate_checksum(connection: Any, relation_sql: str, info: ManifestInfo) -> str:
-    """SHA-256 over the identity of the mark and every candidate row, in id order."""
-    checksum = _Checksum(info)
-    checksum.add(connection, relation_sql)
-    return checksum.value()
-
-
-def write_manifest(
-    table: pa.Table,
-    info: ManifestInfo,
-    url: str,
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> str:
-    """Write the Arrow ``table`` with ``info`` to ``url`` atomically; return the URL."""
-    connection = connect_duckdb()
-    try:
-        connection.register("manifest_rows", table.cast(SCHEMA))
-        return write_manifest_from(connection, "SELECT * FROM manifest_rows", info, url,
-                                   storage_options=storage_options)
-    finally:
-        connection.close()
-
-
-def write_manifest_from(
-    connection: Any,
-    relation_sql: str,
-    info: ManifestInfo,
-    url: str,
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> str:
-    """Write the rows of a DuckDB relation with ``info`` to ``url`` atomically
-    (see :func:`_publish`). ``complete`` and the checksum are set only here, at the
-    very end of a mark.
-    """
-    info.checksum = candidate_checksum(connection, relation_sql, info)
-    info.complete = True
-    metadata = json.dumps(info.as_dict(), sort_keys=True).replace("'", "''")
-    columns = ", ".join(
-        f"CAST({f.name} AS {_DUCKDB_TYPES[str(f.type)]}) AS {f.name}" for f in SCHEMA
-    )
-
-    def write(path: str) -> None:
-        target = path.replace("'", "''")
-        connection.execute(
-            f"COPY (SELECT {columns} FROM ({relation_sql})) TO '{target}' "
-            f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{artifact_gc: '{metadata}'}})"
-        )
-
-    _publish(url, info, write, storage_options)
-    return url
-
-
-def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
-             storage_options: dict[str, Any] | None) -> None:
-    """Have ``write(local_path)`` make the file, and publish it at ``url`` atomically.
-
-    Local files are written beside the target and renamed into place; object stores
-    get one upload of a finished local file, and publish the object only when that
-    upload completes. Either way an interrupted write leaves nothing that a sweep
-    could take for a manifest.
-    """
-    import tempfile
-
-    import duckdb
-
-    from artifact_gc.manifest.locations import writing
-
-    # A location that cannot be written is the user's to fix (exit 9), not a crash;
-    # nothing is left behind that a sweep could take for a manifest either way.
-    with writing(url, "manifest", duckdb.IOException):
-        fs, path = _url_to_fs(url, storage_options)
-        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        if "file" in protocols or "local" in protocols:
-            parent = os.path.dirname(path)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            partial = f"{path}.partial-{info.mark_id}"
-            try:
-                write(partial)
-                os.replace(partial, path)
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
-        else:
-            with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
-                local = os.path.join(scratch, "manifest.parquet")
-                write(local)
-                fs.put_file(local, path)
-
-
-#: Rows per Parquet row group of a manifest written from parts.
-ROW_GROUP_ROWS = 122_880
-
-#: Columns that repeat few values; ids, URIs and versions are left without a
-#: dictionary, which costs time and saves nothing on unique values.
-_DICTIONARY_COLUMNS = ("artifact_id", "artifact_name", "project", "project_id",
-                       "artifact_store_id", "store_root", "save_type", "status", "reasons")
-
-
-def write_manifest_parts(
-    connection: Any,
-    parts: Iterable[pa.Table],
-    info: ManifestInfo,
-    url: str,
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> str:
-    """Write a manifest whose rows arrive as Arrow tables of :data:`SCHEMA`, atomically.
-
-    Each part is hashed and written as it comes, so the rows are computed once and
-    never all held at the same time. The checksum takes the candidates in id order:
-    each part's candidates must come after every candidate of the parts before it
-    (parts that are consecutive id ranges). A part that breaks that order stops the
-    write rather than produce a manifest that its own sweep would refuse.
-
-    ``info`` is read after the last part, so a generator of parts may finish it
-    (counts, bytes) on its way out. ``complete`` and the checksum are set only here.
-    """
-    import pyarrow.parquet as pq
-
-    def write(path: str) -> None:
-        checksum = _Checksum(info)
-        last_candidate: str | None = None
-        # No stored Arrow schema: readers then take the file's key-value metadata,
-        # which gets the manifest's only once it is complete, for the schema's.
-        writer = pq.ParquetWriter(path, SCHEMA, compression="zstd", store_schema=False,
-                                  use_dictionary=list(_DICTIONARY_COLUMNS))
-        try:
-            # A part is encoded and compressed on a thread of its own (pyarrow releases
-            # the GIL) while the next one is computed; one write is in flight at most.
-            with ThreadPoolExecutor(max_workers=1) as encoder:
-                pending: Future[None] | None = None
-                for part in parts:
-                    part = part.cast(SCHEMA)
-                    connection.register("_manifest_part", part)
-                    try:
-                        ((first, last),) = connection.execute(
-                            "SELECT min(artifact_version_id), max(artifact_version_id) "
-                            f"FROM _manifest_part WHERE status = '{STATUS_CANDIDATE}'"
-                        ).fetchall()
-                        if first is not None:
-                            if last_candidate is not None and first <= last_candidate:
-                                raise RuntimeError(
-                                    "manifest parts are not in candidate id order")
-                            last_candidate = last
-                        checksum.add(connection, "SELECT * FROM _manifest_part")
-                    finally:
-                        connection.unregister("_manifest_part")
-                    if pending is not None:
-                        pending.result()
-                    pending = encoder.submit(writer.write_table, part,
-                                             row_group_size=ROW_GROUP_ROWS)
-                if pending is not None:
-                    pending.result()
-            info.checksum = checksum.value()
-            info.complete = True
-            writer.add_key_value_metadata(
-                {METADATA_KEY: json.dumps(info.as_dict(), sort_keys=True).encode()})
-        finally:
-            writer.close()
-
-    _publish(url, info, write, storage_options)
-    return url
-
-
-_DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "int64": "BIGINT",
-    "timestamp[us]": "TIMESTAMP",
-    "list<item: string>": "VARCHAR[]",
-}
-
-
 def read_info(url: str, storage_options: dict[str, Any] | None = None) -> ManifestInfo:
     """Read a manifest's metadata from its footer, without reading its rows."""
     import pyarrow.parquet as pq
 
-    fs, path = _url_to_fs(url, storage_options)
+    fs, path = url_to_fs(url, storage_options)
     try:
         with fs.open(path, "rb") as handle:
             schema = pq.read_schema(handle)
@@ -440,10 +200,14 @@ def verify(url: str, storage_options: dict[str, Any] | None = None) -> ManifestI
         raise ManifestRefused(
             f"{url} is from a mark that did not complete; mark again", url, "incomplete"
         )
+    # Imported here: both modules import this one.
+    from artifact_gc.manifest.checksum import candidate_checksum
+    from artifact_gc.manifest.views import duckdb_for, manifest_relation
+
     with duckdb_for(url, storage_options) as connection:
-        actual = candidate_checksum(
-            connection, f"SELECT * FROM read_parquet({parquet_source(url)})", info
-        )
+        # The checksum rule of the manifest's own version, over the rows as every reader
+        # sees them (a 1.0 manifest's implied item columns are not part of its rule).
+        actual = candidate_checksum(connection, manifest_relation(connection, url), info)
     if actual != info.checksum:
         raise ManifestRefused(
             f"{url} fails its checksum: its candidate rows or identity were changed after "
@@ -451,3 +215,24 @@ def verify(url: str, storage_options: dict[str, Any] | None = None) -> ManifestI
             url, "checksum",
         )
     return info
+
+
+#: Names that moved to their own modules. mark/ and sweep/ still call them as
+#: ``format.<name>``; new code imports them from the module named here. They are looked
+#: up on first use because those modules import this one.
+_MOVED = {
+    "connect_duckdb": "views",
+    "duckdb_for": "views",
+    "parquet_source": "views",
+    "candidate_checksum": "checksum",
+    "write_manifest": "publish",
+    "write_manifest_from": "publish",
+    "write_manifest_parts": "publish",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"artifact_gc.manifest.{module}"), name)

@@ -1,10 +1,15 @@
-"""The words of a manifest and a journal: statuses, and why a version is kept.
+"""The words of a manifest and a journal: kinds of items, statuses, and why an item is kept.
 
 Mark writes them, the sweep journals them, review groups by them; each is spelled
 here once (manifests/FORMAT.md documents every one).
 """
 
 from __future__ import annotations
+
+#: The kind of item a manifest row is (its ``item_kind``). Every row that mark writes
+#: today is an artifact version, whose ``item_id`` is its ``artifact_version_id``.
+ITEM_KIND_VERSION = "artifact_version"
+ITEM_KINDS = (ITEM_KIND_VERSION,)
 
 STATUS_REACHABLE = "reachable"
 STATUS_CANDIDATE = "candidate"

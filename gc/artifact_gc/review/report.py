@@ -2,7 +2,7 @@
 
 The charts are drawn by plotly.js, inlined into the page, so the page makes no network
 fetch and can be mailed or attached to a ticket. The numbers come from the same review
-queries as ``gc show`` (``artifact_gc/sql``); the candidate table is sortable with a
+queries as ``gc show`` (``artifact_gc/review/queries``); the candidate table is sortable with a
 few lines of inline JavaScript.
 """
 
@@ -14,16 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from artifact_gc.errors import UsageError
-from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED, STATUS_REACHABLE
-from artifact_gc.review.review import (
-    Review,
-    StorageOptions,
-    SweepProgress,
-    checksum_ok,
-    open_review,
-    sweep_progress,
-)
+from artifact_gc.review.progress import SweepProgress, sweep_progress
+from artifact_gc.review.session import Review, StorageOptions, checksum_ok, open_review
+from artifact_gc.storage.urls import is_remote, url_to_fs
 from artifact_gc.units import human_bytes
 
 #: Colours of the statuses, the same in every chart.
@@ -347,9 +341,9 @@ def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 5000,
     page, result = render_report(url, top=top, max_rows=max_rows,
                                  storage_options=storage_options)
     with writing(out, "report"):
-        fs, path = mf._url_to_fs(out, storage_options)
+        fs, path = url_to_fs(out, storage_options)
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent and "://" not in out:
+        if parent and not is_remote(out):
             fs.makedirs(parent, exist_ok=True)
         with fs.open(path, "wb") as handle:
             handle.write(page.encode("utf-8"))

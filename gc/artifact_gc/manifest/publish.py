@@ -1,0 +1,217 @@
+"""Writing a manifest: its rows, its checksum and its metadata, published atomically.
+
+Rows arrive in the shape mark makes them, the 1.0 columns of one artifact version
+each (:data:`~artifact_gc.manifest.format.SCHEMA`), or already with the item columns
+(``gc filter``, which carries its parent's through). Rows without them are artifact
+versions: they get ``item_kind = 'artifact_version'`` and ``item_id =
+artifact_version_id`` here, so that every manifest this release writes is of format
+:data:`~artifact_gc.manifest.format.FORMAT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from artifact_gc.manifest.checksum import RunningChecksum
+from artifact_gc.manifest.format import (
+    FILE_SCHEMA,
+    IMPLIED_COLUMNS,
+    ITEM_SCHEMA,
+    METADATA_KEY,
+    ManifestInfo,
+)
+from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
+from artifact_gc.manifest.views import connect_duckdb
+from artifact_gc.storage.urls import is_local_fs, url_to_fs
+
+#: Rows per Parquet row group of a manifest written from parts.
+ROW_GROUP_ROWS = 122_880
+
+#: Columns that repeat few values; ids, URIs and versions are left without a
+#: dictionary, which costs time and saves nothing on unique values.
+_DICTIONARY_COLUMNS = ("artifact_id", "artifact_name", "project", "project_id",
+                       "artifact_store_id", "store_root", "save_type", "status", "reasons",
+                       "item_kind")
+
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "timestamp[us]": "TIMESTAMP",
+    "list<item: string>": "VARCHAR[]",
+}
+
+
+def with_item_columns(table: pa.Table) -> pa.Table:
+    """``table`` with the item columns appended where it has none: its rows are
+    artifact versions, each keyed by its own id."""
+    if "item_kind" not in table.column_names:
+        table = table.append_column(
+            ITEM_SCHEMA.field("item_kind"),
+            pa.repeat(pa.scalar(ITEM_KIND_VERSION, pa.string()), table.num_rows))
+    if "item_id" not in table.column_names:
+        table = table.append_column(ITEM_SCHEMA.field("item_id"),
+                                    table.column("artifact_version_id"))
+    return table
+
+
+def _file_columns_sql(connection: Any, relation_sql: str) -> str:
+    """The select list that turns the rows of ``relation_sql`` into the columns of
+    :data:`FILE_SCHEMA`, in order: item columns the rows lack are implied, as for a
+    1.0 manifest."""
+    present = set(connection.sql(relation_sql).columns)
+    columns = []
+    for f in FILE_SCHEMA:
+        value = f.name if f.name in present or f.name not in IMPLIED_COLUMNS else \
+            IMPLIED_COLUMNS[f.name]
+        columns.append(f"CAST({value} AS {_DUCKDB_TYPES[str(f.type)]}) AS {f.name}")
+    return ", ".join(columns)
+
+
+def write_manifest(
+    table: pa.Table,
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write the Arrow ``table`` with ``info`` to ``url`` atomically; return the URL."""
+    connection = connect_duckdb()
+    try:
+        connection.register("manifest_rows", with_item_columns(table).cast(FILE_SCHEMA))
+        return write_manifest_from(connection, "SELECT * FROM manifest_rows", info, url,
+                                   storage_options=storage_options)
+    finally:
+        connection.close()
+
+
+def write_manifest_from(
+    connection: Any,
+    relation_sql: str,
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write the rows of a DuckDB relation with ``info`` to ``url`` atomically
+    (see :func:`_publish`). ``complete`` and the checksum are set only here, at the
+    very end of a mark.
+    """
+    rows_sql = f"SELECT {_file_columns_sql(connection, relation_sql)} FROM ({relation_sql})"
+    # Hashed over exactly the rows and columns that are written, item columns included.
+    checksum = RunningChecksum(info)
+    checksum.add(connection, rows_sql)
+    info.checksum = checksum.value()
+    info.complete = True
+    metadata = json.dumps(info.as_dict(), sort_keys=True).replace("'", "''")
+
+    def write(path: str) -> None:
+        target = path.replace("'", "''")
+        connection.execute(
+            f"COPY ({rows_sql}) TO '{target}' "
+            f"(FORMAT parquet, COMPRESSION zstd, "
+            f"KV_METADATA {{{METADATA_KEY.decode()}: '{metadata}'}})"
+        )
+
+    _publish(url, info, write, storage_options)
+    return url
+
+
+def write_manifest_parts(
+    connection: Any,
+    parts: Iterable[pa.Table],
+    info: ManifestInfo,
+    url: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
+    """Write a manifest whose rows arrive as Arrow tables of :data:`SCHEMA` (or of
+    :data:`FILE_SCHEMA`), atomically.
+
+    Each part is hashed and written as it comes, so the rows are computed once and
+    never all held at the same time. The checksum takes the candidates in item order
+    (``item_kind``, ``item_id``; for versions, id order): each part's candidates must
+    come after every candidate of the parts before it (parts that are consecutive id
+    ranges). A part that breaks that order stops the write rather than produce a
+    manifest that its own sweep would refuse.
+
+    ``info`` is read after the last part, so a generator of parts may finish it
+    (counts, bytes) on its way out. ``complete`` and the checksum are set only here.
+    """
+    import pyarrow.parquet as pq
+
+    def write(path: str) -> None:
+        checksum = RunningChecksum(info)
+        # No stored Arrow schema: readers then take the file's key-value metadata,
+        # which gets the manifest's only once it is complete, for the schema's.
+        writer = pq.ParquetWriter(path, FILE_SCHEMA, compression="zstd", store_schema=False,
+                                  use_dictionary=list(_DICTIONARY_COLUMNS))
+        try:
+            # A part is encoded and compressed on a thread of its own (pyarrow releases
+            # the GIL) while the next one is computed; one write is in flight at most.
+            with ThreadPoolExecutor(max_workers=1) as encoder:
+                pending: Future[None] | None = None
+                for part in parts:
+                    part = with_item_columns(part).cast(FILE_SCHEMA)
+                    connection.register("_manifest_part", part)
+                    try:
+                        checksum.add_part(connection, "SELECT * FROM _manifest_part")
+                    finally:
+                        connection.unregister("_manifest_part")
+                    if pending is not None:
+                        pending.result()
+                    pending = encoder.submit(writer.write_table, part,
+                                             row_group_size=ROW_GROUP_ROWS)
+                if pending is not None:
+                    pending.result()
+            info.checksum = checksum.value()
+            info.complete = True
+            writer.add_key_value_metadata(
+                {METADATA_KEY: json.dumps(info.as_dict(), sort_keys=True).encode()})
+        finally:
+            writer.close()
+
+    _publish(url, info, write, storage_options)
+    return url
+
+
+def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
+             storage_options: dict[str, Any] | None) -> None:
+    """Have ``write(local_path)`` make the file, and publish it at ``url`` atomically.
+
+    Local files are written beside the target and renamed into place; object stores
+    get one upload of a finished local file, and publish the object only when that
+    upload completes. Either way an interrupted write leaves nothing that a sweep
+    could take for a manifest.
+    """
+    import tempfile
+
+    import duckdb
+
+    from artifact_gc.manifest.locations import writing
+
+    # A location that cannot be written is the user's to fix (exit 9), not a crash;
+    # nothing is left behind that a sweep could take for a manifest either way.
+    with writing(url, "manifest", duckdb.IOException):
+        fs, path = url_to_fs(url, storage_options)
+        if is_local_fs(fs):
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            partial = f"{path}.partial-{info.mark_id}"
+            try:
+                write(partial)
+                os.replace(partial, path)
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+        else:
+            with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
+                local = os.path.join(scratch, "manifest.parquet")
+                write(local)
+                fs.put_file(local, path)
