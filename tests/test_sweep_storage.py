@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from artifact_gc.errors import StorageError
-from artifact_gc.storage.files import StoreFiles, is_transient, strictly_inside
+from artifact_gc.storage.backend import open_backend
+from artifact_gc.storage.fence import strictly_inside
 from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.retry import RetryCounter, is_transient
 from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
 from artifact_gc.zenml.stores import ArtifactStore
 from faulty_fs import FaultyFileSystem, SlowDown
@@ -81,7 +83,7 @@ def test_permanent_failure_stops_and_resumes(scenario_store: ScenarioStore, tmp_
 
 
 def test_never_outside_the_root(tmp_path: Path) -> None:
-    """Invariant 3 at the last fence: StoreFiles refuses anything not strictly inside."""
+    """Invariant 3 at the last fence: the backend refuses anything not strictly inside."""
     import fsspec
 
     root = tmp_path / "root"
@@ -91,8 +93,8 @@ def test_never_outside_the_root(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / "precious").write_text("keep me")
     os.symlink(outside, root / "link")
-    files = StoreFiles(_store(root), str(root), fsspec.filesystem("file"), workers=2,
-                       limits=RequestLimits())
+    files = open_backend(_store(root), str(root), fsspec.filesystem("file"), workers=2,
+                         retries=RetryCounter(), limits=RequestLimits())
     try:
         outcome = files.delete([
             str(root), str(root) + "/", str(outside), f"{root}/inside/../../outside",
