@@ -12,8 +12,8 @@ visualization). Two identical buckets are filled (straight into moto's backend):
 - bare side: the same keys (the candidates' objects, known in advance), deleted by a
   boto3 ``delete_objects`` loop of 1,000 keys per request, 16 threads.
 
-Then, on smaller copies (``--strategies-up-to``), StoreFiles with the per-prefix LIST
-strategy beside the ranged listing (the default), on the same paths.
+Then, on smaller copies (``--strategies-up-to``), the S3 backend with the per-prefix
+LIST strategy beside the ranged listing (the default), on the same paths.
 """
 
 from __future__ import annotations
@@ -69,21 +69,22 @@ print(len(keys))
 
 STRATEGY = r"""
 import json, sys, s3fs
-from artifact_gc.storage.files import StoreFiles
+from artifact_gc.storage.backend import open_backend
 from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.retry import RetryCounter
 from artifact_gc.zenml.stores import ArtifactStore
 endpoint, bucket, paths_file, strategy = sys.argv[1:5]
 paths = sorted(json.load(open(paths_file)))
 fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={"endpoint_url": endpoint})
 root = f"s3://{bucket}/store"
-files = StoreFiles(ArtifactStore("a" * 32, "s3", "s3", root, "bench"), root, fs, workers=16,
-                   limits=RequestLimits(s3_strategy=strategy))
+files = open_backend(ArtifactStore("a" * 32, "s3", "s3", root, "bench"), root, fs, workers=16,
+                     retries=RetryCounter(), limits=RequestLimits(s3_strategy=strategy))
 deleted = 0
 for i in range(0, len(paths), 1000):
     out = files.delete(paths[i:i + 1000])
     assert not out.failed, list(out.failed.items())[:1]
     deleted += len(out.deleted)
-stats = files.s3.client.stats
+stats = files.client.stats
 files.close()
 print(json.dumps({"deleted": deleted, "lists": stats.lists, "deletes": stats.deletes}))
 """
@@ -271,8 +272,8 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
             paths_file.write_text(json.dumps([p.replace("s3://gc-side/", f"s3://{bucket}/")
                                               for p in paths]))
             measured = run(
-                f"StoreFiles {strategy}", [sys.executable, "-c", STRATEGY, moto.endpoint,
-                                           bucket, str(paths_file), strategy], env=env)
+                f"S3Backend {strategy}", [sys.executable, "-c", STRATEGY, moto.endpoint,
+                                          bucket, str(paths_file), strategy], env=env)
             stats = json.loads(measured.stdout.strip().splitlines()[-1])
             strategy_rows.append([
                 f"{len(cands):,}", f"{len(plan):,}", strategy, f"{measured.seconds:.1f}",
@@ -390,7 +391,7 @@ def main() -> int:
          "gc versions/s", "gc peak RSS MB", "bare s", "bare objects/s", "bare RSS MB",
          "gc / bare", "gc sweep CPU s", "gc mark --sizes s", "load avg"], sweep_rows)
     if strategy_rows:
-        table += "\n\nFinding the keys of the candidates (StoreFiles, batches of 1,000 " \
+        table += "\n\nFinding the keys of the candidates (S3Backend, batches of 1,000 " \
                  "URI-sorted paths):\n\n" + markdown_table(
                      ["candidates", "objects in bucket", "strategy", "seconds", "versions/s",
                       "LIST requests", "DeleteObjects requests", "peak RSS MB"],

@@ -24,9 +24,15 @@ import sqlalchemy as sa
 
 from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 from artifact_gc.storage import s3
-from artifact_gc.storage.files import StoreFiles
-from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.backend import open_backend
+from artifact_gc.storage.limits import (
+    STRATEGY_PREFIX,
+    STRATEGY_RANGE,
+    RateLimiter,
+    RequestLimits,
+)
 from artifact_gc.storage.options import parse_storage_options
+from artifact_gc.storage.retry import RetryCounter
 from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
 from s3_support import (
@@ -137,7 +143,7 @@ def _seed(moto_s3: MotoS3, prefixes: int, per_prefix: int) -> tuple[list[str], s
     return [moto_s3.url(f"root/v{p:03d}") for p in range(prefixes)], keep
 
 
-@pytest.mark.parametrize("strategy", [s3.STRATEGY_RANGE, s3.STRATEGY_PREFIX])
+@pytest.mark.parametrize("strategy", [STRATEGY_RANGE, STRATEGY_PREFIX])
 def test_delete_cap_per_key_errors_and_slowdown(moto_s3: MotoS3, strategy: str) -> None:
     paths, keep = _seed(moto_s3, prefixes=3, per_prefix=900)
     faults = Faults(slow_down_first=3, key_errors={
@@ -146,15 +152,16 @@ def test_delete_cap_per_key_errors_and_slowdown(moto_s3: MotoS3, strategy: str) 
         "root/v000/f0001": ["NoSuchKey"],  # already gone: deleted
     })
     fs = FaultyS3FileSystem(faults, **moto_s3.storage_options)
-    files = StoreFiles(_store(moto_s3.url("root")), moto_s3.url("root"), fs, workers=4,
-                       limits=RequestLimits(s3_strategy=strategy))
+    retries = RetryCounter()
+    files = open_backend(_store(moto_s3.url("root")), moto_s3.url("root"), fs, workers=4,
+                         retries=retries, limits=RequestLimits(s3_strategy=strategy))
     try:
         outcome = files.delete([*paths, moto_s3.url("other/v000"), moto_s3.url("root")])
     finally:
         files.close()
     deletes = [r for r in faults.requests if r.method == "delete_objects"]
     assert deletes and max(r.keys for r in deletes) <= s3.MAX_DELETE_KEYS
-    assert faults.slow_downs == 3 and files.retries.count >= 3 + 2
+    assert faults.slow_downs == 3 and retries.count >= 3 + 2
     assert outcome.deleted == {paths[0], paths[1]}
     assert set(outcome.failed) == {paths[2], moto_s3.url("other/v000"), moto_s3.url("root")}
     assert "AccessDenied" in outcome.failed[paths[2]]
@@ -168,9 +175,10 @@ def test_rate_limit_is_honoured(moto_s3: MotoS3) -> None:
     faults = Faults()
     fs = FaultyS3FileSystem(faults, **moto_s3.storage_options)
     limit = 8.0
-    files = StoreFiles(_store(moto_s3.url("root")), moto_s3.url("root"), fs, workers=8,
-                       limits=RequestLimits(max_requests_per_second=limit,
-                                            s3_strategy=s3.STRATEGY_PREFIX))
+    files = open_backend(_store(moto_s3.url("root")), moto_s3.url("root"), fs, workers=8,
+                         retries=RetryCounter(),
+                         limits=RequestLimits(max_requests_per_second=limit,
+                                              s3_strategy=STRATEGY_PREFIX))
     try:
         outcome = files.delete(paths)
     finally:
@@ -191,7 +199,7 @@ def test_rate_limiter_adapts_to_throttling() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    limiter = s3.RateLimiter(None, clock=lambda: now[0], sleep=sleep)
+    limiter = RateLimiter(None, clock=lambda: now[0], sleep=sleep)
     for _ in range(40):
         limiter.acquire()
     assert limiter.rate is None and not slept

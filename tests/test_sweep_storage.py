@@ -6,10 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from artifact_gc.errors import StorageError
-from artifact_gc.storage.files import StoreFiles, is_transient, strictly_inside
+from artifact_gc.storage.backend import open_backend, register_backend
+from artifact_gc.storage.fence import strictly_inside
+from artifact_gc.storage.generic import GenericBackend
 from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.local import LocalBackend
+from artifact_gc.storage.retry import RetryCounter, is_transient
+from artifact_gc.storage.s3 import S3Backend
 from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
 from artifact_gc.zenml.stores import ArtifactStore
 from faulty_fs import FaultyFileSystem, SlowDown
@@ -81,7 +87,7 @@ def test_permanent_failure_stops_and_resumes(scenario_store: ScenarioStore, tmp_
 
 
 def test_never_outside_the_root(tmp_path: Path) -> None:
-    """Invariant 3 at the last fence: StoreFiles refuses anything not strictly inside."""
+    """Invariant 3 at the last fence: the backend refuses anything not strictly inside."""
     import fsspec
 
     root = tmp_path / "root"
@@ -91,8 +97,8 @@ def test_never_outside_the_root(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / "precious").write_text("keep me")
     os.symlink(outside, root / "link")
-    files = StoreFiles(_store(root), str(root), fsspec.filesystem("file"), workers=2,
-                       limits=RequestLimits())
+    files = open_backend(_store(root), str(root), fsspec.filesystem("file"), workers=2,
+                         retries=RetryCounter(), limits=RequestLimits())
     try:
         outcome = files.delete([
             str(root), str(root) + "/", str(outside), f"{root}/inside/../../outside",
@@ -123,3 +129,28 @@ def test_transient_classification() -> None:
     assert not is_transient(PermissionError(13, "denied"))
     assert not is_transient(FileNotFoundError(2, "gone"))
     assert not is_transient(ValueError("bad"))
+
+
+def test_backend_is_found_by_protocol(tmp_path: Path) -> None:
+    """fsspec's LocalFileSystem and its subclasses get the local backend (which sends a
+    subclass through its own rm, see the fault tests above), s3fs the S3 one, and
+    anything else, an s3 protocol that is not s3fs included, the generic one."""
+    import s3fs
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class OtherS3(MemoryFileSystem):  # type: ignore[misc]
+        protocol = ("s3",)
+        cachable = False
+
+    cases = [(LocalFileSystem(), LocalBackend), (FaultyFileSystem(), LocalBackend),
+             (MemoryFileSystem(), GenericBackend), (OtherS3(), GenericBackend),
+             (s3fs.S3FileSystem(anon=True, skip_instance_cache=True), S3Backend)]
+    for fs, expected in cases:
+        backend = open_backend(_store(tmp_path), str(tmp_path), fs, workers=1,
+                               retries=RetryCounter(), limits=RequestLimits())
+        try:
+            assert type(backend) is expected, fs
+        finally:
+            backend.close()
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend("file", GenericBackend)

@@ -72,7 +72,10 @@ def object_store_options(command: F) -> F:
     """``--storage-option KEY=VALUE`` and ``--max-requests-per-second N``."""
     command = click.option(
         "--max-requests-per-second", type=click.FloatRange(min=0, min_open=True),
-        metavar="N", help="Rate limit on requests to each object store bucket "
-                          "(shared buckets). Throttling slows down further by itself.",
+        metavar="N", help="Rate limit on requests to each artifact store (shared buckets). "
+                          "On S3 every LIST and DeleteObjects request counts, and throttling "
+                          "slows down further by itself. On other stores (local disks and "
+                          "mounts, or any fsspec filesystem) every path the sweep deletes "
+                          "counts as one request; there gc mark --sizes is not limited.",
     )(command)
     return storage_option(command)

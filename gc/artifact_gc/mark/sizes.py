@@ -15,7 +15,8 @@ import pyarrow as pa
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage import s3
-from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.keys import keys_under_paths
+from artifact_gc.storage.limits import RateLimiter, RequestLimits
 from artifact_gc.zenml.stores import ArtifactStore
 
 
@@ -104,22 +105,12 @@ def measure_candidates(
     con.unregister("measured_sizes")
 
 
-_SIZES_SQL = """
-WITH p AS (
-    SELECT vid, path, len(string_split(path, '/')) AS depth FROM gc_version_paths
-), d AS (SELECT DISTINCT depth FROM p),
-cut AS (
-    -- Each key cut to every depth a path has, computed first: the join below is then
-    -- an equi-join (hash join). Written inline in the join condition, DuckDB planned
-    -- it as a nested loop over keys x paths (129 s for 33k keys and 10k versions).
-    SELECT k.key, k.size, d.depth,
-           array_to_string(string_split(k.key, '/')[1:d.depth], '/') AS head
-    FROM gc_listing k CROSS JOIN d
-)
-SELECT p.vid, sum(cut.size)::BIGINT AS size_bytes,
-       count(DISTINCT cut.key)::BIGINT AS file_count
-FROM cut JOIN p ON p.depth = cut.depth AND p.path = cut.head
-GROUP BY p.vid
+#: Bytes and files of every version: the keys under its footprint paths (the one
+#: key-to-path join of storage/keys.py), summed per version.
+_SIZES_SQL = f"""
+SELECT vid, sum(size)::BIGINT AS size_bytes, count(DISTINCT key)::BIGINT AS file_count
+FROM ({keys_under_paths("gc_listing", "gc_version_paths")})
+GROUP BY vid
 """
 
 
@@ -129,11 +120,11 @@ def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
     """One listing of the store root, joined in DuckDB with every candidate's footprint.
 
     A key belongs to a footprint path ``p`` when its first segments are ``p``'s (the
-    object ``p`` itself, or anything under ``p/``): a hash join on the key cut to the
-    path's depth. Directory markers (keys ending in ``/``) count as files of size 0.
+    object ``p`` itself, or anything under ``p/``; storage/keys.py). Directory markers
+    (keys ending in ``/``) count as files of size 0.
     """
     bucket, _ = s3.split_path(root)
-    client = s3.S3Client(fs, limiter=s3.RateLimiter(limits.max_requests_per_second),
+    client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
                          scrub=s3.Scrubber(store.storage_options))
     listing = s3.list_root(client, root, workers=workers)
     vids: list[str] = []

@@ -1,4 +1,4 @@
-"""S3 specifics: listing, bulk deletes at the API's limit, throttling, sizes.
+"""The S3 backend (s3fs): listing, bulk deletes at the API's limit, throttling, sizes.
 
 Everything goes through the s3fs filesystem's own aiobotocore client (so it is
 configured exactly as fsspec configured it: endpoint, credentials, region), but we
@@ -19,10 +19,11 @@ whole sweep lists the part of the store its candidates span once: one LIST per
 1,000 objects, the same as a listing of the whole store, without holding it in
 memory and without a listing that goes stale while the sweep runs. The keys under
 the batch's paths are then picked with a DuckDB hash join on "the key cut to the
-path's depth" (no nested loop over keys x paths). A batch whose paths are spread
-out (not URI-ordered) would make the range expensive: after as many pages as the
-batch has paths, we give up on the range and list each path instead, so a batch
-never costs more than about twice the cheaper of the two strategies.
+path's depth" (storage/keys.py: no nested loop over keys x paths). A batch whose
+paths are spread out (not URI-ordered) would make the range expensive: after as
+many pages as the batch has paths, we give up on the range and list each path
+instead, so a batch never costs more than about twice the cheaper of the two
+strategies.
 
 ``STRATEGY_PREFIX`` lists each path on its own (one LIST per version at least);
 the benchmark compares the two.
@@ -31,6 +32,9 @@ After the deletes the same range (or each path) is listed again: this proves the
 deletes took (S3 is strongly consistent since 2020) and catches any object created
 under a candidate's prefix after our listing; those are deleted in another round.
 A path is reported deleted only when that re-listing finds nothing under it.
+
+Every request waits for the rate limiter (storage/limits.py): one request is one
+``ListObjectsV2`` or ``DeleteObjects`` call.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import random
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,14 +50,17 @@ from typing import Any
 
 import pyarrow as pa
 
+from artifact_gc.storage.backend import DeleteOutcome
+from artifact_gc.storage.fence import PathOutsideRoot, fence
+from artifact_gc.storage.keys import match_keys
+from artifact_gc.storage.limits import STRATEGIES, STRATEGY_RANGE, RateLimiter, RequestLimits
+from artifact_gc.storage.retry import RetryCounter, RetryPolicy
+from artifact_gc.zenml.stores import ArtifactStore
+
 #: ``DeleteObjects`` takes at most 1,000 keys; more fails with MalformedXML on S3.
 MAX_DELETE_KEYS = 1000
 #: ``ListObjectsV2`` returns at most 1,000 keys a page.
 MAX_LIST_KEYS = 1000
-
-STRATEGY_RANGE = "range"
-STRATEGY_PREFIX = "prefix"
-STRATEGIES = (STRATEGY_RANGE, STRATEGY_PREFIX)
 
 #: Error codes (request level or per key) that a later identical request gets past.
 THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException",
@@ -155,76 +161,6 @@ def _secret_values(options: Any, name: str = "") -> Iterable[str]:
             yield from _secret_values(value, name)
     elif isinstance(options, str) and _SECRET_NAMES.search(name):
         yield options
-
-
-# ---------------------------------------------------------------------------
-# Rate limiting
-# ---------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Spaces requests ``1/rate`` apart (a token bucket that holds one token), and adapts.
-
-    ``max_per_second`` is the user's ceiling (``--max-requests-per-second``), None for
-    none. Throttling halves the allowed rate (at most once per ``cut_interval``, so
-    that the answers of the requests already in flight count once); every success
-    raises it by about 2% until it is back at the ceiling, or, without a ceiling, until
-    it is so high that it no longer limits anything. Any window of one second holds at
-    most ``floor(rate) + 1`` requests.
-    """
-
-    MIN_RATE = 1.0
-    UNLIMITED_ABOVE = 20_000.0
-
-    def __init__(self, max_per_second: float | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 cut_interval: float = 0.5) -> None:
-        if max_per_second is not None and max_per_second <= 0:
-            raise ValueError("max_per_second must be positive")
-        self.limit = max_per_second
-        self.rate = max_per_second
-        self.clock = clock
-        self.sleep = sleep
-        self.cut_interval = cut_interval
-        self.throttled_count = 0
-        self._next = 0.0
-        self._last_cut = -1e9
-        self._recent: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = self.clock()
-            self._recent.append(now)
-            while self._recent and self._recent[0] < now - 1.0:
-                self._recent.popleft()
-            if self.rate is None:
-                return
-            at = max(now, self._next)
-            self._next = at + 1.0 / self.rate
-        if at > now:
-            self.sleep(at - now)
-
-    def throttled(self) -> None:
-        with self._lock:
-            self.throttled_count += 1
-            now = self.clock()
-            if now - self._last_cut < self.cut_interval:
-                return
-            self._last_cut = now
-            current = self.rate if self.rate is not None else float(max(len(self._recent), 2))
-            self.rate = max(self.MIN_RATE, current / 2)
-
-    def succeeded(self) -> None:
-        with self._lock:
-            if self.rate is None or (self.limit is not None and self.rate >= self.limit):
-                return
-            raised = self.rate * 1.02 + 0.1
-            if self.limit is not None:
-                self.rate = min(self.limit, raised)
-            else:
-                self.rate = None if raised > self.UNLIMITED_ABOVE else raised
 
 
 # ---------------------------------------------------------------------------
@@ -419,73 +355,41 @@ class S3Client:
 
 
 # ---------------------------------------------------------------------------
-# Matching keys to paths (DuckDB)
-# ---------------------------------------------------------------------------
-
-#: For every key, the path of the same depth it lies under: a hash join on
-#: (depth, key cut to depth) instead of a nested loop over keys x paths. A key is
-#: under path ``p`` (d segments) when its first d segments are ``p``'s: that is the
-#: key ``p`` itself, or any ``p/...`` (including a ``p/`` directory marker).
-_MATCH_SQL = """
-WITH p AS (
-    SELECT DISTINCT path, len(string_split(path, '/')) AS depth FROM {paths}
-), d AS (SELECT DISTINCT depth FROM p),
-cut AS (
-    -- Each key cut to every depth a path has, computed once, so that the match below
-    -- is an equi-join (hash join) and never compares every key with every path.
-    SELECT k.key, k.size, d.depth,
-           array_to_string(string_split(k.key, '/')[1:d.depth], '/') AS head
-    FROM {keys} k CROSS JOIN d
-)
-SELECT cut.key, cut.size, p.path
-FROM cut JOIN p ON p.depth = cut.depth AND p.path = cut.head
-"""
-
-
-def match_keys(con: Any, keys: pa.Table, paths: Sequence[str]) -> pa.Table:
-    """Rows ``(key, size, path)``: every key of ``keys`` that lies under one of ``paths``
-    (bucket-relative, without a trailing ``/``)."""
-    path_table = pa.table({"path": pa.array(list(paths), pa.string())})
-    con.register("gc_keys", keys)
-    con.register("gc_paths", path_table)
-    try:
-        result: pa.Table = con.sql(
-            _MATCH_SQL.format(keys="gc_keys", paths="gc_paths")).to_arrow_table()
-    finally:
-        con.unregister("gc_keys")
-        con.unregister("gc_paths")
-    return result
-
-
-# ---------------------------------------------------------------------------
 # Deleting the paths of a batch
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class S3DeleteResult:
-    deleted: set[str] = field(default_factory=set)
-    failed: dict[str, str] = field(default_factory=dict)
-    keys: int = 0
+class S3Backend:
+    """Deletes whole paths (prefixes and single objects) of one bucket, fenced to a root.
 
+    Every request goes through one :class:`S3Client`, so ``--max-requests-per-second``
+    (``limits``) and the backoff on throttling hold for the listings and the deletes.
+    """
 
-class S3Deleter:
-    """Deletes whole paths (prefixes and single objects) of one bucket, fenced to a root."""
-
-    def __init__(self, client: S3Client, root: str, *, workers: int = 16,
-                 strategy: str = STRATEGY_RANGE, rounds: int = 3) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown S3 listing strategy {strategy!r}")
+    def __init__(self, store: ArtifactStore, root: str, fs: Any, *, workers: int,
+                 retries: RetryCounter, limits: RequestLimits, retry: RetryPolicy,
+                 rounds: int = 3) -> None:
+        if limits.s3_strategy not in STRATEGIES:
+            raise ValueError(f"unknown S3 listing strategy {limits.s3_strategy!r}")
         import duckdb
 
-        self.client = client
+        self.root = root
+        self.client = S3Client(
+            fs, limiter=RateLimiter(limits.max_requests_per_second),
+            attempts=retry.attempts, initial_wait=retry.initial, max_wait=retry.maximum,
+            on_retry=retries.add, scrub=Scrubber(store.storage_options))
         self.bucket, self.root_key = split_path(root)
         self.workers = max(1, workers)
-        self.strategy = strategy
+        self.strategy = limits.s3_strategy
         self.rounds = rounds
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 1")
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gc-s3")
+
+    @classmethod
+    def accepts(cls, fs: Any) -> bool:
+        """s3fs only: another implementation of the protocol gets the generic backend."""
+        return is_s3(fs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -495,21 +399,38 @@ class S3Deleter:
         return bool(self.root_key) and key.startswith(self.root_key + "/") \
             and len(key) > len(self.root_key) + 1
 
-    def delete(self, paths: Sequence[str], on_request: Callable[[], None] | None = None
-               ) -> S3DeleteResult:
-        """Delete every object under each path (``s3://bucket/key`` or ``bucket/key``).
+    def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None
+               ) -> DeleteOutcome:
+        """Delete every object under each path (``s3://bucket/key``).
 
-        The caller has fenced the paths to the store root; every key is checked again
-        here before it is sent.
+        ``on_chunk(0)`` follows every ``DeleteObjects`` request, ``on_chunk(n)`` the end.
         """
-        result = S3DeleteResult()
+        # The last fence before data goes away: whatever the manifest and the database
+        # say, nothing outside the store root is listed or deleted. Every key is
+        # checked again before it is sent (_delete_found).
+        inside, refused = fence(paths, self.root)
+        outcome = DeleteOutcome(failed=refused)
+        if not inside:
+            return outcome
         by_key: dict[str, str] = {}
-        for path in paths:
+        for path in inside:
             bucket, key = split_path(path)
             if bucket != self.bucket or not self._inside_root(key):
-                result.failed[path] = f"{path} is not strictly inside the store root"
+                outcome.failed[path] = f"{path} is not strictly inside the store root"
             else:
                 by_key[key] = path
+        self._delete_keys_under(by_key, outcome, on_chunk)
+        for path in by_key.values():
+            if path not in outcome.failed:
+                outcome.deleted.add(path)
+        if on_chunk is not None:
+            on_chunk(len(outcome.deleted))
+        return outcome
+
+    def _delete_keys_under(self, by_key: dict[str, str], outcome: DeleteOutcome,
+                           on_chunk: Callable[[int], None] | None) -> None:
+        """Delete, in rounds, every object under the paths ``by_key`` maps to; the paths
+        that keep objects go to ``outcome.failed``."""
         todo = sorted(by_key)
         found = self._find(todo) if todo else _EMPTY
         rounds = 0
@@ -517,29 +438,24 @@ class S3Deleter:
             if rounds == self.rounds:
                 # Still there after every round: report them, never claim them deleted.
                 for path_key in sorted(set(found.column("path").to_pylist())):
-                    result.failed[by_key[path_key]] = (
+                    outcome.failed[by_key[path_key]] = (
                         f"objects still present under s3://{self.bucket}/{path_key} after "
                         f"{self.rounds} rounds of deletes")
                 break
             rounds += 1
-            failed_keys = self._delete_found(found, on_request)
-            result.keys += found.num_rows - len(failed_keys)
+            failed_keys = self._delete_found(found, on_chunk)
             failed_paths: dict[str, str] = {}
             for key, path in zip(found.column("key").to_pylist(),
                                  found.column("path").to_pylist(), strict=True):
                 if key in failed_keys and path not in failed_paths:
                     failed_paths[path] = f"s3://{self.bucket}/{key}: {failed_keys[key]}"
             for path_key, error in failed_paths.items():
-                result.failed[by_key[path_key]] = error
+                outcome.failed[by_key[path_key]] = error
             todo = [k for k in todo if k not in failed_paths]
             # Verify: list again what is left under the other paths. This proves the
             # deletes took, and finds objects written under a path after our listing;
             # a path counts as deleted only once this finds nothing under it.
             found = self._find(todo) if todo else _EMPTY
-        for path in by_key.values():
-            if path not in result.failed:
-                result.deleted.add(path)
-        return result
 
     # -- finding --------------------------------------------------------------
 
@@ -600,14 +516,14 @@ class S3Deleter:
 
     # -- deleting -------------------------------------------------------------
 
-    def _delete_found(self, found: pa.Table, on_request: Callable[[], None] | None
+    def _delete_found(self, found: pa.Table, on_chunk: Callable[[int], None] | None
                       ) -> dict[str, str]:
         keys = sorted(set(found.column("key").to_pylist()))
         # The last fence: every key sent lies strictly under the store root (it was
         # matched under a path that was itself checked, so this never trips).
         outside = [k for k in keys if not self._inside_root(k)]
         if outside:
-            raise ValueError(f"refusing to delete {outside[0]!r}: outside the store root")
+            raise PathOutsideRoot(f"refusing to delete {outside[0]!r}: outside the store root")
         chunks = [keys[i:i + MAX_DELETE_KEYS] for i in range(0, len(keys), MAX_DELETE_KEYS)]
         failed: dict[str, str] = {}
 
@@ -620,8 +536,8 @@ class S3Deleter:
 
         for chunk_failed in self._pool.map(run, chunks):
             failed.update(chunk_failed)
-            if on_request is not None:
-                on_request()
+            if on_chunk is not None:
+                on_chunk(0)
         return failed
 
 

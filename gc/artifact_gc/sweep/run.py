@@ -58,15 +58,10 @@ from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
 from artifact_gc.metadb.statements import execute_in, quoter, select_in
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.storage.files import (
-    RealDirs,
-    RetryCounter,
-    StoreFiles,
-    default_filesystem,
-    retry_transient,
-    strictly_inside,
-)
+from artifact_gc.storage.backend import Backend, default_filesystem, open_backend
+from artifact_gc.storage.fence import RealDirs, strictly_inside
 from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.retry import RetryCounter, retry_transient
 from artifact_gc.storage.urls import protocols
 from artifact_gc.sweep.journal import (
     EVENT_DELETED,
@@ -534,7 +529,7 @@ class _Sweeper:
                                   self.options.dry_run)
         self.retries = RetryCounter()
         self.killer = _Killer()
-        self.files: dict[str, StoreFiles] = {}
+        self.files: dict[str, Backend] = {}
         # One batch's files at a time, beside the next batch's database step.
         self._file_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files")
         self.since = plan.info.started - CLOCK_MARGIN
@@ -946,7 +941,7 @@ class _Sweeper:
 
     # -- the files --------------------------------------------------------
 
-    def _store_files(self, item: BatchItem) -> StoreFiles:
+    def _store_files(self, item: BatchItem) -> Backend:
         store_id = item.store_id or ""
         files = self.files.get(store_id)
         if files is None:
@@ -954,9 +949,9 @@ class _Sweeper:
             assert item.store_root is not None
             # The limits travel with the options: this runs on the file thread, which
             # must honour --max-requests-per-second as much as the main one.
-            files = StoreFiles(store, item.store_root, self.filesystem_factory(store),
-                               workers=self.options.workers, retries=self.retries,
-                               limits=self.options.limits)
+            files = open_backend(store, item.store_root, self.filesystem_factory(store),
+                                 workers=self.options.workers, retries=self.retries,
+                                 limits=self.options.limits)
             self.files[store_id] = files
         return files
 
