@@ -31,6 +31,7 @@ from artifact_gc.mark.footprints import find_overlaps
 from artifact_gc.mark.ids import hex_id, id_ranges, in_range, sql_uuid
 from artifact_gc.mark.inputs import load_inputs
 from artifact_gc.mark.scope import in_scope_filter
+from artifact_gc.paths import INSIDE_ROOT
 from artifact_gc.progress import Progress
 from artifact_gc.zenml.references import CONFIG_ID_RUN, CONFIG_ID_WHOLE
 from artifact_gc.zenml.schema import ZenMLSchema
@@ -65,6 +66,7 @@ def classify(
     """Read the store and decide every in-scope version's status."""
     load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
+    INSIDE_ROOT.install(con)
     in_scope = in_scope_filter(con, options)
     _name_tables(con)
     con.register("in_stores", pa.table({
@@ -155,13 +157,9 @@ def _keep_latest(con: Any, in_scope: str, keep: int) -> None:
 def _protections(cutoff: str) -> str:
     """SQL: the list of protections of version ``v`` in store ``s``, in FORMAT.md's
     order; ``k`` and ``o`` are its rows of ``latest`` and ``overlapping``."""
-    outside_root = (
-        "s.store_root IS NOT NULL AND (NOT starts_with("
-        "    v.uri, CASE WHEN s.store_root = '/' THEN '/' ELSE s.store_root || '/' END)"
-        "    OR rtrim(v.uri, '/') = s.store_root"
-        # '..' or '.' segments climb out of (or name) the root
-        "    OR regexp_matches(v.uri, '(^|/)[.][.]?(/|$)'))"
-    )
+    # The sweep fences every path with the same rule (artifact_gc.paths) before it
+    # deletes; a version outside its root must not be offered as a candidate.
+    outside_root = f"s.store_root IS NOT NULL AND NOT {INSIDE_ROOT.name}(v.uri, s.store_root)"
     rules = [
         ("v.save_type = 'preexisting'", PROTECT_PREEXISTING),
         ("s.store_root IS NULL", PROTECT_NO_STORE),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifact_gc.mark.ids import PART_ROWS, id_ranges, in_range, sql_uuid
+from artifact_gc.paths import directory_key_sql
 
 #: Versions per range when versions are joined with their visualizations to find the
 #: visualizations outside their version's directory.
@@ -25,25 +26,28 @@ def find_overlaps(con: Any, versions: int) -> None:
     life before its own turn. Mark turns the flag into ``uri_overlap`` protection for
     would-be candidates.
 
-    Paths end in ``/`` and are sorted once. Prefix ranges are nested or disjoint, so
-    a path lies inside (or equals) an earlier one exactly when the largest range end
-    seen before it lies beyond it, and it contains (or equals) another exactly when
-    the next path starts with it. Visualizations inside their own version's URI add
-    nothing to either test and are left out. Every version's own path is one row, so
-    only the other visualizations need de-duplicating (a path twice for the same
-    version would otherwise look like an overlap with itself).
+    This is :data:`artifact_gc.paths.OVERLAP` over all pairs at once: paths become
+    their directory keys (ending in one ``/``) and are sorted once. Prefix ranges are
+    nested or disjoint, so a path lies inside (or equals) an earlier one exactly when
+    the largest range end seen before it lies beyond it, and it contains (or equals)
+    another exactly when the next path starts with it. Visualizations inside their
+    own version's URI add nothing to either test and are left out. Every version's
+    own path is one row, so only the other visualizations need de-duplicating (a
+    path twice for the same version would otherwise look like an overlap with
+    itself).
 
     On the way, ``in_visualizations`` becomes ``visualizations`` (see
     :func:`_split_visualizations`). The result is the table ``overlapping (id)``.
     """
     _split_visualizations(con, versions)
     con.execute(
-        """
+        f"""
         CREATE TEMP TABLE overlapping AS
         WITH footprint AS (
-            SELECT id, rtrim(uri, '/') || '/' AS p FROM in_versions
+            SELECT id, {directory_key_sql("uri")} AS p FROM in_versions
             UNION ALL
-            SELECT DISTINCT id, rtrim(rest, '/') || '/' FROM visualizations WHERE NOT inside
+            SELECT DISTINCT id, {directory_key_sql("rest")} FROM visualizations
+            WHERE NOT inside
         ),
         ordered AS (
             SELECT id, p,
