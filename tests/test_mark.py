@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,37 @@ def test_store_root_override_protects_everything_outside(
     assert not [r for r in rows.values() if r["status"] == "candidate"]
     for vid in scenario_store.ids("candidate"):
         assert "outside_store_root" in rows[vid]["reasons"]
+
+
+def test_a_visualization_outside_the_store_root_protects_its_version(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """Issue 10, defect 2: every URI a version names, its visualizations' too, must lie
+    inside its store's root. A version with a visualization at /etc/... was listed as
+    a candidate (the sweep refuses it, so the review overstated what it deletes) and
+    --sizes measured the files outside the root."""
+    etc = tmp_path / "etc"  # stands for /etc: outside the store root
+    etc.mkdir()
+    (etc / "passwd").write_bytes(b"x" * 4096)
+    outside, climbing = sorted(scenario_store.ids("candidate"))[:2]
+    db = sqlite3.connect(scenario_store.db_url.removeprefix("sqlite:///"))
+    (uri,) = db.execute("SELECT uri FROM artifact_version WHERE id = ?", (climbing,)).fetchone()
+    # Spelled inside the version's directory, but its '..' segments climb out to /etc.
+    climbed = uri.rstrip("/") + "/.." * uri.count("/") + str(etc / "passwd")
+    for version_id, viz_uri in ((outside, str(etc / "passwd")), (climbing, climbed)):
+        db.execute(
+            "INSERT INTO artifact_visualization (id, created, updated, type, uri, "
+            "artifact_version_id) VALUES (?, datetime('now'), datetime('now'), 'html', ?, ?)",
+            (uuid.uuid4().hex, viz_uri, version_id))
+    db.commit()
+    db.close()
+    out, info = _mark(scenario_store, tmp_path / "m", sizes=True)
+    rows = _rows(str(out))
+    for version_id in (outside, climbing):
+        assert rows[version_id]["status"] == "protected", rows[version_id]
+        assert rows[version_id]["reasons"] == ["outside_store_root"]
+        assert rows[version_id]["size_bytes"] is None
+    assert info.counts["candidate"] == scenario_store.expected["counts"]["candidate"] - 2
 
 
 def test_fingerprint_and_metadata(scenario_store: ScenarioStore, tmp_path: Path) -> None:

@@ -156,10 +156,13 @@ def _keep_latest(con: Any, in_scope: str, keep: int) -> None:
 
 def _protections(cutoff: str) -> str:
     """SQL: the list of protections of version ``v`` in store ``s``, in FORMAT.md's
-    order; ``k`` and ``o`` are its rows of ``latest`` and ``overlapping``."""
+    order; ``k``, ``o`` and ``vo`` are its rows of ``latest``, ``overlapping`` and
+    ``visualizations_outside_root``."""
     # The sweep fences every path with the same rule (artifact_gc.paths) before it
-    # deletes; a version outside its root must not be offered as a candidate.
-    outside_root = f"s.store_root IS NOT NULL AND NOT {INSIDE_ROOT.name}(v.uri, s.store_root)"
+    # deletes; a version any of whose paths (its URI, any visualization URI) lies
+    # outside its root must not be offered as a candidate, nor measured by --sizes.
+    outside_root = (f"s.store_root IS NOT NULL AND (vo.id IS NOT NULL "
+                    f"OR NOT {INSIDE_ROOT.name}(v.uri, s.store_root))")
     rules = [
         ("v.save_type = 'preexisting'", PROTECT_PREEXISTING),
         ("s.store_root IS NULL", PROTECT_NO_STORE),
@@ -195,6 +198,8 @@ def rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str |
                 ON o.id = v.id
             LEFT JOIN (SELECT * FROM latest WHERE {in_range('id', lo, hi)}) k
                 ON k.id = v.id
+            LEFT JOIN (SELECT * FROM visualizations_outside_root
+                       WHERE {in_range('id', lo, hi)}) vo ON vo.id = v.id
         )
         SELECT {hex_id('d.id')} AS artifact_version_id,
                coalesce(a.hex, {hex_id('d.artifact_id')}) AS artifact_id,

@@ -1,7 +1,8 @@
 """Versions' footprints: where their files lie, and which footprints overlap.
 
 A version's footprint is its URI plus its visualization URIs: the paths a sweep
-deletes for it. Deleting them must never touch another version's files.
+deletes for it. Deleting them must never touch another version's files, nor anything
+outside the version's store root.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifact_gc.mark.ids import PART_ROWS, id_ranges, in_range, sql_uuid
-from artifact_gc.paths import directory_key_sql
+from artifact_gc.paths import INSIDE_ROOT, directory_key_sql
 
 #: Versions per range when versions are joined with their visualizations to find the
 #: visualizations outside their version's directory.
@@ -38,6 +39,8 @@ def find_overlaps(con: Any, versions: int) -> None:
 
     On the way, ``in_visualizations`` becomes ``visualizations`` (see
     :func:`_split_visualizations`). The result is the table ``overlapping (id)``.
+    Needs ``in_versions``, ``in_visualizations``, ``in_stores`` and the root rule's
+    macro (:data:`artifact_gc.paths.INSIDE_ROOT`).
     """
     _split_visualizations(con, versions)
     con.execute(
@@ -64,15 +67,21 @@ def find_overlaps(con: Any, versions: int) -> None:
 
 
 def _split_visualizations(con: Any, versions: int) -> None:
-    """``in_visualizations`` becomes ``visualizations (id, rest, nested, inside)``.
+    """``in_visualizations`` becomes ``visualizations (id, rest, nested, inside)``,
+    and the versions with a visualization outside their store's root are listed in
+    ``visualizations_outside_root (id)``.
 
     A URI inside its version's directory is kept as the part after that directory
     (``nested``), which is usually a file name short enough for DuckDB to store
     inline; ``inside`` also holds for a URI equal to the directory. The join runs
     range by range of version ids, which keeps its hash table small.
+
+    Every visualization URI is held to the root rule, nested ones too: a URI spelled
+    below its version's directory can still climb out of the root with ``..``.
     """
     con.execute("CREATE TEMP TABLE visualizations "
-                "(id UUID, rest VARCHAR, nested BOOLEAN, inside BOOLEAN)")
+                "(id UUID, rest VARCHAR, nested BOOLEAN, inside BOOLEAN, "
+                "outside_root BOOLEAN)")
     for lo, hi in id_ranges(versions, JOIN_ROWS):
         version_range = in_range("v.id", sql_uuid(lo), sql_uuid(hi))
         con.execute(
@@ -82,10 +91,15 @@ def _split_visualizations(con: Any, versions: int) -> None:
                    CASE WHEN starts_with(z.uri, v.base || '/')
                         THEN substring(z.uri, length(v.base) + 2) ELSE z.uri END,
                    starts_with(z.uri, v.base || '/'),
-                   starts_with(rtrim(z.uri, '/') || '/', v.base || '/')
+                   starts_with(rtrim(z.uri, '/') || '/', v.base || '/'),
+                   s.store_root IS NOT NULL
+                       AND NOT {INSIDE_ROOT.name}(z.uri, s.store_root)
             FROM in_visualizations z
-            JOIN (SELECT id, rtrim(uri, '/') AS base FROM in_versions v
+            JOIN (SELECT id, rtrim(uri, '/') AS base, artifact_store_id FROM in_versions v
                   WHERE {version_range}) v ON v.id = z.artifact_version_id
+            LEFT JOIN in_stores s ON s.artifact_store_id::UUID = v.artifact_store_id
             """
         )
     con.execute("DROP TABLE in_visualizations")
+    con.execute("CREATE TEMP TABLE visualizations_outside_root AS "
+                "SELECT DISTINCT id FROM visualizations WHERE outside_root")
