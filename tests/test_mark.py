@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -399,6 +402,30 @@ def test_default_database_is_zenml_global_config(
     assert mf.read_info(manifest).database["database"] == str(
         Path(scenario_store.db_url.removeprefix("sqlite:///")).resolve()
     )
+
+
+def test_the_manifest_file_is_named_after_the_mark_id_it_records(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """Issue 10, defect 3: the CLI named the file after one id and mark() recorded
+    another. Through the real ``gc`` console script, into the default directory and
+    into a directory given with --out, the id in the name is the recorded one."""
+    gc = str(Path(sys.executable).with_name("gc"))
+    home, given = tmp_path / "home", tmp_path / "given"
+    given.mkdir()
+    env = {**os.environ, "ARTIFACT_GC_HOME": str(home)}
+    for out in ([], ["--out", str(given)]):
+        done = subprocess.run(
+            [gc, "mark", "--db", scenario_store.sqlalchemy_url, "--older-than", "0s",
+             "--json", *out], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        manifest = Path(json.loads(done.stdout)["manifest"])
+        assert manifest.parent == (given if out else home)
+        # mark-<started>-<first 8 hex of the mark id>.parquet
+        named = manifest.name.removesuffix(".parquet").rsplit("-", 1)[1]
+        recorded = json.loads(pq.read_schema(manifest).metadata[b"artifact_gc"])["mark_id"]
+        assert len(named) == 8 and recorded.startswith(named), (manifest.name, recorded)
+        assert json.loads(done.stdout)["mark_id"] == recorded
 
 
 def test_rest_url_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
