@@ -12,7 +12,14 @@ import random
 import duckdb
 import pytest
 
-from artifact_gc.paths import INSIDE_ROOT, OVERLAP, inside_root, paths_overlap
+from artifact_gc.paths import (
+    INSIDE_ROOT,
+    OVERLAP,
+    directory_key,
+    directory_key_sql,
+    inside_root,
+    paths_overlap,
+)
 
 ROOT = "/srv/store"
 
@@ -163,6 +170,20 @@ def test_overlap_rule_python_and_duckdb_agree(a: str, b: str, overlap: bool) -> 
     assert paths_overlap(a, b) is overlap
     assert bool(in_sql) is overlap
     assert paths_overlap(b, a) is overlap
+
+
+def test_directory_keys_agree_and_show_overlaps() -> None:
+    paths = sorted({p for p, _, _ in INSIDE_CASES if p is not None}
+                   | {p for a, b, _ in OVERLAP_CASES for p in (a, b)})
+    con = duckdb.connect()
+    con.execute("CREATE TABLE c (i INTEGER, path VARCHAR)")
+    con.executemany("INSERT INTO c VALUES (?, ?)", list(enumerate(paths)))
+    in_sql = [row[0] for row in con.execute(
+        f"SELECT {directory_key_sql('path')} FROM c ORDER BY i").fetchall()]
+    assert in_sql == [directory_key(p) for p in paths]
+    for a, b in itertools.product(paths, repeat=2):
+        key_a, key_b = directory_key(a), directory_key(b)
+        assert paths_overlap(a, b) == (key_a.startswith(key_b) or key_b.startswith(key_a))
 
 
 def test_mark_finds_exactly_the_overlaps_the_rule_defines() -> None:

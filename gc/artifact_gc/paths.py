@@ -9,7 +9,8 @@ system. The sweep adds its own symlink check on top for local stores.
 
 - :data:`INSIDE_ROOT`: ``path`` lies strictly below ``root`` (never the root itself),
   with no ``.`` or ``..`` segment anywhere in the path.
-- :data:`OVERLAP`: one path equals the other or lies below it.
+- :data:`OVERLAP`: one path equals the other or lies below it; :func:`directory_key`
+  is the spelling under which sorted paths show every overlap at once.
 """
 
 from __future__ import annotations
@@ -146,6 +147,17 @@ class AnyOf(Expr):
         return "(" + " or ".join(t.python(args) for t in self.terms) + ")"
 
 
+def _compile(source: str) -> Callable[..., Any]:
+    """The generated Python source of a rule, as a function.
+
+    A rule runs once per path in the sweep's fence: compiled once from the source
+    generated here (never from input), rather than interpreted over the tree on every
+    call. The source needs no builtin but ``bool``.
+    """
+    function: Callable[..., Any] = eval(source, {"__builtins__": {"bool": bool}})
+    return function
+
+
 class Rule:
     """A boolean rule over named paths: a Python predicate, DuckDB SQL and a macro.
 
@@ -157,13 +169,10 @@ class Rule:
         self.name = name
         self.params = params
         self.expr = expr
-        # The predicate runs once per path in the sweep's fence: compiled from the
-        # generated source rather than interpreted over the tree on every call.
         present = " and ".join(f"{p} is not None" for p in params)
-        source = (f"lambda {', '.join(params)}: "
-                  f"{present} and bool({expr.python({p: p for p in params})})")
-        self._predicate: Callable[..., bool] = eval(source, {"__builtins__": {"bool": bool}})
-        self.python_source = source
+        self.python_source = (f"lambda {', '.join(params)}: "
+                              f"{present} and bool({expr.python({p: p for p in params})})")
+        self._predicate: Callable[..., bool] = _compile(self.python_source)
 
     def __call__(self, *values: str | None) -> bool:
         return self._predicate(*values)
@@ -183,7 +192,7 @@ class Rule:
         connection.execute(self.macro())
 
 
-def directory_key(path: Expr) -> Expr:
+def _directory_key(path: Expr) -> Expr:
     """A path as the directory it names, ending in exactly one ``/``: a path lies
     below (or equals) another exactly when its key starts with the other's key."""
     return Concat((TrimSlashes(path), Text("/")))
@@ -205,7 +214,7 @@ INSIDE_ROOT = Rule("inside_store_root", ("path", "root"), All((
     Not(Contains(_WRAPPED, Text("/./"))),
     # The trimmed path never ends in "/" and the key always does, so a path that
     # starts with the key is strictly longer than it: the root itself is not inside.
-    StartsWith(TrimSlashes(_PATH), directory_key(_ROOT)),
+    StartsWith(TrimSlashes(_PATH), _directory_key(_ROOT)),
 )))
 
 _A, _B = Arg("a"), Arg("b")
@@ -213,16 +222,23 @@ _A, _B = Arg("a"), Arg("b")
 #: ``paths_overlap(a, b)``: deleting the directory ``a`` would touch ``b`` or the
 #: other way round (equal paths, or one below the other; trailing slashes ignored).
 OVERLAP = Rule("paths_overlap", ("a", "b"), AnyOf((
-    StartsWith(directory_key(_A), directory_key(_B)),
-    StartsWith(directory_key(_B), directory_key(_A)),
+    StartsWith(_directory_key(_A), _directory_key(_B)),
+    StartsWith(_directory_key(_B), _directory_key(_A)),
 )))
 
-_KEY = directory_key(Arg("path"))
+_KEY = _directory_key(Arg("path"))
+_key_of: Callable[[str], str] = _compile(f"lambda path: {_KEY.python({'path': 'path'})}")
+
+
+def directory_key(path: str) -> str:
+    """A path as the directory it names, ending in exactly one ``/``. Sorted keys
+    apply :data:`OVERLAP` to many paths at once: a path equals or lies below another
+    exactly when its key starts with the other's key."""
+    return _key_of(path)
 
 
 def directory_key_sql(path: str) -> str:
-    """DuckDB SQL: the SQL expression ``path`` as :func:`directory_key` spells it. Mark
-    sorts footprints by these keys to apply :data:`OVERLAP` to all pairs at once."""
+    """DuckDB SQL: :func:`directory_key` of the SQL expression ``path``."""
     return _KEY.sql({"path": path})
 
 
