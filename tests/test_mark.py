@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -271,6 +275,37 @@ def test_store_root_override_protects_everything_outside(
         assert "outside_store_root" in rows[vid]["reasons"]
 
 
+def test_a_visualization_outside_the_store_root_protects_its_version(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """Issue 10, defect 2: every URI a version names, its visualizations' too, must lie
+    inside its store's root. A version with a visualization at /etc/... was listed as
+    a candidate (the sweep refuses it, so the review overstated what it deletes) and
+    --sizes measured the files outside the root."""
+    etc = tmp_path / "etc"  # stands for /etc: outside the store root
+    etc.mkdir()
+    (etc / "passwd").write_bytes(b"x" * 4096)
+    outside, climbing = sorted(scenario_store.ids("candidate"))[:2]
+    db = sqlite3.connect(scenario_store.db_url.removeprefix("sqlite:///"))
+    (uri,) = db.execute("SELECT uri FROM artifact_version WHERE id = ?", (climbing,)).fetchone()
+    # Spelled inside the version's directory, but its '..' segments climb out to /etc.
+    climbed = uri.rstrip("/") + "/.." * uri.count("/") + str(etc / "passwd")
+    for version_id, viz_uri in ((outside, str(etc / "passwd")), (climbing, climbed)):
+        db.execute(
+            "INSERT INTO artifact_visualization (id, created, updated, type, uri, "
+            "artifact_version_id) VALUES (?, datetime('now'), datetime('now'), 'html', ?, ?)",
+            (uuid.uuid4().hex, viz_uri, version_id))
+    db.commit()
+    db.close()
+    out, info = _mark(scenario_store, tmp_path / "m", sizes=True)
+    rows = _rows(str(out))
+    for version_id in (outside, climbing):
+        assert rows[version_id]["status"] == "protected", rows[version_id]
+        assert rows[version_id]["reasons"] == ["outside_store_root"]
+        assert rows[version_id]["size_bytes"] is None
+    assert info.counts["candidate"] == scenario_store.expected["counts"]["candidate"] - 2
+
+
 def test_fingerprint_and_metadata(scenario_store: ScenarioStore, tmp_path: Path) -> None:
     out, info = _mark(scenario_store, tmp_path)
     stored = mf.read_info(str(out))
@@ -367,6 +402,30 @@ def test_default_database_is_zenml_global_config(
     assert mf.read_info(manifest).database["database"] == str(
         Path(scenario_store.db_url.removeprefix("sqlite:///")).resolve()
     )
+
+
+def test_the_manifest_file_is_named_after_the_mark_id_it_records(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """Issue 10, defect 3: the CLI named the file after one id and mark() recorded
+    another. Through the real ``gc`` console script, into the default directory and
+    into a directory given with --out, the id in the name is the recorded one."""
+    gc = str(Path(sys.executable).with_name("gc"))
+    home, given = tmp_path / "home", tmp_path / "given"
+    given.mkdir()
+    env = {**os.environ, "ARTIFACT_GC_HOME": str(home)}
+    for out in ([], ["--out", str(given)]):
+        done = subprocess.run(
+            [gc, "mark", "--db", scenario_store.sqlalchemy_url, "--older-than", "0s",
+             "--json", *out], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        manifest = Path(json.loads(done.stdout)["manifest"])
+        assert manifest.parent == (given if out else home)
+        # mark-<started>-<first 8 hex of the mark id>.parquet
+        named = manifest.name.removesuffix(".parquet").rsplit("-", 1)[1]
+        recorded = json.loads(pq.read_schema(manifest).metadata[b"artifact_gc"])["mark_id"]
+        assert len(named) == 8 and recorded.startswith(named), (manifest.name, recorded)
+        assert json.loads(done.stdout)["mark_id"] == recorded
 
 
 def test_rest_url_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
