@@ -11,6 +11,8 @@ import functools
 import os
 from collections.abc import Iterable
 
+from artifact_gc.paths import inside_root
+
 
 class PathOutsideRoot(ValueError):
     """A path that is not strictly inside its store's root; never deleted."""
@@ -58,16 +60,12 @@ def strictly_inside(path: str, root: str, *, resolve: bool = True,
     by spelling; local paths are also compared after resolving symlinks, so a link
     inside the root that points elsewhere is not followed out of it.
     """
-    if not path or not root:
+    # The lexical rule is mark's own (artifact_gc.paths): what mark protected as
+    # outside the root, the sweep refuses here by the same definition.
+    if not inside_root(path, root):
         return False
     path_s = path.rstrip("/")
     root_s = root.rstrip("/") or "/"
-    segments = path_s.split("://", 1)[-1].split("/")
-    if any(s in (".", "..") for s in segments):
-        return False
-    prefix = root_s if root_s.endswith("/") else root_s + "/"
-    if not path_s.startswith(prefix) or len(path_s) <= len(prefix):
-        return False
     if resolve and "://" not in root_s:
         real_root = _real_root(root_s)
         real_parent = (dirs.parent(path_s) if dirs is not None
