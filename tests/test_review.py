@@ -27,7 +27,7 @@ from click.testing import CliRunner, Result
 from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_MANIFEST_REFUSED, EXIT_USAGE, ManifestRefused, UsageError
 from artifact_gc.manifest import format as mf
-from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED
+from artifact_gc.manifest.reasons import PROTECT_FILTERED_OUT, STATUS_CANDIDATE, STATUS_PROTECTED
 from artifact_gc.mark.run import MarkOptions, mark
 from artifact_gc.review import review
 from artifact_gc.review.report import build_report
@@ -290,7 +290,7 @@ def _assert_narrowed(parent: dict[str, dict[str, Any]], child: dict[str, dict[st
         before = parent[vid]
         if before["status"] == STATUS_CANDIDATE and vid not in kept:
             assert row["status"] == STATUS_PROTECTED
-            assert row["reasons"] == [review.FILTERED_OUT]
+            assert row["reasons"] == [PROTECT_FILTERED_OUT]
         else:
             assert row == before, vid
 
@@ -849,7 +849,7 @@ def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     # "Keep everything of runs_data" after a review.
     review.filter_manifest(str(parent), "artifact_name <> 'runs_data'", str(narrowed))
     rows = _rows(str(narrowed))
-    kept = {v for v, r in rows.items() if review.FILTERED_OUT in (r["reasons"] or [])}
+    kept = {v for v, r in rows.items() if PROTECT_FILTERED_OUT in (r["reasons"] or [])}
     swept = _ids(rows, STATUS_CANDIDATE)
     assert kept and swept
     execute(plan_sweep(str(narrowed), store.sqlalchemy_url))
