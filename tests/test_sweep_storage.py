@@ -10,7 +10,10 @@ import pytest
 from artifact_gc.errors import StorageError
 from artifact_gc.storage.files import StoreFiles, is_transient, strictly_inside
 from artifact_gc.storage.limits import RequestLimits
-from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.sweep.plan import plan_sweep
+from artifact_gc.sweep.status import sweep_status
 from artifact_gc.zenml.stores import ArtifactStore
 from faulty_fs import FaultyFileSystem, SlowDown
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree

@@ -6,7 +6,7 @@ S3 is read with range requests, never downloaded whole. Nothing here touches a
 metadata database or an artifact store. The one function that writes,
 :func:`filter_manifest`, can only narrow a manifest's candidates.
 
-The review queries live in ``artifact_gc/sql/*.sql`` (shipped identically as
+The review queries live in ``artifact_gc/review/queries/*.sql`` (shipped identically as
 ``manifests/queries/*.sql``) so that anyone with the ``duckdb`` CLI can run them
 against a view named ``manifest``.
 """
@@ -32,6 +32,7 @@ from artifact_gc.manifest.reasons import (
     STATUS_REACHABLE,
 )
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint
+from artifact_gc.sweep.journal import EVENT_FAILED, FINAL_EVENTS, Journal
 
 #: ``gc show --by`` dimension -> the review query that answers it.
 DIMENSIONS: dict[str, str] = {
@@ -43,9 +44,6 @@ DIMENSIONS: dict[str, str] = {
 }
 
 #: The reason ``gc filter`` gives a candidate that its predicate left out.
-
-#: Journal events after which an item needs no more work (see FORMAT.md).
-FINAL_EVENTS = ("deleted", "revived", "protected")
 
 SWEEP_NONE = "none"
 SWEEP_PARTIAL = "partial"
@@ -95,7 +93,7 @@ def _register(connection: Any, url: str, storage_options: StorageOptions) -> Non
 @dataclass
 class Review:
     """A manifest opened for review: a DuckDB connection with a view ``manifest``
-    (and ``journal`` when the manifest has journal segments)."""
+    (and ``journal`` and ``sweep_state`` when the manifest has journal segments)."""
 
     url: str
     info: mf.ManifestInfo
@@ -125,8 +123,6 @@ def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Re
     """Open the manifest at ``url`` for review; refuse a file that is not one of ours."""
     info = mf.read_info(url, storage_options)
     mf.check_format(info, url)
-    from artifact_gc.sweep.journal import Journal
-
     journal = Journal(url, storage_options)
     segments = journal.segments()
     with mf.duckdb_for(url, storage_options) as connection:
@@ -134,8 +130,9 @@ def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Re
             f"CREATE VIEW manifest AS SELECT * FROM read_parquet({mf.parquet_source(url)})"
         )
         if segments:
-            # The journal's own reader, so review and sweep read the same segments.
-            journal.register(connection, "journal")
+            # The journal's own reader and item state, so review and sweep read the
+            # same segments the same way.
+            journal.register_state(connection)
         yield Review(url=url, info=info, connection=connection, journal=segments)
 
 
@@ -182,9 +179,9 @@ def sweep_progress(review: Review) -> SweepProgress:
     sweeps, last = review.connection.execute(
         "SELECT count(DISTINCT sweep_id), max(\"at\")::VARCHAR FROM journal"
     ).fetchall()[0]
-    if by_state.get("failed"):
+    if by_state.get(EVENT_FAILED):
         state = SWEEP_FAILED
-    elif by_state.get("pending") or by_state.get("in_progress"):
+    elif any(n and s not in FINAL_EVENTS for s, n in by_state.items()):
         state = SWEEP_PARTIAL
     else:
         state = SWEEP_DONE
