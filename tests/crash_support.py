@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from artifact_gc.mark.sizes import footprint_paths
-from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV
+from artifact_gc.sweep.hooks import POINTS
 from scenarios.helpers import mariadb_admin_connect
-from sweep_support import GC
+from sweep_hooks import KILL_ENV, PAUSE_ENV, gc_command
 
 CRASH_SEED_ENV = "ARTIFACT_GC_CRASH_SEED"
 DEFAULT_CRASH_SEED = 20261128
 
-#: The sweep's named crash points (gc/artifact_gc/sweep.py ``_Killer``).
-KILL_POINTS = ("after_intent", "in_db_batch", "after_commit", "in_files", "before_final")
+#: The sweep's named crash points (gc/artifact_gc/sweep/hooks.py).
+KILL_POINTS = POINTS
 
 
 def crash_seed() -> int:
@@ -189,7 +189,7 @@ def run_gc(args: Iterable[str], env: Mapping[str, str] | None = None, *,
     full_env = gc_env(env)
     if kill is not None and kill.kind == "point":
         full_env[KILL_ENV] = f"{kill.point}:{kill.hit}"
-    command = [GC, *args]
+    command = [*gc_command(full_env), *args]
     watcher = None
     if kill is not None and kill.anchor == "file":
         assert watch is not None

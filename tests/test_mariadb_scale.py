@@ -52,6 +52,7 @@ from scenarios.helpers import (
     mariadb_grant,
     require_server,
 )
+from sweep_hooks import PAUSE_ENV, gc_command
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
@@ -181,10 +182,11 @@ def _uris(url: str, ids: set[str]) -> dict[str, str]:
 
 def _sweep(store: Store, manifest: Path, url: str | None = None,
            env: dict[str, str] | None = None, *args: str) -> subprocess.Popen[str]:
+    full_env = {**os.environ, **(env or {})}
     return subprocess.Popen(
-        [GC, "sweep", str(manifest), "--db", url or store.sweep_url, "--yes", "--json", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})},
+        [*gc_command(full_env), "sweep", str(manifest), "--db", url or store.sweep_url, "--yes",
+         "--json", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
     )
 
 
@@ -441,7 +443,7 @@ def test_sweep_of_20k_orphans_holds_short_transactions_beside_a_live_pipeline(
 
     with TrxWatcher(SWEEP_USER, store.database, paused=paused) as watcher:
         sweep = _sweep(store, manifest, env={
-            "ARTIFACT_GC_TEST_PAUSE_AT": f"in_db_batch:3:{pause}"})
+            PAUSE_ENV: f"in_db_batch:3:{pause}"})
         try:
             while not (pause / "paused").exists():
                 assert sweep.poll() is None, f"the sweep ended early: {sweep.communicate()}"

@@ -56,10 +56,11 @@ from artifact_gc.sweep.journal import (
     EVENT_REVIVED,
     Journal,
 )
-from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV, sweep_status
+from artifact_gc.sweep.status import sweep_status
 from reliability import lost, record, trials
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
-from sweep_support import GC, ZENML_SCRIPT, mark_store, version_ids, zenml
+from sweep_hooks import HOOKED_GC, KILL_ENV, PAUSE_ENV
+from sweep_support import ZENML_SCRIPT, mark_store, version_ids, zenml
 
 #: The sweep pauses once the intent of this batch (one version a batch) is journaled,
 #: before its database step: batches 1..PAUSE_BATCH-1 are deleted by then.
@@ -264,7 +265,7 @@ def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, W
     pause, gate = work / "pause", work / "gate"
     pause.mkdir()
     sweep = subprocess.Popen(
-        [GC, "sweep", str(manifest), "--db", store.db_url, "--yes", "--json",
+        [*HOOKED_GC, "sweep", str(manifest), "--db", store.db_url, "--yes", "--json",
          "--batch-size", "1", "--workers", "2"],
         env={**_clean_env(), PAUSE_ENV: f"after_intent:{PAUSE_BATCH}:{pause}"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

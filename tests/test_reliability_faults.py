@@ -50,14 +50,11 @@ import pytest
 from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 from artifact_gc.errors import DatabaseError, StorageError
 from artifact_gc.mark.run import MarkOptions, mark
-from artifact_gc.sweep.run import (
-    PAUSE_ENV,
-    SweepOptions,
-    SweepReport,
-    execute,
-    plan_sweep,
-    sweep_status,
-)
+from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.sweep.plan import plan_sweep
+from artifact_gc.sweep.report import SweepReport
+from artifact_gc.sweep.status import sweep_status
 from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
 from faulty_fs import FlakyFileSystem, LocalFaults
@@ -70,6 +67,7 @@ from scenarios.helpers import (
     mariadb_admin_connect,
     restore_tree,
 )
+from sweep_hooks import PAUSE_ENV, gc_command
 from sweep_support import version_ids
 from test_mariadb_scale import Store, make_store, zenml_schema  # noqa: F401 - fixtures
 
@@ -698,10 +696,11 @@ def maria(make_store: Callable[..., Store], tmp_path: Path  # noqa: F811
 def _gc_sweep(maria: MariaView, *args: str, url: str | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+    full_env = {**base, **(env or {})}
     return subprocess.Popen(
-        [GC, "sweep", str(maria.manifest), "--db", url or maria.store.sweep_url, "--yes",
-         "--json", "--workers", "4", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **(env or {})})
+        [*gc_command(full_env), "sweep", str(maria.manifest), "--db",
+         url or maria.store.sweep_url, "--yes", "--json", "--workers", "4", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
 
 
 def _sweep_transactions(database: str) -> list[tuple[int, int]]:

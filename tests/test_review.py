@@ -49,6 +49,7 @@ from scenarios.helpers import ScenarioStore, load_scenario_store, require_server
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO / "manifests" / "queries"
 PACKAGED_QUERIES = REPO / "gc" / "artifact_gc" / "review" / "queries"
+PACKAGED_STATE = REPO / "gc" / "artifact_gc" / "sweep" / "sweep_state.sql"
 FIXTURE = Path(__file__).parent / "fixtures" / "manifest-format-1.0-tool-0.1.0.parquet"
 COMMANDS = ("show", "query", "filter", "diff", "report", "history")
 
@@ -163,6 +164,12 @@ def test_shipped_queries_are_identical_to_the_packaged_copy() -> None:
         assert f"{name}.sql" in shipped
 
 
+def test_the_item_state_view_ships_identically_to_the_packaged_copy() -> None:
+    """The one definition of an item's sweep state: the sweep, gc status and the review
+    read the packaged file; duckdb CLI users read manifests/sweep_state.sql."""
+    assert filecmp.cmp(REPO / "manifests" / "sweep_state.sql", PACKAGED_STATE, shallow=False)
+
+
 def test_every_shipped_query_runs_against_a_real_manifest(marked: Marked, tmp_path: Path) -> None:
     url = shutil.copy(marked.url, tmp_path / "mark.parquet")
     candidates = sorted(_ids(marked.rows(), STATUS_CANDIDATE))
@@ -175,6 +182,7 @@ def test_every_shipped_query_runs_against_a_real_manifest(marked: Marked, tmp_pa
         "CREATE VIEW journal AS SELECT * FROM "
         f"read_parquet('{url}.journal/*.parquet', union_by_name = true)"
     )
+    connection.execute((REPO / "manifests" / "sweep_state.sql").read_text())
     results = {}
     for path in sorted(QUERIES.glob("*.sql")):
         results[path.stem] = connection.sql(path.read_text()).to_arrow_table().to_pylist()
@@ -975,7 +983,8 @@ def test_missing_manifest_is_refused(args: list[str], tmp_path: Path) -> None:
 def test_sweep_of_a_filtered_manifest_keeps_what_the_review_kept(
     changed_store: ScenarioStore, tmp_path: Path
 ) -> None:
-    from artifact_gc.sweep.run import execute, plan_sweep
+    from artifact_gc.sweep.execute import execute
+    from artifact_gc.sweep.plan import plan_sweep
 
     store = changed_store
     parent = tmp_path / "mark.parquet"

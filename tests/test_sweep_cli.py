@@ -136,7 +136,8 @@ def _tampered(source: Path, target: Path) -> Path:
 def test_refusal_reasons_in_the_library(marked: tuple[ScenarioStore, Path],
                                         tmp_path: Path) -> None:
     from artifact_gc.errors import ManifestRefused
-    from artifact_gc.sweep.run import SweepOptions, plan_sweep
+    from artifact_gc.sweep.options import SweepOptions
+    from artifact_gc.sweep.plan import plan_sweep
 
     store, manifest = marked
     with pytest.raises(ManifestRefused) as refused:

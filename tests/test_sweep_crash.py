@@ -1,6 +1,7 @@
 """Invariants 1, 6 and 8 under fire: SIGKILL at every stage, a concurrent writer, a
 second sweep. ``gc sweep`` runs as a real subprocess; crash and pause points are
-reached through ``ARTIFACT_GC_TEST_KILL_AT`` / ``ARTIFACT_GC_TEST_PAUSE_AT``."""
+reached through ``ARTIFACT_GC_TEST_KILL_AT`` / ``ARTIFACT_GC_TEST_PAUSE_AT``, which
+tests/hooked_gc.py turns into the sweep's injected hooks (tests/sweep_hooks.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from artifact_gc.sweep.run import KILL_ENV, PAUSE_ENV, sweep_status
+from artifact_gc.sweep.status import sweep_status
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, restore_tree
+from sweep_hooks import KILL_ENV, PAUSE_ENV, gc_command
 from sweep_support import GC, db_snapshot, mark_store, version_ids
 
 SWEEP_ARGS = ["--yes", "--batch-size", "3", "--workers", "2"]
@@ -28,7 +30,7 @@ def _gc(store: ScenarioStore, *args: str, env: dict[str, str] | None = None,
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith("ZENML_") and k not in (KILL_ENV, PAUSE_ENV)}
     full_env.update(env or {})
-    command = [GC, *args]
+    command = [*gc_command(full_env), *args]
     if not wait:
         return subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

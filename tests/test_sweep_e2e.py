@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from artifact_gc.sweep.execute import execute
 from artifact_gc.sweep.journal import Journal
-from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.sweep.plan import plan_sweep
+from artifact_gc.sweep.status import sweep_status
 from scenarios.helpers import ScenarioStore, list_tree
 from sweep_support import (
     assert_swept,

@@ -16,7 +16,10 @@ from artifact_gc.storage.limits import RequestLimits
 from artifact_gc.storage.local import LocalBackend
 from artifact_gc.storage.retry import RetryCounter, is_transient
 from artifact_gc.storage.s3 import S3Backend
-from artifact_gc.sweep.run import SweepOptions, execute, plan_sweep, sweep_status
+from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.sweep.plan import plan_sweep
+from artifact_gc.sweep.status import sweep_status
 from artifact_gc.zenml.stores import ArtifactStore
 from faulty_fs import FaultyFileSystem, SlowDown
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree

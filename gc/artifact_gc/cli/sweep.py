@@ -15,6 +15,10 @@ from artifact_gc.cli.render import (
     stdout_console,
 )
 
+#: The key of click's context object (``ctx.obj``) under which a caller of the command
+#: line may hand the sweep a ``SweepHooks`` (the crash tests do; ``gc`` itself never).
+SWEEP_HOOKS = "sweep_hooks"
+
 
 @click.command("sweep")
 @click.argument("manifest", metavar="MANIFEST")
@@ -40,10 +44,11 @@ from artifact_gc.cli.render import (
               metavar="DURATION", help="Refuse a manifest whose mark started longer ago.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
+@click.pass_context
 def sweep_command(
-    manifest: str, db_url: str | None, yes: bool, dry_run: bool, only_artifact: bool,
-    only_metadata: bool, workers: int, batch_size: int | None, ignore_errors: bool,
-    max_manifest_age: Any, storage_option_pairs: tuple[str, ...],
+    ctx: click.Context, manifest: str, db_url: str | None, yes: bool, dry_run: bool,
+    only_artifact: bool, only_metadata: bool, workers: int, batch_size: int | None,
+    ignore_errors: bool, max_manifest_age: Any, storage_option_pairs: tuple[str, ...],
     max_requests_per_second: float | None, as_json: bool,
 ) -> None:
     """Delete the candidates of MANIFEST: files and metadata, re-verified live.
@@ -56,14 +61,15 @@ def sweep_command(
     from artifact_gc.errors import GCError, SweepIncomplete
     from artifact_gc.storage.limits import RequestLimits
     from artifact_gc.storage.options import parse_storage_options
-    from artifact_gc.sweep.run import (
+    from artifact_gc.sweep.execute import execute
+    from artifact_gc.sweep.hooks import SweepHooks
+    from artifact_gc.sweep.options import (
         MODE_ALL,
         MODE_ONLY_ARTIFACT,
         MODE_ONLY_METADATA,
         SweepOptions,
-        execute,
-        plan_sweep,
     )
+    from artifact_gc.sweep.plan import plan_sweep
 
     if only_artifact and only_metadata:
         raise click.UsageError("--only-artifact and --only-metadata are mutually exclusive")
@@ -82,9 +88,12 @@ def sweep_command(
         if not click.confirm(f"Delete {plan.versions:,} artifact versions?", default=False,
                              err=True):
             raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
+    hooks = (ctx.obj or {}).get(SWEEP_HOOKS)
+    if hooks is not None and not isinstance(hooks, SweepHooks):
+        raise TypeError(f"ctx.obj[{SWEEP_HOOKS!r}] must be a SweepHooks, not {type(hooks)}")
     progress = TerminalProgress(enabled=None if not as_json else False)
     try:
-        report = execute(plan, progress=progress)
+        report = execute(plan, progress=progress, hooks=hooks)
     except GCError as stopped:
         # What was done before the stop is shown too; the FAILED line follows.
         if stopped.done is not None:
@@ -165,7 +174,7 @@ def _render_summary(summary: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(manifest: str, as_json: bool) -> None:
     """Show how far the sweep of MANIFEST got: done, revived, failed, remaining."""
-    from artifact_gc.sweep.run import sweep_status
+    from artifact_gc.sweep.status import sweep_status
 
     status = sweep_status(manifest).as_dict()
     if as_json:

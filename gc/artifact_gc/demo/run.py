@@ -17,7 +17,10 @@ from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE
 from artifact_gc.mark.run import MarkOptions, MarkResult, mark
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.sweep.run import SweepOptions, SweepReport, execute, plan_sweep
+from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.sweep.plan import plan_sweep
+from artifact_gc.sweep.report import SweepReport
 
 #: References that ``zenml artifact prune`` (0.98.0) does not see: it keeps only what
 #: step inputs or outputs use.

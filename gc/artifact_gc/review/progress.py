@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.review.session import Review
+from artifact_gc.sweep.journal import EVENT_FAILED, FINAL_EVENTS
 
 SWEEP_NONE = "none"
 SWEEP_PARTIAL = "partial"
@@ -44,9 +45,9 @@ def sweep_progress(review: Review) -> SweepProgress:
     sweeps, last = review.connection.execute(
         "SELECT count(DISTINCT sweep_id), max(\"at\")::VARCHAR FROM journal"
     ).fetchall()[0]
-    if by_state.get("failed"):
+    if by_state.get(EVENT_FAILED):
         state = SWEEP_FAILED
-    elif by_state.get("pending") or by_state.get("in_progress"):
+    elif any(n and s not in FINAL_EVENTS for s, n in by_state.items()):
         state = SWEEP_PARTIAL
     else:
         state = SWEEP_DONE

@@ -49,7 +49,7 @@ def load_query(name: str) -> str:
 @dataclass
 class Review:
     """A manifest opened for review: a DuckDB connection with a view ``manifest``
-    (and ``journal`` when the manifest has journal segments)."""
+    (and ``journal`` and ``sweep_state`` when the manifest has journal segments)."""
 
     url: str
     info: ManifestInfo
@@ -86,8 +86,9 @@ def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Re
     with duckdb_for(url, storage_options) as connection:
         create_manifest_view(connection, url)
         if segments:
-            # The journal's own reader, so review and sweep read the same segments.
-            journal.register(connection, "journal")
+            # The journal's own reader and item state, so review and sweep read the
+            # same segments the same way.
+            journal.register_state(connection)
         yield Review(url=url, info=info, connection=connection, journal=segments)
 
 

@@ -5,34 +5,31 @@ on the manifest's own filesystem (local or any fsspec URL). It is a set of immut
 Parquet segments, each written once and never rewritten; an item's state is its last
 event by ``seq`` (see manifests/FORMAT.md, "The sweep journal").
 
-Only one sweep of a manifest may run at a time. The lock is an ``fcntl.flock`` on a
-local file: the kernel drops it when the process dies, so a sweep killed with
-SIGKILL leaves no stale lock behind. A remote journal's lock file lives in a local
-cache directory keyed by the journal's URL (the lock guards against a second sweep
-on the same machine; two machines sweeping one manifest at once is still safe for
-the data, because every batch is re-verified under the database's own lock).
+An item's state (pending, in progress, half done, failed or final) is defined once,
+in SQL: the view ``sweep_state`` of ``sweep_state.sql`` (shipped as
+``manifests/sweep_state.sql``), which the plan, ``gc status`` and the review read.
+
+Only one sweep of a manifest may run at a time: see lock.py.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.errors import SweepLocked
+from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.format import connect_duckdb, utc_now
 from artifact_gc.storage.urls import protocols, url_to_fs
+from artifact_gc.sweep.lock import SweepLock, lock_path
 
 JOURNAL_SUFFIX = ".journal"
-LOCK_NAME = ".sweep.lock"
 
 EVENT_INTENT = "intent"
 EVENT_ROWS_DELETED = "rows_deleted"
@@ -44,6 +41,13 @@ EVENT_FAILED = "failed"
 
 #: Events after which nothing is left to do for an item, whatever the mode.
 FINAL_EVENTS = (EVENT_DELETED, EVENT_REVIVED, EVENT_PROTECTED)
+
+#: States of the view ``sweep_state`` that are not an event (see sweep_state.sql).
+STATE_PENDING = "pending"
+STATE_IN_PROGRESS = "in_progress"
+
+#: The view of every candidate with its state, over the views ``manifest`` and ``journal``.
+STATE_VIEW = "sweep_state"
 
 SCHEMA = pa.schema(
     [
@@ -80,13 +84,9 @@ class Event:
     files: int | None = None
 
 
-def _lock_path(url: str) -> Path:
-    if "://" not in url or url.startswith("file://"):
-        local = url[len("file://") :] if url.startswith("file://") else url
-        return Path(local) / LOCK_NAME
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha256(url.encode()).hexdigest()[:32]
-    return cache / "artifact-gc" / "locks" / f"{key}.lock"
+def state_sql() -> str:
+    """``sweep_state.sql``: the one definition of an item's state."""
+    return (resources.files("artifact_gc.sweep") / "sweep_state.sql").read_text(encoding="utf-8")
 
 
 class Journal:
@@ -100,45 +100,11 @@ class Journal:
         self.fs, self.path = url_to_fs(self.url, self.storage_options)
         self._local = "file" in protocols(self.fs)
         self._next_seq: int | None = None
-        self._lock_fd: int | None = None
+        self.lock = SweepLock(lock_path(self.url), manifest_url)
 
-    # -- the lock ---------------------------------------------------------
-
-    def lock_path(self) -> Path:
-        return _lock_path(self.url)
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the sweep lock of this manifest, or raise :class:`SweepLocked`."""
-        path = self.lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise SweepLocked(
-                    f"another gc sweep of {self.manifest_url} is running (lock {path}); "
-                    "wait for it to finish, or see its progress with gc status"
-                ) from exc
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            self._lock_fd = fd
-            try:
-                yield
-            finally:
-                self._lock_fd = None
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def check_unlocked(self) -> None:
-        """Raise :class:`SweepLocked` if a sweep holds the lock now (then let it go)."""
-        path = self.lock_path()
-        if not path.exists():
-            return
-        with self.locked():
-            pass
+    def locked(self) -> AbstractContextManager[None]:
+        """Hold the sweep lock of this manifest (``self.lock``), or raise ``SweepLocked``."""
+        return self.lock.held()
 
     # -- reading ----------------------------------------------------------
 
@@ -172,14 +138,38 @@ class Journal:
         )
         return len(segments)
 
+    def register_state(self, connection: Any) -> int:
+        """:meth:`register` the journal and create the view ``sweep_state`` over it and
+        the view ``manifest``, which must exist; return the number of segments."""
+        segments = self.register(connection)
+        connection.execute(state_sql())
+        return segments
+
+    @contextmanager
+    def reading_state(self) -> Iterator[Any]:
+        """A DuckDB connection with the views ``manifest``, ``journal`` and
+        ``sweep_state`` over this journal's manifest."""
+        with mf.duckdb_for(self.manifest_url, self.storage_options) as connection:
+            connection.execute(f"CREATE TEMP VIEW manifest AS SELECT * FROM "
+                               f"read_parquet({mf.parquet_source(self.manifest_url)})")
+            self.register_state(connection)
+            yield connection
+
     def max_seq(self) -> int:
+        return self._max("seq")
+
+    def last_batch(self) -> int:
+        """The highest batch number journaled so far (0 for none)."""
+        return self._max("batch")
+
+    def _max(self, column: str) -> int:
         con = connect_duckdb()
         try:
             if not self._local:
                 con.register_filesystem(self.fs)
             if self.register(con) == 0:
                 return 0
-            row = con.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()
+            row = con.execute(f"SELECT coalesce(max({column}), 0) FROM journal").fetchone()
             return int(row[0]) if row else 0
         finally:
             con.close()
@@ -238,4 +228,5 @@ class Journal:
             self.fs.makedirs(self.path, exist_ok=True)
             with self.fs.open(f"{self.path}/{name}", "wb") as handle:
                 pq.write_table(table, handle)
+
 

@@ -1,0 +1,242 @@
+"""Carry out a :class:`SweepPlan`: one batch loop, through an :class:`Effects`.
+
+Why the order of a batch (mode ``all``) is safe:
+
+1. ``intent`` is journaled, durably, before anything is deleted. A crash at any later
+   point leaves an item whose last event is ``intent``; the next sweep re-runs it.
+2. The database step re-verifies every candidate and deletes its rows in one locked
+   transaction (effects.py). A crash before the commit rolls everything back.
+3. The files are deleted only after the commit: from then on no row names them, so
+   no reader can be handed a version whose files are gone. A crash between the commit
+   and the end of the file deletes leaves ``intent`` as the last event; the re-run
+   finds the rows gone, re-checks the URI guard and finishes the files (invariant 6).
+4. ``deleted`` is journaled. Deleting a file twice is harmless (invariant 7).
+
+In mode ``only-artifact`` the files go inside the locked transaction instead, and the
+outcome is journaled before the lock is let go; ``only-metadata`` deletes no file.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from artifact_gc.errors import DatabaseError, GCError, ItemFailure, StorageError
+from artifact_gc.progress import NullProgress, Progress
+from artifact_gc.storage.fence import RealDirs
+from artifact_gc.storage.retry import RetryCounter
+from artifact_gc.sweep import hooks as points
+from artifact_gc.sweep.batch import Verdict, batch_item, failed_events, fence, intent_events
+from artifact_gc.sweep.effects import Effects, FilesystemFactory, open_effects
+from artifact_gc.sweep.hooks import SweepHooks
+from artifact_gc.sweep.journal import EVENT_PROTECTED, Event
+from artifact_gc.sweep.options import MODE_ALL
+from artifact_gc.sweep.plan import SweepPlan
+from artifact_gc.sweep.report import SweepReport
+from artifact_gc.sweep.verify import BatchItem
+
+
+def execute(
+    plan: SweepPlan,
+    *,
+    progress: Progress | None = None,
+    filesystem_factory: FilesystemFactory | None = None,
+    hooks: SweepHooks | None = None,
+) -> SweepReport:
+    """Carry out ``plan``; return what was done. A dry run writes nothing at all.
+
+    A sweep that stops raises its ``GCError`` with what it did until then in
+    ``error.done`` (``SweepReport.as_dict()``); the journal has the same. ``hooks``:
+    see hooks.py (tests and benchmarks only)."""
+    progress = progress or NullProgress()
+    sweep = _Sweep(plan, progress, hooks or SweepHooks())
+    try:
+        return sweep.run(filesystem_factory)
+    except GCError as error:
+        report = sweep.report
+        # Only a sweep that got to its batches has something to show (a refused lock
+        # or an unreachable database has not).
+        if report.batches or report.failures or report.deleted:
+            error.done = report.as_dict()
+        raise
+    finally:
+        progress.close()
+
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Begun:
+    """A batch whose database step is done and whose outcome is not yet journaled."""
+
+    batch_no: int
+    size: int
+    verdict: Verdict
+    file_errors: dict[str, str] = field(default_factory=dict)
+    journaled: bool = False
+    files_after_commit: bool = False
+
+
+class _BatchFailed(Exception):
+    def __init__(self, failure: ItemFailure, error: GCError) -> None:
+        super().__init__(error.message)
+        self.failure = failure
+        self.error = error
+
+
+class _Sweep:
+    """One run of the batch loop over a plan."""
+
+    def __init__(self, plan: SweepPlan, progress: Progress, hooks: SweepHooks) -> None:
+        self.plan = plan
+        self.options = plan.options
+        self.progress = progress
+        self.hooks = hooks
+        self.report = SweepReport(uuid.uuid4().hex, plan.manifest_url, self.options.mode,
+                                  self.options.dry_run)
+        self.retries = RetryCounter()
+        self.effects: Effects
+
+    def run(self, filesystem_factory: FilesystemFactory | None) -> SweepReport:
+        started = time.monotonic()
+        try:
+            with open_effects(self.plan, sweep_id=self.report.sweep_id, hooks=self.hooks,
+                              retries=self.retries,
+                              filesystem_factory=filesystem_factory) as effects:
+                self.effects = effects
+                self._batches(effects.items, effects.first_batch)
+        finally:
+            self.report.retries = self.retries.count
+            self.report.elapsed = time.monotonic() - started
+        return self.report
+
+    def _batches(self, items: pa.Table, batch_no: int) -> None:
+        total = items.num_rows
+        self.progress.stage(self.effects.stage, total=total, unit="versions")
+        size = self.plan.batch_size
+        # In mode "all" a batch's files are deleted while the next batch goes through
+        # the database. Each batch still follows intent -> commit -> files -> final
+        # event, so a crash anywhere leaves at most two batches with an intent and no
+        # final event, and the next sweep finishes both.
+        in_flight: tuple[_Begun, Future[dict[str, str]]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files") as files:
+            try:
+                for start in range(0, total, size):
+                    batch = [batch_item(row) for row in items.slice(start, size).to_pylist()]
+                    begun = self._guarded(self._begin, batch_no, batch)
+                    if in_flight is not None:
+                        previous, in_flight = in_flight, None
+                        self._guarded(self._finish, previous[0], previous[1].result())
+                    if begun is not None:
+                        if begun.files_after_commit:
+                            in_flight = (begun, files.submit(self.effects.delete_files,
+                                                             begun.verdict.deletable))
+                        else:
+                            self._guarded(self._finish, begun, begun.file_errors)
+                    self.report.batches += 1
+                    batch_no += 1
+                if in_flight is not None:
+                    last, in_flight = in_flight, None
+                    self._guarded(self._finish, last[0], last[1].result())
+            finally:
+                if in_flight is not None:
+                    # Only while an error propagates: let the files already being
+                    # deleted finish and be journaled, work that a resume then need
+                    # not redo.
+                    begun, future = in_flight
+                    try:
+                        self._finish(begun, future.result())
+                    except _BatchFailed as failed:
+                        self.report.failures.append(failed.failure)
+
+    def _guarded(self, step: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return step(*args)
+        except _BatchFailed as failed:
+            self.report.failures.append(failed.failure)
+            raise failed.error from failed
+
+    def _begin(self, batch_no: int, items: list[BatchItem]) -> _Begun | None:
+        """Fence, journal the intent, and do the batch's database step."""
+        with self.hooks.phase(points.BATCH_BEGIN):
+            real_dirs = RealDirs()  # symlinks resolved afresh for every batch
+            ready: list[BatchItem] = []
+            fenced: list[Event] = []
+            for item in items:
+                reason = fence(item, self.plan.stores, real_dirs)
+                if reason:
+                    fenced.append(Event(item.artifact_version_id, EVENT_PROTECTED, reason=reason))
+                    self.report.protected[item.artifact_version_id] = reason
+                else:
+                    ready.append(item)
+            self.effects.journal(batch_no, fenced)
+            if not ready:
+                self.progress.advance(len(items))
+                return None
+            # 1. Intent, durable before anything is deleted.
+            self.effects.journal(batch_no, intent_events(ready))
+            self.hooks.point(points.AFTER_INTENT)
+            try:
+                with self.hooks.phase(points.DATABASE):
+                    outcome = self.effects.database_step(batch_no, ready)
+            except Exception as exc:  # noqa: BLE001 - every cause is journaled and reported
+                cause = f"{type(exc).__name__}: {exc}"
+                self.effects.journal(batch_no, failed_events(ready, cause))
+                self.progress.advance(len(items))
+                self._fail([ItemFailure(i.artifact_version_id, "database", cause)
+                            for i in ready], DatabaseError(
+                    f"the database step of batch {batch_no} failed for good "
+                    f"(first version {ready[0].artifact_version_id}, {len(ready)} in the "
+                    f"batch): {cause}. Run gc sweep again to resume."))
+                return None
+            self.hooks.point(points.AFTER_COMMIT)
+            self.report.count_rows(outcome.rows)
+            verdict = Verdict.of(outcome.live, ready)
+            self.report.revived.update(verdict.revived)
+            self.report.protected.update(verdict.protected)
+            # 2. In mode "all" the files go once the rows are gone for good: from then
+            # on no reference to these versions can be created.
+            return _Begun(batch_no, len(items), verdict, outcome.file_errors,
+                          journaled=outcome.journaled,
+                          files_after_commit=(self.options.mode == MODE_ALL
+                                              and bool(verdict.deletable)))
+
+    def _finish(self, begun: _Begun, file_errors: dict[str, str]) -> None:
+        """Count and journal the outcome of a batch whose database step is done."""
+        with self.hooks.phase(points.BATCH_FINISH):
+            failures: list[ItemFailure] = []
+            freed = 0
+            for item in begun.verdict.deletable:
+                error = file_errors.get(item.artifact_version_id)
+                if error:
+                    failures.append(ItemFailure(item.artifact_version_id, "files", error))
+                else:
+                    freed += self.report.count_deleted(item,
+                                                       with_files=self.options.deletes_files)
+            self.hooks.point(points.BEFORE_FINAL)
+            if not begun.journaled:
+                self.effects.journal(begun.batch_no,
+                                     begun.verdict.events(file_errors, self.options.done_event))
+            self.progress.advance(begun.size, self.effects.freed(freed))
+            if failures:
+                first = failures[0]
+                more = (f" (and {len(failures) - 1} more in batch {begun.batch_no})"
+                        if len(failures) > 1 else "")
+                self._fail(failures, StorageError(
+                    f"could not delete the files of artifact version "
+                    f"{first.artifact_version_id}: {first.cause}{more}. "
+                    "Run gc sweep again to resume.", path=None))
+
+    def _fail(self, failures: list[ItemFailure], error: GCError) -> None:
+        if self.options.ignore_errors:
+            self.report.failures.extend(failures)
+            return
+        self.report.failures.extend(failures[1:])
+        raise _BatchFailed(failures[0], error)

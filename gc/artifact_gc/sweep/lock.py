@@ -1,0 +1,126 @@
+"""The sweep lock: one sweep of a manifest at a time, and who holds it.
+
+The lock is an ``fcntl.flock`` on a local file: the kernel drops it when the process
+dies, so a sweep killed with SIGKILL leaves no stale lock behind. A remote journal's
+lock file lives in a local cache directory keyed by the journal's URL (the lock
+guards against a second sweep on the same machine; two machines sweeping one
+manifest at once is still safe for the data, because every batch is re-verified
+under the database's own lock).
+
+Whether a sweep is running is read without touching the lock: a flock cannot be
+tested without taking it, even shared, and a sweep that tried to take it at that
+very instant would be refused (exit 7). The holder writes its pid and start time
+into the lock file instead, and empties it before letting go; a reader checks that
+this process is still alive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from artifact_gc.errors import SweepLocked
+
+LOCK_NAME = ".sweep.lock"
+
+
+def lock_path(journal_url: str) -> Path:
+    """The lock file of the journal at ``journal_url``."""
+    if "://" not in journal_url or journal_url.startswith("file://"):
+        local = journal_url[len("file://"):] if journal_url.startswith("file://") \
+            else journal_url
+        return Path(local) / LOCK_NAME
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(journal_url.encode()).hexdigest()[:32]
+    return cache / "artifact-gc" / "locks" / f"{key}.lock"
+
+
+class SweepLock:
+    """The lock of the sweeps of one manifest."""
+
+    def __init__(self, path: Path, manifest_url: str) -> None:
+        self.path = path
+        self.manifest_url = manifest_url
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock, or raise :class:`SweepLocked`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise SweepLocked(
+                    f"another gc sweep of {self.manifest_url} is running (lock {self.path}); "
+                    "wait for it to finish, or see its progress with gc status"
+                ) from exc
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {_start_time(os.getpid()) or '-'}\n".encode())
+            try:
+                yield
+            finally:
+                # Emptied while still held: no reader takes the next holder's record
+                # for ours, and a reader that finds it empty knows no one is sweeping.
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def holder(self) -> int | None:
+        """The pid of the sweep holding the lock now, if any; never takes the lock.
+
+        A sweep killed with SIGKILL leaves its record behind; its process is gone (or
+        its pid now belongs to a process that started at another time), so it does
+        not count."""
+        try:
+            record = self.path.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if len(record) != 2 or not record[0].isdigit():
+            # No sweep, or the bare pid of an older release, which never emptied it.
+            return None
+        pid = int(record[0])
+        return pid if _alive(pid, None if record[1] == "-" else record[1]) else None
+
+    def refuse_if_held(self) -> None:
+        """Raise :class:`SweepLocked` if a sweep holds the lock now (a read: the lock
+        is not taken, so it cannot turn away a sweep that starts at the same instant)."""
+        pid = self.holder()
+        if pid is not None:
+            raise SweepLocked(
+                f"another gc sweep of {self.manifest_url} is running (pid {pid}, lock "
+                f"{self.path}); wait for it to finish, or see its progress with gc status"
+            )
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), from ``/proc``; None
+    where there is no ``/proc`` or no such process (or a zombie: it holds no lock)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: fields count from the last ")".
+    fields = stat[stat.rfind(")") + 2:].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if os.path.isdir("/proc/self"):
+        now = _start_time(pid)
+        return now is not None and (started is None or started == now)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

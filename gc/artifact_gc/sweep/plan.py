@@ -1,0 +1,213 @@
+"""The sweep's plan: check a manifest against the live store, and read what is left.
+
+:func:`plan_sweep` refuses a manifest it must not act on and returns a
+:class:`SweepPlan`, a value that says what a sweep would do; nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from artifact_gc.errors import DatabaseError, ManifestRefused
+from artifact_gc.manifest import format as mf
+from artifact_gc.metadb.dialect import dialect_of
+from artifact_gc.metadb.engine import create_engine, redact
+from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
+from artifact_gc.sweep.journal import FINAL_EVENTS, STATE_PENDING, STATE_VIEW, Journal
+from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.zenml.config import resolve_database_url
+from artifact_gc.zenml.schema import KNOWN_SCHEMA_VERSIONS, ZenMLSchema, discover
+from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
+
+#: The URI guard looks at rows created since the mark started, minus this margin, so
+#: that a clock on the ZenML side running behind ours cannot hide a new row.
+CLOCK_MARGIN = timedelta(hours=1)
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep of a manifest will do: checked, and not yet started."""
+
+    manifest_url: str
+    journal_url: str
+    db_url: str
+    info: mf.ManifestInfo
+    options: SweepOptions
+    candidates: int
+    journal_states: dict[str, int]
+    items: pa.Table
+    stores: dict[str, ArtifactStore]
+
+    @property
+    def versions(self) -> int:
+        return int(self.items.num_rows)
+
+    @property
+    def resuming(self) -> int:
+        """Pending items that an earlier sweep started (or failed) and did not finish."""
+        events = self.items.column("last_event").to_pylist()
+        return sum(1 for e in events if e is not None)
+
+    @property
+    def bytes(self) -> int | None:
+        sizes = self.items.column("size_bytes").to_pylist()
+        return None if any(s is None for s in sizes) else int(sum(sizes))
+
+    @property
+    def files(self) -> int | None:
+        counts = self.items.column("file_count").to_pylist()
+        return None if any(c is None for c in counts) else int(sum(counts))
+
+    @property
+    def batches(self) -> int:
+        return -(-self.versions // self.batch_size)
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size or dialect_of(self.db_url).default_batch_size
+
+    @property
+    def verify_since(self) -> datetime:
+        """Rows created since then may overlap a candidate's paths unseen by the mark."""
+        return self.info.started - CLOCK_MARGIN
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest_url,
+            "journal": self.journal_url,
+            "database": redact(self.db_url),
+            "mark_id": self.info.mark_id,
+            "mark_started_at": self.info.started_at,
+            "mode": self.options.mode,
+            "dry_run": self.options.dry_run,
+            "candidates": self.candidates,
+            "journal_states": dict(self.journal_states),
+            "versions": self.versions,
+            "resuming": self.resuming,
+            "bytes": self.bytes,
+            "files": self.files,
+            "batches": self.batches,
+            "batch_size": self.batch_size,
+            "workers": self.options.workers,
+        }
+
+
+def plan_sweep(
+    manifest_url: str, db_url: str | None = None, options: SweepOptions | None = None
+) -> SweepPlan:
+    """Check the manifest against the live store and work out what is left to sweep.
+
+    Refuses (``ManifestRefused``, exit 5) a manifest that is incomplete, fails its
+    checksum, has an unknown format or schema version, comes from another database
+    or is older than ``max_manifest_age``. Reads only.
+    """
+    options = options or SweepOptions()
+    storage = options.storage_options
+    info = mf.verify(manifest_url, storage)
+    manifest_schema = info.database.get("schema_version") or info.schema.get("version")
+    if manifest_schema not in KNOWN_SCHEMA_VERSIONS:
+        raise ManifestRefused(
+            f"{manifest_url} was marked on ZenML schema {manifest_schema or 'unknown'}, which "
+            f"this release does not know (known: {', '.join(sorted(KNOWN_SCHEMA_VERSIONS))})",
+            manifest_url, "unknown_schema_version",
+        )
+    if options.max_manifest_age is not None:
+        age = mf.utc_now() - info.started
+        if age > options.max_manifest_age:
+            raise ManifestRefused(
+                f"{manifest_url} is {_age(age)} old, older than --max-manifest-age "
+                f"({_age(options.max_manifest_age)}); mark again, or raise the limit",
+                manifest_url, "too_old",
+            )
+    url = _database_url(db_url, info)
+    if options.batch_size is None:
+        options = replace(options, batch_size=dialect_of(url).default_batch_size)
+    engine = create_engine(url, readonly=True)
+    try:
+        schema = discover_schema(engine)
+        live = fingerprint(engine, schema.version)
+        marked = DatabaseFingerprint.from_dict(info.database)
+        if not live.same_store(marked):
+            raise ManifestRefused(
+                f"{manifest_url} was marked on {marked.describe()}, not on the database "
+                f"being swept ({live.describe()})",
+                manifest_url, "other_database",
+            )
+        if schema.version not in KNOWN_SCHEMA_VERSIONS:
+            raise ManifestRefused(
+                f"the live store has ZenML schema {schema.version or 'unknown'}, which this "
+                "release does not know; it may hold references we cannot see",
+                manifest_url, "unknown_schema_version",
+            )
+        overrides = dict(info.parameters.get("store_roots") or {})
+        stores = load_artifact_stores(engine, url, overrides, options.storage_options)
+    finally:
+        engine.dispose()
+    journal = Journal(manifest_url, storage)
+    if not options.dry_run:
+        journal.lock.refuse_if_held()
+    candidates, states, items = read_pending(journal, options)
+    return SweepPlan(
+        manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
+        options=options, candidates=candidates, journal_states=states, items=items,
+        stores=stores,
+    )
+
+
+def discover_schema(engine: Any) -> ZenMLSchema:
+    """The store's schema, without the unknown-version warning: the plan refuses such a
+    store by itself."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return discover(engine)
+
+
+def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str, int], pa.Table]:
+    """(candidates, candidates by last journal event, the items not finished in the
+    options' mode), from the view ``sweep_state`` (DuckDB)."""
+    finished = ", ".join(f"'{e}'" for e in (*FINAL_EVENTS, options.done_event))
+    with journal.reading_state() as con:
+        states = {
+            str(state): int(n) for state, n in con.execute(
+                f"SELECT coalesce(last_event, '{STATE_PENDING}'), count(*) FROM {STATE_VIEW} "
+                "GROUP BY 1"
+            ).fetchall()
+        }
+        # Sorted by URI so that nested paths and neighbours land in the same batch.
+        items = con.sql(
+            f"""
+            SELECT artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
+                   coalesce(visualization_uris, []::VARCHAR[]) AS visualization_uris,
+                   size_bytes, file_count, last_event
+            FROM {STATE_VIEW}
+            WHERE state NOT IN ({finished})
+            ORDER BY uri, artifact_version_id
+            """
+        ).to_arrow_table()
+    return sum(states.values()), states, items
+
+
+def _age(delta: timedelta) -> str:
+    from artifact_gc.durations import format_duration
+
+    return format_duration(delta)
+
+
+def _database_url(explicit: str | None, info: mf.ManifestInfo) -> str:
+    """``--db``, else mark's defaults, else the SQLite file the manifest was marked on."""
+    if explicit:
+        return resolve_database_url(explicit)
+    try:
+        return resolve_database_url(None)
+    except DatabaseError:
+        path = info.database.get("database")
+        if info.database.get("dialect") == "sqlite" and path and os.path.exists(path):
+            return f"sqlite:///{path}"
+        raise

@@ -1,0 +1,180 @@
+"""The rows a deleted artifact version takes with it, driven by the discovered schema.
+
+Every row removed here is one the foreign keys would have removed by cascade, or a
+polymorphic row that names a deleted version or artifact. SQLite connections may run
+with foreign keys off, so we do it ourselves, children before parents:
+
+1. the dependents the schema found (visualizations, curated visualizations), deepest
+   first;
+2. the polymorphic rows (``ZenMLSchema.polymorphic_tables``) that name the versions,
+   and the rows such a link table owns once nothing links them any more (run
+   metadata);
+3. the versions;
+4. each artifact left with no version, and its polymorphic rows.
+
+A parent row (an artifact, a run metadata row) that a foreign key we do not handle
+here still points at is kept: with foreign keys off nothing else would stop us from
+orphaning that child, and a new ZenML release that adds such a key keeps more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from artifact_gc.metadb.dialect import dialect_of
+from artifact_gc.metadb.statements import execute_in, quoter, select_in
+from artifact_gc.sweep.verify import foreign_key_children
+from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
+
+#: The column of ``artifact_version`` that names its artifact.
+ARTIFACT_COLUMN = "artifact_id"
+
+#: ``resource_type`` of a version and of an artifact in the polymorphic tables.
+VERSION_RESOURCE = "artifact_version"
+ARTIFACT_RESOURCE = "artifact"
+
+#: What the schema cannot say: a polymorphic link table whose rows own a row of
+#: another table (link column, owned table). A run metadata row lives as long as a
+#: resource links it; a tag outlives its resources, so tag_resource owns nothing.
+OWNED_THROUGH: dict[str, tuple[str, str]] = {
+    "run_metadata_resource": ("run_metadata_id", "run_metadata"),
+}
+
+Count = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The row deletes of one store's schema."""
+
+    schema: ZenMLSchema
+    #: table -> (child table, column) of the foreign keys into it that the cascade
+    #: does not handle itself: a row they point at is kept.
+    foreign_children: dict[str, list[tuple[str, str]]]
+
+    @classmethod
+    def discover(cls, engine: Any, schema: ZenMLSchema) -> Cascade:
+        handled = {ARTIFACT_TABLE: (VERSION_TABLE, ARTIFACT_COLUMN)}
+        for link, (column, owned) in OWNED_THROUGH.items():
+            handled[owned] = (link, column)
+        return cls(schema, {
+            table: [child for child in foreign_key_children(engine, table) if child != mine]
+            for table, mine in handled.items()
+        })
+
+    def delete(self, connection: Any, ids: list[str]) -> dict[str, int]:
+        """Delete the versions ``ids`` and everything that belongs to them only;
+        return the rows deleted by table."""
+        q = quoter(connection)
+        counts: dict[str, int] = {}
+
+        def add(table: str, n: int) -> None:
+            if n:
+                counts[table] = counts.get(table, 0) + n
+
+        dependents = self.schema.dependents
+        write_locked = dialect_of(connection).lock_blocks_all_writers
+        for dependent in sorted(dependents, key=lambda d: -_depth(d, dependents)):
+            if write_locked and dependent.parent_table != VERSION_TABLE and not self._any_row(
+                    connection, dependent.table):
+                # An empty grandchild table (ZenML's curated_visualization, usually)
+                # has nothing to delete, and its filter would scan the whole
+                # visualization table once more. BEGIN IMMEDIATE holds the write
+                # lock, so it stays empty until we commit.
+                continue
+            where = _dependent_filter(q, dependent, dependents)
+            add(dependent.table, execute_in(
+                connection, f"DELETE FROM {q(dependent.table)} WHERE {where}", ids))
+        self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add)
+        parents = {str(r[0]) for r in select_in(
+            connection,
+            f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+            f"WHERE {q('id')} IN :ids",
+            ids,
+        )}
+        add(VERSION_TABLE, execute_in(
+            connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
+        # Each artifact left with no version is deleted once, whatever the number of its
+        # versions in the batch.
+        if parents:
+            still = {str(r[0]) for r in select_in(
+                connection,
+                f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                f"WHERE {q(ARTIFACT_COLUMN)} IN :ids",
+                parents,
+            )}
+            empty = parents - still - self._pointed_at(connection, ARTIFACT_TABLE, parents)
+            if empty:
+                self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add)
+                add(ARTIFACT_TABLE, execute_in(
+                    connection, f"DELETE FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
+                    empty))
+        return counts
+
+    def _delete_polymorphic(self, connection: Any, ids: Sequence[str], resource_type: str,
+                            add: Count) -> None:
+        q = quoter(connection)
+        for table in self.schema.polymorphic_tables:
+            names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
+            column, owned = OWNED_THROUGH.get(table, ("", ""))
+            linked: set[str] = set()
+            if column:
+                linked = {str(r[0]) for r in select_in(
+                    connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}",
+                    ids, t=resource_type)}
+            add(table, execute_in(connection, f"DELETE FROM {q(table)} WHERE {names}",
+                                  ids, t=resource_type))
+            if linked and owned in self.schema.tables:
+                # A run_metadata row can be shared by several resources (a step and
+                # its outputs); only the ones left with no resource at all go.
+                shared = {str(r[0]) for r in select_in(
+                    connection,
+                    f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IN :ids",
+                    linked,
+                )}
+                orphans = linked - shared - self._pointed_at(connection, owned, linked)
+                add(owned, execute_in(
+                    connection, f"DELETE FROM {q(owned)} WHERE {q('id')} IN :ids", orphans))
+
+    def _pointed_at(self, connection: Any, table: str, ids: set[str]) -> set[str]:
+        """Ids of ``table`` that a foreign key we do not handle ourselves points at."""
+        q = quoter(connection)
+        kept: set[str] = set()
+        for child, column in self.foreign_children.get(table, []):
+            kept |= {str(r[0]) for r in select_in(
+                connection,
+                f"SELECT DISTINCT {q(column)} FROM {q(child)} WHERE {q(column)} IN :ids", ids)}
+        return kept
+
+    @staticmethod
+    def _any_row(connection: Any, table: str) -> bool:
+        import sqlalchemy as sa
+
+        q = quoter(connection)
+        return connection.execute(sa.text(f"SELECT 1 FROM {q(table)} LIMIT 1")).first() is not None
+
+
+def _depth(dependent: Dependent, dependents: Sequence[Dependent]) -> int:
+    depth = 1
+    parent = dependent.parent_table
+    seen = {dependent.table}
+    while parent != VERSION_TABLE:
+        owner = next((d for d in dependents if d.table == parent), None)
+        if owner is None or owner.table in seen:
+            break
+        seen.add(owner.table)
+        depth += 1
+        parent = owner.parent_table
+    return depth
+
+
+def _dependent_filter(q: Any, dependent: Dependent, dependents: Sequence[Dependent]) -> str:
+    """SQL selecting ``dependent``'s rows that hang (perhaps indirectly) off ``:ids``."""
+    if dependent.parent_table == VERSION_TABLE:
+        return f"{q(dependent.column)} IN :ids"
+    owner = next(d for d in dependents if d.table == dependent.parent_table)
+    inner = _dependent_filter(q, owner, dependents)
+    return (f"{q(dependent.column)} IN (SELECT {q(dependent.parent_column)} "
+            f"FROM {q(dependent.parent_table)} WHERE {inner})")
