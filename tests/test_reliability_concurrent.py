@@ -47,8 +47,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
+from artifact_gc.manifest.views import duckdb_for, parquet_source
 from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_INTENT,
@@ -127,9 +127,9 @@ def _sweep_order(manifest: Path) -> list[str]:
     """Candidates in the order the sweep takes them today (``_read_pending``: by URI,
     then id). Only the racers' aim depends on it: what the writers must see follows
     from the database and the journal at the pause."""
-    with mf.duckdb_for(str(manifest)) as con:
+    with duckdb_for(str(manifest)) as con:
         rows = con.execute(
-            f"SELECT artifact_version_id FROM read_parquet({mf.parquet_source(str(manifest))}) "
+            f"SELECT artifact_version_id FROM read_parquet({parquet_source(str(manifest))}) "
             f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY uri, artifact_version_id"
         ).fetchall()
     return [str(r[0]) for r in rows]

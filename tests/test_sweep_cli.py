@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from artifact_gc.cli import cli
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.publish import write_manifest
 from artifact_gc.sweep.journal import Journal
 from scenarios.helpers import ScenarioStore, list_tree
 from sweep_support import db_snapshot, mark_store
@@ -42,7 +43,7 @@ def _rewrite(source: Path, target: Path, **changes: object) -> Path:
         meta = {mf.METADATA_KEY: json.dumps(info.as_dict()).encode()}
         pq.write_table(table.replace_schema_metadata(meta), target)
     else:
-        mf.write_manifest(table.replace_schema_metadata({}), info, str(target))
+        write_manifest(table.replace_schema_metadata({}), info, str(target))
     return target
 
 

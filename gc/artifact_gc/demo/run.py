@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE
+from artifact_gc.manifest.views import connect_duckdb, parquet_source
 from artifact_gc.mark.run import MarkOptions, MarkResult, mark
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.sweep.execute import execute
@@ -127,10 +127,10 @@ def run_demo(
 def _zenml_would_delete(manifest_url: str) -> dict[str, int]:
     """Versions we keep that ZenML's own prune rule would have deleted, by reason."""
     unseen = ", ".join(f"'{r}'" for r in _UNSEEN_BY_ZENML)
-    with mf.connect_duckdb() as con:
+    with connect_duckdb() as con:
         rows = con.execute(
             f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r, reasons "
-            f"FROM read_parquet({mf.parquet_source(manifest_url)}) "
+            f"FROM read_parquet({parquet_source(manifest_url)}) "
             f"WHERE status = '{STATUS_REACHABLE}' "
             f"AND NOT list_has_any(reasons, ['step_input', 'step_output'])) "
             f"WHERE r IN ({unseen}) GROUP BY r ORDER BY r"
@@ -141,10 +141,10 @@ def _zenml_would_delete(manifest_url: str) -> dict[str, int]:
 def _verify(result: DemoReport, manifest_url: str) -> None:
     """Every version the sweep kept still has its row and its files; no dangling rows."""
     db_path = result.db_url.removeprefix("sqlite:///")
-    with mf.connect_duckdb() as con:
+    with connect_duckdb() as con:
         kept = con.execute(
             f"SELECT artifact_version_id, uri FROM read_parquet("
-            f"{mf.parquet_source(manifest_url)}) WHERE status <> '{STATUS_CANDIDATE}'"
+            f"{parquet_source(manifest_url)}) WHERE status <> '{STATUS_CANDIDATE}'"
         ).fetchall()
     connection = sqlite3.connect(db_path)
     try:

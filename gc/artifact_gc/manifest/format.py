@@ -12,7 +12,6 @@ Readers see every supported version in one shape through
 
 from __future__ import annotations
 
-import importlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -215,24 +214,3 @@ def verify(url: str, storage_options: dict[str, Any] | None = None) -> ManifestI
             url, "checksum",
         )
     return info
-
-
-#: Names that moved to their own modules. mark/ and sweep/ still call them as
-#: ``format.<name>``; new code imports them from the module named here. They are looked
-#: up on first use because those modules import this one.
-_MOVED = {
-    "connect_duckdb": "views",
-    "duckdb_for": "views",
-    "parquet_source": "views",
-    "candidate_checksum": "checksum",
-    "write_manifest": "publish",
-    "write_manifest_from": "publish",
-    "write_manifest_parts": "publish",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"artifact_gc.manifest.{module}"), name)

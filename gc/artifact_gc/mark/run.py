@@ -23,6 +23,8 @@ import pyarrow as pa
 from artifact_gc.durations import format_duration
 from artifact_gc.errors import UsageError
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.publish import write_manifest_from, write_manifest_parts
+from artifact_gc.manifest.views import connect_duckdb
 from artifact_gc.mark.classify import Classification, classify
 from artifact_gc.mark.summary import summarize
 from artifact_gc.metadb.engine import create_engine, redact
@@ -162,14 +164,14 @@ def _write(
                            limits=options.limits, progress=progress)
         finish(summarize(con, "manifest_table"))
         progress.stage("writing manifest")
-        mf.write_manifest_from(con, "SELECT * FROM manifest_table", info, out_url,
+        write_manifest_from(con, "SELECT * FROM manifest_table", info, out_url,
                                storage_options=storage_options)
     else:
         # Each part of the rows is computed once, then hashed, summarized and
         # written; the summary is complete when the last part has been written,
         # before the writer reads ``info``.
         versions = classified.counts["versions_in_scope"]
-        mf.write_manifest_parts(
+        write_manifest_parts(
             con, _parts(con, classified.parts, versions, progress, finish), info,
             out_url, storage_options=storage_options,
         )
@@ -180,7 +182,7 @@ def _duckdb_connection() -> Any:
     """An in-memory DuckDB that spills to disk instead of growing past its limit."""
     import tempfile
 
-    return mf.connect_duckdb(
+    return connect_duckdb(
         memory_limit=DUCKDB_MEMORY_LIMIT,
         temp_directory=tempfile.gettempdir() + "/artifact-gc-duckdb",
         preserve_insertion_order=False,

@@ -24,8 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.manifest import format as mf
-from artifact_gc.manifest.format import connect_duckdb, utc_now
+from artifact_gc.manifest.format import utc_now
+from artifact_gc.manifest.views import connect_duckdb, duckdb_for, parquet_source
 from artifact_gc.storage.urls import protocols, url_to_fs
 from artifact_gc.sweep.lock import SweepLock, lock_path
 
@@ -149,9 +149,9 @@ class Journal:
     def reading_state(self) -> Iterator[Any]:
         """A DuckDB connection with the views ``manifest``, ``journal`` and
         ``sweep_state`` over this journal's manifest."""
-        with mf.duckdb_for(self.manifest_url, self.storage_options) as connection:
+        with duckdb_for(self.manifest_url, self.storage_options) as connection:
             connection.execute(f"CREATE TEMP VIEW manifest AS SELECT * FROM "
-                               f"read_parquet({mf.parquet_source(self.manifest_url)})")
+                               f"read_parquet({parquet_source(self.manifest_url)})")
             self.register_state(connection)
             yield connection
 
