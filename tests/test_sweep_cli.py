@@ -150,3 +150,4 @@ def test_refusal_reasons_in_the_library(marked: tuple[ScenarioStore, Path],
         plan_sweep(str(_rewrite(manifest, tmp_path / "o.parquet",
                                 database={"store_id": "e" * 32})), store.sqlalchemy_url)
     assert refused.value.reason == "other_database"
+

@@ -171,7 +171,9 @@ def discover_schema(engine: Any) -> ZenMLSchema:
 
 def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str, int], pa.Table]:
     """(candidates, candidates by last journal event, the items not finished in the
-    options' mode), from the view ``sweep_state`` (DuckDB)."""
+    options' mode), from the view ``sweep_state`` (DuckDB). Items are keyed by
+    (``item_kind``, ``item_id``); the version columns are what the sweep of a version
+    acts on."""
     finished = ", ".join(f"'{e}'" for e in (*FINAL_EVENTS, options.done_event))
     with journal.reading_state() as con:
         states = {
@@ -183,12 +185,13 @@ def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str
         # Sorted by URI so that nested paths and neighbours land in the same batch.
         items = con.sql(
             f"""
-            SELECT artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
+            SELECT item_kind, item_id,
+                   artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
                    coalesce(visualization_uris, []::VARCHAR[]) AS visualization_uris,
                    size_bytes, file_count, last_event
             FROM {STATE_VIEW}
             WHERE state NOT IN ({finished})
-            ORDER BY uri, artifact_version_id
+            ORDER BY uri, item_kind, item_id
             """
         ).to_arrow_table()
     return sum(states.values()), states, items
