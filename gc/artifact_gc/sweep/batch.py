@@ -1,8 +1,8 @@
 """One batch of candidates: the fence before the database, the live database's verdict,
 and the journal events of its outcome.
 
-Every item of a batch is an artifact version, so its events are keyed
-(``artifact_version``, its id)."""
+Every item of a batch is an artifact version (the plan sweeps no other kind), so its
+events are keyed (``artifact_version``, its id)."""
 
 from __future__ import annotations
 

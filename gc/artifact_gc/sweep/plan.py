@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from artifact_gc.errors import DatabaseError, ManifestRefused
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
@@ -27,6 +28,10 @@ from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 #: The URI guard looks at rows created since the mark started, minus this margin, so
 #: that a clock on the ZenML side running behind ours cannot hide a new row.
 CLOCK_MARGIN = timedelta(hours=1)
+
+#: The kinds of item this release can sweep (batch.py journals its items as versions).
+#: A candidate of another kind is refused, not acted on as if it were a version.
+SWEPT_KINDS = (ITEM_KIND_VERSION,)
 
 
 @dataclass
@@ -152,6 +157,13 @@ def plan_sweep(
     if not options.dry_run:
         journal.lock.refuse_if_held()
     candidates, states, items = read_pending(journal, options)
+    unknown = sorted(set(items.column("item_kind").to_pylist()) - set(SWEPT_KINDS))
+    if unknown:
+        raise ManifestRefused(
+            f"{manifest_url} has candidates of a kind this release cannot sweep "
+            f"({', '.join(unknown)}; it sweeps {', '.join(SWEPT_KINDS)})",
+            manifest_url, "unknown_item_kind",
+        )
     return SweepPlan(
         manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
         options=options, candidates=candidates, journal_states=states, items=items,
