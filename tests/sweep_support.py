@@ -18,6 +18,10 @@ from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make
 ZENML_SCRIPT = Path(__file__).with_name("sweep_zenml.py")
 GC = str(Path(sys.executable).with_name("gc"))
 
+#: The sweep journal's columns, in order, as releases from before item kinds wrote them.
+JOURNAL_COLUMNS_BEFORE_ITEM_KINDS = ["sweep_id", "batch", "seq", "artifact_version_id", "event",
+                                     "mode", "bytes", "error", "at", "reason", "files"]
+
 #: Columns that change on their own (timestamps ZenML bumps); everything else compares.
 _VOLATILE = {"updated", "last_login", "expires"}
 
@@ -114,3 +118,17 @@ def assert_swept(store: ScenarioStore, deleted: set[str], before_tree: dict[str,
         result = zenml(store, "load")
         assert result["failed"] == {}
         assert result["loaded"] == len(remaining)
+
+
+def rewrite_journal_as_before_item_kinds(manifest: Path) -> int:
+    """Rewrite every segment of ``manifest``'s journal as a release from before item
+    kinds wrote it: its columns, in its order, nothing else. Returns the number of
+    segments."""
+    import pyarrow.parquet as pq
+
+    segments = sorted(Path(str(manifest) + ".journal").glob("*.parquet"))
+    for segment in segments:
+        table = pq.read_table(segment)
+        assert table.column("item_kind").to_pylist() == ["artifact_version"] * table.num_rows
+        pq.write_table(table.select(JOURNAL_COLUMNS_BEFORE_ITEM_KINDS), segment)
+    return len(segments)

@@ -29,6 +29,7 @@ from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_MANIFEST_REFUSED, EXIT_USAGE, ManifestRefused, UsageError
 from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import (
+    ITEM_KIND_VERSION,
     PROTECT_FILTERED_OUT,
     STATUS_CANDIDATE,
     STATUS_PROTECTED,
@@ -143,7 +144,7 @@ def _journal(url: str, events: list[tuple[str, str]], *, sweep_id: str = "sweep0
     """Journal ``(artifact_version_id, event)`` pairs through the sweep's own writer."""
     Journal(url, storage_options).append(
         sweep_id, 0, "all",
-        [Event(vid, event, bytes=bytes_each if event == "deleted" else None,
+        [Event(ITEM_KIND_VERSION, vid, event, bytes=bytes_each if event == "deleted" else None,
                error="boom" if event == "failed" else None) for vid, event in events],
     )
 

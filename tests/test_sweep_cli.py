@@ -150,3 +150,38 @@ def test_refusal_reasons_in_the_library(marked: tuple[ScenarioStore, Path],
         plan_sweep(str(_rewrite(manifest, tmp_path / "o.parquet",
                                 database={"store_id": "e" * 32})), store.sqlalchemy_url)
     assert refused.value.reason == "other_database"
+
+
+def test_candidates_of_a_kind_the_sweep_cannot_sweep_are_refused(
+    marked: tuple[ScenarioStore, Path], tmp_path: Path
+) -> None:
+    """A manifest may carry candidates of another item kind (format 1.1, a valid
+    checksum). This release sweeps artifact versions only: it must refuse such a
+    manifest (exit 5), not act on those rows as versions by their artifact_version_id
+    and journal them under a key their own item never reads."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from artifact_gc.errors import ManifestRefused
+    from artifact_gc.sweep.options import SweepOptions
+    from artifact_gc.sweep.plan import plan_sweep
+
+    store, manifest = marked
+    table = pq.read_table(manifest)
+    kinds = table.column("item_kind").to_pylist()
+    kinds[pc.equal(table["status"], "candidate").to_pylist().index(True)] = "orphan_file"
+    table = table.set_column(table.schema.get_field_index("item_kind"), "item_kind",
+                             pa.array(kinds, pa.string()))
+    other_kind = tmp_path / "other-kind.parquet"
+    write_manifest(table.replace_schema_metadata({}), mf.read_info(str(manifest)),
+                   str(other_kind))
+    mf.verify(str(other_kind))  # its checksum holds
+    before = db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)
+    for dry_run in (True, False):
+        with pytest.raises(ManifestRefused, match="orphan_file") as refused:
+            plan_sweep(str(other_kind), store.sqlalchemy_url, SweepOptions(dry_run=dry_run))
+        assert refused.value.reason == "unknown_item_kind"
+    result = _run("sweep", str(other_kind), "--db", store.db_url, "--yes")
+    assert result.exit_code == 5, result.output  # type: ignore[attr-defined]
+    assert (db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)) == before
+    assert not Path(Journal(str(other_kind)).url).exists()

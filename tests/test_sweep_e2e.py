@@ -10,18 +10,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from artifact_gc.review.progress import sweep_progress
+from artifact_gc.review.session import open_review
+from artifact_gc.sweep import hooks as points
 from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Journal
 from artifact_gc.sweep.options import SweepOptions
 from artifact_gc.sweep.plan import plan_sweep
 from artifact_gc.sweep.status import sweep_status
 from scenarios.helpers import ScenarioStore, list_tree
 from sweep_support import (
+    JOURNAL_COLUMNS_BEFORE_ITEM_KINDS,
     assert_swept,
     db_snapshot,
     mark_store,
+    rewrite_journal_as_before_item_kinds,
     uri_paths,
     zenml,
 )
@@ -153,3 +160,59 @@ def test_only_modes(scenario_store: ScenarioStore, tmp_path: Path, mode: str) ->
     # A later full sweep finishes the other half and ends like a plain sweep.
     execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions()))
     assert_swept(store, store.candidates, before, footprints, load=False)
+
+
+class _StopAfterCommit(SweepHooks):
+    """Stop the sweep once the rows of batch ``batch`` are committed: that batch keeps
+    its intent as its last event, its files not yet deleted."""
+
+    def __init__(self, batch: int) -> None:
+        self.left = batch
+
+    def point(self, name: str) -> None:
+        if name == points.AFTER_COMMIT:
+            self.left -= 1
+            if self.left == 0:
+                raise _Stopped
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_sweep_resumes_a_journal_written_before_item_kinds(
+    scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """A sweep interrupted under a release from before item kinds: its journal has no
+    item columns. This release's status, plan and review read it, and its sweep
+    finishes the job, appending segments with item columns."""
+    store = scenario_store
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    before = list_tree(store.store_root)
+    footprints = uri_paths(store, store.all_ids)
+    size = 3
+    assert len(store.candidates) > 2 * size
+    with pytest.raises(_Stopped):
+        execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=size)),
+                hooks=_StopAfterCommit(batch=2))
+    old_segments = rewrite_journal_as_before_item_kinds(manifest)
+    assert old_segments >= 3
+    status = sweep_status(str(manifest)).as_dict()
+    assert (status["done"], status["in_progress"], status["pending"]) == (
+        size, size, len(store.candidates) - 2 * size)
+    plan = plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=size))
+    assert (plan.versions, plan.resuming) == (len(store.candidates) - size, size)
+    assert set(plan.items.column("item_id").to_pylist()) <= store.candidates
+    with open_review(str(manifest)) as review:
+        progress = sweep_progress(review)
+    assert (progress.state, progress.by_state["deleted"]) == ("partial", size)
+    report = execute(plan)
+    assert len(report.deleted) == len(store.candidates) - size and not report.failures
+    assert_swept(store, store.candidates, before, footprints)
+    final = sweep_status(str(manifest)).as_dict()
+    assert final["done"] == len(store.candidates) and final["remaining"] == 0
+    segments = sorted(Path(str(manifest) + ".journal").glob("*.parquet"))
+    names = [pq.read_schema(s).names for s in segments]
+    assert names[:old_segments] == [JOURNAL_COLUMNS_BEFORE_ITEM_KINDS] * old_segments
+    assert all({"item_kind", "item_id"} <= set(n) for n in names[old_segments:])
+    assert plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions()).versions == 0

@@ -1,5 +1,8 @@
 """One batch of candidates: the fence before the database, the live database's verdict,
-and the journal events of its outcome."""
+and the journal events of its outcome.
+
+Every item of a batch is an artifact version (the plan sweeps no other kind), so its
+events are keyed (``artifact_version``, its id)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifact_gc.manifest.reasons import (
+    ITEM_KIND_VERSION,
     PROTECT_NO_STORE,
     PROTECT_OUTSIDE_ROOT,
     PROTECT_ROOT_CHANGED,
@@ -58,11 +62,16 @@ def fence(item: BatchItem, stores: Mapping[str, ArtifactStore], real_dirs: RealD
 
 
 def intent_events(items: Sequence[BatchItem]) -> list[Event]:
-    return [Event(item.artifact_version_id, EVENT_INTENT) for item in items]
+    return [Event(ITEM_KIND_VERSION, item.artifact_version_id, EVENT_INTENT) for item in items]
+
+
+def protected_event(item: BatchItem, reason: str) -> Event:
+    return Event(ITEM_KIND_VERSION, item.artifact_version_id, EVENT_PROTECTED, reason=reason)
 
 
 def failed_events(items: Sequence[BatchItem], cause: str) -> list[Event]:
-    return [Event(item.artifact_version_id, EVENT_FAILED, error=cause) for item in items]
+    return [Event(ITEM_KIND_VERSION, item.artifact_version_id, EVENT_FAILED, error=cause)
+            for item in items]
 
 
 @dataclass
@@ -90,12 +99,15 @@ class Verdict:
 
     def events(self, file_errors: Mapping[str, str], done_event: str) -> list[Event]:
         """One final event per item: kept (and why), failed at its files, or done."""
-        events = [Event(vid, EVENT_REVIVED, reason=reason) for vid, reason in self.revived.items()]
-        events += [Event(vid, EVENT_PROTECTED, reason=reason)
+        events = [Event(ITEM_KIND_VERSION, vid, EVENT_REVIVED, reason=reason)
+                  for vid, reason in self.revived.items()]
+        events += [Event(ITEM_KIND_VERSION, vid, EVENT_PROTECTED, reason=reason)
                    for vid, reason in self.protected.items()]
         for item in self.deletable:
             vid = item.artifact_version_id
             error = file_errors.get(vid)
-            events.append(Event(vid, EVENT_FAILED, error=error) if error else
-                          Event(vid, done_event, bytes=item.size_bytes, files=item.file_count))
+            events.append(
+                Event(ITEM_KIND_VERSION, vid, EVENT_FAILED, error=error) if error else
+                Event(ITEM_KIND_VERSION, vid, done_event, bytes=item.size_bytes,
+                      files=item.file_count))
         return events

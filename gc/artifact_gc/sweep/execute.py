@@ -32,10 +32,17 @@ from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.storage.retry import RetryCounter
 from artifact_gc.sweep import hooks as points
-from artifact_gc.sweep.batch import Verdict, batch_item, failed_events, fence, intent_events
+from artifact_gc.sweep.batch import (
+    Verdict,
+    batch_item,
+    failed_events,
+    fence,
+    intent_events,
+    protected_event,
+)
 from artifact_gc.sweep.effects import Effects, FilesystemFactory, open_effects
 from artifact_gc.sweep.hooks import SweepHooks
-from artifact_gc.sweep.journal import EVENT_PROTECTED, Event
+from artifact_gc.sweep.journal import Event
 from artifact_gc.sweep.options import MODE_ALL
 from artifact_gc.sweep.plan import SweepPlan
 from artifact_gc.sweep.report import SweepReport
@@ -172,7 +179,7 @@ class _Sweep:
             for item in items:
                 reason = fence(item, self.plan.stores, real_dirs)
                 if reason:
-                    fenced.append(Event(item.artifact_version_id, EVENT_PROTECTED, reason=reason))
+                    fenced.append(protected_event(item, reason))
                     self.report.protected[item.artifact_version_id] = reason
                 else:
                     ready.append(item)

@@ -9,6 +9,11 @@ An item's state (pending, in progress, half done, failed or final) is defined on
 in SQL: the view ``sweep_state`` of ``sweep_state.sql`` (shipped as
 ``manifests/sweep_state.sql``), which the plan, ``gc status`` and the review read.
 
+Events are keyed by item (``item_kind``, ``item_id``), like the manifest's rows; an
+artifact version's events also carry its ``artifact_version_id``, so that a release
+from before item kinds still reads the journal. A segment written by such a release
+has no item columns: every event in it is an artifact version's (sweep_state.sql).
+
 Only one sweep of a manifest may run at a time: see lock.py.
 """
 
@@ -25,7 +30,8 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.manifest.format import utc_now
-from artifact_gc.manifest.views import connect_duckdb, duckdb_for, parquet_source
+from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
+from artifact_gc.manifest.views import connect_duckdb, create_manifest_view, duckdb_for
 from artifact_gc.storage.urls import protocols, url_to_fs
 from artifact_gc.sweep.lock import SweepLock, lock_path
 
@@ -63,6 +69,8 @@ SCHEMA = pa.schema(
         # Added columns (FORMAT.md allows readers to ignore what they don't know):
         pa.field("reason", pa.string()),
         pa.field("files", pa.int64()),
+        pa.field("item_kind", pa.string()),
+        pa.field("item_id", pa.string()),
     ]
 )
 
@@ -74,14 +82,21 @@ def journal_url(manifest_url: str) -> str:
 
 @dataclass(frozen=True)
 class Event:
-    """One line of the journal."""
+    """One line of the journal: an event of the item (``item_kind``, ``item_id``)."""
 
-    artifact_version_id: str
+    item_kind: str
+    item_id: str
     event: str
     bytes: int | None = None
     error: str | None = None
     reason: str | None = None
     files: int | None = None
+
+    @property
+    def artifact_version_id(self) -> str | None:
+        """The version's id for an artifact version (what a release from before item
+        kinds keys on); None for an item of any other kind."""
+        return self.item_id if self.item_kind == ITEM_KIND_VERSION else None
 
 
 def state_sql() -> str:
@@ -150,8 +165,9 @@ class Journal:
         """A DuckDB connection with the views ``manifest``, ``journal`` and
         ``sweep_state`` over this journal's manifest."""
         with duckdb_for(self.manifest_url, self.storage_options) as connection:
-            connection.execute(f"CREATE TEMP VIEW manifest AS SELECT * FROM "
-                               f"read_parquet({parquet_source(self.manifest_url)})")
+            # In the current shape: sweep_state joins on the item columns, which a
+            # manifest of format 1.0 implies.
+            create_manifest_view(connection, self.manifest_url)
             self.register_state(connection)
             yield connection
 
@@ -206,6 +222,8 @@ class Journal:
                 "at": [now] * len(events),
                 "reason": [e.reason for e in events],
                 "files": [e.files for e in events],
+                "item_kind": [e.item_kind for e in events],
+                "item_id": [e.item_id for e in events],
             },
             schema=SCHEMA,
         )

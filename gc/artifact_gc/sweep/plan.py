@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from artifact_gc.errors import DatabaseError, ManifestRefused
 from artifact_gc.manifest import format as mf
+from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
@@ -27,6 +28,10 @@ from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 #: The URI guard looks at rows created since the mark started, minus this margin, so
 #: that a clock on the ZenML side running behind ours cannot hide a new row.
 CLOCK_MARGIN = timedelta(hours=1)
+
+#: The kinds of item this release can sweep (batch.py journals its items as versions).
+#: A candidate of another kind is refused, not acted on as if it were a version.
+SWEPT_KINDS = (ITEM_KIND_VERSION,)
 
 
 @dataclass
@@ -152,6 +157,13 @@ def plan_sweep(
     if not options.dry_run:
         journal.lock.refuse_if_held()
     candidates, states, items = read_pending(journal, options)
+    unknown = sorted(set(items.column("item_kind").to_pylist()) - set(SWEPT_KINDS))
+    if unknown:
+        raise ManifestRefused(
+            f"{manifest_url} has candidates of a kind this release cannot sweep "
+            f"({', '.join(unknown)}; it sweeps {', '.join(SWEPT_KINDS)})",
+            manifest_url, "unknown_item_kind",
+        )
     return SweepPlan(
         manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
         options=options, candidates=candidates, journal_states=states, items=items,
@@ -171,7 +183,9 @@ def discover_schema(engine: Any) -> ZenMLSchema:
 
 def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str, int], pa.Table]:
     """(candidates, candidates by last journal event, the items not finished in the
-    options' mode), from the view ``sweep_state`` (DuckDB)."""
+    options' mode), from the view ``sweep_state`` (DuckDB). Items are keyed by
+    (``item_kind``, ``item_id``); the version columns are what the sweep of a version
+    acts on."""
     finished = ", ".join(f"'{e}'" for e in (*FINAL_EVENTS, options.done_event))
     with journal.reading_state() as con:
         states = {
@@ -183,12 +197,13 @@ def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str
         # Sorted by URI so that nested paths and neighbours land in the same batch.
         items = con.sql(
             f"""
-            SELECT artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
+            SELECT item_kind, item_id,
+                   artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
                    coalesce(visualization_uris, []::VARCHAR[]) AS visualization_uris,
                    size_bytes, file_count, last_event
             FROM {STATE_VIEW}
             WHERE state NOT IN ({finished})
-            ORDER BY uri, artifact_version_id
+            ORDER BY uri, item_kind, item_id
             """
         ).to_arrow_table()
     return sum(states.values()), states, items

@@ -79,10 +79,10 @@ def sweep_status(manifest_url: str, storage_options: dict[str, Any] | None = Non
         ).fetchone()
         freed = None if row is None or row[0] is None or row[1] else int(row[0])
         failures = [
-            ItemFailure(str(vid), "sweep", str(err or ""))
-            for vid, err in con.execute(
-                f"SELECT artifact_version_id, error FROM {STATE_VIEW} "
-                f"WHERE state = '{EVENT_FAILED}' ORDER BY artifact_version_id LIMIT 100"
+            ItemFailure(str(item_id), "sweep", str(err or ""))
+            for item_id, err in con.execute(
+                f"SELECT item_id, error FROM {STATE_VIEW} "
+                f"WHERE state = '{EVENT_FAILED}' ORDER BY item_kind, item_id LIMIT 100"
             ).fetchall()
         ]
         sweeps_row = con.execute("SELECT count(DISTINCT sweep_id) FROM journal").fetchone()

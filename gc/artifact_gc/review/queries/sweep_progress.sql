@@ -1,7 +1,8 @@
 -- Progress of the sweep of this manifest: how many candidates are in each state.
 -- An item's state is defined once, by the view `sweep_state` (manifests/sweep_state.sql):
 -- pending, in_progress, deleted, revived, protected, failed, rows_deleted, files_deleted.
--- Needs: views `manifest` (see by_status.sql), `journal` over the journal segments:
+-- Needs: views `manifest` (see by_status.sql; a 1.0 manifest with the item columns it
+-- implies, see FORMAT.md), `journal` over the journal segments:
 --   CREATE VIEW journal AS
 --   SELECT * FROM read_parquet('mark.parquet.journal/*.parquet', union_by_name = true);
 -- and `sweep_state`: .read manifests/sweep_state.sql
