@@ -19,6 +19,78 @@ _MYSQL_TRANSIENT = (1205, 1213, 2006, 2013)
 #: SQLite page cache of the sweep's connection, in KiB (see ``locked_transaction``).
 SQLITE_CACHE_KIB = 256 * 1024
 
+#: How long a read of :class:`ReferenceGuard` waits for a writer's row lock, in seconds,
+#: at most. Past it the batch rolls back and runs again (error 1205 is transient): a
+#: writer that waits for the batch's own locks while holding the row the guard waits
+#: for is a cycle that InnoDB cannot see, since the batch's two connections wait for
+#: each other only in our code.
+GUARD_LOCK_WAIT_SECONDS = 5
+
+
+class RerunTransaction(Exception):
+    """Raised inside :meth:`Dialect.locked_transaction` when someone else's commit made
+    what the transaction decided wrong: it rolls back, and :meth:`Dialect.is_transient`
+    says to run it again from the start."""
+
+
+class ReferenceGuard:
+    """Locking reads on a connection of its own (MySQL/MariaDB), holding back whoever
+    would insert into what they scanned until the guard ends.
+
+    InnoDB locks the gaps between rows, which is what holds back an insert, only at
+    REPEATABLE READ and above, while the batch transaction runs at READ COMMITTED (so
+    that its checks see every commit and its deletes lock no gaps). The guard is
+    therefore a second transaction, at REPEATABLE READ. A locking read of a table
+    through a filter on unindexed columns locks every row and every gap of the table:
+    nobody can insert a row into it until the guard ends. It writes nothing, and it
+    starts a transaction only at its first read: entered before the batch transaction
+    and left after it, it holds its locks from that read until the batch has committed.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._connection: Any = None
+        self._lock_wait: int | None = None
+
+    def read(self, sql: str, **params: Any) -> list[Any]:
+        """The rows of ``sql``, share-locked (with the gaps around them) until the end.
+
+        Every row the statement scans is locked, not only the rows it returns."""
+        import sqlalchemy as sa
+
+        if self._connection is None:
+            self._open()
+        return list(self._connection.execute(sa.text(f"{sql} LOCK IN SHARE MODE"), params)
+                    .all())
+
+    def _open(self) -> None:
+        import sqlalchemy as sa
+
+        self._connection = self._engine.connect()
+        connection = self._connection.execution_options(isolation_level="REPEATABLE READ")
+        wait = int(connection.execute(sa.text("SELECT @@SESSION.innodb_lock_wait_timeout"))
+                   .scalar_one())
+        if wait > GUARD_LOCK_WAIT_SECONDS:
+            connection.exec_driver_sql(
+                f"SET SESSION innodb_lock_wait_timeout = {GUARD_LOCK_WAIT_SECONDS}")
+            self._lock_wait = wait
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.rollback()
+            if self._lock_wait is not None:
+                # The session goes back to the pool: the next user gets its own wait.
+                connection.exec_driver_sql(
+                    f"SET SESSION innodb_lock_wait_timeout = {self._lock_wait}")
+        except Exception:  # noqa: BLE001 - the guard wrote nothing
+            # Dropping the connection ends the session, and its locks with it.
+            connection.invalidate()
+        finally:
+            connection.close()
+
 
 class Dialect:
     """What the phases need to know about a database: the MySQL/MariaDB defaults."""
@@ -56,6 +128,8 @@ class Dialect:
         """True for an error after which the whole transaction can simply run again."""
         import sqlalchemy as sa
 
+        if isinstance(exc, RerunTransaction):
+            return True
         if not isinstance(exc, sa.exc.OperationalError | sa.exc.InternalError):
             return False
         original = getattr(exc, "orig", None)
@@ -86,6 +160,21 @@ class Dialect:
                     ids,
                 )
                 yield connection
+
+    @contextmanager
+    def reference_guard(self, engine: Any) -> Iterator[ReferenceGuard | None]:
+        """A :class:`ReferenceGuard` for what the locks of :meth:`locked_transaction`
+        do not hold back, or None where they hold back every writer (SQLite).
+
+        Enter it before :meth:`locked_transaction`, so that it ends after the commit."""
+        if self.lock_blocks_all_writers:
+            yield None
+            return
+        guard = ReferenceGuard(engine)
+        try:
+            yield guard
+        finally:
+            guard.release()
 
 
 class SQLiteDialect(Dialect):

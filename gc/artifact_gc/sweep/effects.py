@@ -43,6 +43,7 @@ from artifact_gc.sweep.verify import (
     BatchItem,
     Liveness,
     verify_batch,
+    verify_before_commit,
     verify_references,
     verify_unreferenced,
 )
@@ -183,18 +184,26 @@ class LiveEffects:
         if not dialect.lock_blocks_all_writers:
             # On MySQL/MariaDB, FOR UPDATE on the version rows blocks new foreign-key
             # references to them, and nothing more: a new step configuration or a new
-            # version whose URI overlaps is not held back by it, wherever the check
-            # runs. These two checks scan unindexed columns, so they run before the
-            # locks are taken instead of while they are held (on SQLite the write lock
-            # covers them, so there they stay inside).
+            # version whose URI overlaps is not held back by it. These two checks scan
+            # unindexed columns, so they run first without locks, and once more at the
+            # point of no return, the configurations under the guard's locks (see
+            # verify_before_commit). On SQLite the write lock covers them inside.
             unlocked = Liveness()
             with self.hooks.phase(points.VERIFY), self.engine.connect() as reader:
                 verify_unreferenced(reader, self.schema, items, self.plan.verify_since,
                                     unlocked)
-        with dialect.locked_transaction(self.engine, VERSION_TABLE, ids) as connection:
+        # The guard is entered first so that it ends after the batch's commit: its
+        # locks hold back new step configurations until the deletes are durable.
+        with dialect.reference_guard(self.engine) as guard, \
+                dialect.locked_transaction(self.engine, VERSION_TABLE, ids) as connection:
             with self.hooks.phase(points.VERIFY):
                 live = self._verify_locked(connection, items, unlocked)
             if self.options.mode == MODE_ONLY_ARTIFACT:
+                if guard is not None:
+                    # Files cannot be rolled back: the last check comes before them.
+                    with self.hooks.phase(points.VERIFY):
+                        verify_before_commit(guard, connection, self.schema, items,
+                                             self.plan.verify_since, live)
                 # Files only, under the lock: no one can link a version between the
                 # check and the delete. The journal is written before the lock goes.
                 verdict = Verdict.of(live, items)
@@ -207,6 +216,12 @@ class LiveEffects:
                 with self.hooks.phase(points.DELETE_ROWS):
                     rows = self.cascade.delete(connection, dead)
                 self.hooks.point(points.IN_DB_BATCH)
+                if guard is not None:
+                    # Rolls the batch back (RerunTransaction, retried from the start)
+                    # if a reference came since the first check.
+                    with self.hooks.phase(points.VERIFY):
+                        verify_before_commit(guard, connection, self.schema, items,
+                                             self.plan.verify_since, live, deleted=dead)
             return DatabaseOutcome(live, rows)
 
     def _verify_locked(self, connection: Any, items: list[BatchItem],
