@@ -12,7 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from scenarios.helpers import ScenarioStore, integrity_problems, list_tree, make_engine
 
 ZENML_SCRIPT = Path(__file__).with_name("sweep_zenml.py")

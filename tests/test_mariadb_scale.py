@@ -36,7 +36,8 @@ import pytest
 import sqlalchemy as sa
 
 from artifact_gc.demo.synthetic import SyntheticSpec, populate
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from artifact_gc.metadb import reader
 from scenarios.helpers import (
     BUILD_ENV,

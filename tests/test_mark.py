@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from artifact_gc.cli import cli
 from artifact_gc.errors import ManifestRefused, SchemaError
 from artifact_gc.manifest import format as mf
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from scenarios.helpers import ScenarioStore, list_tree
 
 

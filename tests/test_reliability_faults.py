@@ -49,7 +49,8 @@ import pytest
 
 from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
 from artifact_gc.errors import DatabaseError, StorageError
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from artifact_gc.sweep.execute import execute
 from artifact_gc.sweep.options import SweepOptions
 from artifact_gc.sweep.plan import plan_sweep

@@ -52,7 +52,8 @@ from artifact_gc.cli import cli
 from artifact_gc.demo.synthetic import SyntheticSpec, SyntheticStore, create_sqlite_store, populate
 from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_PROTECTED, STATUS_REACHABLE
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from conftest import MotoS3
 from reliability import lost, record
 from s3_support import list_bucket, upload, upload_store_objects

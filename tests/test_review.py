@@ -34,7 +34,8 @@ from artifact_gc.manifest.reasons import (
     STATUS_CANDIDATE,
     STATUS_PROTECTED,
 )
-from artifact_gc.mark.run import MarkOptions, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from artifact_gc.review.diff import DIFF_CATEGORIES, diff
 from artifact_gc.review.filter import filter_manifest
 from artifact_gc.review.history import history

@@ -64,7 +64,8 @@ def mark_command(
 
     from artifact_gc.manifest.format import new_mark_id, utc_now
     from artifact_gc.manifest.locations import check_writable, resolve_output
-    from artifact_gc.mark.run import MarkOptions, mark
+    from artifact_gc.mark.options import MarkOptions
+    from artifact_gc.mark.run import mark
     from artifact_gc.storage.limits import RequestLimits
     from artifact_gc.storage.options import parse_storage_options
     from artifact_gc.zenml.config import resolve_database_url

@@ -15,7 +15,8 @@ from typing import Any
 
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE
 from artifact_gc.manifest.views import connect_duckdb, parquet_source
-from artifact_gc.mark.run import MarkOptions, MarkResult, mark
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import MarkResult, mark
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.sweep.execute import execute
 from artifact_gc.sweep.options import SweepOptions

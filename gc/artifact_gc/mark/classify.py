@@ -38,7 +38,7 @@ from artifact_gc.zenml.schema import ZenMLSchema
 from artifact_gc.zenml.stores import ArtifactStore
 
 if TYPE_CHECKING:
-    from artifact_gc.mark.run import MarkOptions
+    from artifact_gc.mark.options import MarkOptions
 
 #: Reasons are bits of one BIGINT mask per version.
 MAX_REASONS = 62

@@ -14,62 +14,29 @@ decides, sizes.py measures candidates (``--sizes``), summary.py counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.durations import format_duration
 from artifact_gc.errors import UsageError
 from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.publish import write_manifest_from, write_manifest_parts
 from artifact_gc.manifest.views import connect_duckdb
 from artifact_gc.mark.classify import Classification, classify
+from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.summary import summarize
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import fingerprint
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.storage.limits import RequestLimits
 from artifact_gc.storage.urls import options_for
 from artifact_gc.zenml.schema import ZenMLSchema, discover
 from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 
-DEFAULT_GRACE = timedelta(hours=24)
-
 #: DuckDB's working memory for a mark; it spills to a temporary directory beyond it,
 #: which keeps a mark of millions of versions within about a gigabyte.
 DUCKDB_MEMORY_LIMIT = "600MB"
-
-
-@dataclass(frozen=True)
-class MarkOptions:
-    """What to mark, and which policies keep versions that nothing refers to."""
-
-    older_than: timedelta = DEFAULT_GRACE
-    keep_latest: int | None = None
-    projects: tuple[str, ...] = ()
-    artifacts: tuple[str, ...] = ()
-    exclude_artifacts: tuple[str, ...] = ()
-    sizes: bool = False
-    store_roots: dict[str, str] = field(default_factory=dict)
-    workers: int = 16
-    #: ``--storage-option`` values for remote artifact stores and a remote manifest.
-    #: Never written to the manifest (they may hold credentials).
-    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
-    limits: RequestLimits = field(default_factory=RequestLimits)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "older_than": format_duration(self.older_than),
-            "older_than_seconds": int(self.older_than.total_seconds()),
-            "keep_latest": self.keep_latest,
-            "projects": list(self.projects),
-            "artifacts": list(self.artifacts),
-            "exclude_artifacts": list(self.exclude_artifacts),
-            "sizes": self.sizes,
-            "store_roots": dict(self.store_roots),
-        }
 
 
 @dataclass

@@ -15,7 +15,7 @@ from artifact_gc.errors import UsageError
 from artifact_gc.mark.ids import hex_id
 
 if TYPE_CHECKING:
-    from artifact_gc.mark.run import MarkOptions
+    from artifact_gc.mark.options import MarkOptions
 
 
 def in_scope_filter(con: Any, options: MarkOptions) -> str:

@@ -1,0 +1,43 @@
+"""What to mark: :class:`MarkOptions`, passed down as a value from the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from artifact_gc.durations import format_duration
+from artifact_gc.storage.limits import RequestLimits
+
+#: The grace period: versions younger than this are never candidates (invariant 4).
+DEFAULT_GRACE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class MarkOptions:
+    """What to mark, and which policies keep versions that nothing refers to."""
+
+    older_than: timedelta = DEFAULT_GRACE
+    keep_latest: int | None = None
+    projects: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    exclude_artifacts: tuple[str, ...] = ()
+    sizes: bool = False
+    store_roots: dict[str, str] = field(default_factory=dict)
+    workers: int = 16
+    #: ``--storage-option`` values for remote artifact stores and a remote manifest.
+    #: Never written to the manifest (they may hold credentials).
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "older_than": format_duration(self.older_than),
+            "older_than_seconds": int(self.older_than.total_seconds()),
+            "keep_latest": self.keep_latest,
+            "projects": list(self.projects),
+            "artifacts": list(self.artifacts),
+            "exclude_artifacts": list(self.exclude_artifacts),
+            "sizes": self.sizes,
+            "store_roots": dict(self.store_roots),
+        }
