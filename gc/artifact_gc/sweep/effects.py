@@ -185,9 +185,10 @@ class LiveEffects:
             # On MySQL/MariaDB, FOR UPDATE on the version rows blocks new foreign-key
             # references to them, and nothing more: a new step configuration or a new
             # version whose URI overlaps is not held back by it. These two checks scan
-            # unindexed columns, so they run first without locks, and once more at the
-            # point of no return, the configurations under the guard's locks (see
-            # verify_before_commit). On SQLite the write lock covers them inside.
+            # unindexed columns, so they run before the locks are taken; the
+            # configurations are read once more at the point of no return, under the
+            # guard's locks (see verify_before_commit). On SQLite the write lock covers
+            # them inside.
             unlocked = Liveness()
             with self.hooks.phase(points.VERIFY), self.engine.connect() as reader:
                 verify_unreferenced(reader, self.schema, items, self.plan.verify_since,

@@ -1,10 +1,11 @@
 """Re-verifying a batch of candidates against the live database.
 
 A manifest can be days old. Before a sweep deletes anything it asks the database
-again, inside the transaction that deletes (so under the write lock on SQLite, and
-with the version rows locked FOR UPDATE on MySQL/MariaDB, where the questions that
-row locks do not cover are asked again right before the commit, see
-:func:`verify_before_commit`):
+again, inside the transaction that deletes on SQLite (under its write lock). On
+MySQL/MariaDB the version rows are locked FOR UPDATE, which holds back foreign-key
+references only: the configuration and URI questions are asked just before that
+transaction, and the configurations once more before its commit
+(:func:`verify_before_commit`):
 
 - does the version row still exist?
 - does any reference table (every foreign key into ``artifact_version`` found by
@@ -126,40 +127,39 @@ def verify_before_commit(
     result: Liveness,
     deleted: Sequence[str] = (),
 ) -> None:
-    """Ask :func:`verify_unreferenced` again as late as the batch allows (MySQL/MariaDB:
-    after the deletes, or before the files in files-only mode), and add what it finds.
+    """Ask again, as late as the batch allows, whether a step configuration names one
+    of ``items`` (MySQL/MariaDB: after the deletes, or before the files in files-only
+    mode), and add what it finds to ``result``.
 
     If a version in ``deleted`` (rows deleted by this uncommitted transaction) is kept
     now, raise :class:`RerunTransaction`: the batch rolls back and runs again, and its
     first check then sees the new reference.
 
-    - Step configurations are read through ``guard``. Its shared locks cover every row
-      and gap of the configuration tables until the batch has committed: a
-      configuration committed since the first check is seen here, one still being
-      written is waited for, and one written after this read waits for the commit (it
-      then names a version that is gone, as if it had come a moment later). No window
-      is left. Only the rows created since the mark are matched here (the scan, and
-      so the lock, still covers the whole table): the first check read every row, and
-      ZenML only inserts step configurations, with ``created`` set as it builds them,
-      so one created before the mark is not committed after that check unless a
-      transaction stays open longer than the clock margin (the URI guard relies on the
-      same). Matching every row would lengthen the locks: the text filter is most of
-      a check (80 of 90 ms on 2,000 configurations).
-    - The URI guard is read on the batch's connection (READ COMMITTED: every commit up
-      to this statement). Read through ``guard`` it would wait for the rows the batch
-      itself deleted. A version committed between this read and the commit is missed.
-      No lock could close that window, because files are the thing at risk. ZenML
-      writes a version's files before its row, and the sweep deletes files after
-      its commit.
+    The configurations are read through ``guard``, whose shared locks cover every row
+    and gap of the configuration tables until the batch has committed: a configuration
+    committed since the first check is seen here, one still being written is waited
+    for, and one written after this read waits for the commit (it then names a version
+    that is gone, as if it had come a moment later). No window is left.
+
+    Only the rows created since the mark are matched (the scan, and so the lock, still
+    covers the whole table). The first check read every row, and ZenML only inserts
+    step configurations, with ``created`` set as it builds them: one created before the
+    mark and committed after that check would need a transaction open for longer than
+    the clock margin, which the URI guard assumes too. Matching every row would hold the
+    locks longer: the text filter is most of a check (80 of 90 ms on 2,000
+    configurations).
+
+    The URI guard is not asked again. Files are what it protects, and the sweep deletes
+    them after its commit, while ZenML writes a version's files before its row, so no
+    lock on the rows could close that window. Asking again inside the batch would only
+    narrow it, and it doubled the batch transaction on a store of 250,000 versions (two
+    full scans; ``created`` has no index).
     """
-    present = [item for item in items if item.artifact_version_id in result.existing]
-    wanted = {item.artifact_version_id for item in present}
-    # The URI scans first: the guard's locks hold back every new snapshot, so they are
-    # taken last and held only for the configuration read and the commit.
-    result.uri_conflicts.update(_uri_conflicts(connection, schema, present, since))
+    present = {item.artifact_version_id for item in items
+               if item.artifact_version_id in result.existing}
     moment = dialect_of(connection).db_time(since)
     for sql in _config_queries(connection, schema, since=True):
-        _add_config_references(guard.read(sql, since=moment), wanted, result)
+        _add_config_references(guard.read(sql, since=moment), present, result)
     late = sorted(vid for vid in deleted if result.keep_reason(vid))
     if late:
         raise RerunTransaction(
