@@ -41,15 +41,10 @@ class LocalBackend(GenericBackend):
                 self._throttle(1)
                 _remove(path)
             return
+        # LocalFileSystem.rm stops at the first missing path: skip those first.
         existing = [p for p in paths if os.path.lexists(p)]
         if existing:
-            self._throttle(len(existing))
-            try:
-                self.fs.rm(existing, recursive=True)
-            except FileNotFoundError:
-                # Something else removed one of them between our check and the call:
-                # already gone counts as deleted. The check that follows finds any leftover.
-                pass
+            super()._remove_many(existing)
 
     def _remove_one(self, path: str) -> None:
         # LocalFileSystem.rm never reads a glob, so a path is deleted as it is spelled.

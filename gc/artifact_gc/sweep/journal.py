@@ -32,7 +32,7 @@ import pyarrow as pa
 from artifact_gc.manifest.format import utc_now
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.manifest.views import connect_duckdb, create_manifest_view, duckdb_for
-from artifact_gc.storage.urls import protocols, url_to_fs
+from artifact_gc.storage.urls import is_local_fs, protocols, url_to_fs
 from artifact_gc.sweep.lock import SweepLock, lock_path
 
 JOURNAL_SUFFIX = ".journal"
@@ -108,12 +108,11 @@ class Journal:
     """Append-only Parquet segments in ``MANIFEST.journal/``."""
 
     def __init__(self, manifest_url: str, storage_options: dict[str, Any] | None = None):
-
         self.manifest_url = manifest_url
         self.url = journal_url(manifest_url)
         self.storage_options = storage_options or {}
         self.fs, self.path = url_to_fs(self.url, self.storage_options)
-        self._local = "file" in protocols(self.fs)
+        self._local = is_local_fs(self.fs)
         self._next_seq: int | None = None
         self.lock = SweepLock(lock_path(self.url), manifest_url)
 
@@ -141,7 +140,7 @@ class Journal:
             connection.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
             return 0
         if self._local:
-            sources = [s for s in segments]
+            sources = segments
         else:
             protocol = protocols(self.fs)[0]
             sources = [s if "://" in s else f"{protocol}://{s}" for s in segments]

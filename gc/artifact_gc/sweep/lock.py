@@ -24,16 +24,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from artifact_gc.errors import SweepLocked
+from artifact_gc.storage.urls import is_remote, local_path
 
 LOCK_NAME = ".sweep.lock"
 
 
 def lock_path(journal_url: str) -> Path:
     """The lock file of the journal at ``journal_url``."""
-    if "://" not in journal_url or journal_url.startswith("file://"):
-        local = journal_url[len("file://"):] if journal_url.startswith("file://") \
-            else journal_url
-        return Path(local) / LOCK_NAME
+    if not is_remote(journal_url):
+        return Path(local_path(journal_url)) / LOCK_NAME
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha256(journal_url.encode()).hexdigest()[:32]
     return cache / "artifact-gc" / "locks" / f"{key}.lock"
