@@ -144,6 +144,10 @@ def _config(colours: list[str], title: str, **options: Any) -> dict[str, Any]:
             "truncate_label": 40, "truncate_legend": 30, **options}
 
 
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
 def _top_projects(projects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first :data:`TOP_PROJECTS` projects, and the others summed into one row."""
     if len(projects) <= TOP_PROJECTS:
@@ -160,14 +164,14 @@ def _charts(review: Review, top: int, sizes: bool,
     import pygal  # type: ignore[import-untyped]
 
     metric = "bytes" if sizes else "versions"
-    formatter = human_bytes if sizes else (lambda n: f"{n:,}")
+    formatter = human_bytes if sizes else _count
     charts: list[tuple[str, str]] = []
 
     status_rows = review.run("by_status")
     split = pygal.Pie(**_config(
         [STATUS_COLOURS.get(r["status"], "#777") for r in status_rows],
         "Versions: reachable / protected / candidate", inner_radius=0.45,
-        value_formatter=lambda n: f"{n:,}", print_values_position="center"))
+        value_formatter=_count, print_values_position="center"))
     for row in status_rows:
         split.add(row["status"], row["versions"])
     charts.append(("chart-status", _svg(split, "chart-status")))
@@ -212,7 +216,7 @@ def _charts(review: Review, top: int, sizes: bool,
         sweep = pygal.Bar(**_config(
             [STATE_COLOURS.get(s, "#777") for s in states],
             f"Sweep progress: {progress.state} (candidate versions)",
-            value_formatter=lambda n: f"{n:,}"))
+            value_formatter=_count))
         for state in states:
             sweep.add(state, [progress.by_state[state]])
         charts.append(("chart-sweep", _svg(sweep, "chart-sweep")))
