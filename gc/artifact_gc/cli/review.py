@@ -332,7 +332,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
                    ".html instead of .parquet.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Artifacts in the 'by artifact' chart.")
-@click.option("--max-rows", type=click.IntRange(min=0), default=5000, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Candidates listed in the table (largest first).")
 @storage_option
 def report_command(manifest: str, output: str | None, top: int, max_rows: int,

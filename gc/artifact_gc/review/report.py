@@ -59,7 +59,9 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       table.querySelectorAll('th').forEach(function (o) { delete o.dataset.order; });
       th.dataset.order = ascending ? 'asc' : 'desc';
       rows.sort(function (a, b) {
-        var x = a.cells[index].dataset.v, y = b.cells[index].dataset.v;
+        var p = a.cells[index], q = b.cells[index];
+        var x = p.dataset.v === undefined ? p.textContent : p.dataset.v;
+        var y = q.dataset.v === undefined ? q.textContent : q.dataset.v;
         if (numeric) {
           x = x === '' ? -Infinity : parseFloat(x);
           y = y === '' ? -Infinity : parseFloat(y);
@@ -256,11 +258,14 @@ def _candidate_table(rows: list[dict[str, Any]]) -> str:
         for key, _, kind in _CANDIDATE_COLUMNS:
             value = row.get(key)
             shown = human_bytes(value) if key == "size_bytes" and value is not None else value
-            sort_value = "" if value is None else str(value)
-            css = "num" if kind == "num" else ("uri" if key == "uri" else "")
-            cells.append(
-                f'<td class="{css}" data-v="{_esc(sort_value)}">{_esc(shown)}</td>'
-            )
+            if kind == "num":
+                # Numbers sort by value (1.5 MiB > 900 KiB); text by what it shows.
+                sort_value = "" if value is None else str(value)
+                cells.append(f'<td class="num" data-v="{sort_value}">{_esc(shown)}</td>')
+            elif key == "uri":
+                cells.append(f'<td class="uri">{_esc(shown)}</td>')
+            else:
+                cells.append(f"<td>{_esc(shown)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f'<table class="sortable" id="candidates"><thead><tr>{head}</tr></thead>'
@@ -268,7 +273,7 @@ def _candidate_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
+def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
                   storage_options: StorageOptions = None) -> tuple[str, ReportResult]:
     """The report's HTML for the manifest at ``url``, and what it holds."""
     if top < 1 or max_rows < 0:
@@ -380,7 +385,7 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 5000,
                               charts=[name for name, _ in charts])
 
 
-def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 5000,
+def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 2000,
                  storage_options: StorageOptions = None) -> ReportResult:
     """Write the HTML report of the manifest at ``url`` to ``out`` (any fsspec URL)."""
     from artifact_gc.manifest.locations import check_writable, writing
