@@ -67,7 +67,7 @@ def _print_table(title: str | None, rows: list[dict[str, Any]],
                 hide_rather_than_cut=hide_first is not None)
 
 
-def _explain(console: Any, rows: list[dict[str, Any]]) -> None:
+def _explain(console: Any, rows: list[dict[str, Any]], grace: str | None = None) -> None:
     """One line per status and reason in ``rows``: what it means, in a user's words."""
     from rich.text import Text
 
@@ -81,6 +81,8 @@ def _explain(console: Any, rows: list[dict[str, Any]]) -> None:
     width = max(len(w) for w in words)
     for word in words:
         meaning = STATUS_MEANINGS.get(word) or reason_meaning(word)
+        if grace:
+            meaning = meaning.replace("(--older-than)", f"(--older-than {grace})")
         console.print(Text(f"  {word.ljust(width)}  {meaning}", style="dim"))
 
 
@@ -158,7 +160,7 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     deciding = [r for r in result.rows if "reason" not in r
                 or decides(r.get("status", ""), r["reason"])]
     _print_table(f"By {by}", deciding)
-    _explain(console, deciding)
+    _explain(console, deciding, (info.get("parameters") or {}).get("older_than"))
     also = [f"{row['reason']} {row['versions']:,}" for row in result.rows
             if row not in deciding]
     if also:

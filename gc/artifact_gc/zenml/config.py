@@ -92,9 +92,9 @@ def _check_sqlite_path(url: str) -> None:
     absolute = "/" + relative
     found = " (that file exists)" if Path(absolute).exists() else ""
     raise DatabaseError(
-        f"SQLite database {relative} does not exist: {redact(url)} names the path "
-        f"{relative} relative to the current directory (three slashes). For the "
-        f"absolute path {absolute}{found}, write four slashes: sqlite:///{absolute}")
+        f"SQLite database {relative} does not exist: after sqlite:/// (three slashes) "
+        f"comes a path relative to the current directory. For the absolute path "
+        f"{absolute}{found}, write four slashes: sqlite:///{absolute}")
 
 
 def database_url(value: str) -> str:
