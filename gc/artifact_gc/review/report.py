@@ -187,18 +187,19 @@ def _charts(review: Review, top: int, sizes: bool,
                                    for r in largest][::-1])
     charts.append(("chart-artifacts", _svg(by_artifact, "chart-artifacts")))
 
-    projects = _top_projects(review.run("by_project"))
+    # Largest first, drawn top down: horizontal bars keep long project names readable.
+    projects = _top_projects(review.run("by_project"))[::-1]
     if sizes:
-        by_project = pygal.Bar(**_config(
+        by_project = pygal.HorizontalBar(**_config(
             [STATUS_COLOURS[STATUS_CANDIDATE]], "Candidate bytes by project",
-            value_formatter=formatter, show_legend=False, x_label_rotation=20))
+            value_formatter=formatter, show_legend=False))
         by_project.add("candidate bytes", [r["candidate_bytes"] or 0 for r in projects])
     else:
         statuses = ((STATUS_CANDIDATE, "candidates"), (STATUS_PROTECTED, "protected"),
                     (STATUS_REACHABLE, "reachable"))
-        by_project = pygal.StackedBar(**_config(
+        by_project = pygal.HorizontalStackedBar(**_config(
             [STATUS_COLOURS[s] for s, _ in statuses], "Versions by project",
-            value_formatter=formatter, x_label_rotation=20, print_values=False))
+            value_formatter=formatter, print_values=False))
         for status, key in statuses:
             by_project.add(status, [r[key] for r in projects])
     by_project.x_labels = [r["project"] for r in projects]
