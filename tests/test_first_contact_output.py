@@ -142,7 +142,9 @@ def test_tables_fit_an_80_column_terminal_without_breaking_words(sample: Sample)
                           str(sample.directory / "terminal.parquet"))
     lines = marked.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("Marked "))
-    assert lines[header].endswith("out of scope).") and lines[header + 1].startswith("Store: ")
+    assert lines[header].endswith("out of scope).")
+    assert lines[header + 1] == "Store: sqlite, schema 0.98.0"
+    assert lines[header + 2] == f"  {sample.db_path}"
     decision = marked[marked.index("Decision by status"):marked.index("Largest candidate")]
     assert not _too_wide(decision), decision
 

@@ -64,12 +64,9 @@ def demo_command(directory: Path | None, keep: bool, versions: int, as_json: boo
         elif name == "marked":
             say("\n2. gc mark (grace period 24h, sizes measured):")
             if not as_json:
-                from artifact_gc.metadb.fingerprint import DatabaseFingerprint
-
-                info = payload.info.as_dict()
-                store = DatabaseFingerprint.from_dict(info["database"]).describe()
-                render_summary(info, payload.summary,
-                               store=store.replace(f"{directory}/", "./"))
+                database = payload.info.database.get("database") or ""
+                render_summary(payload.info.as_dict(), payload.summary,
+                               location=_relative(database, directory))
             say(f"   manifest: {_relative(payload.url, directory)}")
         elif name == "planned":
             say(f"\n3. gc sweep --yes: {payload.versions:,} candidates, "

@@ -105,10 +105,10 @@ def mark_command(
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any], *,
-                   store: str | None = None) -> None:
+                   location: str | None = None) -> None:
     """The mark's counts and bytes by status and reason, what each of them means, and
-    the largest candidates. ``store`` replaces the store's description (the demo names
-    its database relative to its folder)."""
+    the largest candidates. ``location`` replaces the database's location (the demo
+    names it relative to its folder)."""
     from rich.text import Text
 
     from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE, STATUSES
@@ -122,7 +122,12 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any], *,
     grace = (info.get("parameters") or {}).get("older_than")
     say(console, f"Marked {counts.get('versions_in_scope', 0):,} artifact versions in scope "
                  f"({counts.get('versions_out_of_scope', 0):,} out of scope).")
-    say(console, "Store: " + (store or DatabaseFingerprint.from_dict(info["database"]).describe()))
+    # The location on a line of its own: a long path must not push the sentence apart.
+    fp = DatabaseFingerprint.from_dict(info["database"])
+    where = fp.database if fp.dialect == "sqlite" else f"{fp.host}:{fp.port or 3306}/{fp.database}"
+    say(console, f"Store: {fp.dialect}, schema {fp.schema_version}"
+                 + (f", store id {fp.store_id}" if fp.store_id else ""))
+    say(console, f"  {location or where}")
 
     def meaning(reason: str) -> str:
         text = reason_meaning(reason)
