@@ -98,10 +98,8 @@ def mark_command(
                    "counts": result.info.counts, **result.summary})
         return
     render_summary(result.info.as_dict(), result.summary)
-    console = stdout_console()
-    say(console, f"Manifest: {result.url}")
-    say(console, f"Next: gc show {result.url}")
-    say(console, f"then: gc sweep {result.url}")
+    click.echo(f"Manifest: {result.url}")
+    click.echo(f"Next: gc show {result.url}   then   gc sweep {result.url}")
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any], *,

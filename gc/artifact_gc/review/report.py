@@ -288,7 +288,7 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
         verified = checksum_ok(review)
         charts = _charts(review, top, sizes, progress)
         by_status = review.run("by_status")
-        reasons = review.run("by_reason")
+        by_reason = review.run("by_reason")
         candidates = review.rows(
             "SELECT *, round(date_diff('second', created, "
             "  coalesce(getvariable('as_of')::TIMESTAMP, now() AT TIME ZONE 'UTC'))"
@@ -300,12 +300,12 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
         )
     total = progress.candidates
     # A reachable version's protections (a young one's grace_period) do not decide.
-    by_reason = [r for r in reasons if decides(r["status"], r["reason"])]
     also = "".join(
         f"<li>{r['versions']:,} reachable versions also have {_esc(r['reason'])}: a "
         "reference keeps them either way.</li>"
-        for r in reasons if not decides(r["status"], r["reason"])
+        for r in by_reason if not decides(r["status"], r["reason"])
     )
+    by_reason = [r for r in by_reason if decides(r["status"], r["reason"])]
     meanings = "".join(
         f"<tr><th>{_esc(word)}</th><td>{_esc(STATUS_MEANINGS.get(word) or reason_meaning(word))}"
         "</td></tr>"
@@ -372,10 +372,9 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
 <h2>Sweep progress</h2>
 {sweep_html}
 <h2>Decision by status and reason</h2>
+<details><summary>What the statuses and reasons mean</summary><table>{meanings}</table>
+</details>{f"<ul class='muted'>{also}</ul>" if also else ""}
 {_table(by_reason, ["status", "reason", "versions", "bytes"])}
-{f"<ul class='muted'>{also}</ul>" if also else ""}
-<details open><summary>What the statuses and reasons mean</summary>
-<table>{meanings}</table></details>
 <h2>Candidates</h2>
 <p class="muted">{shown:,} of {total:,} candidates, largest first; click a column to sort.</p>
 {_candidate_table(candidates)}
