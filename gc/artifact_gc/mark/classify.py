@@ -230,9 +230,11 @@ def name_referrers(con: Any, schema: ZenMLSchema) -> None:
                         ELSE list_append(l[1:{MAX_REFERRERS}],
                                          '{MORE_PREFIX}' || (n - {MAX_REFERRERS}) || ' more')
                    END AS referrers
-        FROM (SELECT id, list_sort(list(DISTINCT referrer)) AS l,
-                     count(DISTINCT referrer) AS n
-              FROM ({" UNION ALL ".join(selects)}) WHERE id IS NOT NULL GROUP BY id)
+        FROM (SELECT id, l, len(l) AS n FROM (
+                  -- list_distinct after a plain list(): a DISTINCT aggregate would
+                  -- build a hash table per group, and nearly every row is distinct.
+                  SELECT id, list_sort(list_distinct(list(referrer))) AS l
+                  FROM ({" UNION ALL ".join(selects)}) WHERE id IS NOT NULL GROUP BY id))
         """
     )
     for i in range(len(schema.references)):

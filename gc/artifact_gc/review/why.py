@@ -168,8 +168,10 @@ def _explain(result: WhyResult, row: dict[str, Any], parameters: dict[str, Any],
         lines.append("PROTECTED: nothing refers to it, but a rule keeps it.")
         lines += [f"  - {r}: {reason_words(r)}" for r in result.reasons]
     elif result.status == STATUS_CANDIDATE:
+        nothing = ("no reference that can still be used keeps it (only snapshots that "
+                   "nothing can run again name it)" if released else "nothing refers to it")
         lines.append(
-            "CANDIDATE: nothing refers to it, no rule keeps it, and it was older than the "
+            f"CANDIDATE: {nothing}, no rule keeps it, and it was older than the "
             f"grace period ({grace}). gc sweep deletes its rows and its files ({row['uri']}) "
             "unless the live database shows a reference by then.")
     else:
