@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -236,10 +237,11 @@ def test_release_unreachable_snapshots_lets_deleted_runs_snapshots_go(
                young[v]["referrers"] == [f"snapshot:{s}"] for v, s in externals.items())
 
 
+@pytest.mark.parametrize("backend", ["scenario_store", "mariadb_scenario_store"])
 def test_a_new_run_of_a_released_snapshot_revives_its_external_artifact(
-    scenario_store: ScenarioStore, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    store = scenario_store
+    store: ScenarioStore = request.getfixturevalue(backend)
     runs, externals = _external_runs(store)
     zenml(store, "delete_runs", *runs)
     manifest = mark_store(store, tmp_path / "mark.parquet",
