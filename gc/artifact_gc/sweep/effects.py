@@ -207,7 +207,8 @@ class LiveEffects:
                     # Files cannot be rolled back: the last check comes before them.
                     with self.hooks.phase(points.VERIFY):
                         verify_before_commit(guard, connection, self.schema, items,
-                                             self.plan.verify_since, live)
+                                             self.plan.verify_since, live,
+                                             policy=self.policy)
                 # Files only, under the lock: no one can link a version between the
                 # check and the delete. The journal is written before the lock goes.
                 verdict = Verdict.of(live, items)
@@ -225,7 +226,8 @@ class LiveEffects:
                     # if a reference came since the first check.
                     with self.hooks.phase(points.VERIFY):
                         verify_before_commit(guard, connection, self.schema, items,
-                                             self.plan.verify_since, live, deleted=dead)
+                                             self.plan.verify_since, live, deleted=dead,
+                                             policy=self.policy)
             return DatabaseOutcome(live, rows)
 
     def _verify_locked(self, connection: Any, items: list[BatchItem],

@@ -159,19 +159,23 @@ def verify_unreferenced(
     result.uri_conflicts.update(_uri_conflicts(connection, schema, items, since))
 
 
-def _add_runnable_config_references(connection: Any, schema: ZenMLSchema, wanted: set[str],
-                                    result: Liveness, policy: SweepPolicy) -> None:
+def _add_runnable_config_references(
+    connection: Any, schema: ZenMLSchema, wanted: set[str], result: Liveness,
+    policy: SweepPolicy, read: Any = None, since: Any = None,
+) -> None:
     """A configuration names a version: it keeps it unless it belongs to a snapshot
     that nothing can run again now (zenml.snapshots), by the rule the mark used.
 
     A snapshot run again since the mark, scheduled, named, templated or deployed since,
     keeps what it names (``revived``); so does a configuration of a snapshot created
-    since the mark (younger than the mark's cutoff), or one whose owner is unknown."""
+    since the mark's cutoff, or one whose owner is unknown. With ``read`` (the MySQL
+    guard's locking read) only the configurations created since ``since`` are read."""
     import sqlalchemy as sa
 
     inspector = sa.inspect(connection)
     snapshots = discover_snapshots(inspector, schema.tables)
     q = quoter(connection)
+    created = f"{q('created')} >= :since AND " if read is not None else ""
     named: dict[str, set[str | None]] = {}
     for table, column in schema.config_tables:
         owner = (snapshots.config_owner_columns(
@@ -179,8 +183,10 @@ def _add_runnable_config_references(connection: Any, schema: ZenMLSchema, wanted
             if snapshots else None)
         owner_sql = q(owner) if owner else "NULL"
         sql = (f"SELECT {q(column)}, {owner_sql} FROM {q(table)} "
-               f"WHERE {config_filter(q(column))}")
-        for config, snapshot in connection.execute(sa.text(sql)).all():
+               f"WHERE {created}({config_filter(q(column))})")
+        rows = (read(sql, since=since) if read is not None
+                else connection.execute(sa.text(sql)).all())
+        for config, snapshot in rows:
             for match in VERSION_ID.findall(str(config or "")):
                 version_id = match.replace("-", "").lower()
                 if version_id in wanted:
@@ -244,6 +250,7 @@ def verify_before_commit(
     since: datetime,
     result: Liveness,
     deleted: Sequence[str] = (),
+    policy: SweepPolicy = DEFAULT_POLICY,
 ) -> None:
     """Ask again, as late as the batch allows, whether a step configuration names one
     of ``items`` (MySQL/MariaDB: after the deletes, or before the files in files-only
@@ -276,8 +283,15 @@ def verify_before_commit(
     present = {item.artifact_version_id for item in items
                if item.artifact_version_id in result.existing}
     moment = dialect_of(connection).db_time(since)
-    for sql in _config_queries(connection, schema, since=True):
-        _add_config_references(guard.read(sql, since=moment), present, result)
+    if policy.release_snapshots:
+        # The same rule as the first check: a configuration of a snapshot that
+        # nothing can run again keeps nothing, here too (with a short grace period
+        # its rows can be younger than the clock margin).
+        _add_runnable_config_references(connection, schema, present, result, policy,
+                                        read=guard.read, since=moment)
+    else:
+        for sql in _config_queries(connection, schema, since=True):
+            _add_config_references(guard.read(sql, since=moment), present, result)
     late = sorted(vid for vid in deleted if result.keep_reason(vid))
     if late:
         raise RerunTransaction(
