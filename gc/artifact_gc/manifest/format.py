@@ -26,8 +26,9 @@ from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.storage.urls import url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
-#: 1.1 added the item columns (``item_kind``, ``item_id``); see FORMAT.md, "Versions".
-FORMAT_VERSION = "1.1"
+#: 1.1 added the item columns (``item_kind``, ``item_id``); 1.2 the ``referrers``
+#: column. See FORMAT.md, "Versions".
+FORMAT_VERSION = "1.2"
 METADATA_KEY = b"artifact_gc"
 
 #: The columns of format 1.0, which every 1.x manifest has, in this order: one
@@ -64,8 +65,12 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 
+#: Who holds each reference that keeps a version (zenml.referrers; FORMAT.md,
+#: "Referrers"), added by format 1.2 after the item columns.
+REFERRER_SCHEMA = pa.schema([pa.field("referrers", pa.list_(pa.string()))])
+
 #: Every column of a manifest that this release writes (format :data:`FORMAT_VERSION`).
-FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
+FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA, *REFERRER_SCHEMA])
 
 #: The value each column added by a minor version has in a manifest written before
 #: that version (a DuckDB expression over the older columns): a 1.0 row is an artifact
@@ -73,6 +78,8 @@ FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
 IMPLIED_COLUMNS: dict[str, str] = {
     "item_kind": f"'{ITEM_KIND_VERSION}'",
     "item_id": "artifact_version_id",
+    # Unknown before 1.2 (not "none"): gc why says the manifest predates them.
+    "referrers": "NULL::VARCHAR[]",
 }
 
 
