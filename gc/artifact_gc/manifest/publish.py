@@ -23,6 +23,7 @@ from artifact_gc.manifest.format import (
     FILE_SCHEMA,
     IMPLIED_COLUMNS,
     ITEM_SCHEMA,
+    KEYS_SCHEMA,
     METADATA_KEY,
     ManifestInfo,
 )
@@ -57,6 +58,10 @@ def with_item_columns(table: pa.Table) -> pa.Table:
     if "item_id" not in table.column_names:
         table = table.append_column(ITEM_SCHEMA.field("item_id"),
                                     table.column("artifact_version_id"))
+    for column in KEYS_SCHEMA:
+        # Nothing recorded: the sweep finds the objects by listing.
+        if column.name not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, column.type))
     return table
 
 

@@ -46,6 +46,9 @@ class BatchItem:
     file_count: int | None = None
     store_id: str | None = None
     store_root: str | None = None
+    #: The manifest's ``object_keys``: the objects gc mark --sizes found under the
+    #: footprint (None: not recorded; the backend lists).
+    object_keys: tuple[str, ...] | None = None
 
 
 @dataclass
