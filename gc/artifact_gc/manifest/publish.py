@@ -62,6 +62,8 @@ def with_item_columns(table: pa.Table) -> pa.Table:
         # Nothing recorded: the sweep finds the objects by listing.
         if column.name not in table.column_names:
             table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+    if set(table.column_names) == set(FILE_SCHEMA.names):
+        table = table.select(FILE_SCHEMA.names)
     return table
 
 
