@@ -33,7 +33,7 @@ from artifact_gc.metadb.engine import create_engine
 from artifact_gc.storage.backend import Backend, default_filesystem, open_backend
 from artifact_gc.storage.retry import RetryCounter, retry_transient
 from artifact_gc.sweep import hooks as points
-from artifact_gc.sweep.batch import Verdict
+from artifact_gc.sweep.batch import Verdict, known_objects
 from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event, Journal
 from artifact_gc.sweep.options import MODE_ONLY_ARTIFACT
@@ -253,9 +253,15 @@ class LiveEffects:
             for group in by_store.values():
                 files = self._store_files(group[0])
                 paths = [p for item in group for p in item.footprint]
+                # The objects the mark listed, where it recorded them: deleted without
+                # a listing first (only backends that list, S3, are given them).
+                known = {path: urls for item in group
+                         for path, urls in known_objects(item).items()}
+                extra: dict[str, Any] = {"known": known} if known else {}
                 try:
                     outcome = files.delete(
-                        paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES))
+                        paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES),
+                        **extra)
                 except Exception as exc:  # noqa: BLE001 - the cause is reported per item
                     for item in group:
                         errors[item.artifact_version_id] = f"{type(exc).__name__}: {exc}"

@@ -55,6 +55,9 @@ class BatchItem:
     file_count: int | None = None
     store_id: str | None = None
     store_root: str | None = None
+    #: The manifest's ``object_keys``: the objects gc mark --sizes found under the
+    #: footprint (None: not recorded; the backend lists).
+    object_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -391,11 +394,15 @@ def _overlap(path: str, owners: dict[str, set[str]], ordered: list[str], me: str
     return None
 
 
-def foreign_key_children(engine: Any, table: str) -> list[tuple[str, str]]:
-    """(child table, column) of every foreign key that points at ``table``."""
+def foreign_key_children(engine: Any, table: str, inspector: Any = None
+                         ) -> list[tuple[str, str]]:
+    """(child table, column) of every foreign key that points at ``table``.
+
+    ``inspector``: one ``sa.inspect(engine)`` shared by several calls, which then
+    reflect each table's foreign keys once (the inspector caches them)."""
     import sqlalchemy as sa
 
-    inspector = sa.inspect(engine)
+    inspector = inspector if inspector is not None else sa.inspect(engine)
     children = []
     for child in inspector.get_table_names():
         for fk in inspector.get_foreign_keys(child):
