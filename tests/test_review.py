@@ -909,7 +909,9 @@ def test_every_command_on_s3(marked: Marked, moto_s3: Any, tmp_path: Path,
     with moto_s3.filesystem().open(narrowed.removeprefix("s3://"), "rb") as handle:
         local.write_bytes(handle.read())
     diffed = json.loads(_invoke("diff", a, str(local), "--format", "json", *flags).output)
-    assert diffed["totals"]["revived"]["versions"] == len(
+    # The filter's exclusions are named as such, never as revived.
+    assert diffed["totals"]["revived"]["versions"] == 0
+    assert diffed["totals"]["filtered_out"]["versions"] == len(
         [r for r in _rows(a, options).values()
          if r["status"] == "candidate" and r["artifact_name"] == "runs_data"])
 
