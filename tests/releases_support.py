@@ -188,3 +188,31 @@ def load_with_release(store: ReleaseStore, release: str, timeout: float = 600) -
     assert proc.returncode == 0, f"load with ZenML {release} failed:\n{proc.stderr[-4000:]}"
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def build_release_store(release: str, config_dir: Path, store_url: str | None,
+                        timeout: float = 900) -> ReleaseStore:
+    """A fresh store made by ``release``'s own ZenML (its cached venv), on SQLite or on
+    ``store_url`` (a ZenML MySQL URL)."""
+    python = release_python(release)
+    config_dir.mkdir(parents=True)
+    expected = config_dir.parent / "expected.json"
+    env = zenml_env(config_dir)
+    if store_url:
+        env["ZENML_STORE_URL"] = store_url
+    proc = subprocess.run([str(python), str(REPO / "scripts" / "release_fixture_store.py"),
+                           str(expected)], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, f"ZenML {release} store build failed:\n{proc.stderr[-4000:]}"
+    data = json.loads(expected.read_text())
+    url = (store_url.replace("mysql://", "mysql+pymysql://") if store_url else
+           f"sqlite:///{config_dir / 'local_stores' / 'default_zen_store' / 'zenml.db'}")
+    return ReleaseStore(release, config_dir, data, url, Path(data["artifact_store"]["root"]))
+
+
+def upgrade_with_current_zenml(store: ReleaseStore, timeout: float = 600) -> None:
+    """Let the ZenML of the test environment migrate the store, as a user's upgrade does."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from zenml.client import Client; Client().zen_store"],
+        env=store.env(), capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]

@@ -30,12 +30,15 @@ from releases_support import (
     REPO,
     ReleaseStore,
     assert_swept,
+    build_release_store,
     candidate_paths,
     fixture_releases,
+    load_with_release,
     mark_release,
     restore,
     statuses,
     sweep_release,
+    upgrade_with_current_zenml,
 )
 from scenarios.helpers import list_tree, make_engine
 
@@ -177,3 +180,116 @@ def test_project_scope_on_a_workspace_store(tmp_path: Path) -> None:
 
 def _unused(store: ReleaseStore) -> None:  # keeps the import used for type checkers
     del store
+
+
+# --- A release newer than the last profile -----------------------------------------
+
+
+def _as_release(store: ReleaseStore, revision: str, *statements: str) -> None:
+    engine = make_engine(store.sqlalchemy_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"),
+                         {"v": revision})
+            for statement in statements:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def _sweep_cli(store: ReleaseStore, manifest: Path, *args: str) -> object:
+    from click.testing import CliRunner
+
+    from artifact_gc.cli import cli
+
+    return CliRunner().invoke(cli, ["sweep", str(manifest), "--db", store.sqlalchemy_url,
+                                    "--yes", *args], catch_exceptions=False)
+
+
+def test_unknown_release_marks_with_a_warning_and_sweeps_only_when_accepted(
+        tmp_path: Path) -> None:
+    from artifact_gc.zenml.schema import UnknownSchemaVersion
+
+    store = restore(RELEASES[-1], tmp_path / "store")
+    _as_release(store, "0.99.0")
+    with pytest.warns(UnknownSchemaVersion, match="0.99.0 is newer than the last supported"):
+        manifest = mark_release(store, tmp_path / "m.parquet")
+    found = statuses(manifest)
+    assert {v for v, (s, _) in found.items() if s == "candidate"} == set(
+        store.expected["candidates"])
+    refused = _sweep_cli(store, manifest)
+    assert refused.exit_code == 5  # type: ignore[attr-defined]
+    assert "0.99.0" in refused.output and "--accept-schema 0.99.0" in refused.output  # type: ignore[attr-defined]
+    assert "--accept-schema" in _sweep_cli(store, manifest, "--help").output  # type: ignore[attr-defined]
+    before = list_tree(store.store_root)
+    accepted = _sweep_cli(store, manifest, "--accept-schema", "0.99.0")
+    assert accepted.exit_code == 0, accepted.output  # type: ignore[attr-defined]
+    assert_swept(store, before, candidate_paths(manifest))
+
+
+@pytest.mark.parametrize(("statement", "named"), [
+    ("CREATE TABLE model_card (id CHAR(32) PRIMARY KEY, artifact_version_id CHAR(32) "
+     "REFERENCES artifact_version (id) ON DELETE CASCADE)", "model_card.artifact_version_id"),
+    ("CREATE TABLE eval_result (id CHAR(32) PRIMARY KEY, best_artifact_id CHAR(32))",
+     "eval_result.best_artifact_id"),
+    ("CREATE TABLE note_resource (id CHAR(32) PRIMARY KEY, resource_id CHAR(32), "
+     "resource_type VARCHAR(255))", "note_resource.resource_id"),
+])
+def test_unknown_release_with_an_unexplained_reference_is_refused_even_when_accepted(
+        statement: str, named: str, tmp_path: Path) -> None:
+    store = restore(RELEASES[-1], tmp_path / "store")
+    _as_release(store, "0.99.0", statement)
+    with pytest.warns(UserWarning):
+        manifest = mark_release(store, tmp_path / "m.parquet")
+    before = list_tree(store.store_root)
+    refused = _sweep_cli(store, manifest, "--accept-schema", "0.99.0")
+    assert refused.exit_code == 5  # type: ignore[attr-defined]
+    assert named in refused.output, refused.output  # type: ignore[attr-defined]
+    assert list_tree(store.store_root) == before
+
+
+# --- Live: the release's own ZenML, after the sweep --------------------------------
+
+
+def _mark_sweep_and_check(store: ReleaseStore, tmp_path: Path, load_release: str) -> None:
+    manifest = mark_release(store, tmp_path / "m.parquet")
+    found = statuses(manifest)
+    assert {v for v, (s, _) in found.items() if s == "candidate"} == set(
+        store.expected["candidates"])
+    before = list_tree(store.store_root)
+    sweep_release(store, manifest)
+    assert_swept(store, before, candidate_paths(manifest))
+    loaded = load_with_release(store, load_release)
+    assert loaded["failed"] == {}
+    assert loaded["loaded"] == len(store.all_ids) - len(store.expected["candidates"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", ["0.70.0", "0.90.0"])
+def test_swept_store_loads_in_its_own_release(release: str, tmp_path: Path) -> None:
+    """After the sweep, the release's own client (its cached venv) loads every version
+    left: one release before 0.80 (workspaces, run_metadata without links, deployment
+    JSON), one between 0.85 and 0.93 (snapshots)."""
+    store = restore(release, tmp_path / "store")
+    _mark_sweep_and_check(store, tmp_path, release)
+
+
+@pytest.mark.slow
+@pytest.mark.mariadb
+def test_older_release_on_mariadb(mariadb_url_factory: object, tmp_path: Path) -> None:
+    """A MariaDB store made by ZenML 0.75 (workspaces, run_metadata_resource, deployment
+    JSON): mark, sweep, no dangling row, and 0.75's own client loads what is left."""
+    url = mariadb_url_factory("releases_075")  # type: ignore[operator]
+    store = build_release_store("0.75.0", tmp_path / "config", url)
+    assert _discover(store.sqlalchemy_url).profile.first_release == "0.71.0"  # type: ignore[attr-defined]
+    _mark_sweep_and_check(store, tmp_path, "0.75.0")
+
+
+@pytest.mark.slow
+def test_store_migrated_from_an_older_release(tmp_path: Path) -> None:
+    """A store made by 0.75 and upgraded by this environment's ZenML's migrations."""
+    store = restore("0.75.0", tmp_path / "store")
+    upgrade_with_current_zenml(store)
+    schema = _discover(store.sqlalchemy_url)
+    assert schema.version == "0.98.0" and schema.profile.known  # type: ignore[attr-defined]
+    _mark_sweep_and_check(store, tmp_path, "current")
