@@ -9,6 +9,7 @@ other file is intact.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -169,17 +170,28 @@ def test_070_sweep_leaves_no_dangling_run_metadata(tmp_path: Path) -> None:
 
 
 def test_project_scope_on_a_workspace_store(tmp_path: Path) -> None:
-    """--project names the store's workspace before 0.80."""
+    """--project names the store's workspace before 0.80, and the output says workspace."""
+    from click.testing import CliRunner
+
+    from artifact_gc.cli import cli
+
     store = restore(RELEASES[0], tmp_path)
     schema = _discover(store.sqlalchemy_url)
     assert schema.scope_noun == "workspace"  # type: ignore[attr-defined]
     found = statuses(mark_release(store, tmp_path / "m.parquet",
                                   projects=(store.expected["project"],)))
     assert set(found) == store.all_ids
-
-
-def _unused(store: ReleaseStore) -> None:  # keeps the import used for type checkers
-    del store
+    root = f"{store.expected['artifact_store']['id']}={store.store_root}"
+    base = ["mark", "--db", store.sqlalchemy_url, "--older-than", "0s", "--store-root", root]
+    shown = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "cli.parquet"),
+                                     "--project", store.expected["project"]])
+    assert shown.exit_code == 0, shown.output
+    # The largest-candidates table heads its scope column as the store names it.
+    assert re.search(r"[┃│ ]workspace[ ┃│]", shown.output), shown.output
+    assert not re.search(r"[┃│ ]project[ ┃│]", shown.output), shown.output
+    wrong = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "x.parquet"),
+                                     "--project", "nope"])
+    assert wrong.exit_code == 2 and "no workspace named 'nope'" in wrong.output, wrong.output
 
 
 # --- A release newer than the last profile -----------------------------------------

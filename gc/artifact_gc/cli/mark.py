@@ -31,7 +31,8 @@ from artifact_gc.cli.render import (
 @click.option("--keep-latest", type=click.IntRange(min=0), metavar="N",
               help="Keep the N newest versions of every artifact.")
 @click.option("--project", "projects", multiple=True, metavar="NAME",
-              help="Only versions of this project (repeatable).")
+              help="Only versions of this project, by name or id (repeatable). On stores "
+                   "of ZenML before 0.80 it names a workspace, which the output calls so.")
 @click.option("--artifact", "artifacts", multiple=True, metavar="GLOB",
               callback=glob_patterns,
               help="Only artifacts whose name matches this glob (repeatable).")
@@ -125,7 +126,8 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
     console.print(table)
     if summary["largest_candidates"]:
         largest = Table(title="Largest candidate artifacts")
-        for column in ("artifact", "project", "versions", "bytes"):
+        scope = str(info.get("schema", {}).get("scope") or "project")
+        for column in ("artifact", scope, "versions", "bytes"):
             largest.add_column(column, justify="right" if column in ("versions", "bytes")
                                else "left")
         for row in summary["largest_candidates"]:

@@ -67,7 +67,7 @@ def classify(
     load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
     INSIDE_ROOT.install(con)
-    in_scope = in_scope_filter(con, options)
+    in_scope = in_scope_filter(con, options, schema.scope_noun)
     _name_tables(con)
     con.register("in_stores", pa.table({
         "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
