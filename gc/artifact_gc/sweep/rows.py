@@ -93,6 +93,14 @@ class Cascade:
             f"WHERE {q('id')} IN :ids",
             ids,
         )}
+        if parents:
+            # Lock the artifacts before their emptiness is judged: a writer adding a
+            # version to one of them now waits for our commit, and one that added a
+            # version before holds us here until it commits, so the check below (READ
+            # COMMITTED) sees that version. Without the lock the DELETE of the artifact
+            # would wait for that writer and then cascade its new version away.
+            # (No-op on SQLite, whose BEGIN IMMEDIATE holds back every writer.)
+            dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
         add(VERSION_TABLE, execute_in(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
         # Each artifact left with no version is deleted once, whatever the number of its
