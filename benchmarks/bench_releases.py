@@ -46,8 +46,8 @@ def _cycle(label: str, url: str, work: Path,
         if run.returncode != 0:
             raise SystemExit(f"{run.label} failed:\n{run.stderr[-3000:]}")
     # Both layouts hold the same rows: the same candidates, all of them deleted.
-    found = duckdb.sql(f"SELECT count(*) FROM read_parquet('{manifest}') "
-                       "WHERE status = 'candidate'").fetchall()[0][0]
+    found = duckdb.execute(f"SELECT count(*) FROM read_parquet('{manifest}') "
+                           "WHERE status = 'candidate'").fetchall()[0][0]
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         left = connection.execute(sa.text("SELECT count(*) FROM artifact_version")).scalar_one()

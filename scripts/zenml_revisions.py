@@ -113,12 +113,13 @@ def _literal_mappings(functions: list[ast.FunctionDef]) -> list[tuple[str, str]]
             if not any(isinstance(t, ast.Name) and "table" in t.id for t in targets):
                 continue
             node = assign.value
-            if isinstance(node, ast.Dict) and node.keys and all(
-                    isinstance(k, ast.Constant) and isinstance(k.value, str)
-                    and isinstance(v, ast.Constant) and isinstance(v.value, str)
-                    for k, v in zip(node.keys, node.values, strict=True)):
-                pairs.extend((k.value, v.value)  # type: ignore[union-attr]
-                             for k, v in zip(node.keys, node.values, strict=True))
+            if not isinstance(node, ast.Dict) or not node.keys:
+                continue
+            items = [(k.value, v.value) for k, v in zip(node.keys, node.values, strict=True)
+                     if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+                     and isinstance(k.value, str) and isinstance(v.value, str)]
+            if len(items) == len(node.keys):
+                pairs.extend(items)
     return pairs
 
 
