@@ -19,8 +19,9 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.runtime
 
+# `make demo DEMO_ARGS=--keep` keeps the sample store to review it afterwards.
 demo: $(VENV)/.runtime
-	$(BIN)/gc demo
+	$(BIN)/gc demo $(DEMO_ARGS)
 
 # The report test renders in Debian's headless Chromium; install it where we can.
 browser:

@@ -434,7 +434,7 @@ def test_rest_url_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
     rest = runner.invoke(cli, ["mark", "--db", "https://zenml.example.invalid"])
     assert rest.exit_code == 3 and "database URL" in rest.output
     postgres = runner.invoke(cli, ["mark", "--db", "postgresql://x/y"])
-    assert postgres.exit_code == 3 and "unsupported database URL" in postgres.output
+    assert postgres.exit_code == 2 and "unsupported database URL" in postgres.output
     missing = runner.invoke(cli, ["mark", "--db", f"sqlite:///{tmp_path}/nope.db"])
     assert missing.exit_code == 3 and "does not exist" in missing.output
     duration = runner.invoke(cli, ["mark", "--older-than", "soon"])

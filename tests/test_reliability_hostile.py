@@ -474,7 +474,7 @@ CASES: dict[str, Case] = {
         lambda b, _r: ["sweep", str(b.manifest), "--yes", "--db", "https://127.0.0.1:8237"],
         EXIT_DATABASE, "ZenML server (REST) URL"),
     "PostgreSQL URL": Case(_mark(db=lambda b, r: "postgresql://u:Pg-s3cret-42@127.0.0.1/z"),
-                           EXIT_DATABASE, "unsupported database URL",
+                           EXIT_USAGE, "unsupported database URL",
                            never_says=("Pg-s3cret-42",)),
     "SQLite file that does not exist": Case(
         _mark(db=lambda b, r: f"sqlite:///{b.tmp / 'nope.db'}"), EXIT_DATABASE,

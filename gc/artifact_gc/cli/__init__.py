@@ -127,7 +127,13 @@ def one_line(message: str) -> str:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
 )
-@click.version_option(__version__, prog_name="artifact-gc")
+@click.version_option(
+    __version__, prog_name="artifact-gc",
+    # Debian's graphviz ships another gc (/usr/bin/gc, a graph tool): say which one this is.
+    message="%(prog)s %(version)s: mark-and-sweep garbage collector for ZenML artifact "
+            "stores (gc mark, gc show, gc sweep). Also installed as `artifact-gc`, a name "
+            "no other tool uses.",
+)
 @click.option("--traceback", is_flag=True, help="Show the full stack trace of a failure.")
 @click.pass_context
 def cli(ctx: click.Context, traceback: bool) -> None:

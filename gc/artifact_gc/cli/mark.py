@@ -8,18 +8,22 @@ import click
 
 from artifact_gc.cli.options import duration, glob_patterns, object_store_options
 from artifact_gc.cli.render import (
+    TableColumn,
     TerminalProgress,
     echo_json,
     human_bytes,
     plain,
+    print_table,
+    say,
     stdout_console,
 )
 
 
 @click.command("mark")
 @click.option("--db", "db_url", metavar="URL",
-              help="SQLAlchemy URL of the ZenML metadata store, e.g. sqlite:////path/zenml.db "
-                   "or mysql+pymysql://user:pw@host/zenml. Default: $ZENML_STORE_URL, else "
+              help="The ZenML metadata store: a path to its zenml.db, or a SQLAlchemy URL "
+                   "(sqlite:////abs/path/zenml.db, four slashes for an absolute path; "
+                   "mysql+pymysql://user:pw@host/zenml). Default: $ZENML_STORE_URL, else "
                    "the local store of ZenML's global config.")
 @click.option("--out", "out", metavar="PATH_OR_URL",
               help="Manifest file, or a directory (local or s3://...) to create one in. "
@@ -27,7 +31,7 @@ from artifact_gc.cli.render import (
 @click.option("--older-than", "older_than", default="24h", show_default=True,
               callback=duration, metavar="DURATION",
               help="Grace period: versions younger than this are never candidates "
-                   "(0s, 90m, 24h, 7d, 2w).")
+                   "(0, 90m, 24h, 7d, 2w).")
 @click.option("--keep-latest", type=click.IntRange(min=0), metavar="N",
               help="Keep the N newest versions of every artifact.")
 @click.option("--project", "projects", multiple=True, metavar="NAME",
@@ -99,38 +103,75 @@ def mark_command(
     click.echo(f"Next: gc show {result.url}   then   gc sweep {result.url}")
 
 
-def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:
-    """The mark's counts and bytes by status and reason, and the largest candidates."""
-    from rich.table import Table
+def render_summary(info: dict[str, Any], summary: dict[str, Any], *,
+                   location: str | None = None) -> None:
+    """The mark's counts and bytes by status and reason, what each of them means, and
+    the largest candidates. ``location`` replaces the database's location (the demo
+    names it relative to its folder)."""
+    from rich.text import Text
+
+    from artifact_gc.manifest.reasons import STATUS_CANDIDATE, STATUS_REACHABLE, STATUSES
+    from artifact_gc.mark.summary import STATUS_MEANINGS, decides, reason_meaning
+    from artifact_gc.metadb.fingerprint import DatabaseFingerprint
 
     console = stdout_console()
     for warning in info.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {plain(warning)}")
-    from artifact_gc.metadb.fingerprint import DatabaseFingerprint
-
     counts = info.get("counts", {})
-    store = DatabaseFingerprint.from_dict(info["database"]).describe()
-    console.print(plain(
-        f"Marked {counts.get('versions_in_scope', 0):,} artifact versions in scope "
-        f"({counts.get('versions_out_of_scope', 0):,} out of scope) of {store}."
-    ))
-    table = Table(title="Decision by status and reason")
-    for column in ("status", "reason", "versions", "bytes"):
-        table.add_column(column, justify="right" if column in ("versions", "bytes") else "left")
-    for row in summary["by_reason"]:
-        table.add_row(plain(row["status"]), plain(row["reason"]), f"{row['versions']:,}",
-                      human_bytes(row["bytes"]))
-    for status, n in summary["counts"].items():
-        table.add_row(f"[bold]{status}[/bold]", "[bold]total[/bold]", f"[bold]{n:,}[/bold]",
-                      human_bytes(summary["bytes"].get(status)))
-    console.print(table)
+    grace = (info.get("parameters") or {}).get("older_than")
+    say(console, f"Marked {counts.get('versions_in_scope', 0):,} artifact versions in scope "
+                 f"({counts.get('versions_out_of_scope', 0):,} out of scope).")
+    # The location on a line of its own: a long path must not push the sentence apart.
+    fp = DatabaseFingerprint.from_dict(info["database"])
+    where = fp.database if fp.dialect == "sqlite" else f"{fp.host}:{fp.port or 3306}/{fp.database}"
+    say(console, f"Store: {fp.dialect}, schema {fp.schema_version}"
+                 + (f", store id {fp.store_id}" if fp.store_id else ""))
+    say(console, f"  {location or where}")
+
+    def meaning(reason: str) -> str:
+        text = reason_meaning(reason)
+        return text.replace("(--older-than)", f"(--older-than {grace})") if grace else text
+
+    order = {status: i for i, status in enumerate(STATUSES)}
+    deciding = sorted((r for r in summary["by_reason"]
+                       if r.get("decides", decides(r["status"], r["reason"]))),
+                      key=lambda r: order.get(r["status"], len(order)))
+    rows: list[list[str]] = []
+    for status in STATUSES:
+        group = [r for r in deciding if r["status"] == status]
+        for i, row in enumerate(group):
+            why = "nothing keeps it" if row["reason"] == "(none)" else row["reason"]
+            rows.append([status if i == 0 else "", why, f"{row['versions']:,}",
+                         human_bytes(row["bytes"])])
+        if len(group) > 1:
+            rows.append(["", "total", f"{summary['counts'].get(status, 0):,}",
+                         human_bytes(summary["bytes"].get(status))])
+    print_table(console, "Decision by status and reason", [
+        TableColumn("status"), TableColumn("why", "why kept (or not)"),
+        TableColumn("versions", numeric=True), TableColumn("bytes", numeric=True),
+    ], rows, hide_first=["bytes"])
+    # A reader meets these words once: say what each one means, right here.
+    shown = [s for s in STATUSES if summary["counts"].get(s)]
+    width = max([len(s) for s in shown] + [len(r["reason"]) for r in deciding])
+    for status in shown:
+        console.print(Text(f"  {status.ljust(width)}  {STATUS_MEANINGS[status]}"))
+    for reason in dict.fromkeys(r["reason"] for r in deciding if r["reason"] != "(none)"):
+        console.print(Text(f"  {reason.ljust(width)}  {meaning(reason)}", style="dim"))
+    also = [f"{row['reason']} {row['versions']:,}" for row in summary["by_reason"]
+            if row["status"] == STATUS_REACHABLE
+            and not row.get("decides", decides(row["status"], row["reason"]))]
+    if also:
+        # Not a second reason to keep them: the reference alone decides.
+        console.print(Text(f"  (reachable, and also under a rule: {', '.join(also)})",
+                           style="dim"))
     if summary["largest_candidates"]:
-        largest = Table(title="Largest candidate artifacts")
+        # The store's own word for its scope: a workspace before ZenML 0.80.
         scope = str(info.get("schema", {}).get("scope") or "project")
-        for column in ("artifact", scope, "versions", "bytes"):
-            largest.add_column(column, justify="right" if column in ("versions", "bytes")
-                               else "left")
-        for row in summary["largest_candidates"]:
-            largest.add_row(plain(row["artifact_name"] or "-"), plain(row["project"] or "-"),
-                            f"{row['versions']:,}", human_bytes(row["bytes"]))
-        console.print(largest)
+        print_table(console, "Largest candidate artifacts", [
+            TableColumn("artifact"), TableColumn(scope),
+            TableColumn("versions", numeric=True), TableColumn("bytes", numeric=True),
+        ], [[row["artifact_name"] or "-", row["project"] or "-", f"{row['versions']:,}",
+             human_bytes(row["bytes"])] for row in summary["largest_candidates"]],
+            hide_first=[scope], hide_rather_than_cut=True)
+    if not summary["counts"].get(STATUS_CANDIDATE):
+        console.print(Text("No candidates: gc sweep would delete nothing."))

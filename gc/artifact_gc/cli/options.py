@@ -11,10 +11,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
-    """click callback: a human duration (``24h``, ``7d``) as a timedelta."""
+    """click callback: a human duration (``24h``, ``7d``) as a timedelta. A bare ``0``
+    needs no unit: zero is zero in every unit."""
+    from datetime import timedelta
+
     from artifact_gc.durations import parse_duration
     from artifact_gc.errors import UsageError
 
+    if value.strip() == "0":
+        return timedelta(0)
     try:
         return parse_duration(value)
     except UsageError as exc:

@@ -7,13 +7,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import click
 
 from artifact_gc.cli.options import storage_option
-from artifact_gc.cli.render import echo_json, human_bytes, plain, stdout_console
+from artifact_gc.cli.render import (
+    TableColumn,
+    echo_json,
+    human_bytes,
+    plain,
+    print_table,
+    say,
+    stdout_console,
+)
 
 
 def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
@@ -24,6 +33,7 @@ def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 def _cell(value: Any, column: str = "") -> str:
+    """A value as table text (rich never reads it as markup: see print_table)."""
     if value is None:
         return "-"
     if isinstance(value, int) and ("bytes" in column):
@@ -31,24 +41,49 @@ def _cell(value: Any, column: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list):
-        return plain(", ".join(str(v) for v in value))
+        return ", ".join(str(v) for v in value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return plain(value)
+    return str(value)
+
+
+def _numeric(rows: list[dict[str, Any]], column: str) -> bool:
+    values = [row.get(column) for row in rows if row.get(column) is not None]
+    return bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                for v in values)
 
 
 def _print_table(title: str | None, rows: list[dict[str, Any]],
-                 columns: list[str] | None = None) -> None:
-    from rich.table import Table
-
+                 columns: list[str] | None = None, *,
+                 hide_first: Sequence[str] | None = None,
+                 whole: Sequence[str] = ()) -> None:
+    """Rows as a table that fits the terminal (see print_table). Unless told which
+    columns to leave out first on a narrow terminal, the rightmost go first."""
     columns = columns or (list(rows[0]) if rows else [])
-    table = Table(title=title)
-    for column in columns:
-        numeric = bool(rows) and isinstance(rows[0].get(column), int | float)
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*[_cell(row.get(c), c) for c in columns])
-    stdout_console().print(table)
+    specs = [TableColumn(c, numeric=_numeric(rows, c), whole=c in whole) for c in columns]
+    order = list(reversed(columns[1:])) if hide_first is None else list(hide_first)
+    print_table(stdout_console(), title, specs,
+                [[_cell(row.get(c), c) for c in columns] for row in rows], hide_first=order,
+                hide_rather_than_cut=hide_first is not None)
+
+
+def _explain(console: Any, rows: list[dict[str, Any]], grace: str | None = None) -> None:
+    """One line per status and reason in ``rows``: what it means, in a user's words."""
+    from rich.text import Text
+
+    from artifact_gc.mark.summary import STATUS_MEANINGS, reason_meaning
+
+    words = list(dict.fromkeys(
+        [r["status"] for r in rows if r.get("status") in STATUS_MEANINGS]
+        + [r["reason"] for r in rows if r.get("reason") not in (None, "(none)")]))
+    if not words:
+        return
+    width = max(len(w) for w in words)
+    for word in words:
+        meaning = STATUS_MEANINGS.get(word) or reason_meaning(word)
+        if grace:
+            meaning = meaning.replace("(--older-than)", f"(--older-than {grace})")
+        console.print(Text(f"  {word.ljust(width)}  {meaning}", style="dim"))
 
 
 def _echo_csv(rows: list[dict[str, Any]]) -> None:
@@ -97,34 +132,44 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     if fmt == "csv":
         _echo_csv(result.rows)
         return
+    from rich.text import Text
+
     info = result.info
     console = stdout_console()
     database = info.get("database", {})
-    console.print(f"[bold]Manifest[/bold] {plain(result.url)}")
-    console.print(plain(
-        f"mark {info['mark_id']}  started {info['started_at']}  finished {info['finished_at']}"
-    ))
-    console.print(plain(
-        f"store {database.get('store_id')}  {database.get('dialect')} "
-        f"{database.get('host') or ''} {database.get('database') or ''}  "
-        f"schema {database.get('schema_version')}"
-    ))
+    say(console, f"Manifest {result.url}")
+    say(console, f"mark {info['mark_id']}  started {info['started_at']}  "
+                 f"finished {info['finished_at']}")
+    say(console, f"store {database.get('store_id')}  {database.get('dialect')} "
+                 f"{database.get('host') or ''} {database.get('database') or ''}  "
+                 f"schema {database.get('schema_version')}")
     console.print(plain(f"format {info['format']} {info['format_version']} "
                         f"(tool {info['tool_version']})  checksum ")
                   + ("ok" if result.checksum_ok else "[red bold]MISMATCH[/red bold]"))
     parameters = {k: v for k, v in info.get("parameters", {}).items() if v not in ([], {}, None)}
-    console.print(plain("parameters " + json.dumps(parameters, sort_keys=True, default=str)))
+    say(console, "parameters " + json.dumps(parameters, sort_keys=True, default=str))
     for entry in info.get("lineage", []):
-        console.print(plain(f"derived from mark {entry.get('parent_mark_id')} with "
-                            f"--where {entry.get('predicate')!r} at {entry.get('at')}"))
+        say(console, f"derived from mark {entry.get('parent_mark_id')} with "
+                     f"--where {entry.get('predicate')!r} at {entry.get('at')}")
     for warning in info.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {plain(warning)}")
     if not result.sizes_measured:
         console.print("[dim]sizes were not measured (gc mark --sizes): bytes are '-'[/dim]")
-    _print_table(f"By {by}", result.rows)
+    from artifact_gc.mark.summary import decides
+
+    deciding = [r for r in result.rows if "reason" not in r
+                or decides(r.get("status", ""), r["reason"])]
+    _print_table(f"By {by}", deciding)
+    _explain(console, deciding, (info.get("parameters") or {}).get("older_than"))
+    also = [f"{row['reason']} {row['versions']:,}" for row in result.rows
+            if row not in deciding]
+    if also:
+        console.print(Text(f"  (reachable, and also under a rule: {', '.join(also)})",
+                           style="dim"))
     if result.largest_candidates:
         _print_table(f"Largest candidate artifacts (top {top})", result.largest_candidates,
-                     ["artifact_name", "project", "versions", "bytes", "oldest", "newest"])
+                     ["artifact_name", "project", "versions", "bytes", "oldest", "newest"],
+                     hide_first=["newest", "oldest", "project"])
     if result.candidate_age:
         _print_table("Candidates by age at mark time", result.candidate_age)
     sweep = result.sweep
@@ -241,11 +286,12 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
 
     \b
       new_candidate  a candidate in B that was not one in A
-      revived        a candidate in A that B keeps (it came back to life)
+      revived        a candidate in A that B keeps (something refers to it again)
+      filtered_out   a candidate in A that gc filter --where excluded from B
       disappeared    in A, not in B (swept, deleted, or out of B's scope)
       appeared       new in B, and not a candidate
     """
-    from artifact_gc.review.diff import DIFF_CATEGORIES, diff
+    from artifact_gc.review.diff import DIFF_CATEGORIES, DIFF_MEANINGS, diff
 
     result = diff(a, b, storage_options=parse_storage_options(storage_option_pairs))
     if fmt == "json":
@@ -254,19 +300,26 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
     if fmt == "csv":
         _echo_csv(result.rows.to_pylist())
         return
-    click.echo(f"A: {a} (mark {result.mark_a})\nB: {b} (mark {result.mark_b})")
+    console = stdout_console()
+    say(console, f"A: {a} (mark {result.mark_a})")
+    say(console, f"B: {b} (mark {result.mark_b})")
     if result.empty:
         click.echo("No difference in the versions and their statuses.")
         return
     _print_table("Changes from A to B",
                  [{"change": c, **result.totals[c]} for c in DIFF_CATEGORIES])
+    for change in DIFF_CATEGORIES:
+        if result.totals[change]["versions"]:
+            say(console, f"  {change}: {DIFF_MEANINGS[change]}")
     rows = result.rows.to_pylist()
     for change in DIFF_CATEGORIES:
         listed = [r for r in rows if r["change"] == change][:top]
         if listed:
             _print_table(f"{change} (up to {top})", listed,
                          ["artifact_name", "project", "status_a", "status_b", "size_bytes",
-                          "artifact_version_id"])
+                          "artifact_version_id"],
+                         hide_first=["status_a", "project", "size_bytes", "status_b"],
+                         whole=["artifact_version_id"])
 
 
 # ---------------------------------------------------------------------------
@@ -281,7 +334,7 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
                    ".html instead of .parquet.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Artifacts in the 'by artifact' chart.")
-@click.option("--max-rows", type=click.IntRange(min=0), default=5000, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Candidates listed in the table (largest first).")
 @storage_option
 def report_command(manifest: str, output: str | None, top: int, max_rows: int,
@@ -352,7 +405,9 @@ def history_command(location: str | None, as_json: bool,
             "cand bytes": e.bytes.get("candidate"),
             "sweep": e.sweep if e.error is None else "unreadable",
         })
-    _print_table(f"Marks in {location}", rows)
+    say(stdout_console(), f"Marks in {location}")
+    _print_table(None, rows, hide_first=["store", "mark", "cand bytes", "started (UTC)"],
+                 whole=["manifest"])
     if any(e.derived for e in entries):
         click.echo("* derived by gc filter")
     for e in entries:

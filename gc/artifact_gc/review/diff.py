@@ -14,12 +14,22 @@ import pyarrow as pa
 
 from artifact_gc.errors import ManifestRefused
 from artifact_gc.manifest.format import ManifestInfo, check_format, read_info
+from artifact_gc.manifest.reasons import PROTECT_FILTERED_OUT
 from artifact_gc.manifest.views import duckdb_for, manifest_relation, register_filesystem
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint
 from artifact_gc.review.session import StorageOptions
 
 #: Diff categories, in the order they are reported.
-DIFF_CATEGORIES = ("new_candidate", "revived", "disappeared", "appeared")
+DIFF_CATEGORIES = ("new_candidate", "revived", "filtered_out", "disappeared", "appeared")
+
+#: What each category means, in the words ``gc diff`` prints beside it.
+DIFF_MEANINGS = {
+    "new_candidate": "a candidate in B that was not one in A",
+    "revived": "a candidate in A that B keeps: something refers to it again",
+    "filtered_out": "a candidate in A that gc filter --where excluded from B",
+    "disappeared": "in A, not in B (swept, deleted, or out of B's scope)",
+    "appeared": "new in B, and not a candidate",
+}
 
 _DIFF_SQL = """
 WITH a AS ({a}),
@@ -37,6 +47,11 @@ WITH a AS ({a}),
              CASE
                  WHEN b.status = 'candidate' AND a.status IS DISTINCT FROM 'candidate'
                      THEN 'new_candidate'
+                 -- gc filter keeps a candidate out with this reason alone: the
+                 -- store did not change, the reviewer's predicate did.
+                 WHEN a.status = 'candidate' AND b.status IS NOT NULL
+                      AND b.status <> 'candidate'
+                      AND list_contains(b.reasons, '{filtered_out}') THEN 'filtered_out'
                  WHEN a.status = 'candidate' AND b.status IS NOT NULL
                       AND b.status <> 'candidate' THEN 'revived'
                  WHEN b.item_id IS NULL THEN 'disappeared'
@@ -88,7 +103,8 @@ def diff(a: str, b: str, *, storage_options: StorageOptions = None) -> DiffResul
     """Compare the marks ``a`` (older) and ``b`` (newer) of one store.
 
     ``new_candidate``: a candidate in B that was not one in A (or not in A at all);
-    ``revived``: a candidate in A that B keeps; ``disappeared``: in A, gone from B
+    ``revived``: a candidate in A that B keeps; ``filtered_out``: a candidate in A that
+    a ``gc filter`` predicate left out of B; ``disappeared``: in A, gone from B
     (swept, deleted or out of B's scope); ``appeared``: new in B and not a candidate.
     """
     info_a = read_info(a, storage_options)
@@ -100,6 +116,7 @@ def diff(a: str, b: str, *, storage_options: StorageOptions = None) -> DiffResul
         register_filesystem(connection, b, storage_options)
         rows = connection.sql(_DIFF_SQL.format(
             a=manifest_relation(connection, a), b=manifest_relation(connection, b),
+            filtered_out=PROTECT_FILTERED_OUT,
         )).to_arrow_table()
         connection.register("changes", rows)
         found = {
