@@ -35,7 +35,8 @@ from artifact_gc.cli.render import (
 @click.option("--keep-latest", type=click.IntRange(min=0), metavar="N",
               help="Keep the N newest versions of every artifact.")
 @click.option("--project", "projects", multiple=True, metavar="NAME",
-              help="Only versions of this project (repeatable).")
+              help="Only versions of this project, by name or id (repeatable). On stores "
+                   "of ZenML before 0.80 it names a workspace, which the output calls so.")
 @click.option("--artifact", "artifacts", multiple=True, metavar="GLOB",
               callback=glob_patterns,
               help="Only artifacts whose name matches this glob (repeatable).")
@@ -184,11 +185,13 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any], *,
         console.print(Text(f"  (reachable, and also under a rule: {', '.join(also)})",
                            style="dim"))
     if summary["largest_candidates"]:
+        # The store's own word for its scope: a workspace before ZenML 0.80.
+        scope = str(info.get("schema", {}).get("scope") or "project")
         print_table(console, "Largest candidate artifacts", [
-            TableColumn("artifact"), TableColumn("project"),
+            TableColumn("artifact"), TableColumn(scope),
             TableColumn("versions", numeric=True), TableColumn("bytes", numeric=True),
         ], [[row["artifact_name"] or "-", row["project"] or "-", f"{row['versions']:,}",
              human_bytes(row["bytes"])] for row in summary["largest_candidates"]],
-            hide_first=["project"], hide_rather_than_cut=True)
+            hide_first=[scope], hide_rather_than_cut=True)
     if not summary["counts"].get(STATUS_CANDIDATE):
         console.print(Text("No candidates: gc sweep would delete nothing."))

@@ -42,6 +42,11 @@ SWEEP_HOOKS = "sweep_hooks"
               help="Journal items that fail for good and go on (exit 8 at the end).")
 @click.option("--max-manifest-age", default="7d", show_default=True, callback=duration,
               metavar="DURATION", help="Refuse a manifest whose mark started longer ago.")
+@click.option("--accept-schema", metavar="X.Y.Z", default=None,
+              help="Sweep a store whose ZenML release no schema profile covers (a release "
+                   "newer than the last supported one), on the schema's foreign keys alone; "
+                   "give the store's schema version. Still refused when reflection finds a "
+                   "reference no profile explains.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
 @click.pass_context
@@ -49,7 +54,7 @@ def sweep_command(
     ctx: click.Context, manifest: str, db_url: str | None, yes: bool, dry_run: bool,
     only_artifact: bool, only_metadata: bool, workers: int, batch_size: int | None,
     ignore_errors: bool, max_manifest_age: Any, storage_option_pairs: tuple[str, ...],
-    max_requests_per_second: float | None, as_json: bool,
+    max_requests_per_second: float | None, as_json: bool, accept_schema: str | None = None,
 ) -> None:
     """Delete the candidates of MANIFEST: files and metadata, re-verified live.
 
@@ -78,7 +83,8 @@ def sweep_command(
     options = SweepOptions(mode=mode, dry_run=dry_run, batch_size=batch_size, workers=workers,
                            ignore_errors=ignore_errors, max_manifest_age=max_manifest_age,
                            storage_options=parse_storage_options(storage_option_pairs),
-                           limits=RequestLimits(max_requests_per_second))
+                           limits=RequestLimits(max_requests_per_second),
+                           accept_schema=accept_schema)
     plan = plan_sweep(manifest, db_url, options)
     if not as_json:
         _render_plan(plan.as_dict())

@@ -80,7 +80,7 @@ def classify(
                             release_snapshots=options.release_unreachable_snapshots)
     progress.stage("classifying")
     INSIDE_ROOT.install(con)
-    in_scope = in_scope_filter(con, options)
+    in_scope = in_scope_filter(con, options, schema.scope_noun)
     _name_tables(con)
     con.register("in_stores", pa.table({
         "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from artifact_gc.mark.options import MarkOptions
 
 
-def in_scope_filter(con: Any, options: MarkOptions) -> str:
+def in_scope_filter(con: Any, options: MarkOptions, scope_noun: str = "project") -> str:
     """SQL over a version ``v`` of ``in_versions``: true when it is in scope.
 
     Reads ``in_projects`` and ``in_artifacts``; registers the ids in scope as
-    ``scope_artifacts`` and ``scope_projects`` for the filter to read.
+    ``scope_artifacts`` and ``scope_projects`` for the filter to read. ``in_projects``
+    holds the store's projects, or its workspaces before ZenML 0.80 (``scope_noun``
+    says which, for messages): ``--project`` names either.
     """
-    artifact_scope, project_scope = _scope(con, options)
+    artifact_scope, project_scope = _scope(con, options, scope_noun)
     _register_scope(con, "scope_artifacts", artifact_scope)
     _register_scope(con, "scope_projects", project_scope)
     scope_filters = []
@@ -35,7 +37,8 @@ def in_scope_filter(con: Any, options: MarkOptions) -> str:
     return " AND ".join(scope_filters) or "TRUE"
 
 
-def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | None]:
+def _scope(con: Any, options: MarkOptions,
+           scope_noun: str = "project") -> tuple[set[str] | None, set[str] | None]:
     """The artifact ids and project ids in scope (None: no filter on that axis)."""
     project_ids: set[str] | None = None
     if options.projects:
@@ -51,8 +54,8 @@ def _scope(con: Any, options: MarkOptions) -> tuple[set[str] | None, set[str] | 
                 project_ids.add(wanted.replace("-", "").lower())
             else:
                 raise UsageError(
-                    f"no project named {wanted!r}; the store has: "
-                    + ", ".join(sorted(n for n in names if n)) or "no projects"
+                    f"no {scope_noun} named {wanted!r}; the store has: "
+                    + (", ".join(sorted(n for n in names if n)) or f"no {scope_noun}s")
                 )
     artifact_ids: set[str] | None = None
     if options.artifacts or options.exclude_artifacts:

@@ -161,6 +161,18 @@ class Dialect:
                 )
                 yield connection
 
+    def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
+        """Lock the rows ``ids`` of ``table`` until the transaction ends (FOR UPDATE).
+
+        A transaction inserting a child of a locked row waits for our commit, and one
+        that inserted a child before waits for nothing but holds us until it commits:
+        the READ COMMITTED reads that follow then see its row."""
+        from artifact_gc.metadb.statements import select_in
+
+        q = self.quote(connection, "id")
+        select_in(connection, f"SELECT {q} FROM {self.quote(connection, table)} "
+                              f"WHERE {q} IN :ids FOR UPDATE", ids)
+
     @contextmanager
     def reference_guard(self, engine: Any) -> Iterator[ReferenceGuard | None]:
         """A :class:`ReferenceGuard` for what the locks of :meth:`locked_transaction`
@@ -192,6 +204,9 @@ class SQLiteDialect(Dialect):
     #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
     group_referenced_ids = False
     lock_blocks_all_writers = True
+
+    def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already holds back every writer."""
 
     def text(self, expression: str, nullable: bool = True) -> str:
         # SQLite keeps ZenML's ids, names, URIs and datetimes as TEXT already. A column

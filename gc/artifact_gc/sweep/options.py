@@ -40,6 +40,9 @@ class SweepOptions:
     #: its journal when they are remote. Never written anywhere.
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    #: ``--accept-schema``: the ZenML schema version (alembic revision) of a store that
+    #: no schema profile covers, which the user accepts to sweep on reflection alone.
+    accept_schema: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -22,6 +22,7 @@ from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
 from artifact_gc.sweep.journal import FINAL_EVENTS, STATE_PENDING, STATE_VIEW, Journal
 from artifact_gc.sweep.options import SweepOptions
 from artifact_gc.zenml.config import resolve_database_url
+from artifact_gc.zenml.profiles import describe_unknown
 from artifact_gc.zenml.schema import KNOWN_SCHEMA_VERSIONS, ZenMLSchema, discover
 from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 
@@ -115,10 +116,12 @@ def plan_sweep(
     storage = options.storage_options
     info = mf.verify(manifest_url, storage)
     manifest_schema = info.database.get("schema_version") or info.schema.get("version")
-    if manifest_schema not in KNOWN_SCHEMA_VERSIONS:
+    if manifest_schema not in KNOWN_SCHEMA_VERSIONS and not _accepted(manifest_schema, options):
         raise ManifestRefused(
-            f"{manifest_url} was marked on ZenML schema {manifest_schema or 'unknown'}, which "
-            f"this release does not know (known: {', '.join(sorted(KNOWN_SCHEMA_VERSIONS))})",
+            f"{manifest_url} was marked on ZenML schema {manifest_schema or 'unknown'}: "
+            f"{describe_unknown(manifest_schema)}, and no schema profile covers it; to sweep "
+            f"it on the schema's foreign keys alone, pass --accept-schema "
+            f"{manifest_schema or 'unknown'}",
             manifest_url, "unknown_schema_version",
         )
     if options.max_manifest_age is not None:
@@ -143,12 +146,7 @@ def plan_sweep(
                 f"being swept ({live.describe()})",
                 manifest_url, "other_database",
             )
-        if schema.version not in KNOWN_SCHEMA_VERSIONS:
-            raise ManifestRefused(
-                f"the live store has ZenML schema {schema.version or 'unknown'}, which this "
-                "release does not know; it may hold references we cannot see",
-                manifest_url, "unknown_schema_version",
-            )
+        refuse_unknown_schema(schema, options, manifest_url)
         overrides = dict(info.parameters.get("store_roots") or {})
         stores = load_artifact_stores(engine, url, overrides, options.storage_options)
     finally:
@@ -169,6 +167,33 @@ def plan_sweep(
         options=options, candidates=candidates, journal_states=states, items=items,
         stores=stores,
     )
+
+
+def _accepted(version: str | None, options: SweepOptions) -> bool:
+    return version is not None and options.accept_schema == version
+
+
+def refuse_unknown_schema(schema: ZenMLSchema, options: SweepOptions, manifest_url: str) -> None:
+    """Refuse a live store that no schema profile covers, unless ``--accept-schema``
+    names its version; refuse even then when reflection found something that could name
+    a version and that no profile explains (a row we cannot see is a row we would leave
+    dangling, or a reference we would miss)."""
+    if schema.known_version:
+        return
+    version = schema.version or "unknown"
+    if not _accepted(schema.version, options):
+        raise ManifestRefused(
+            f"the live store has ZenML schema {version}: {describe_unknown(schema.version)}, "
+            "and it may hold references no schema profile describes; to sweep it on the "
+            f"schema's foreign keys alone, pass --accept-schema {version}",
+            manifest_url, "unknown_schema_version",
+        )
+    if schema.unexplained:
+        raise ManifestRefused(
+            f"refusing to sweep ZenML schema {version} even with --accept-schema: "
+            f"{'; '.join(schema.unexplained)}",
+            manifest_url, "unexplained_schema",
+        )
 
 
 def discover_schema(engine: Any) -> ZenMLSchema:

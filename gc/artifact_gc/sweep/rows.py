@@ -6,9 +6,10 @@ with foreign keys off, so we do it ourselves, children before parents:
 
 1. the dependents the schema found (visualizations, curated visualizations), deepest
    first;
-2. the polymorphic rows (``ZenMLSchema.polymorphic_tables``) that name the versions,
-   and the rows such a link table owns once nothing links them any more (run
-   metadata);
+2. the polymorphic rows (``ZenMLSchema.polymorphic_tables``, from the release's
+   profile) that name the versions, and the rows such a link table owns once nothing
+   links them any more (run metadata since 0.71; before, the run_metadata rows that
+   name a version themselves);
 3. the versions;
 4. each artifact left with no version, and its polymorphic rows.
 
@@ -35,13 +36,6 @@ ARTIFACT_COLUMN = "artifact_id"
 VERSION_RESOURCE = "artifact_version"
 ARTIFACT_RESOURCE = "artifact"
 
-#: What the schema cannot say: a polymorphic link table whose rows own a row of
-#: another table (link column, owned table). A run metadata row lives as long as a
-#: resource links it; a tag outlives its resources, so tag_resource owns nothing.
-OWNED_THROUGH: dict[str, tuple[str, str]] = {
-    "run_metadata_resource": ("run_metadata_id", "run_metadata"),
-}
-
 Count = Callable[[str, int], None]
 
 
@@ -57,7 +51,12 @@ class Cascade:
     @classmethod
     def discover(cls, engine: Any, schema: ZenMLSchema) -> Cascade:
         handled = {ARTIFACT_TABLE: (VERSION_TABLE, ARTIFACT_COLUMN)}
-        for link, (column, owned) in OWNED_THROUGH.items():
+        # What the foreign keys cannot say comes from the release's profile: a
+        # polymorphic link table whose rows own a row of another table. Since 0.71 a
+        # run metadata row lives as long as a run_metadata_resource row links it;
+        # before, the run_metadata row names its resource itself and is deleted as a
+        # polymorphic row. A tag outlives its resources, so tag_resource owns nothing.
+        for link, (column, owned) in schema.owned_through().items():
             handled[owned] = (link, column)
         import sqlalchemy as sa
 
@@ -98,6 +97,14 @@ class Cascade:
             f"WHERE {q('id')} IN :ids",
             ids,
         )}
+        if parents:
+            # Lock the artifacts before their emptiness is judged: a writer adding a
+            # version to one of them now waits for our commit, and one that added a
+            # version before holds us here until it commits, so the check below (READ
+            # COMMITTED) sees that version. Without the lock the DELETE of the artifact
+            # would wait for that writer and then cascade its new version away.
+            # (No-op on SQLite, whose BEGIN IMMEDIATE holds back every writer.)
+            dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
         add(VERSION_TABLE, execute_in(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
         # Each artifact left with no version is deleted once, whatever the number of its
@@ -122,7 +129,7 @@ class Cascade:
         q = quoter(connection)
         for table in self.schema.polymorphic_tables:
             names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
-            column, owned = OWNED_THROUGH.get(table, ("", ""))
+            column, owned = self.schema.owned_through().get(table, ("", ""))
             linked: set[str] = set()
             if column:
                 linked = {str(r[0]) for r in select_in(

@@ -34,9 +34,13 @@ def config_filter(column: str) -> str:
     """SQL (SQLite and MySQL) for the configurations that can name a version id.
 
     Every step configuration carries each key of ``CONFIG_ID_KEYS``, most of them
-    with an empty ``{}``; only the others are read. ``column`` is already quoted."""
+    with an empty ``{}``; only the others are read. Before 0.83.1 one JSON document
+    holds every step of a deployment (``pipeline_deployment.step_configurations``), so
+    one step's empty ``{}`` says nothing of the others: a document that also holds a
+    key followed by a non-empty object is read as well. ``column`` is already quoted."""
     return " OR ".join(
-        f"({column} LIKE '%{key}%' AND {column} NOT LIKE '%\"{key}\":{{}}%'"
+        f"({column} LIKE '%{key}%' AND (({column} NOT LIKE '%\"{key}\":{{}}%'"
         f" AND {column} NOT LIKE '%\"{key}\": {{}}%')"
+        f" OR {column} LIKE '%\"{key}\":{{\"%' OR {column} LIKE '%\"{key}\": {{\"%'))"
         for key in CONFIG_ID_KEYS
     )

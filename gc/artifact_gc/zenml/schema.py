@@ -1,40 +1,42 @@
-"""What the ZenML schema says about artifact versions, discovered by reflection.
+"""What the ZenML schema says about artifact versions: its profile, checked by reflection.
 
 ZenML's own prune keeps a hand-written list of reference tables, and it went stale
 when model links arrived. We reflect every foreign key into ``artifact_version`` at
 mark (and sweep) time instead: a table we do not know as a dependent keeps the
 version alive, so a release that adds a new kind of reference makes us keep more,
-never delete more.
+never delete more. What reflection cannot see (JSON references, polymorphic rows,
+scope naming) comes from the store's schema profile (profiles.py), chosen by its
+alembic revision.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from artifact_gc.errors import SchemaError
+from artifact_gc.zenml.profiles import (
+    PROFILES,
+    Polymorphic,
+    SchemaProfile,
+    describe_unknown,
+    profile_for,
+    supported_releases,
+)
 
-#: ZenML releases whose schema this version of artifact-gc was tested against.
-KNOWN_SCHEMA_VERSIONS = frozenset({"0.98.0"})
+#: ZenML releases whose schema a profile covers (each tested through its profile).
+KNOWN_SCHEMA_VERSIONS = frozenset(supported_releases())
+
+#: A column named like a reference to a version or an artifact.
+REFERENCE_LIKE = re.compile(r"(^|_)artifact(_version)?_id$")
 
 VERSION_TABLE = "artifact_version"
 ARTIFACT_TABLE = "artifact"
 
-#: Reasons for the references ZenML 0.98 has. Any other foreign key is ``fk:<table>``.
-KNOWN_REFERENCES = {
-    ("step_run_input_artifact", "artifact_id"): "step_input",
-    ("step_run_output_artifact", "artifact_id"): "step_output",
-    ("model_versions_artifacts", "artifact_version_id"): "model_link",
-    ("pipeline_run_output", "artifact_id"): "run_output",
-    ("hook_invocation_output_artifact", "artifact_version_id"): "hook_output",
-}
-
-#: Tables whose rows belong to a version and die with it (ON DELETE CASCADE).
-KNOWN_DEPENDENTS = frozenset({"artifact_visualization"})
-
-#: Polymorphic tables (no foreign key) that name versions or artifacts by resource_id.
-POLYMORPHIC_TABLES = ("run_metadata_resource", "tag_resource")
+#: Reasons for the references the profiles know. Any other foreign key is ``fk:<table>``.
+KNOWN_REFERENCES = {(t, c): reason for t, c, reason in PROFILES[-1].references}
 
 CORE_TABLES = (ARTIFACT_TABLE, VERSION_TABLE, "stack_component")
 
@@ -76,14 +78,30 @@ class ZenMLSchema:
     polymorphic_tables: tuple[str, ...]
     config_tables: tuple[tuple[str, str], ...]
     warnings: tuple[str, ...] = field(default=())
+    #: The profile of the store's release (``known=False``: read by reflection).
+    profile: SchemaProfile = PROFILES[-1]
+    #: What reflection found that no profile explains (only for a store without a
+    #: known profile): "table.column (why)". The sweep refuses while it is not empty.
+    unexplained: tuple[str, ...] = field(default=())
 
     @property
     def known_version(self) -> bool:
-        return self.version in KNOWN_SCHEMA_VERSIONS
+        return self.profile.known
+
+    @property
+    def scope_noun(self) -> str:
+        """What the store calls its scope: ``workspace`` before 0.80, ``project`` since."""
+        return self.profile.scope_table
+
+    def owned_through(self) -> dict[str, tuple[str, str]]:
+        """Polymorphic link table -> (link column, the table whose rows it owns)."""
+        return self.profile.owned_through()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
+            "profile": self.profile.first_release if self.profile.known else None,
+            "scope": self.scope_noun,
             "references": [
                 {"table": r.table, "column": r.column, "reason": r.reason} for r in self.references
             ],
@@ -113,17 +131,25 @@ def discover(engine: Any) -> ZenMLSchema:
             missing=missing,
         )
     version = _schema_version(engine, tables)
+    foreign_keys = {table: inspector.get_foreign_keys(table) for table in sorted(tables)}
     notes: list[str] = []
-    if version not in KNOWN_SCHEMA_VERSIONS:
+    profile = profile_for(version)
+    unexplained: tuple[str, ...] = ()
+    if profile is None:
+        profile = _reflected_profile(inspector, tables, version)
+        unexplained = _unexplained(inspector, tables, foreign_keys)
         note = (
-            f"ZenML schema version {version or 'unknown'} was not tested with this release "
-            f"(known: {', '.join(sorted(KNOWN_SCHEMA_VERSIONS))}); references are taken "
-            "from the schema's foreign keys"
+            f"{describe_unknown(version)}: no schema profile covers it, so references are "
+            "taken from the schema's foreign keys; a sweep needs "
+            f"--accept-schema {version or 'unknown'}"
         )
         notes.append(note)
         warnings.warn(note, UnknownSchemaVersion, stacklevel=2)
+    else:
+        _check_profile(profile, tables)
 
-    foreign_keys = {table: inspector.get_foreign_keys(table) for table in sorted(tables)}
+    known_references = {(t, c): reason for t, c, reason in profile.references}
+    known_references = {**KNOWN_REFERENCES, **known_references}
     references: list[Reference] = []
     dependents: list[Dependent] = []
     for table, keys in foreign_keys.items():
@@ -132,13 +158,13 @@ def discover(engine: Any) -> ZenMLSchema:
                 continue
             column = fk["constrained_columns"][0]
             on_delete = (fk.get("options") or {}).get("ondelete")
-            if table in KNOWN_DEPENDENTS:
+            if table in profile.dependents:
                 dependents.append(Dependent(table, column, VERSION_TABLE))
             elif table == VERSION_TABLE:
                 # A version pointing at another version keeps the target alive too.
                 references.append(Reference(table, column, f"fk:{table}.{column}", on_delete))
             else:
-                reason = KNOWN_REFERENCES.get((table, column), f"fk:{table}")
+                reason = known_references.get((table, column), f"fk:{table}")
                 references.append(Reference(table, column, reason, on_delete))
     # Rows hanging off a dependent (curated visualizations hang off visualizations).
     frontier = [d.table for d in dependents]
@@ -152,29 +178,98 @@ def discover(engine: Any) -> ZenMLSchema:
                         dependents.append(child)
                         frontier.append(table)
 
-    if "project" in tables:
-        project_table, project_column = "project", "project_id"
-    elif "workspace" in tables:
-        project_table, project_column = "workspace", "workspace_id"
-    else:
-        raise SchemaError("the store has neither a project nor a workspace table",
-                          missing=("project",))
-    config_tables = tuple(
-        (table, column)
-        for table, column in (("step_configuration", "config"),)
-        if table in tables
-    )
     return ZenMLSchema(
         version=version,
         tables=tables,
         references=tuple(references),
         dependents=tuple(dependents),
-        project_table=project_table,
-        project_column=project_column,
-        polymorphic_tables=tuple(t for t in POLYMORPHIC_TABLES if t in tables),
-        config_tables=config_tables,
+        project_table=profile.scope_table,
+        project_column=profile.scope_column,
+        polymorphic_tables=tuple(t for t in profile.polymorphic_tables if t in tables),
+        config_tables=tuple(s for s in profile.config_sources if s[0] in tables),
         warnings=tuple(notes),
+        profile=profile,
+        unexplained=unexplained,
     )
+
+
+def _check_profile(profile: SchemaProfile, tables: frozenset[str]) -> None:
+    """A store whose revision names a release must have that release's tables: one that
+    does not was changed by hand, and its profile would misread it."""
+    needed = {profile.scope_table, *(t for t, _ in profile.config_sources),
+              *profile.polymorphic_tables}
+    missing = sorted(needed - tables)
+    if missing:
+        raise SchemaError(
+            f"the store says ZenML {profile.release}, but lacks table(s) "
+            f"{', '.join(missing)} that this release's schema has",
+            missing=tuple(missing),
+        )
+
+
+def _reflected_profile(inspector: Any, tables: frozenset[str],
+                       version: str | None) -> SchemaProfile:
+    """A profile for a store no profile covers, read from what the store has: the newest
+    profile's facts, with each layout that differs between releases taken from the
+    tables and columns present (every JSON source present is read)."""
+    last = PROFILES[-1]
+    if "project" in tables:
+        scope = "project"
+    elif "workspace" in tables:
+        scope = "workspace"
+    else:
+        raise SchemaError("the store has neither a project nor a workspace table",
+                          missing=("project",))
+    deployment = "pipeline_snapshot" if "pipeline_snapshot" in tables else "pipeline_deployment"
+    sources: list[tuple[str, str]] = []
+    if "step_configuration" in tables:
+        sources.append(("step_configuration", "config"))
+    if deployment in tables and "step_configurations" in _columns(inspector, deployment):
+        sources.append((deployment, "step_configurations"))
+    polymorphic: list[Polymorphic] = []
+    if "run_metadata_resource" in tables:
+        polymorphic.append(Polymorphic("run_metadata_resource",
+                                       ("run_metadata_id", "run_metadata")))
+    elif "run_metadata" in tables and "resource_id" in _columns(inspector, "run_metadata"):
+        polymorphic.append(Polymorphic("run_metadata"))
+    if "tag_resource" in tables:
+        polymorphic.append(Polymorphic("tag_resource"))
+    return replace(
+        last, first_release=version or "unknown", release=version, known=False,
+        changes="read by reflection", scope_table=scope, deployment_table=deployment,
+        config_sources=tuple(sources), polymorphic=tuple(polymorphic),
+    )
+
+
+def _unexplained(inspector: Any, tables: frozenset[str],
+                 foreign_keys: dict[str, list[dict[str, Any]]]) -> tuple[str, ...]:
+    """What the store has that the newest profile does not explain and that could name a
+    version: a foreign key into artifact_version from a table it does not know, a column
+    named like a reference without a foreign key, a new polymorphic table."""
+    last = PROFILES[-1]
+    known = {(t, c) for t, c, _ in last.references}
+    polymorphic = {*last.polymorphic_tables, *last.other_polymorphic}
+    found: list[str] = []
+    for table in sorted(tables):
+        keyed = {c for fk in foreign_keys.get(table, []) for c in fk["constrained_columns"]}
+        for fk in foreign_keys.get(table, []):
+            column = fk["constrained_columns"][0]
+            if (fk.get("referred_table") == VERSION_TABLE and (table, column) not in known
+                    and table not in last.dependents):
+                found.append(f"{table}.{column} (a foreign key into artifact_version that "
+                             "no profile knows)")
+        columns = _columns(inspector, table)
+        for column in sorted(columns):
+            if REFERENCE_LIKE.search(column) and column not in keyed:
+                found.append(f"{table}.{column} (named like an artifact reference, "
+                             "without a foreign key)")
+        if {"resource_id", "resource_type"} <= columns and table not in polymorphic:
+            found.append(f"{table}.resource_id (a polymorphic table no profile knows)")
+    return tuple(found)
+
+
+def _columns(inspector: Any, table: str) -> set[str]:
+    return {str(c["name"]) for c in inspector.get_columns(table)}
 
 
 def _schema_version(engine: Any, tables: frozenset[str]) -> str | None:
