@@ -26,8 +26,9 @@ from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.storage.urls import url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
-#: 1.1 added the item columns (``item_kind``, ``item_id``); see FORMAT.md, "Versions".
-FORMAT_VERSION = "1.1"
+#: 1.1 added the item columns (``item_kind``, ``item_id``); 1.2 the orphan-file columns
+#: (``orphan_class``, ``newest_mtime``); see FORMAT.md, "Versions".
+FORMAT_VERSION = "1.2"
 METADATA_KEY = b"artifact_gc"
 
 #: The columns of format 1.0, which every 1.x manifest has, in this order: one
@@ -64,8 +65,20 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 
+#: Added by format 1.2 for rows of kind ``orphan_file`` (files found by listing an
+#: artifact store that no row names): why the row is garbage, which ZenML action left it
+#: (``manifest.reasons.ORPHAN_CLASSES``), and the newest modification time under it.
+#: Null on every artifact-version row. The row's path is its ``uri`` (and ``item_id``),
+#: its bytes ``size_bytes`` and its object count ``file_count``.
+ORPHAN_SCHEMA = pa.schema(
+    [
+        pa.field("orphan_class", pa.string()),
+        pa.field("newest_mtime", pa.timestamp("us")),
+    ]
+)
+
 #: Every column of a manifest that this release writes (format :data:`FORMAT_VERSION`).
-FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
+FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA, *ORPHAN_SCHEMA])
 
 #: The value each column added by a minor version has in a manifest written before
 #: that version (a DuckDB expression over the older columns): a 1.0 row is an artifact
@@ -73,6 +86,9 @@ FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
 IMPLIED_COLUMNS: dict[str, str] = {
     "item_kind": f"'{ITEM_KIND_VERSION}'",
     "item_id": "artifact_version_id",
+    # Before 1.2 every row is an artifact version: no orphan-file columns.
+    "orphan_class": "NULL",
+    "newest_mtime": "NULL",
 }
 
 
@@ -100,6 +116,8 @@ class ManifestInfo:
     stores: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    #: 1.2, ``gc mark --orphan-files``: what the listing found (FORMAT.md, "Metadata").
+    orphan_files: dict[str, Any] | None = None
     complete: bool = False
     checksum: str | None = None
     format: str = FORMAT_NAME
@@ -123,6 +141,7 @@ class ManifestInfo:
             "stores": self.stores,
             "warnings": self.warnings,
             "lineage": self.lineage,
+            "orphan_files": self.orphan_files,
             "checksum": self.checksum,
         }
 
@@ -140,6 +159,7 @@ class ManifestInfo:
             stores=data.get("stores", []),
             warnings=data.get("warnings", []),
             lineage=data.get("lineage", []),
+            orphan_files=data.get("orphan_files"),
             complete=bool(data.get("complete", False)),
             checksum=data.get("checksum"),
             format=data.get("format", ""),

@@ -57,6 +57,10 @@ def with_item_columns(table: pa.Table) -> pa.Table:
     if "item_id" not in table.column_names:
         table = table.append_column(ITEM_SCHEMA.field("item_id"),
                                     table.column("artifact_version_id"))
+    # Columns of later minor versions that an artifact version leaves empty.
+    for f in FILE_SCHEMA:
+        if f.name not in table.column_names and IMPLIED_COLUMNS.get(f.name) == "NULL":
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     return table
 
 

@@ -29,6 +29,12 @@ class MarkOptions:
     #: Never written to the manifest (they may hold credentials).
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    #: ``--orphan-files``: also list every store and classify what no row names.
+    orphan_files: bool = False
+    #: ``--inventory URL``: classify orphan files from this listing instead of LIST.
+    inventory: str | None = None
+    #: ``--max-inventory-age``: refuse an inventory taken longer ago than this.
+    max_inventory_age: timedelta | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,4 +46,6 @@ class MarkOptions:
             "exclude_artifacts": list(self.exclude_artifacts),
             "sizes": self.sizes,
             "store_roots": dict(self.store_roots),
+            "orphan_files": self.orphan_files,
+            "inventory": self.inventory,
         }

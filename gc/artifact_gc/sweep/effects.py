@@ -261,6 +261,10 @@ class LiveEffects:
                             break
             return errors
 
+    def store_files(self, item: BatchItem) -> Backend:
+        """The backend of ``item``'s store (opened once per sweep)."""
+        return self._store_files(item)
+
     def _store_files(self, item: BatchItem) -> Backend:
         store_id = item.store_id or ""
         files = self._files.get(store_id)
