@@ -81,23 +81,26 @@ def build() -> None:
     keep = numbers_pipeline.with_options(run_name="keep")(n=1)
     keep_outputs = _outputs(keep.id)
 
-    # delete_artifact_version with its default keeps the files.
+    # delete_pipeline_run never touches storage: its logs stay. ZenML refuses to
+    # delete a version that a run uses, so the run goes first; then
+    # delete_artifact_version with its default keeps the version's files.
     deleted_version = numbers_pipeline.with_options(run_name="deleted_version")(n=2)
+    run = client.get_pipeline_run(deleted_version.id)
+    log_uris = [log.uri for holder in (run, *run.steps.values())
+                for log in (holder.log_collection or []) if log.uri]
     vid = _outputs(deleted_version.id)["produce.numbers"]
     version = client.get_artifact_version(vid)
+    client.delete_pipeline_run(deleted_version.id)
     client.delete_artifact_version(vid)
+    leaks["delete_pipeline_run"] = {"log_uris": log_uris}
     leaks["delete_artifact_version"] = {"uri": version.uri, "id": vid}
 
-    # delete_pipeline_run never touches storage: its logs stay.
+    # A run deleted, whose version prune --only-metadata deletes below.
     deleted_run = numbers_pipeline.with_options(run_name="deleted_run")(n=3)
-    run = client.get_pipeline_run(deleted_run.id)
-    log_uris = [s.logs.uri for s in run.steps.values() if s.logs is not None]
-    if run.logs is not None:
-        log_uris.append(run.logs.uri)
     run_vid = _outputs(deleted_run.id)["produce.numbers"]
     run_uri = client.get_artifact_version(run_vid).uri
     client.delete_pipeline_run(deleted_run.id)
-    leaks["delete_pipeline_run"] = {"log_uris": log_uris, "uri": run_uri, "id": run_vid}
+    leaks["prune_only_metadata"] = {"uri": run_uri, "id": run_vid}
 
     # A step that raises.
     try:
@@ -110,9 +113,32 @@ def build() -> None:
         "statuses": {s.name: str(s.status) for s in failed.steps.values()},
     }
 
-    # save_artifact outside a step: a custom_artifacts/<name>/<uuid> version nothing
-    # uses, which prune --only-metadata deletes below.
+    # A second failing run, deleted: ZenML flushed its log files (a step that fails
+    # logs its traceback), and delete_pipeline_run leaves them with no logs row.
+    try:
+        failing_pipeline.with_options(run_name="failing_deleted")()
+    except Exception:  # noqa: BLE001 - the failure is the point
+        pass
+    gone = client.get_pipeline_run("failing_deleted")
+    gone_logs = [log.uri for holder in (gone, *gone.steps.values())
+                 for log in (holder.log_collection or []) if log.uri]
+    client.delete_pipeline_run(gone.id)
+    leaks["delete_pipeline_run"]["log_uris"] = gone_logs
+
+    # A step whose process is killed with SIGKILL: its step run stays "running".
+    killed_proc = subprocess.run([sys.executable, __file__, "killed"], capture_output=True,
+                                 text=True, check=False, env=os.environ.copy())
+    killed_run = client.get_pipeline_run("killed")
+    leaks["step_killed"] = {
+        "returncode": killed_proc.returncode,
+        "step_run_ids": [s.id.hex for s in killed_run.steps.values()],
+        "statuses": {s.name: str(s.status) for s in killed_run.steps.values()},
+    }
+
+    # save_artifact outside a step (custom_artifacts/<name>/<uuid>), then deleted
+    # with delete_artifact_version's default.
     custom = save_artifact({"custom": True}, name="custom_orphan")
+    client.delete_artifact_version(custom.id)
     leaks["custom_artifact"] = {"uri": custom.uri, "id": custom.id.hex}
 
     # zenml artifact prune --only-metadata: every unused version loses its row only
@@ -126,8 +152,8 @@ def build() -> None:
         proc = subprocess.run([zenml_bin, "artifact", "prune", "--only-metadata", "-y"],
                               capture_output=True, text=True, check=False,
                               env=os.environ.copy())
-    leaks["prune_only_metadata"] = {"returncode": proc.returncode,
-                                    "stderr": proc.stderr[-2000:]}
+    leaks["prune_only_metadata"].update(returncode=proc.returncode,
+                                        stderr=proc.stderr[-2000:])
 
     print(json.dumps({
         "root": store.path,

@@ -212,7 +212,9 @@ def _parts(
     if with_orphans:
         # Not in summary_rows: the summary counts artifact versions; the orphan files
         # have their own in the manifest's metadata (orphan_files).
-        reader = con.sql(ORPHAN_ROWS_SQL).fetch_record_batch(100_000)
-        for batch in reader:
-            yield pa.Table.from_batches([batch])
+        # Fetched whole (one row per orphan path, not per object): the writer below
+        # uses the connection while a part is out.
+        rows = con.sql(ORPHAN_ROWS_SQL).to_arrow_table()
+        for start in range(0, rows.num_rows, 100_000):
+            yield rows.slice(start, 100_000)
     finish(summarize(con, "summary_rows"))

@@ -182,7 +182,7 @@ def _rows(con: Any) -> None:
                list_filter([
                    CASE WHEN named_inside THEN '{r.PROTECT_NAMED_INSIDE}' END,
                    CASE WHEN step_running THEN '{r.PROTECT_STEP_RUNNING}' END,
-                   CASE WHEN young THEN '{r.PROTECT_GRACE}' END], x -> x IS NOT NULL)
+                   CASE WHEN young THEN '{r.PROTECT_GRACE}' END], lambda x: x IS NOT NULL)
                    AS reasons,
                bytes AS size_bytes, objects AS file_count, []::VARCHAR[] AS visualization_uris,
                '{r.ITEM_KIND_ORPHAN_FILE}' AS item_kind, path AS item_id,
