@@ -155,7 +155,26 @@ def build() -> None:
     leaks["prune_only_metadata"].update(returncode=proc.returncode,
                                         stderr=proc.stderr[-2000:])
 
+    # Traps: registered data in the store, and a registered folder that holds a path
+    # shaped like a step output (its parent is named, so it is live).
+    from zenml import register_artifact
+
+    registered_dir = os.path.join(store.path, "registered_data")
+    os.makedirs(registered_dir)
+    with open(os.path.join(registered_dir, "table.csv"), "w") as handle:
+        handle.write("a,b\n1,2\n")
+    registered = register_artifact(folder_or_file_uri=registered_dir, name="registered")
+    parent_dir = os.path.join(store.path, "parent_dir")
+    nested = os.path.join(parent_dir, "inner_step", "output",
+                          "0b6c2f2e-6a8e-4e0c-9a55-3f5a0f0f9c11", "abcdef12")
+    os.makedirs(nested)
+    with open(os.path.join(nested, "data.bin"), "wb") as handle:
+        handle.write(b"x" * 100)
+    parent = register_artifact(folder_or_file_uri=parent_dir, name="parent_of_layout")
+    traps = {"registered": registered.uri, "parent_dir": parent.uri, "nested": nested}
+
     print(json.dumps({
+        "traps": traps,
         "root": store.path,
         "artifact_store_id": store.id.hex,
         "keep_run": keep.id.hex,

@@ -17,6 +17,7 @@ DIMENSIONS: dict[str, str] = {
     "project": "by_project",
     "artifact": "by_artifact",
     "age": "by_age",
+    "kind": "by_kind",
 }
 
 
@@ -33,6 +34,8 @@ class ShowResult:
     candidate_age: list[dict[str, Any]]
     sizes_measured: bool
     sweep: SweepProgress
+    #: Items and bytes by kind, orphan-file class and status, with reclaimable bytes.
+    by_kind: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,4 +73,5 @@ def show(
             candidate_age=ages,
             sizes_measured=measured or bool(review.info.parameters.get("sizes")),
             sweep=sweep_progress(review),
+            by_kind=review.run("by_kind"),
         )
