@@ -122,8 +122,9 @@ def build() -> None:
     gone = client.get_pipeline_run("failing_deleted")
     gone_logs = [log.uri for holder in (gone, *gone.steps.values())
                  for log in (holder.log_collection or []) if log.uri]
+    gone_steps = [s.id.hex for s in gone.steps.values()]
     client.delete_pipeline_run(gone.id)
-    leaks["delete_pipeline_run"]["log_uris"] = gone_logs
+    leaks["delete_pipeline_run"].update(log_uris=gone_logs, step_run_ids=gone_steps)
 
     # A step whose process is killed with SIGKILL: its step run stays "running".
     killed_proc = subprocess.run([sys.executable, __file__, "killed"], capture_output=True,

@@ -29,6 +29,7 @@ of one batch's file deletes. Use ``--batch-size`` to narrow it.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ from artifact_gc.mark.orphans.named import (
 )
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.statements import quoter, select_in
-from artifact_gc.paths import paths_overlap
+from artifact_gc.paths import directory_key
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.sweep import hooks as points
 from artifact_gc.sweep.batch import fence
@@ -172,12 +173,7 @@ def verify_orphans(connection: Any, columns: Sequence[LocationColumn], tables: f
             {"low": low, "high": high}).all()]
         found += [str(v) for (v,) in select_in(
             connection, f"SELECT {col} FROM {table} WHERE {col} IN :ids", ancestors)]
-        for value in found:
-            for item in items:
-                path = item.footprint[0]
-                if item.artifact_version_id not in keep and paths_overlap(value, path):
-                    keep[item.artifact_version_id] = \
-                        f"{REVIVED_NAMED} {location.table}.{location.column}: {value}"
+        _match(found, items, f"{location.table}.{location.column}", keep)
     runs = {item.artifact_version_id: rid for item in items
             if (rid := _step_run_id(item)) is not None}
     if runs and STEP_RUN_TABLE in tables:
@@ -197,6 +193,38 @@ def verify_orphans(connection: Any, columns: Sequence[LocationColumn], tables: f
             if lid in present:
                 keep.setdefault(item_id, REVIVED_LOGS_ROW)
     return keep
+
+
+def _match(found: list[str], items: Sequence[BatchItem], where: str,
+           keep: dict[str, str]) -> None:
+    """Add to ``keep`` every item whose path a value of ``found`` equals, contains or
+    lies inside (:data:`artifact_gc.paths.OVERLAP`, on directory keys): a set lookup per
+    ancestor and a binary search per item, not every value against every item."""
+    keys = sorted({directory_key(v): v for v in found}.items())
+    ordered = [k for k, _ in keys]
+    value_of = dict(keys)
+    for item in items:
+        if item.artifact_version_id in keep:
+            continue
+        key = directory_key(item.footprint[0])
+        hit = None
+        # A value equal to the path or containing it: one of the path's ancestors.
+        probe = key
+        while probe:
+            if probe in value_of:
+                hit = value_of[probe]
+                break
+            cut = probe.rstrip("/").rfind("/")
+            if cut <= 0:
+                break
+            probe = probe[:cut + 1]
+        if hit is None:
+            # A value inside the path: its key starts with the path's key.
+            at = bisect.bisect_left(ordered, key)
+            if at < len(ordered) and ordered[at].startswith(key):
+                hit = value_of[ordered[at]]
+        if hit is not None:
+            keep[item.artifact_version_id] = f"{REVIVED_NAMED} {where}: {hit}"
 
 
 def _id_spellings(ids: Any) -> list[str]:

@@ -13,6 +13,6 @@ SELECT
     sum(size_bytes)::BIGINT AS bytes,
     sum(size_bytes) FILTER (WHERE status = 'candidate')::BIGINT AS reclaimable_bytes
 FROM manifest
-GROUP BY ALL
-ORDER BY item_kind, orphan_class,
+GROUP BY 1, 2, 3
+ORDER BY 1, 2,
     CASE status WHEN 'candidate' THEN 0 WHEN 'protected' THEN 1 WHEN 'reachable' THEN 2 ELSE 3 END;
