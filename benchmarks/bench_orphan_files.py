@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(Path(store.url.removeprefix("sqlite:///")), db)
     print(f"[bench] copying the store's files (hard links) to {root}", flush=True)
     subprocess.run(["cp", "-al", store.root, str(root)], check=True)
+    # The copy's rows name the copy's files.
+    with sqlite3.connect(db) as con:
+        for table in ("artifact_version", "artifact_visualization"):
+            con.execute(f"UPDATE {table} SET uri = ? || substr(uri, ?) WHERE uri LIKE ?",
+                        (str(root), len(store.root) + 1, store.root + "/%"))
     leaked = leak(store.directory, db, root)
     objects, nbytes = tree_stats(root)
     url = f"sqlite:///{db}"
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = load_average()
     rows = []
-    for key, m in results.items():
+    for m in results.values():
         rows.append([m.label, f"{m.seconds:.2f}", f"{m.cpu_seconds:.2f}",
                      f"{m.peak_rss_mb:.0f}"])
     table = markdown_table(["side", "wall s", "cpu s", "peak RSS MB"], rows)

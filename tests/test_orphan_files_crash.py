@@ -42,7 +42,7 @@ def _live_paths(store: OrphanStore) -> list[str]:
 
 
 def test_kill_9_then_resume_ends_like_an_uninterrupted_sweep(
-    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path  # noqa: F811
 ) -> None:
     store, traps = orphan_store
     _add_orphans(store.root)

@@ -47,6 +47,7 @@ def mark_orphan_files(
                                         progress)
     else:
         summary.stores = list_stores(con, listed, options, progress)
+    check_roots(engine, listed)
     progress.stage("reading named paths")
     load_named_paths(con, engine, db_url, location_columns(engine))
     load_step_runs_and_logs(con, engine, db_url, schema.tables)
@@ -62,6 +63,39 @@ def mark_orphan_files(
     classify_objects(con, cutoff)
     summarize_objects(con, summary)
     return summary
+
+
+def check_roots(engine: Any, stores: list[ArtifactStore]) -> None:
+    """Refuse a store none of whose versions lies under the root about to be listed.
+
+    Every file under such a root would look unnamed: a root given wrong (a mount at
+    another path, a ``--store-root`` typo, a bucket prefix that changed) must stop the
+    mark rather than turn the whole store into candidates."""
+    import sqlalchemy as sa
+
+    from artifact_gc.errors import UsageError
+    from artifact_gc.metadb.dialect import dialect_of
+    from artifact_gc.zenml.schema import VERSION_TABLE
+
+    dialect = dialect_of(engine)
+
+    def q(name: str) -> str:
+        return dialect.quote(engine, name)
+
+    with engine.connect() as connection:
+        for store in stores:
+            assert store.root is not None
+            prefix = store.root.rstrip("/") + "/"
+            total, inside = connection.execute(sa.text(
+                f"SELECT count(*), coalesce(sum(CASE WHEN substr({q('uri')}, 1, :n) = :p "
+                f"THEN 1 ELSE 0 END), 0) FROM {q(VERSION_TABLE)} "
+                f"WHERE {q('artifact_store_id')} = :id"),
+                {"n": len(prefix), "p": prefix, "id": store.id}).one()
+            if int(total) and not int(inside):
+                raise UsageError(
+                    f"none of the {int(total):,} artifact versions of store {store.name} "
+                    f"({store.id}) lies under its root {store.root}: every file there "
+                    "would look unnamed. Check --store-root (or the component's path)")
 
 
 def _inventory_date(summary: OrphanSummary) -> datetime:
