@@ -23,6 +23,7 @@ Prints every figure with the load average; ``--readme`` writes the section
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -100,17 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(Path(store.url.removeprefix("sqlite:///")), db)
     print(f"[bench] copying the store's files (hard links) to {root}", flush=True)
     subprocess.run(["cp", "-al", store.root, str(root)], check=True)
-    # The copy's rows name the copy's files.
+    # The copy's rows name the copy's files, and its store's root is the copy's: the
+    # cached store is never listed (nor swept).
+    store_id = sqlite3.connect(db).execute(
+        "SELECT artifact_store_id FROM artifact_version LIMIT 1").fetchone()[0]
+    config = base64.b64encode(json.dumps({"path": str(root)}).encode())
     with sqlite3.connect(db) as con:
+        con.execute("UPDATE stack_component SET configuration = ? WHERE id = ?",
+                    (config, store_id))
         for table in ("artifact_version", "artifact_visualization"):
             con.execute(f"UPDATE {table} SET uri = ? || substr(uri, ?) WHERE uri LIKE ?",
                         (str(root), len(store.root) + 1, store.root + "/%"))
     leaked = leak(store.directory, db, root)
     objects, nbytes = tree_stats(root)
     url = f"sqlite:///{db}"
-    store_id = sqlite3.connect(db).execute(
-        "SELECT id FROM stack_component WHERE type = 'artifact_store'").fetchone()[0]
-    roots = ["--store-root", f"{store_id}={root}"]
+    roots: list[str] = []
     print(f"[bench] {objects:,} objects, {nbytes:,} bytes; {leaked}; load {load_average()}",
           flush=True)
 

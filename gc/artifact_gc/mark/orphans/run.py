@@ -47,7 +47,12 @@ def mark_orphan_files(
                                         progress)
     else:
         summary.stores = list_stores(con, listed, options, progress)
-    check_roots(engine, listed)
+    for skipped in check_roots(engine, listed):
+        # No version row vouches for this root: its listing is reported, not classified.
+        con.execute("DELETE FROM orphan_objects WHERE store_id = ?", [skipped.id])
+        for entry in summary.stores:
+            if entry["id"] == skipped.id:
+                entry["skipped"] = "no artifact version of this store: not classified"
     progress.stage("reading named paths")
     load_named_paths(con, engine, db_url, location_columns(engine))
     load_step_runs_and_logs(con, engine, db_url, schema.tables)
@@ -65,12 +70,15 @@ def mark_orphan_files(
     return summary
 
 
-def check_roots(engine: Any, stores: list[ArtifactStore]) -> None:
-    """Refuse a store none of whose versions lies under the root about to be listed.
+def check_roots(engine: Any, stores: list[ArtifactStore]) -> list[ArtifactStore]:
+    """Refuse a store none of whose versions lies under its listed root; return the
+    stores that have no version at all (not classified).
 
     Every file under such a root would look unnamed: a root given wrong (a mount at
     another path, a ``--store-root`` typo, a bucket prefix that changed) must stop the
-    mark rather than turn the whole store into candidates."""
+    mark rather than turn the whole store into candidates. A store with no version
+    (ZenML's default store of a deployment that writes elsewhere, a root guessed from
+    the config directory) has nothing that shows its root is right: it is skipped."""
     import sqlalchemy as sa
 
     from artifact_gc.errors import UsageError
@@ -82,6 +90,7 @@ def check_roots(engine: Any, stores: list[ArtifactStore]) -> None:
     def q(name: str) -> str:
         return dialect.quote(engine, name)
 
+    skipped = []
     with engine.connect() as connection:
         for store in stores:
             assert store.root is not None
@@ -96,6 +105,9 @@ def check_roots(engine: Any, stores: list[ArtifactStore]) -> None:
                     f"none of the {int(total):,} artifact versions of store {store.name} "
                     f"({store.id}) lies under its root {store.root}: every file there "
                     "would look unnamed. Check --store-root (or the component's path)")
+            if not int(total):
+                skipped.append(store)
+    return skipped
 
 
 def _inventory_date(summary: OrphanSummary) -> datetime:
