@@ -286,6 +286,41 @@ def _bucket(moto_s3: Any) -> set[str]:
     return keys
 
 
+def _s3_inventory(moto_s3: Any, source_bucket: str | None = None, name: str = "inv") -> str:
+    """An S3 Inventory report of the bucket (gzipped CSV, URL-encoded keys, as S3 writes
+    it) in the bucket itself, outside the store's root; the URL of its manifest.json."""
+    import csv
+    import gzip
+    import io
+    import json
+    import time
+    from urllib.parse import quote
+
+    client = moto_s3.client()
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=moto_s3.bucket, Prefix="zenml-store/"):
+        for entry in page.get("Contents") or []:
+            writer.writerow([moto_s3.bucket, quote(entry["Key"]), entry["Size"],
+                             entry["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z")])
+    data_key = f"{name}/data/part-0.csv.gz"
+    client.put_object(Bucket=moto_s3.bucket, Key=data_key,
+                      Body=gzip.compress(out.getvalue().encode()))
+    report = {
+        "sourceBucket": source_bucket or moto_s3.bucket,
+        "destinationBucket": f"arn:aws:s3:::{moto_s3.bucket}",
+        "version": "2016-11-30",
+        "creationTimestamp": str(int(time.time() * 1000)),
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+        "files": [{"key": data_key, "size": 0, "MD5checksum": ""}],
+    }
+    client.put_object(Bucket=moto_s3.bucket, Key=f"{name}/manifest.json",
+                      Body=json.dumps(report).encode())
+    return moto_s3.url(f"{name}/manifest.json")
+
+
 @pytest.mark.s3
 def test_s3_mark_and_sweep_of_orphan_files(
     orphan_store: tuple[OrphanStore, dict[str, Path]], moto_s3: Any, tmp_path: Path
@@ -314,6 +349,16 @@ def test_s3_mark_and_sweep_of_orphan_files(
     assert killed and all(rows[p][0] == "protected" for p in killed)
     for name in ("code_uploads", "mlflow", "my_notes.txt", "user_data"):
         assert rows[f"{s3_root}/{name}"][0] == "protected"
+
+    # The same decision from an S3 Inventory report, with no LIST of the root.
+    inventory = _s3_inventory(moto_s3)
+    from_inventory = _orphan_rows(_mark(store, tmp_path / "inv.parquet", older_than=timedelta(0),
+                                        inventory=inventory, **options))
+    assert {p for p, (s, _, _) in from_inventory.items() if s == "candidate"} == expected
+    other = _s3_inventory(moto_s3, source_bucket="someone-elses-bucket", name="other")
+    with pytest.raises(UsageError, match="inventory of bucket"):
+        _mark(store, tmp_path / "bad.parquet", older_than=timedelta(0), inventory=other,
+              **options)
 
     before = _bucket(moto_s3)
     report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions(
