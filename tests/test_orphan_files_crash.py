@@ -91,3 +91,73 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_sweep(
         assert final["remaining"] == 0, where
         assert integrity_problems(store.db_url) == problems, where
     assert killed_somewhere >= TRIALS // 2
+
+
+@pytest.mark.s3
+def test_s3_kill_9_then_resume_ends_like_an_uninterrupted_sweep(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], moto_s3: Any,  # noqa: F811
+    tmp_path: Path
+) -> None:
+    """The same on S3 (moto): the store moved to a bucket, a grace of 0 (S3 objects
+    cannot be back-dated), the bucket and the database restored before each trial."""
+    from datetime import timedelta
+
+    from crash_support import restore_bucket
+    from s3_support import list_bucket
+    from test_orphan_files import _move_to_s3
+
+    store, traps = orphan_store
+    _add_orphans(store.root)
+    s3_root = _move_to_s3(store, traps, moto_s3)
+    client = moto_s3.client()
+    pristine_objects = {
+        key: client.get_object(Bucket=moto_s3.bucket, Key=key)["Body"].read()
+        for key in list_bucket(client, moto_s3.bucket)}
+    manifest = _mark(store, tmp_path / "mark.parquet", older_than=timedelta(0),
+                     store_roots={store.store_id: s3_root},
+                     storage_options=dict(moto_s3.storage_options))
+    candidates = {p for p, (s, _, _) in _orphan_rows(manifest).items() if s == "candidate"}
+    assert len(candidates) > 20
+    batches = -(-len(candidates) // 3)
+    saved = tmp_path / "store-before"
+    shutil.copytree(store.config_dir, saved, symlinks=True)
+    pristine_manifest = tmp_path / "pristine.parquet"
+    shutil.copy(manifest, pristine_manifest)
+    endpoint = ["--storage-option",
+                f"client_kwargs.endpoint_url={moto_s3.endpoint_url}"]
+
+    def sweep(target: Path, kill: Kill | None = None) -> Any:
+        return run_gc(["sweep", str(target), "--db", store.db_url, *SWEEP_ARGS, *endpoint],
+                      kill=kill, journal=Path(str(target) + ".journal"))
+
+    problems = integrity_problems(store.db_url)
+    reference_run = sweep(manifest)
+    assert reference_run.returncode == 0, reference_run.stderr
+    reference = set(list_bucket(client, moto_s3.bucket))
+    assert len(reference) < len(pristine_objects)
+    live_keys = {k for k in pristine_objects
+                 if not any(k == c.removeprefix(f"s3://{moto_s3.bucket}/")
+                            or k.startswith(c.removeprefix(f"s3://{moto_s3.bucket}/") + "/")
+                            for c in candidates)}
+    seed = crash_seed()
+    killed_somewhere = 0
+    for trial in range(TRIALS):
+        rng = trial_rng(seed, "orphan-files-s3", trial)
+        kill = Kill("point", point=rng.choice(POINTS), hit=rng.randint(1, batches))
+        restore_tree(saved, store.config_dir)
+        restore_bucket(client, moto_s3.bucket, pristine_objects)
+        target = tmp_path / f"trial-{trial}.parquet"
+        shutil.copy(pristine_manifest, target)
+        first = sweep(target, kill)
+        where = f"S3 trial {trial} (seed {seed}): {kill.describe()}"
+        if first.killed:
+            killed_somewhere += 1
+            assert live_keys <= set(list_bucket(client, moto_s3.bucket)), where
+        else:
+            assert first.returncode == 0, f"{where}: {first.stderr}"
+        resumed = sweep(target)
+        assert resumed.returncode == 0, f"{where}: {resumed.stderr}"
+        assert set(list_bucket(client, moto_s3.bucket)) == reference, where
+        assert sweep_status(str(target)).remaining == 0, where
+        assert integrity_problems(store.db_url) == problems, where
+    assert killed_somewhere >= TRIALS // 2

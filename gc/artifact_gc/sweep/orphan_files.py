@@ -251,6 +251,8 @@ def newest_under(fs: Any, path: str) -> datetime | None:
         return _newest_local(path)
     from artifact_gc.storage.listing import _mtime_us
 
+    # A cached listing could hide an object written since: ask the store itself.
+    fs.invalidate_cache(path)
     try:
         found = fs.find(path, withdirs=True, detail=True)
     except FileNotFoundError:
