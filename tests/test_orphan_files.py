@@ -343,7 +343,12 @@ def test_s3_mark_and_sweep_of_orphan_files(
     expected |= {on_s3(u) for u in leaks["delete_pipeline_run"]["log_uris"]
                  if os.path.exists(u)}
     candidates = {p for p, (status, _, _) in rows.items() if status == "candidate"}
-    # S3 has no empty directories: the failed step's emptied one does not exist there.
+    # The deleted failing run's first output; S3 has no empty directories, so the
+    # emptied one of its failed step (and of the kept failing run) does not exist there.
+    gone = {p for p in candidates
+            if any(_dashed(r) in p for r in leaks["delete_pipeline_run"]["step_run_ids"])}
+    assert gone and all(rows[p][1] == "deleted_run_output" for p in gone)
+    expected |= gone
     assert candidates == expected
     killed = [p for p in rows if "killed_step" in p]
     assert killed and all(rows[p][0] == "protected" for p in killed)

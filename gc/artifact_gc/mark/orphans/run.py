@@ -143,21 +143,31 @@ def list_stores(con: Any, stores: list[ArtifactStore], options: MarkOptions,
         backend = open_backend(store, store.root, default_filesystem(store),
                                workers=options.workers, retries=RetryCounter(),
                                limits=options.limits)
+        failures: list[BaseException] = []
         try:
             reader = pa.RecordBatchReader.from_batches(
-                LISTING_SCHEMA, _counted(backend.list_objects(), progress))
+                LISTING_SCHEMA, _counted(backend.list_objects(), progress, failures))
             _insert(con, store, reader)
+        except Exception:
+            # DuckDB wraps what the listing raised: raise the listing's own error.
+            if failures:
+                raise failures[0] from None
+            raise
         finally:
             backend.close()
         described.append({"id": store.id, "root": store.root})
     return described
 
 
-def _counted(batches: Iterator[pa.RecordBatch], progress: Progress
-             ) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        progress.advance(batch.num_rows)
-        yield batch
+def _counted(batches: Iterator[pa.RecordBatch], progress: Progress,
+             failures: list[BaseException]) -> Iterator[pa.RecordBatch]:
+    try:
+        for batch in batches:
+            progress.advance(batch.num_rows)
+            yield batch
+    except BaseException as exc:
+        failures.append(exc)
+        raise
 
 
 def _insert(con: Any, store: ArtifactStore, reader: Any) -> None:
