@@ -138,6 +138,12 @@ def empty_parents(item: BatchItem) -> list[str]:
     return [root + "/" + "/".join(seg[:depth]) for depth in range(len(seg) - 1, stop - 1, -1)]
 
 
+def empty_dirs_after(items: Sequence[BatchItem]) -> list[str]:
+    """The directories the deletes of ``items`` may leave empty, deepest first."""
+    dirs = {d for item in items if item.store_root for d in empty_parents(item)}
+    return sorted(dirs, key=lambda d: (-d.count("/"), d))
+
+
 # ---------------------------------------------------------------------------
 # Re-verification against the live database
 # ---------------------------------------------------------------------------
@@ -354,10 +360,9 @@ class OrphanSweep:
             deletable = [i for i in ready
                          if i.artifact_version_id not in kept and i.artifact_version_id
                          not in young]
+            # The backend also removes the directories these deletes leave empty.
             errors = self.effects.delete_files(deletable) if deletable else {}
             self.hooks.point(points.AFTER_COMMIT)
-            self._remove_empty_dirs([i for i in deletable if i.artifact_version_id
-                                     not in errors])
             self.hooks.point(points.BEFORE_FINAL)
             self._finish(batch_no, ready, kept, young, errors)
 
@@ -374,17 +379,6 @@ class OrphanSweep:
 
         with ThreadPoolExecutor(max_workers=self.plan.options.workers) as pool:
             return {key: PROTECT_GRACE for key, young in pool.map(check, items) if young}
-
-    def _remove_empty_dirs(self, items: list[BatchItem]) -> None:
-        by_store: dict[str, list[BatchItem]] = {}
-        for item in items:
-            by_store.setdefault(item.store_id or "", []).append(item)
-        for group in by_store.values():
-            # Deepest first, so that a parent is tried after its children.
-            dirs = sorted({d for item in group for d in empty_parents(item)},
-                          key=lambda d: (-d.count("/"), d))
-            if dirs:
-                self.effects.store_files(group[0]).remove_empty_dirs(dirs)
 
     def _finish(self, batch_no: int, ready: list[BatchItem], kept: dict[str, str],
                 young: dict[str, str], errors: dict[str, str]) -> None:
