@@ -166,8 +166,12 @@ def test_a_row_created_between_mark_and_sweep_revives_the_path(
     target = store.leaks["custom_artifact"]["uri"]
     assert _orphan_rows(manifest)[target][0] == "candidate"
     run_zenml(store.config_dir, "register", target, "revived_orphan")
+    before = tree(store.root)
     dry = execute(plan_sweep(str(manifest), store.db_url, SweepOptions(dry_run=True)))
-    assert target in dry.revived
+    assert target in dry.revived and dry.deleted
+    # The dry run changed nothing and wrote no journal.
+    assert tree(store.root) == before
+    assert not Path(str(manifest) + ".journal").exists()
     report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions()))
     assert target in report.revived and "artifact_version.uri" in report.revived[target]
     assert os.path.exists(target)
@@ -326,6 +330,11 @@ def test_s3_mark_and_sweep_of_orphan_files(
     orphan_store: tuple[OrphanStore, dict[str, Path]], moto_s3: Any, tmp_path: Path
 ) -> None:
     store, traps = orphan_store
+    # S3 has no empty directories: give the killed step's directory what a killed
+    # step leaves when it had begun writing.
+    for run in store.leaks["step_killed"]["step_run_ids"]:
+        for unit in store.root.glob(f"*/*/{_dashed(run)}/*"):
+            (unit / "partial.bin").write_bytes(b"p" * 10)
     s3_root = _move_to_s3(store, traps, moto_s3)
     options = {"store_roots": {store.store_id: s3_root},
                "storage_options": dict(moto_s3.storage_options)}
@@ -388,3 +397,23 @@ def test_s3_bucket_that_cannot_be_listed_fails_the_mark(
               store_roots={store.store_id: "s3://no-such-bucket-here/zenml-store"},
               storage_options=dict(moto_s3.storage_options))
     assert not out.exists()
+
+
+def test_only_metadata_leaves_orphan_files_and_says_how_to_collect_them(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from artifact_gc.cli import cli
+
+    store, _ = orphan_store
+    manifest = _mark(store, tmp_path / "mark.parquet")
+    before = tree(store.root)
+    result = CliRunner().invoke(cli, ["sweep", str(manifest), "--db", store.db_url,
+                                      "--only-metadata", "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "gc mark --orphan-files" in result.output
+    assert tree(store.root) == before
+    pending = plan_sweep(str(manifest), store.db_url, SweepOptions())
+    assert pending.orphan_files == len(
+        [p for p, (s, _, _) in _orphan_rows(manifest).items() if s == "candidate"])
