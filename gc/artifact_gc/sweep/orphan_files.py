@@ -260,7 +260,8 @@ def newest_under(fs: Any, path: str) -> datetime | None:
     # A cached listing could hide an object written since: ask the store itself.
     fs.invalidate_cache(path)
     try:
-        found = fs.find(path, withdirs=True, detail=True)
+        # Objects only: an object store's "directories" are prefixes without a time.
+        found = fs.find(path, withdirs=False, detail=True)
     except FileNotFoundError:
         return None
     if not found:
