@@ -58,6 +58,16 @@ from artifact_gc.cli.render import (
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for --sizes.")
+@click.option("--orphan-files", is_flag=True,
+              help="Also list every artifact store and add the files no row names, where "
+                   "ZenML's layout says what they are, as candidates of kind orphan_file "
+                   "(everything else is reported as unknown, never deleted).")
+@click.option("--inventory", metavar="URL",
+              help="Classify orphan files from this listing instead of listing the store: "
+                   "an S3 Inventory manifest.json, or a Parquet/CSV file of "
+                   "path,size,last_modified (implies --orphan-files).")
+@click.option("--max-inventory-age", default="2d", show_default=True, callback=duration,
+              metavar="DURATION", help="Refuse an inventory taken longer ago than this.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def mark_command(
@@ -66,7 +76,8 @@ def mark_command(
     exclude_artifacts: tuple[str, ...], keep_tags: tuple[str, ...],
     release_unreachable_snapshots: bool, sizes: bool, store_roots: tuple[str, ...],
     workers: int, storage_option_pairs: tuple[str, ...],
-    max_requests_per_second: float | None, as_json: bool,
+    max_requests_per_second: float | None, as_json: bool, orphan_files: bool = False,
+    inventory: str | None = None, max_inventory_age: Any = None,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -95,6 +106,8 @@ def mark_command(
         limits=RequestLimits(max_requests_per_second),
         keep_tags=_tag_names(keep_tags),
         release_unreachable_snapshots=release_unreachable_snapshots,
+        orphan_files=orphan_files or inventory is not None, inventory=inventory,
+        max_inventory_age=max_inventory_age,
     )
     # One id names the manifest file and is recorded inside it.
     mark_id = new_mark_id()
@@ -108,9 +121,12 @@ def mark_command(
     if as_json:
         echo_json({"manifest": result.url, "mark_id": result.info.mark_id,
                    "database": result.info.database, "warnings": result.info.warnings,
-                   "counts": result.info.counts, **result.summary})
+                   "counts": result.info.counts, "orphan_files": result.info.orphan_files,
+                   **result.summary})
         return
     render_summary(result.info.as_dict(), result.summary)
+    if result.info.orphan_files is not None:
+        render_orphan_files(result.info.orphan_files)
     click.echo(f"Manifest: {result.url}")
     click.echo(f"Next: gc show {result.url}   then   gc sweep {result.url}")
 
@@ -195,3 +211,19 @@ def render_summary(info: dict[str, Any], summary: dict[str, Any], *,
             hide_first=[scope], hide_rather_than_cut=True)
     if not summary["counts"].get(STATUS_CANDIDATE):
         console.print(Text("No candidates: gc sweep would delete nothing."))
+
+
+def render_orphan_files(orphans: dict[str, Any]) -> None:
+    """What the listing found: live, unknown, and the orphan files by class and status."""
+    console = stdout_console()
+    say(console,
+        f"Listed {orphans['objects']:,} objects ({human_bytes(orphans['bytes'])}) by "
+        f"{orphans['source']}: live {orphans['live']['objects']:,} "
+        f"({human_bytes(orphans['live']['bytes'])}), unknown layout "
+        f"{orphans['unknown']['objects']:,} ({human_bytes(orphans['unknown']['bytes'])}, "
+        "never deleted).")
+    print_table(console, "Orphan files by class", [
+        TableColumn("class"), TableColumn("status"), TableColumn("paths", numeric=True),
+        TableColumn("objects", numeric=True), TableColumn("bytes", numeric=True),
+    ], [[row["orphan_class"], row["status"], f"{row['paths']:,}", f"{row['objects']:,}",
+         human_bytes(row["bytes"])] for row in orphans["by_class"]], hide_first=["objects"])

@@ -106,10 +106,11 @@ def _echo_csv(rows: list[dict[str, Any]]) -> None:
 @click.command("show")
 @click.argument("manifest", metavar="MANIFEST")
 @click.option("--by", type=click.Choice(["status", "reason", "project", "artifact", "age",
-                                         "referrer"]),
+                                         "referrer", "kind"]),
               default="status", show_default=True,
               help="The dimension to count by (referrer: the runs and steps, model "
-                   "versions, snapshots and schedules holding the references).")
+                   "versions, snapshots and schedules holding the references; kind: "
+                   "artifact versions and orphan files, by class).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many artifacts (or referrers) to list (largest candidates, "
                    "--by artifact, --by referrer).")
@@ -170,6 +171,16 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     if also:
         console.print(Text(f"  (reachable, and also under a rule: {', '.join(also)})",
                            style="dim"))
+    if by != "kind" and any(r["item_kind"] != "artifact_version" for r in result.by_kind or []):
+        _print_table("By kind and class (reclaimable bytes: the candidates')",
+                     result.by_kind or [])
+    orphans = info.get("orphan_files")
+    if orphans:
+        console.print(plain(
+            f"orphan files ({orphans['source']}): {orphans['objects']:,} objects listed, "
+            f"live {orphans['live']['objects']:,} ({human_bytes(orphans['live']['bytes'])}), "
+            f"unknown layout {orphans['unknown']['objects']:,} "
+            f"({human_bytes(orphans['unknown']['bytes'])}, never deleted)"))
     if result.largest_candidates:
         _print_table(f"Largest candidate artifacts (top {top})", result.largest_candidates,
                      ["artifact_name", "project", "versions", "bytes", "oldest", "newest"],

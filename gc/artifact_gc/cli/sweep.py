@@ -86,13 +86,20 @@ def sweep_command(
                            limits=RequestLimits(max_requests_per_second),
                            accept_schema=accept_schema)
     plan = plan_sweep(manifest, db_url, options)
+    if only_metadata:
+        click.echo("warning: --only-metadata leaves the files of every version it deletes "
+                   "in the artifact store (and leaves this manifest's orphan files alone); "
+                   "collect them later with: gc mark --orphan-files, then gc sweep of "
+                   "that manifest", err=True)
     if not as_json:
         _render_plan(plan.as_dict())
     if plan.versions and not dry_run and not yes:
         from artifact_gc.errors import Aborted
 
-        if not click.confirm(f"Delete {plan.versions:,} artifact versions?", default=False,
-                             err=True):
+        orphans = plan.orphan_files
+        what = (f"{plan.versions - orphans:,} artifact versions"
+                + (f" and {orphans:,} orphan-file paths" if orphans else ""))
+        if not click.confirm(f"Delete {what}?", default=False, err=True):
             raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
     hooks = (ctx.obj or {}).get(SWEEP_HOOKS)
     if hooks is not None and not isinstance(hooks, SweepHooks):

@@ -27,7 +27,8 @@ from artifact_gc.storage.urls import url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
 #: 1.1 added the item columns (``item_kind``, ``item_id``); 1.2 the ``referrers``
-#: column. See FORMAT.md, "Versions".
+#: column, the orphan-file columns (``orphan_class``, ``newest_mtime``) and
+#: ``object_keys``. See FORMAT.md, "Versions".
 FORMAT_VERSION = "1.2"
 METADATA_KEY = b"artifact_gc"
 
@@ -77,8 +78,20 @@ REFERRER_SCHEMA = pa.schema([pa.field("referrers", pa.list_(pa.string()))])
 #: that lies under the candidate's own footprint paths.
 KEYS_SCHEMA = pa.schema([pa.field("object_keys", pa.list_(pa.string()))])
 
+#: Added by format 1.2 for rows of kind ``orphan_file`` (files found by listing an
+#: artifact store that no row names): why the row is garbage, which ZenML action left it
+#: (``manifest.reasons.ORPHAN_CLASSES``), and the newest modification time under it.
+#: Null on every artifact-version row. The row's path is its ``uri`` (and ``item_id``),
+#: its bytes ``size_bytes`` and its object count ``file_count``.
+ORPHAN_SCHEMA = pa.schema(
+    [
+        pa.field("orphan_class", pa.string()),
+        pa.field("newest_mtime", pa.timestamp("us")),
+    ]
+)
+
 #: Every column of a manifest that this release writes (format :data:`FORMAT_VERSION`).
-FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA, *REFERRER_SCHEMA, *KEYS_SCHEMA])
+FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA, *REFERRER_SCHEMA, *ORPHAN_SCHEMA, *KEYS_SCHEMA])
 
 #: The value each column added by a minor version has in a manifest written before
 #: that version (a DuckDB expression over the older columns): a 1.0 row is an artifact
@@ -89,6 +102,9 @@ IMPLIED_COLUMNS: dict[str, str] = {
     # Unknown before 1.2 (not "none"): gc why says the manifest predates them.
     "referrers": "NULL::VARCHAR[]",
     "object_keys": "NULL::VARCHAR[]",
+    # Before 1.2 every row is an artifact version: no orphan-file columns.
+    "orphan_class": "NULL",
+    "newest_mtime": "NULL",
 }
 
 
@@ -116,6 +132,8 @@ class ManifestInfo:
     stores: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    #: 1.2, ``gc mark --orphan-files``: what the listing found (FORMAT.md, "Metadata").
+    orphan_files: dict[str, Any] | None = None
     complete: bool = False
     checksum: str | None = None
     format: str = FORMAT_NAME
@@ -139,6 +157,7 @@ class ManifestInfo:
             "stores": self.stores,
             "warnings": self.warnings,
             "lineage": self.lineage,
+            "orphan_files": self.orphan_files,
             "checksum": self.checksum,
         }
 
@@ -156,6 +175,7 @@ class ManifestInfo:
             stores=data.get("stores", []),
             warnings=data.get("warnings", []),
             lineage=data.get("lineage", []),
+            orphan_files=data.get("orphan_files"),
             complete=bool(data.get("complete", False)),
             checksum=data.get("checksum"),
             format=data.get("format", ""),

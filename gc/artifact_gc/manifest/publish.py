@@ -67,6 +67,10 @@ def with_item_columns(table: pa.Table) -> pa.Table:
         # Nothing recorded: the sweep finds the objects by listing.
         if column.name not in table.column_names:
             table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+    # Columns of later minor versions that an artifact version leaves empty.
+    for f in FILE_SCHEMA:
+        if f.name not in table.column_names and IMPLIED_COLUMNS.get(f.name) == "NULL":
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     # In the file's column order, whatever order the columns were added in.
     return table.select([name for name in FILE_SCHEMA.names if name in table.column_names])
 

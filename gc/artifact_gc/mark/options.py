@@ -36,6 +36,12 @@ class MarkOptions:
     #: ``--release-unreachable-snapshots``: a step configuration's reference stops
     #: keeping a version once nothing can run its snapshot again (zenml.snapshots).
     release_unreachable_snapshots: bool = False
+    #: ``--orphan-files``: also list every store and classify what no row names.
+    orphan_files: bool = False
+    #: ``--inventory URL``: classify orphan files from this listing instead of LIST.
+    inventory: str | None = None
+    #: ``--max-inventory-age``: refuse an inventory taken longer ago than this.
+    max_inventory_age: timedelta | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,4 +55,6 @@ class MarkOptions:
             "store_roots": dict(self.store_roots),
             "keep_tags": list(self.keep_tags),
             "release_unreachable_snapshots": self.release_unreachable_snapshots,
+            "orphan_files": self.orphan_files,
+            "inventory": self.inventory,
         }

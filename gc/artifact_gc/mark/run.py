@@ -77,9 +77,13 @@ def mark(
                               mark_id or mf.new_mark_id())
         classified = classify(con, engine, db_url, schema, stores, options, started,
                               progress)
+        orphans = _orphan_files(con, engine, db_url, schema, stores, options, started,
+                                progress)
+        if orphans is not None:
+            info.orphan_files = orphans.as_dict()
         engine.dispose()
         summary = _write(con, classified, stores, info, out_url, storage_options, options,
-                         progress)
+                         progress, with_orphans=orphans is not None)
     finally:
         con.close()
         engine.dispose()
@@ -108,10 +112,24 @@ def _manifest_info(
     )
 
 
+def _orphan_files(
+    con: Any, engine: Any, db_url: str, schema: ZenMLSchema,
+    stores: dict[str, ArtifactStore], options: MarkOptions, started: datetime,
+    progress: Progress,
+) -> Any:
+    """``--orphan-files``: the table ``orphan_rows`` and its summary (or None)."""
+    if not (options.orphan_files or options.inventory):
+        return None
+    from artifact_gc.mark.orphans.run import mark_orphan_files
+
+    return mark_orphan_files(con, engine, db_url, schema, stores, options, started,
+                             progress)
+
+
 def _write(
     con: Any, classified: Classification, stores: dict[str, ArtifactStore],
     info: mf.ManifestInfo, out_url: str, storage_options: dict[str, Any],
-    options: MarkOptions, progress: Progress,
+    options: MarkOptions, progress: Progress, with_orphans: bool = False,
 ) -> dict[str, Any]:
     """Measure (``--sizes``), summarize and publish the manifest; return the summary."""
     summary: dict[str, Any] = {}
@@ -131,15 +149,21 @@ def _write(
                            limits=options.limits, progress=progress)
         finish(summarize(con, "manifest_table"))
         progress.stage("writing manifest")
-        write_manifest_from(con, "SELECT * FROM manifest_table", info, out_url,
-                               storage_options=storage_options)
+        rows = "SELECT * FROM manifest_table"
+        if with_orphans:
+            from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
+
+            rows = (f"SELECT *, '{ITEM_KIND_VERSION}' AS item_kind, artifact_version_id "
+                    "AS item_id, NULL::VARCHAR AS orphan_class, NULL::TIMESTAMP AS "
+                    f"newest_mtime FROM manifest_table UNION ALL BY NAME {ORPHAN_ROWS_SQL}")
+        write_manifest_from(con, rows, info, out_url, storage_options=storage_options)
     else:
         # Each part of the rows is computed once, then hashed, summarized and
         # written; the summary is complete when the last part has been written,
         # before the writer reads ``info``.
         versions = classified.counts["versions_in_scope"]
         write_manifest_parts(
-            con, _parts(con, classified.parts, versions, progress, finish), info,
+            con, _parts(con, classified.parts, versions, progress, finish, with_orphans), info,
             out_url, storage_options=storage_options,
         )
     return summary
@@ -156,9 +180,14 @@ def _duckdb_connection() -> Any:
     )
 
 
+#: The orphan-file rows (``--orphan-files``), in item order: after every version, since
+#: ``orphan_file`` sorts after ``artifact_version``.
+ORPHAN_ROWS_SQL = "SELECT * FROM orphan_rows ORDER BY item_id"
+
+
 def _parts(
     con: Any, queries: list[str], versions: int, progress: Progress,
-    finish: Callable[[dict[str, Any]], None],
+    finish: Callable[[dict[str, Any]], None], with_orphans: bool = False,
 ) -> Iterator[pa.Table]:
     """The manifest's rows as Arrow tables, one per id range, in id order.
 
@@ -180,4 +209,12 @@ def _parts(
             con.unregister("_mark_part")
         yield table
         progress.advance(table.num_rows)
+    if with_orphans:
+        # Not in summary_rows: the summary counts artifact versions; the orphan files
+        # have their own in the manifest's metadata (orphan_files).
+        # Fetched whole (one row per orphan path, not per object): the writer below
+        # uses the connection while a part is out.
+        rows = con.sql(ORPHAN_ROWS_SQL).to_arrow_table()
+        for start in range(0, rows.num_rows, 100_000):
+            yield rows.slice(start, 100_000)
     finish(summarize(con, "summary_rows"))

@@ -7,7 +7,7 @@ read as artifact versions keyed by their ids).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -58,7 +58,8 @@ WITH a AS ({a}),
                  WHEN a.item_id IS NULL THEN 'appeared'
              END AS change,
              coalesce(b.size_bytes, a.size_bytes) AS size_bytes,
-             coalesce(b.uri, a.uri) AS uri
+             coalesce(b.uri, a.uri) AS uri,
+             coalesce(b.orphan_class, a.orphan_class) AS orphan_class
          FROM a FULL OUTER JOIN b USING (item_kind, item_id)
      )
 SELECT * FROM joined WHERE change IS NOT NULL
@@ -76,6 +77,9 @@ class DiffResult:
     mark_b: str
     totals: dict[str, dict[str, int | None]]
     rows: pa.Table
+    #: Changes by item kind and orphan-file class: ``change, item_kind, orphan_class,
+    #: items, bytes``.
+    by_kind: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -84,7 +88,7 @@ class DiffResult:
     def as_dict(self, limit: int | None = None) -> dict[str, Any]:
         rows = self.rows if limit is None else self.rows.slice(0, limit)
         return {"a": self.a, "b": self.b, "mark_a": self.mark_a, "mark_b": self.mark_b,
-                "totals": self.totals, "rows": rows.to_pylist()}
+                "totals": self.totals, "by_kind": self.by_kind, "rows": rows.to_pylist()}
 
 
 def _same_store(a: str, info_a: ManifestInfo, b: str, info_b: ManifestInfo) -> None:
@@ -125,8 +129,15 @@ def diff(a: str, b: str, *, storage_options: StorageOptions = None) -> DiffResul
                 "SELECT change, count(*), sum(size_bytes)::BIGINT FROM changes GROUP BY change"
             ).fetchall()
         }
+        by_kind = [
+            {"change": c, "item_kind": k, "orphan_class": o, "items": int(n),
+             "bytes": None if nb is None else int(nb)}
+            for c, k, o, n, nb in connection.execute(
+                "SELECT change, item_kind, orphan_class, count(*), sum(size_bytes)::BIGINT "
+                "FROM changes GROUP BY ALL ORDER BY ALL").fetchall()
+        ]
     totals: dict[str, dict[str, int | None]] = {
         change: found.get(change, {"versions": 0, "bytes": None})
         for change in DIFF_CATEGORIES
     }
-    return DiffResult(a, b, info_a.mark_id, info_b.mark_id, totals, rows)
+    return DiffResult(a, b, info_a.mark_id, info_b.mark_id, totals, rows, by_kind)

@@ -289,6 +289,7 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
         charts = _charts(review, top, sizes, progress)
         by_status = review.run("by_status")
         by_reason = review.run("by_reason")
+        by_kind = review.run("by_kind")
         candidates = review.rows(
             "SELECT *, round(date_diff('second', created, "
             "  coalesce(getvariable('as_of')::TIMESTAMP, now() AT TIME ZONE 'UTC'))"
@@ -375,6 +376,10 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
 <details><summary>What the statuses and reasons mean</summary><table>{meanings}</table>
 </details>{f"<ul class='muted'>{also}</ul>" if also else ""}
 {_table(by_reason, ["status", "reason", "versions", "bytes"])}
+<h2>By kind and class</h2>
+<p class="muted">Reclaimable bytes: those of the candidates.</p>
+{_table(by_kind, ["item_kind", "orphan_class", "status", "items", "objects", "bytes",
+                  "reclaimable_bytes"])}
 <h2>Candidates</h2>
 <p class="muted">{shown:,} of {total:,} candidates, largest first; click a column to sort.</p>
 {_candidate_table(candidates)}

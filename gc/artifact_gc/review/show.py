@@ -18,6 +18,7 @@ DIMENSIONS: dict[str, str] = {
     "artifact": "by_artifact",
     "age": "by_age",
     "referrer": "by_referrer",
+    "kind": "by_kind",
 }
 
 
@@ -34,6 +35,8 @@ class ShowResult:
     candidate_age: list[dict[str, Any]]
     sizes_measured: bool
     sweep: SweepProgress
+    #: Items and bytes by kind, orphan-file class and status, with reclaimable bytes.
+    by_kind: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,4 +74,5 @@ def show(
             candidate_age=ages,
             sizes_measured=measured or bool(review.info.parameters.get("sizes")),
             sweep=sweep_progress(review),
+            by_kind=review.run("by_kind"),
         )

@@ -19,7 +19,7 @@ reported deleted, per-path failures are reported, and ``limits`` is honoured.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +56,17 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release threads and connections; the backend is not used again."""
+        ...
+
+    def list_objects(self) -> Iterator[Any]:
+        """Every object under the root, as Arrow record batches of
+        :data:`artifact_gc.storage.listing.LISTING_SCHEMA`; raises ``StorageError``
+        rather than end a listing that is not complete."""
+        ...
+
+    def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
+        """Remove each of ``dirs`` (inside the root, deepest first) that is empty; a
+        store without directories has none to remove. Returns how many went."""
         ...
 
 

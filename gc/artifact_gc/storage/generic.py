@@ -13,9 +13,11 @@ delete then names a single path and waits for its turn at the rate limiter.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import pyarrow as pa
 
 from artifact_gc.storage.backend import DeleteOutcome
 from artifact_gc.storage.fence import fence
@@ -57,6 +59,15 @@ class GenericBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+    def list_objects(self) -> Iterator[pa.RecordBatch]:
+        from artifact_gc.storage.listing import list_fsspec
+
+        return list_fsspec(self.fs, self.root)
+
+    def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
+        """Object stores behind fsspec have no directories of their own to leave."""
+        return 0
 
     def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None
                ) -> DeleteOutcome:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import pyarrow as pa
 
 from artifact_gc.storage.generic import GenericBackend
 from artifact_gc.storage.limits import RequestLimits
@@ -53,6 +56,20 @@ class LocalBackend(GenericBackend):
             self.fs.rm(path, recursive=True)
         except FileNotFoundError:
             pass
+
+    def list_objects(self) -> Iterator[pa.RecordBatch]:
+        from artifact_gc.storage.listing import list_fsspec, list_local
+
+        if self._plain:
+            return list_local(self.root, workers=self.workers)
+        return list_fsspec(self.fs, self.root)
+
+    def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
+        from artifact_gc.storage.fence import strictly_inside
+        from artifact_gc.storage.listing import remove_empty_local_dirs
+
+        # Never the root, never outside it (symlinks resolved).
+        return remove_empty_local_dirs([d for d in dirs if strictly_inside(d, self.root)])
 
     def _exists(self, path: str) -> bool:
         return os.path.lexists(path)

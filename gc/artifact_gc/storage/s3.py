@@ -43,7 +43,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -394,6 +394,19 @@ class S3Backend:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.con.close()
+
+    def list_objects(self) -> Iterator[pa.RecordBatch]:
+        from artifact_gc.storage.listing import list_s3
+
+        def call(method: str, **kwargs: Any) -> dict[str, Any]:
+            self.client.stats.add(lists=1)
+            return self.client.call(method, **kwargs)
+
+        return list_s3(call, self.root, workers=self.workers)
+
+    def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
+        """S3 has no directories: a prefix is gone with its last key."""
+        return 0
 
     def _inside_root(self, key: str) -> bool:
         return bool(self.root_key) and key.startswith(self.root_key + "/") \

@@ -37,6 +37,7 @@ from artifact_gc.sweep.batch import Verdict, known_objects
 from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event, Journal
 from artifact_gc.sweep.options import MODE_ONLY_ARTIFACT
+from artifact_gc.sweep.orphan_files import empty_dirs_after
 from artifact_gc.sweep.plan import SweepPlan, discover_schema, read_pending
 from artifact_gc.sweep.rows import Cascade
 from artifact_gc.sweep.verify import (
@@ -271,7 +272,15 @@ class LiveEffects:
                         if path in outcome.failed:
                             errors[item.artifact_version_id] = f"{path}: {outcome.failed[path]}"
                             break
+                # The directories these deletes left empty, up to the step's folder
+                # (rmdir: a directory that is not empty stays).
+                files.remove_empty_dirs(empty_dirs_after(
+                    [i for i in group if i.artifact_version_id not in errors]))
             return errors
+
+    def store_files(self, item: BatchItem) -> Backend:
+        """The backend of ``item``'s store (opened once per sweep)."""
+        return self._store_files(item)
 
     def _store_files(self, item: BatchItem) -> Backend:
         store_id = item.store_id or ""

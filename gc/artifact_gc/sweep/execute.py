@@ -44,6 +44,7 @@ from artifact_gc.sweep.effects import Effects, FilesystemFactory, open_effects
 from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event
 from artifact_gc.sweep.options import MODE_ALL
+from artifact_gc.sweep.orphan_files import OrphanSweep, orphan_grace, split_items
 from artifact_gc.sweep.plan import SweepPlan
 from artifact_gc.sweep.report import SweepReport
 from artifact_gc.sweep.verify import BatchItem
@@ -118,7 +119,13 @@ class _Sweep:
                               retries=self.retries,
                               filesystem_factory=filesystem_factory) as effects:
                 self.effects = effects
-                self._batches(effects.items, effects.first_batch)
+                versions, orphans = split_items(effects.items)
+                self._batches(versions, effects.first_batch)
+                if orphans.num_rows and self.options.deletes_files:
+                    # Orphan files have no rows: --only-metadata leaves them pending.
+                    after = effects.first_batch + -(-versions.num_rows // self.plan.batch_size)
+                    OrphanSweep(self.plan, effects, self.report, self.hooks, self.progress,
+                                orphan_grace(self.plan.info)).run(orphans, after)
         finally:
             self.report.retries = self.retries.count
             self.report.elapsed = time.monotonic() - started

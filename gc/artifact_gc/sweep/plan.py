@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from artifact_gc.errors import DatabaseError, ManifestRefused
 from artifact_gc.manifest import format as mf
-from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
+from artifact_gc.manifest.reasons import ITEM_KIND_ORPHAN_FILE, ITEM_KIND_VERSION
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
@@ -30,9 +30,10 @@ from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 #: that a clock on the ZenML side running behind ours cannot hide a new row.
 CLOCK_MARGIN = timedelta(hours=1)
 
-#: The kinds of item this release can sweep (batch.py journals its items as versions).
+#: The kinds of item this release can sweep (batch.py journals versions, orphan_files.py
+#: orphan files).
 #: A candidate of another kind is refused, not acted on as if it were a version.
-SWEPT_KINDS = (ITEM_KIND_VERSION,)
+SWEPT_KINDS = (ITEM_KIND_VERSION, ITEM_KIND_ORPHAN_FILE)
 
 
 @dataclass
@@ -52,6 +53,12 @@ class SweepPlan:
     @property
     def versions(self) -> int:
         return int(self.items.num_rows)
+
+    @property
+    def orphan_files(self) -> int:
+        """Pending items of kind ``orphan_file`` (paths, not versions)."""
+        kinds = self.items.column("item_kind").to_pylist()
+        return sum(1 for k in kinds if k == ITEM_KIND_ORPHAN_FILE)
 
     @property
     def resuming(self) -> int:
@@ -94,6 +101,7 @@ class SweepPlan:
             "candidates": self.candidates,
             "journal_states": dict(self.journal_states),
             "versions": self.versions,
+            "orphan_files": self.orphan_files,
             "resuming": self.resuming,
             "bytes": self.bytes,
             "files": self.files,

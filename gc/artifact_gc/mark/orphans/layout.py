@@ -1,0 +1,103 @@
+"""ZenML 0.98's layout of an artifact store, as DuckDB SQL over a path's segments.
+
+What ZenML writes under a store's root (0.98 source; DESIGN.md, "What ZenML leaves in
+the artifact store"), and the *unit* of each: the path that is garbage as a whole when
+no row names it:
+
+| layout | unit | kind |
+|---|---|---|
+| ``<step>/<output>/<step_run_id>/<8 hex>/...`` | first 4 segments | ``step`` |
+| ``<step>/<output>/<step_run_id>`` (empty) | itself | ``step_empty`` |
+| ``custom_artifacts/<name>/<uuid>/...`` | first 3 segments | ``custom`` |
+| ``custom_artifacts/<name>`` (empty) | itself | ``custom_empty`` |
+| ``external_artifacts/external_<uuid>/...`` | first 2 segments | ``external`` |
+| ``<run_id>/<hook_invocation_id>/<output>/...`` | first 3 segments | ``hook`` |
+| ``<run_id>/<hook_invocation_id>`` (empty) | itself | ``hook_empty`` |
+| ``logs/<logs_id>.log``, ``logs/<logs_id>/...`` | first 2 segments | ``logs`` |
+
+Anything else has no unit: it is *unknown*, and never a candidate. So is anything
+under a top-level folder that ZenML or an integration keeps for its own
+(:data:`RESERVED_TOP_LEVEL`), whatever its shape below. A path matches the first row
+that fits, in the order of :func:`unit_sql`.
+"""
+
+from __future__ import annotations
+
+#: A UUID as ZenML spells it in paths (``str(uuid)``: dashed), or undashed.
+UUID_RE = ("([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+           "|[0-9a-f]{32})")
+#: The random suffix of a step output's directory (``str(uuid4())[:8]``).
+SUFFIX_RE = "[0-9a-f]{8}"
+
+#: Top-level folders that are not garbage by layout: code archives shared by
+#: snapshots, notebook code, image build contexts, integrations' own folders.
+RESERVED_TOP_LEVEL = (
+    "code_uploads", "notebook_code", "kaniko-build-contexts", "cloud-build-contexts",
+    "code-build-contexts", "mlflow", "great_expectations", "vertex_pipeline_root",
+    "pipeline_root", "sagemaker", "azureml", "kubeflow", "tekton", "airflow",
+)
+
+KIND_STEP = "step"
+KIND_STEP_EMPTY = "step_empty"
+KIND_CUSTOM = "custom"
+KIND_CUSTOM_EMPTY = "custom_empty"
+KIND_EXTERNAL = "external"
+KIND_HOOK = "hook"
+KIND_HOOK_EMPTY = "hook_empty"
+KIND_LOGS = "logs"
+#: Kinds whose unit names a step run (its third segment).
+STEP_KINDS = (KIND_STEP, KIND_STEP_EMPTY)
+
+
+def _is(segment: str, pattern: str) -> str:
+    return f"regexp_full_match(coalesce({segment}, ''), '{pattern}')"
+
+
+def layout_cases(seg: str = "seg", is_dir: str = "is_dir") -> list[tuple[str, int, str]]:
+    """(condition, unit length in segments, kind), in the order they are tried."""
+    n = f"len({seg})"
+    s1, s2, s3, s4 = (f"{seg}[{i}]" for i in range(1, 5))
+    return [
+        (f"{s1} = 'logs' AND {n} = 2 AND NOT {is_dir} AND {_is(s2, UUID_RE + '[.]log')}",
+         2, KIND_LOGS),
+        (f"{s1} = 'logs' AND {n} >= 2 AND {_is(s2, UUID_RE)}", 2, KIND_LOGS),
+        (f"{s1} = 'custom_artifacts' AND {n} >= 3 AND {_is(s3, UUID_RE)}", 3, KIND_CUSTOM),
+        (f"{s1} = 'custom_artifacts' AND {n} = 2 AND {is_dir}", 2, KIND_CUSTOM_EMPTY),
+        (f"{s1} = 'external_artifacts' AND {n} >= 2 AND {_is(s2, 'external_' + UUID_RE)}",
+         2, KIND_EXTERNAL),
+        (f"{n} >= 3 AND {_is(s1, UUID_RE)} AND {_is(s2, UUID_RE)}", 3, KIND_HOOK),
+        (f"{n} = 2 AND {is_dir} AND {_is(s1, UUID_RE)} AND {_is(s2, UUID_RE)}",
+         2, KIND_HOOK_EMPTY),
+        (f"{n} >= 4 AND {_is(s3, UUID_RE)} AND {_is(s4, SUFFIX_RE)}", 4, KIND_STEP),
+        (f"{n} = 3 AND {is_dir} AND {_is(s3, UUID_RE)}", 3, KIND_STEP_EMPTY),
+    ]
+
+
+def _reserved(seg: str) -> str:
+    names = ", ".join(f"'{name}'" for name in RESERVED_TOP_LEVEL)
+    return f"{seg}[1] IN ({names})"
+
+
+def unit_sql(seg: str = "seg", is_dir: str = "is_dir") -> str:
+    """The unit of a path (its first N segments joined by ``/``), or NULL if unknown."""
+    cases = " ".join(
+        f"WHEN {condition} THEN array_to_string({seg}[1:{length}], '/')"
+        for condition, length, _ in layout_cases(seg, is_dir))
+    return f"CASE WHEN {_reserved(seg)} THEN NULL {cases} ELSE NULL END"
+
+
+def kind_sql(seg: str = "seg", is_dir: str = "is_dir") -> str:
+    """The kind of the unit that :func:`unit_sql` finds, or NULL."""
+    cases = " ".join(f"WHEN {condition} THEN '{kind}'"
+                     for condition, _, kind in layout_cases(seg, is_dir))
+    return f"CASE WHEN {_reserved(seg)} THEN NULL {cases} ELSE NULL END"
+
+
+def step_run_id_sql(seg: str = "seg") -> str:
+    """The step run a step-output path names, as 32 lowercase hex digits."""
+    return f"lower(replace({seg}[3], '-', ''))"
+
+
+def logs_id_sql(seg: str = "seg") -> str:
+    """The ``logs`` row a log path names, as 32 lowercase hex digits."""
+    return f"lower(replace(regexp_replace({seg}[2], '[.]log$', ''), '-', ''))"

@@ -1,0 +1,348 @@
+"""Listing every object under an artifact store's root, as a stream of Arrow batches.
+
+``gc mark --orphan-files`` needs every object a store holds, which on a large store is
+millions of paths: each backend's ``list_objects`` yields them in record batches of
+:data:`LISTING_SCHEMA` that DuckDB consumes as they come, so no listing is ever held
+in a Python list.
+
+A listing is complete or it fails. An object store that refuses a page, a directory
+that cannot be read (permissions), a prefix that vanishes mid-listing: each raises
+:class:`~artifact_gc.errors.StorageError`, and the mark stops without a manifest. A
+partial listing must never become a manifest, because an object missing from it is
+simply not there for the classification, while its parent may then look empty or
+unnamed (juicefs#6479 lost data exactly so).
+
+Paths are spelled as the store's root spells them (``/abs/path`` for a local store,
+``s3://bucket/key`` for S3), so that they compare with the URIs ZenML writes. A
+directory is listed only when it is empty (``is_dir``): a non-empty one is implied by
+its contents, and an empty one is something ZenML's layout (or a sweep) left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from artifact_gc.errors import StorageError
+
+LISTING_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("mtime", pa.timestamp("us")),
+        pa.field("is_dir", pa.bool_()),
+    ]
+)
+
+#: Objects per record batch of a listing.
+BATCH_ROWS = 50_000
+
+
+class _Batcher:
+    """Collects listed objects into record batches of :data:`BATCH_ROWS`."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.paths: list[str] = []
+        self.sizes: list[int] = []
+        self.mtimes: list[int] = []
+        self.dirs: list[bool] = []
+
+    def add(self, path: str, size: int, mtime_us: int, is_dir: bool) -> pa.RecordBatch | None:
+        self.paths.append(path)
+        self.sizes.append(size)
+        self.mtimes.append(mtime_us)
+        self.dirs.append(is_dir)
+        return self.flush() if len(self.paths) >= BATCH_ROWS else None
+
+    def flush(self) -> pa.RecordBatch | None:
+        if not self.paths:
+            return None
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(self.paths, pa.string()), pa.array(self.sizes, pa.int64()),
+             pa.array(self.mtimes, pa.int64()).cast(pa.timestamp("us")),
+             pa.array(self.dirs, pa.bool_())],
+            schema=LISTING_SCHEMA,
+        )
+        self._reset()
+        return batch
+
+
+def _fail(root: str, path: str, exc: BaseException) -> StorageError:
+    return StorageError(
+        f"could not list {path} (under the artifact store root {root}): "
+        f"{type(exc).__name__}: {exc}. A mark never classifies a partial listing; "
+        "fix the access and mark again", path=path)
+
+
+# ---------------------------------------------------------------------------
+# Local disks: os.scandir, one thread per top-level directory
+# ---------------------------------------------------------------------------
+
+
+def list_local(root: str, *, workers: int = 4) -> Iterator[pa.RecordBatch]:
+    """Every file, symlink and empty directory under the local directory ``root``.
+
+    Symlinks are listed as themselves (``lstat``), never followed: a link out of the
+    root is an object of the root, and a sweep removes the link, not its target. A
+    root that does not exist holds nothing."""
+    if not os.path.lexists(root):
+        return
+    top: list[str] = []
+    files = _Batcher()
+    try:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    top.append(entry.path)
+                else:
+                    batch = _add_entry(files, entry)
+                    if batch is not None:
+                        yield batch
+    except OSError as exc:
+        raise _fail(root, root, exc) from exc
+    last = files.flush()
+    if last is not None:
+        yield last
+    yield from _parallel(root, top, lambda d: _walk_local(root, d), workers)
+
+
+def _add_entry(batcher: _Batcher, entry: os.DirEntry[str]) -> pa.RecordBatch | None:
+    info = entry.stat(follow_symlinks=False)
+    return batcher.add(entry.path, info.st_size if stat.S_ISREG(info.st_mode) else 0,
+                       info.st_mtime_ns // 1000, False)
+
+
+def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
+    batcher = _Batcher()
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        empty = True
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    empty = False
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                        continue
+                    batch = _add_entry(batcher, entry)
+                    if batch is not None:
+                        yield batch
+            if empty:
+                info = os.lstat(directory)
+                batch = batcher.add(directory, 0, info.st_mtime_ns // 1000, True)
+                if batch is not None:
+                    yield batch
+        except FileNotFoundError:
+            # Removed while we listed (a sweep, a ZenML delete): it holds nothing now.
+            continue
+        except OSError as exc:
+            raise _fail(root, directory, exc) from exc
+    last = batcher.flush()
+    if last is not None:
+        yield last
+
+
+def _parallel(root: str, prefixes: list[str],
+              walk: Callable[[str], Iterator[pa.RecordBatch]], workers: int
+              ) -> Iterator[pa.RecordBatch]:
+    """The batches of ``walk(prefix)`` for every prefix, listed ``workers`` at a time.
+
+    A bounded queue keeps memory flat: a lister waits while DuckDB catches up. The
+    first error stops the listing and is raised here."""
+    if not prefixes:
+        return
+    done = object()
+    out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
+    stop = threading.Event()
+
+    def run(prefix: str) -> None:
+        try:
+            for batch in walk(prefix):
+                if stop.is_set():
+                    return
+                out.put(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            out.put(exc)
+
+    def all_prefixes() -> None:
+        with ThreadPoolExecutor(max_workers=max(1, workers),
+                                thread_name_prefix="gc-list") as pool:
+            for prefix in prefixes:
+                pool.submit(run, prefix)
+        out.put(done)
+
+    feeder = threading.Thread(target=all_prefixes, name="gc-list-feed", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        # Drain so that no lister stays blocked on a full queue.
+        while feeder.is_alive():
+            try:
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+# ---------------------------------------------------------------------------
+# Any fsspec filesystem: walk with details
+# ---------------------------------------------------------------------------
+
+
+def list_fsspec(fs: Any, root: str) -> Iterator[pa.RecordBatch]:
+    """Every object under ``root`` through fsspec's ``walk`` (GCS, Azure, ...)."""
+    batcher = _Batcher()
+    protocol = root.split("://", 1)[0] + "://" if "://" in root else ""
+    try:
+        for directory, dirs, files in fs.walk(root, detail=True, on_error="raise"):
+            if not dirs and not files and directory.rstrip("/") != fs._strip_protocol(root):
+                batch = batcher.add(protocol + directory.rstrip("/"), 0, 0, True)
+                if batch is not None:
+                    yield batch
+            for name, info in files.items():
+                path = info.get("name") or f"{directory.rstrip('/')}/{name}"
+                batch = batcher.add(protocol + str(path).lstrip("/") if protocol else
+                                    str(path), int(info.get("size") or 0),
+                                    _mtime_us(info), False)
+                if batch is not None:
+                    yield batch
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any failure makes the listing partial
+        raise _fail(root, root, exc) from exc
+    last = batcher.flush()
+    if last is not None:
+        yield last
+
+
+def _mtime_us(info: dict[str, Any]) -> int:
+    for key in ("mtime", "LastModified", "updated", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return int(value * 1_000_000)
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, datetime):
+            return _datetime_us(value)
+    # No time known: the newest possible, so that the grace period protects it.
+    return _datetime_us(datetime.now(UTC)) + 86_400_000_000 * 365
+
+
+def _datetime_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1_000_000)
+
+
+# ---------------------------------------------------------------------------
+# S3: ListObjectsV2 pages, one thread per top-level prefix
+# ---------------------------------------------------------------------------
+
+
+def list_s3(call: Callable[..., dict[str, Any]], root: str, *, workers: int = 16,
+            page_keys: int = 1000) -> Iterator[pa.RecordBatch]:
+    """Every object under the S3 ``root`` (``s3://bucket/prefix``).
+
+    ``call(method, **kwargs)`` sends one request (the backend's client: rate limit,
+    retries). The root's first level is listed with a delimiter, then each top-level
+    prefix is paged through in a thread of its own."""
+    scheme, rest = root.split("://", 1)
+    bucket, _, root_key = rest.partition("/")
+    root_key = root_key.strip("/")
+    base = root_key + "/" if root_key else ""
+    prefix_of = f"{scheme}://{bucket}/"
+    try:
+        page = call("list_objects_v2", Bucket=bucket, Prefix=base, Delimiter="/",
+                    MaxKeys=page_keys)
+    except Exception as exc:  # noqa: BLE001 - any failure makes the listing partial
+        raise _fail(root, root, exc) from exc
+    if page.get("IsTruncated"):
+        # A wide first level: one sequential pass over everything.
+        yield from _s3_pages(call, root, bucket, base, prefix_of, page_keys)
+        return
+    first = _s3_batch(page.get("Contents") or [], prefix_of)
+    if first is not None:
+        yield first
+    prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes") or []]
+    yield from _parallel(
+        root, prefixes,
+        lambda p: _s3_pages(call, root, bucket, p, prefix_of, page_keys), workers)
+
+
+def _s3_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str, prefix: str,
+              prefix_of: str, page_keys: int) -> Iterator[pa.RecordBatch]:
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_keys}
+        if token:
+            kwargs["ContinuationToken"] = token
+        try:
+            page = call("list_objects_v2", **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure makes the listing partial
+            raise _fail(root, prefix_of + prefix, exc) from exc
+        batch = _s3_batch(page.get("Contents") or [], prefix_of)
+        if batch is not None:
+            yield batch
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated"):
+            return
+        if not token:
+            raise _fail(root, prefix_of + prefix,
+                        RuntimeError("a truncated page without a continuation token"))
+
+
+def _s3_batch(contents: list[dict[str, Any]], prefix_of: str) -> pa.RecordBatch | None:
+    if not contents:
+        return None
+    batcher = _Batcher()
+    for entry in contents:
+        key = str(entry["Key"])
+        # A "directory marker" key (ending in "/") is an empty directory of the layout.
+        is_dir = key.endswith("/")
+        modified = entry.get("LastModified")
+        mtime = _datetime_us(modified) if isinstance(modified, datetime) else \
+            _mtime_us({"mtime": modified})
+        batcher.add(prefix_of + key.rstrip("/"), int(entry.get("Size") or 0), mtime, is_dir)
+    return batcher.flush()
+
+
+# ---------------------------------------------------------------------------
+# Directories a sweep leaves empty
+# ---------------------------------------------------------------------------
+
+
+def remove_empty_local_dirs(dirs: list[str]) -> int:
+    """``rmdir`` each of ``dirs`` that is empty, in the order given (deepest first).
+
+    ``rmdir`` removes only an empty directory, atomically: a directory that a writer
+    has just put a file into stays, so this cannot lose data. Returns how many went."""
+    removed = 0
+    for directory in dirs:
+        try:
+            os.rmdir(directory)
+            removed += 1
+        except OSError:
+            # Not empty, already gone, or not ours to remove: all fine to leave.
+            continue
+    return removed
