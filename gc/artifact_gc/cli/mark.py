@@ -222,6 +222,9 @@ def render_orphan_files(orphans: dict[str, Any]) -> None:
         f"({human_bytes(orphans['live']['bytes'])}), unknown layout "
         f"{orphans['unknown']['objects']:,} ({human_bytes(orphans['unknown']['bytes'])}, "
         "never deleted).")
+    if not orphans["by_class"]:
+        say(console, "No orphan files: every listed object is live or of unknown layout.")
+        return
     print_table(console, "Orphan files by class", [
         TableColumn("class"), TableColumn("status"), TableColumn("paths", numeric=True),
         TableColumn("objects", numeric=True), TableColumn("bytes", numeric=True),
