@@ -28,6 +28,7 @@ COMMANDS = {
     "report": "review:report_command",
     "history": "review:history_command",
     "demo": "demo:demo_command",
+    "collect": "collect:collect_command",
 }
 
 
@@ -144,6 +145,7 @@ def cli(ctx: click.Context, traceback: bool) -> None:
       gc show MANIFEST        review it (also: query, filter, diff, report, history)
       gc sweep MANIFEST       delete the candidates, re-verified against the live store
       gc demo                 the whole cycle on a sample store in a temporary folder
+      gc collect --policy F   mark, brakes, then sweep under a policy file (for cron)
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
