@@ -169,9 +169,13 @@ def parse_policy(text: str, environ: Mapping[str, str], *, source: str = "<polic
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # tomllib's message already says "(at line N, column M)".
-        raise PolicyError(source, getattr(exc, "lineno", None), None,
-                          f"not valid TOML: {exc}") from exc
+        # Python 3.11's tomllib puts the position in the message only.
+        message = str(exc)
+        position = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
+        line = int(position.group(1)) if position else None
+        if position:
+            message = message.replace(position.group(0), f" (column {position.group(2)})")
+        raise PolicyError(source, line, None, f"not valid TOML: {message}") from exc
     return _Reader(source, _KeyLines(text), environ).policy(data)
 
 
