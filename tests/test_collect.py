@@ -74,8 +74,9 @@ def _policy(store: SyntheticStore, manifests: Path, body: str, *, sweep: bool) -
 
 def _manifest_ids(url: str, status: str | None = None) -> set[str]:
     where = f" WHERE status = '{status}'" if status else ""
-    rows = duckdb.sql(f"SELECT artifact_version_id FROM read_parquet('{url}'){where}")
-    return {r[0] for r in rows.fetchall()}
+    rows = duckdb.connect().execute(
+        f"SELECT artifact_version_id FROM read_parquet('{url}'){where}").fetchall()
+    return {r[0] for r in rows}
 
 
 def test_collect_sweeps_by_project_and_glob_rules(store: SyntheticStore, tmp_path: Path) -> None:
