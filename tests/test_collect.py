@@ -179,6 +179,8 @@ def test_each_brake_stops_before_the_sweep(store: SyntheticStore, tmp_path: Path
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["outcome"] == "braked" and summary["brakes_fired"] == [brake]
     assert summary["exit_code"] == EXIT_BRAKE and summary["sweep"] is None
+    assert summary["next"] == [f"gc show {summary['manifests'][0]}",
+                               f"gc sweep {summary['manifests'][0]}"]
     # The manifest is left for review, with the candidates the brake refused.
     (manifest,) = summary["manifests"]
     assert _manifest_ids(manifest, "candidate") == set(store.expected_candidates)
@@ -276,3 +278,18 @@ def test_collect_on_a_real_zenml_store(scenario_store: ScenarioStore, tmp_path: 
     assert_swept(store, store.candidates, before, footprints)
     values = _samples((tmp_path / "gc.prom").read_text())
     assert values[("artifact_gc_versions_deleted_total", ())] == len(store.candidates)
+
+
+def test_without_sweep_a_brake_is_reported_and_refuses_nothing(store: SyntheticStore,
+                                                               tmp_path: Path) -> None:
+    text = _policy(store, tmp_path / "m", "[defaults]\nolder_than = \"1d\"\n"
+                   + ALL_OFF.replace("max_candidates = false", "max_candidates = 5"),
+                   sweep=False)
+    db_before = db_snapshot(store.url)
+    report = collect(parse_policy(text, {}))
+    assert report.outcome == "marked" and report.exit_code == 0
+    assert [b.name for b in report.fired] == ["max_candidates"]
+    assert report.as_dict()["brakes_fired"] == ["max_candidates"]
+    assert _samples(render_metrics(report))[
+        ("artifact_gc_brake_fired", (("brake", "max_candidates"),))] == 1
+    assert db_snapshot(store.url) == db_before

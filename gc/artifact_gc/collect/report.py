@@ -103,6 +103,13 @@ class CollectReport:
         if self.error is not None:
             raise self.error
 
+    def next_steps(self) -> list[str]:
+        """The commands a person runs after a collection that stopped before its sweep."""
+        if self.outcome not in (OUTCOME_MARKED, OUTCOME_BRAKED):
+            return []
+        return [f"{verb} {m.manifest}" for m in self.marks if m.candidates
+                for verb in ("gc show", "gc sweep")]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "collection_id": self.collection_id,
@@ -123,6 +130,7 @@ class CollectReport:
             "brakes_fired": [b.name for b in self.fired],
             "previous": self.previous,
             "sweep": None if self.sweep is None else self.sweep.as_dict(),
+            "next": self.next_steps(),
             "counters": dict(self.counters),
             "last_success_at": self.last_success_at,
             "record": self.record,

@@ -161,7 +161,9 @@ def _judge(report: CollectReport, policy: Policy, location: str,
         policy.brakes, report.totals,
         None if report.previous is None else int(report.previous["candidates"]))
     fired = report.fired
-    if fired:
+    # Without sweep = true there is no sweep to refuse: the verdicts are reported (the
+    # summary, the metrics) and the collection marks and stops as it would anyway.
+    if fired and policy.sweep:
         report.outcome = OUTCOME_BRAKED
         manifests = " ".join(m.manifest for m in report.marks)
         # The manifests stay where the marks wrote them: a person reviews them and may
