@@ -224,3 +224,33 @@ def test_without_project_rules_the_marks_span_every_project() -> None:
     assert [(s.rule.name, s.options.projects, s.options.artifacts,
              s.options.exclude_artifacts) for s in scopes] == [
         ("rules[1]", (), ("ckpt*",), ()), ("defaults", (), (), ("ckpt*",))]
+
+
+def test_the_previous_collection_is_the_newest_record_of_the_same_store(
+        tmp_path: Path) -> None:
+    """The jump brake's reference: records of another store, unreadable ones and ones
+    that never counted candidates are passed over."""
+    import json
+
+    from artifact_gc.collect.records import previous_record
+
+    this = {"dialect": "sqlite", "database": "/s/zenml.db", "host": None, "port": None,
+            "schema_version": "0.98.0", "store_id": None}
+    other = {**this, "database": "/other/zenml.db"}
+
+    def record(name: str, database: dict[str, object], candidates: int | None) -> None:
+        (tmp_path / name).write_text(json.dumps({
+            "collection_id": name, "database_fingerprint": database,
+            "totals": None if candidates is None else {"candidates": candidates}}))
+
+    assert previous_record(str(tmp_path), this) is None
+    assert previous_record(str(tmp_path / "missing"), this) is None
+    record("collection-20260101T000000Z-aaaaaaaa.json", this, 7)
+    record("collection-20260102T000000Z-bbbbbbbb.json", this, None)
+    record("collection-20260103T000000Z-cccccccc.json", other, 900)
+    (tmp_path / "collection-20260104T000000Z-dddddddd.json").write_text("{not json")
+    (tmp_path / "mark-20260105T000000Z-eeeeeeee.parquet").write_text("")
+    found = previous_record(str(tmp_path), this)
+    assert found is not None and found["collection_id"].endswith("aaaaaaaa.json")
+    assert found["totals"]["candidates"] == 7
+    assert found["record"] == str(tmp_path / "collection-20260101T000000Z-aaaaaaaa.json")
