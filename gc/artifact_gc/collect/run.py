@@ -31,7 +31,7 @@ from artifact_gc.collect.report import (
     SweepTotals,
 )
 from artifact_gc.collect.scopes import MarkScope, mark_scopes
-from artifact_gc.errors import BrakeFired, GCError, SweepIncomplete
+from artifact_gc.errors import BrakeFired, DatabaseError, GCError, SweepIncomplete
 from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.locations import check_writable, resolve_output
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
@@ -95,6 +95,7 @@ def _projects_for(policy: Policy, url: str) -> list[str] | None:
     if not named:
         return None
     from sqlalchemy import inspect, text
+    from sqlalchemy.exc import SQLAlchemyError
 
     engine = create_engine(url, readonly=True)
     try:
@@ -102,6 +103,9 @@ def _projects_for(policy: Policy, url: str) -> list[str] | None:
         table = "project" if "project" in tables else "workspace"
         with engine.connect() as connection:
             projects = [str(r[0]) for r in connection.execute(text(f"SELECT name FROM {table}"))]
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot read the projects of {redact(url)}: "
+                            f"{type(exc).__name__}: {exc}") from exc
     finally:
         engine.dispose()
     for rule in named:
