@@ -100,10 +100,13 @@ def _free_port() -> int:
 #: before it starts serving (moto accepts uploads over HTTP at about 140 objects/s, and
 #: a 100k-version store has 333k objects a side); the sweeps reach it over HTTP.
 MOTO_SERVER = r"""
-import json, logging, sys
+import collections, json, logging, sys, threading
+from urllib.parse import parse_qs
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                            create_backend_app)
+from werkzeug.serving import make_server
 port, spec = int(sys.argv[1]), json.load(open(sys.argv[2]))
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
@@ -111,11 +114,31 @@ for bucket, objects in spec.items():
     backend.create_bucket(bucket, "us-east-1")
     for key, body in objects:
         backend.put_object(bucket, key, body.encode("latin-1"), disable_notification=True)
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-server.start()
+# Every HTTP request served, by S3 operation, as the server sees it.
+counts, lock = collections.Counter(), threading.Lock()
+app = DomainDispatcherApplication(create_backend_app)
+def kind(environ):
+    method, query = environ["REQUEST_METHOD"], parse_qs(environ.get("QUERY_STRING", ""),
+                                                        keep_blank_values=True)
+    path = environ.get("PATH_INFO", "/").strip("/")
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    if method == "GET" and "/" not in path:
+        return "LIST"
+    return {"GET": "GET", "HEAD": "HEAD", "PUT": "PUT", "DELETE": "DELETE"}.get(method, method)
+def counted(environ, start_response):
+    with lock:
+        counts[kind(environ)] += 1
+    return app(environ, start_response)
+server = make_server("127.0.0.1", port, counted, True, request_handler=MotoRequestHandler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
-sys.stdin.read()
-server.stop()
+# One line in, the counts so far out (and reset): the measured phases read them.
+for _ in sys.stdin:
+    with lock:
+        print(json.dumps(counts), flush=True)
+        counts.clear()
+server.shutdown()
 """
 
 
@@ -135,11 +158,20 @@ class Moto:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", MOTO_SERVER, str(self.port), str(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
+            text=True, bufsize=1)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("moto server did not start")
         spec.unlink()
+
+    def requests(self) -> dict[str, int]:
+        """The requests the server has served since the last call, by operation."""
+        assert self.proc is not None and self.proc.stdin is not None \
+            and self.proc.stdout is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        counts: dict[str, int] = json.loads(self.proc.stdout.readline())
+        return counts
 
     def client(self) -> Any:
         import boto3
@@ -218,6 +250,25 @@ def candidates(manifest: str) -> list[tuple[str, str]]:
         ).fetchall()]
 
 
+#: The request columns of both tables (per 1,000 objects deleted).
+REQUEST_HEADERS = ["gc LIST / 1k", "gc DeleteObjects / 1k", "gc other", "bare requests / 1k",
+                   "gc extra / 1k"]
+
+
+def request_cells(gc_requests: dict[str, int], bare_requests: dict[str, int], objects: int
+                  ) -> list[str]:
+    """Requests per 1,000 objects deleted, as moto served them: the sweep's LIST and
+    DeleteObjects, anything else it sent, the bare loop's, and the sweep's beyond it."""
+    def per_1000(n: int) -> str:
+        return f"{n * 1000 / objects:.2f}"
+
+    other = {k: v for k, v in gc_requests.items() if k not in ("LIST", "DeleteObjects")}
+    extra = sum(gc_requests.values()) - sum(bare_requests.values())
+    return [per_1000(gc_requests.get("LIST", 0)), per_1000(gc_requests.get("DeleteObjects", 0)),
+            ", ".join(f"{k} {v}" for k, v in sorted(other.items())) or "0",
+            per_1000(sum(bare_requests.values())), per_1000(extra)]
+
+
 def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> list[list[str]]:
     pristine, versions = sqlite_s3_store(orphans)
     client = moto.client()
@@ -245,13 +296,18 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
         uri.split("://", 1)[1].split("/", 1)[1], []))
     keys_file = scratch / "keys.txt"
     keys_file.write_text("\n".join(doomed) + "\n")
+    moto.requests()  # the mark's listing is not the sweep's
+    load_before = os.getloadavg()[0]
     sweep = gc("gc sweep", "sweep", manifest, "--db", url, "--yes", "--json", env=env)
+    gc_requests = moto.requests()
     summary = json.loads(sweep.stdout)["summary"]
     assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
     left = list_bucket(client, "gc-side")
     assert not set(doomed) & set(left)
+    moto.requests()
     bare = run("bare boto3 delete_objects", [sys.executable, "-c", BARE_LOOP, moto.endpoint,
                                              "bare-side", str(keys_file)], env=env)
+    bare_requests = moto.requests()
     assert set(list_bucket(client, "bare-side")) == set(left)
     rows = [[
         f"{len(cands):,}", f"{versions:,}", f"{len(doomed):,}",
@@ -260,7 +316,9 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
         f"{bare.seconds:.1f}", f"{len(doomed) / bare.seconds:,.0f}",
         f"{bare.peak_rss_mb:,.0f}",
         f"{(len(doomed) / sweep.seconds) / (len(doomed) / bare.seconds):.0%}",
-        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}", f"{os.getloadavg()[0]:.1f}",
+        *request_cells(gc_requests, bare_requests, len(doomed)),
+        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}",
+        f"{load_before:.1f} / {os.getloadavg()[0]:.1f}",
     ]]
     print(" | ".join(rows[0]), flush=True)
     strategy_rows: list[list[str]] = []
@@ -295,7 +353,7 @@ engine = sa.create_engine(sys.argv[5])
 """)
 
 
-def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
+def one_size_mariadb(moto: Moto, orphans: int, scratch: Path, prefix: str) -> list[str]:
     """gc mark + gc sweep of a MariaDB store whose artifact store is S3 (moto), beside
     the bare boto3 + bulk DELETE loop, each on its own clone of the database and its
     own bucket."""
@@ -304,11 +362,11 @@ def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
     versions = int(orphans / ORPHAN_SHARE)
     pristine = mariadb_store(BASE, versions, root=f"s3://{PRISTINE_BUCKET}/store",
                              orphan_share=ORPHAN_SHARE,
-                             database=f"gcbench_s3_{versions}_pristine")
+                             database=f"{prefix}_{versions}_pristine")
     source = pristine.url.rsplit("/", 1)[1]
     sides = {}
     for side in ("gc", "bare"):
-        database = f"gcbench_s3_{versions}_{side}"
+        database = f"{prefix}_{versions}_{side}"
         _clone(source, database)
         url = pristine.url.rsplit("/", 1)[0] + "/" + database
         sides[side] = retarget(url, f"{side}-side", moto.endpoint)
@@ -322,8 +380,8 @@ def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
         keys_by_dir.setdefault(key.rsplit("/", 1)[0], []).append(key)
     manifest = str(scratch / "mark-mariadb.parquet")
     env = dict(AWS_ENV)
-    mark = gc("gc mark", "mark", "--db", sides["gc"], "--older-than", "0s", "--out", manifest,
-              "--json", env=env)
+    mark = gc("gc mark --sizes", "mark", "--db", sides["gc"], "--older-than", "0s", "--sizes",
+              "--out", manifest, "--json", env=env)
     cands = candidates(manifest)
     doomed = sorted(k for _, uri in cands for k in keys_by_dir.get(
         uri.split("://", 1)[1].split("/", 1)[1], []))
@@ -331,15 +389,20 @@ def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
     keys_file.write_text("\n".join(doomed) + "\n")
     ids_file = scratch / "ids-mariadb.json"
     ids_file.write_text(json.dumps([vid for vid, _ in cands]))
+    moto.requests()  # the mark's listing is not the sweep's
+    load_before = os.getloadavg()[0]
     sweep = gc("gc sweep", "sweep", manifest, "--db", sides["gc"], "--yes", "--json", env=env)
+    gc_requests = moto.requests()
     summary = json.loads(sweep.stdout)["summary"]
     assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
     client = moto.client()
     left = list_bucket(client, "gc-side")
     assert not set(doomed) & set(left)
+    moto.requests()
     bare = run("bare boto3 delete_objects + bulk DELETE",
                [sys.executable, "-c", BARE_MARIADB, moto.endpoint, "bare-side", str(keys_file),
                 str(ids_file), sides["bare"]], env=env)
+    bare_requests = moto.requests()
     assert set(list_bucket(client, "bare-side")) == set(left)
     row = [
         f"{len(cands):,}", f"{versions:,}", f"{len(doomed):,}",
@@ -347,7 +410,9 @@ def one_size_mariadb(moto: Moto, orphans: int, scratch: Path) -> list[str]:
         f"{len(doomed) / sweep.seconds:,.0f}", f"{sweep.peak_rss_mb:,.0f}",
         f"{bare.seconds:.1f}", f"{len(cands) / bare.seconds:,.0f}",
         f"{bare.peak_rss_mb:,.0f}", f"{bare.seconds / sweep.seconds:.0%}",
-        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}", f"{os.getloadavg()[0]:.1f}",
+        *request_cells(gc_requests, bare_requests, len(doomed)),
+        f"{sweep.cpu_seconds:.1f}", f"{mark.seconds:.1f}",
+        f"{load_before:.1f} / {os.getloadavg()[0]:.1f}",
     ]
     print("mariadb+s3 | " + " | ".join(row), flush=True)
     return row
@@ -360,6 +425,8 @@ def main() -> int:
     parser.add_argument("--mariadb", action="store_true",
                         help="MariaDB + S3 instead: gc mark + sweep against boto3 "
                              "delete_objects + one bulk DELETE per table")
+    parser.add_argument("--db-prefix", default="gcbench_s3",
+                        help="name prefix of the MariaDB databases this run creates")
     args = parser.parse_args()
     os.environ.update(AWS_ENV)  # dummy credentials for moto, for this process and its children
     counts = [int(n) for n in args.orphans.split(",")]
@@ -371,7 +438,8 @@ def main() -> int:
         try:
             with tempfile.TemporaryDirectory(prefix="gc-bench-s3-") as scratch:
                 if args.mariadb:
-                    mariadb_rows.append(one_size_mariadb(moto, orphans, Path(scratch)))
+                    mariadb_rows.append(one_size_mariadb(moto, orphans, Path(scratch),
+                                                         args.db_prefix))
                     continue
                 for row in one_size(moto, orphans, args.strategies_up_to, Path(scratch)):
                     (strategy_rows if row[0] == "strategies" else sweep_rows).append(
@@ -382,14 +450,16 @@ def main() -> int:
         table = markdown_table(
             ["candidates", "versions", "objects deleted", "gc sweep s", "gc versions/s",
              "gc objects/s", "gc peak RSS MB", "bare s", "bare versions/s", "bare RSS MB",
-             "gc / bare (rate)", "gc sweep CPU s", "gc mark s", "load avg"], mariadb_rows)
+             "gc / bare (rate)", *REQUEST_HEADERS, "gc sweep CPU s", "gc mark --sizes s",
+             "load avg before / after"], mariadb_rows)
         print(table)
         write_section(README, "s3-mariadb", table)
         return 0
     table = markdown_table(
         ["candidates", "versions", "objects deleted", "gc sweep s", "gc objects/s",
          "gc versions/s", "gc peak RSS MB", "bare s", "bare objects/s", "bare RSS MB",
-         "gc / bare", "gc sweep CPU s", "gc mark --sizes s", "load avg"], sweep_rows)
+         "gc / bare", *REQUEST_HEADERS, "gc sweep CPU s", "gc mark --sizes s",
+         "load avg before / after"], sweep_rows)
     if strategy_rows:
         table += "\n\nFinding the keys of the candidates (S3Backend, batches of 1,000 " \
                  "URI-sorted paths):\n\n" + markdown_table(

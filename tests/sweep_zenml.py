@@ -4,6 +4,9 @@
     python tests/sweep_zenml.py revive CONSUME LINK NEST  # act between mark and sweep
     python tests/sweep_zenml.py writer SPEC.json          # a writer racing a sweep
     python tests/sweep_zenml.py orphans N NAME            # save N unlinked versions
+    python tests/sweep_zenml.py delete_runs RUN_ID...     # delete pipeline runs
+    python tests/sweep_zenml.py add_tags TAG VERSION ART  # tag a version and an artifact
+    python tests/sweep_zenml.py run_snapshot SNAPSHOT_ID  # start a run of a snapshot
 
 ``load`` prints ``{"loaded": n, "failed": {id: error}}`` as JSON. ``revive`` runs a new
 pipeline that consumes the version CONSUME, links the version LINK to a model, and
@@ -22,6 +25,12 @@ consuming step starts. Every action is tried, whatever became of the previous on
 prints ``{"results": [{"kind", "id", "ok", "error", "run_id", "model_version_id",
 "started", "ended"}]}`` (times from ``time.time()``); with ``"load_after": true`` it
 then loads every version like ``load`` and adds ``"load": {"loaded", "failed"}``.
+
+``delete_runs RUN_ID...`` deletes pipeline runs with ``Client().delete_pipeline_run``.
+``add_tags TAG VERSION_ID ARTIFACT`` tags the version VERSION_ID and the artifact named
+ARTIFACT (``-`` for neither) with ``zenml.add_tags``. ``run_snapshot SNAPSHOT_ID``
+starts a run of an existing snapshot the way ZenML does before it hands a snapshot to
+its orchestrator (``create_placeholder_run``), and prints ``{"run_id": hex}``.
 
 ``orphans`` saves N versions of the artifact NAME with ``save_artifact`` outside any
 step (nothing references them) and prints ``{"ids": [hex, ...]}``.
@@ -200,6 +209,36 @@ def orphans(count: int, name: str) -> None:
     print(json.dumps({"ids": ids}))
 
 
+def delete_runs(run_ids: list[str]) -> None:
+    from zenml.client import Client
+
+    client = Client()
+    for run_id in run_ids:
+        client.delete_pipeline_run(run_id)
+    print(json.dumps({"deleted": run_ids}))
+
+
+def tag(name: str, version_id: str, artifact: str) -> None:
+    from uuid import UUID
+
+    from zenml import add_tags
+
+    if version_id != "-":
+        add_tags(tags=[name], artifact_version_id=UUID(version_id))
+    if artifact != "-":
+        add_tags(tags=[name], artifact=artifact)
+    print(json.dumps({"ok": True}))
+
+
+def run_snapshot(snapshot_id: str) -> None:
+    from zenml.client import Client
+    from zenml.pipelines.run_utils import create_placeholder_run
+
+    snapshot = Client().get_snapshot(snapshot_id)
+    run = create_placeholder_run(snapshot=snapshot)
+    print(json.dumps({"run_id": run.id.hex}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "load":
         load_all()
@@ -207,6 +246,12 @@ if __name__ == "__main__":
         revive(*sys.argv[2:5])
     elif sys.argv[1] == "writer":
         writer(sys.argv[2])
+    elif sys.argv[1] == "delete_runs":
+        delete_runs(sys.argv[2:])
+    elif sys.argv[1] == "add_tags":
+        tag(*sys.argv[2:5])
+    elif sys.argv[1] == "run_snapshot":
+        run_snapshot(sys.argv[2])
     elif sys.argv[1] == "orphans":
         orphans(int(sys.argv[2]), sys.argv[3])
     else:

@@ -767,7 +767,7 @@ def test_a_mark_writes_format_1_1_that_a_1_0_release_accepts(marked: Marked) -> 
     # Both writers: the whole-table one (--sizes) and the one that writes parts.
     for url in (marked.url, marked.plain_url):
         info = mf.verify(url)
-        assert info.format_version == mf.FORMAT_VERSION == "1.1"
+        assert info.format_version == mf.FORMAT_VERSION == "1.2"
         assert pq.read_schema(url).names == mf.FILE_SCHEMA.names
         assert pq.read_schema(url).names[:len(mf.SCHEMA)] == mf.SCHEMA.names
         assert _item_keys(url) == {v: ("artifact_version", v) for v in _rows(url)}
@@ -788,7 +788,7 @@ def test_a_1_0_manifest_reads_with_its_implied_item_columns(tmp_path: Path) -> N
     out = tmp_path / "derived.parquet"
     filter_manifest(str(FIXTURE), "artifact_name <> 'runs_data'", str(out))
     derived = mf.verify(str(out))
-    assert derived.format_version == "1.1"
+    assert derived.format_version == mf.FORMAT_VERSION
     assert _item_keys(str(out)) == {v: ("artifact_version", v) for v in _rows(str(FIXTURE))}
 
 

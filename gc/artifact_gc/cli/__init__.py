@@ -27,6 +27,7 @@ COMMANDS = {
     "diff": "review:diff_command",
     "report": "review:report_command",
     "history": "review:history_command",
+    "why": "review:why_command",
     "demo": "demo:demo_command",
     "collect": "collect:collect_command",
 }

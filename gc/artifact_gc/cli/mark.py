@@ -42,6 +42,15 @@ from artifact_gc.cli.render import (
 @click.option("--exclude-artifact", "exclude_artifacts", multiple=True, metavar="GLOB",
               callback=glob_patterns,
               help="Leave out artifacts whose name matches this glob (repeatable).")
+@click.option("--keep-tag", "keep_tags", multiple=True, metavar="TAG",
+              help="Protect versions that carry this ZenML tag, or whose artifact does "
+                   "(reason tag:TAG; repeatable). The sweep checks the tags again.")
+@click.option("--release-unreachable-snapshots", is_flag=True,
+              help="Let a step configuration's reference (ExternalArtifact uploads, "
+                   "lazy loaders) stop keeping a version once nothing can run its "
+                   "snapshot again: no runs left, no schedule, name, deployment, run "
+                   "template or trigger, and older than --older-than. Default: such "
+                   "references keep versions forever.")
 @click.option("--sizes", is_flag=True,
               help="Measure every candidate's bytes and file count in the artifact store.")
 @click.option("--store-root", "store_roots", multiple=True, metavar="COMPONENT_ID=URL",
@@ -53,7 +62,8 @@ from artifact_gc.cli.render import (
 def mark_command(
     db_url: str | None, out: str | None, older_than: Any, keep_latest: int | None,
     projects: tuple[str, ...], artifacts: tuple[str, ...],
-    exclude_artifacts: tuple[str, ...], sizes: bool, store_roots: tuple[str, ...],
+    exclude_artifacts: tuple[str, ...], keep_tags: tuple[str, ...],
+    release_unreachable_snapshots: bool, sizes: bool, store_roots: tuple[str, ...],
     workers: int, storage_option_pairs: tuple[str, ...],
     max_requests_per_second: float | None, as_json: bool,
 ) -> None:
@@ -82,6 +92,8 @@ def mark_command(
         store_roots=parse_store_root_overrides(store_roots), workers=workers,
         storage_options=parse_storage_options(storage_option_pairs),
         limits=RequestLimits(max_requests_per_second),
+        keep_tags=_tag_names(keep_tags),
+        release_unreachable_snapshots=release_unreachable_snapshots,
     )
     # One id names the manifest file and is recorded inside it.
     mark_id = new_mark_id()
@@ -100,6 +112,14 @@ def mark_command(
     render_summary(result.info.as_dict(), result.summary)
     click.echo(f"Manifest: {result.url}")
     click.echo(f"Next: gc show {result.url}   then   gc sweep {result.url}")
+
+
+def _tag_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--keep-tag`` values, each once, in order; an empty name is a usage error."""
+    names = tuple(dict.fromkeys(v.strip() for v in values))
+    if any(not name for name in names):
+        raise click.BadParameter("a tag name cannot be empty", param_hint="--keep-tag")
+    return names
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any], *,

@@ -105,10 +105,14 @@ def _echo_csv(rows: list[dict[str, Any]]) -> None:
 
 @click.command("show")
 @click.argument("manifest", metavar="MANIFEST")
-@click.option("--by", type=click.Choice(["status", "reason", "project", "artifact", "age"]),
-              default="status", show_default=True, help="The dimension to count by.")
+@click.option("--by", type=click.Choice(["status", "reason", "project", "artifact", "age",
+                                         "referrer"]),
+              default="status", show_default=True,
+              help="The dimension to count by (referrer: the runs and steps, model "
+                   "versions, snapshots and schedules holding the references).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many artifacts to list (largest candidates, --by artifact).")
+              help="How many artifacts (or referrers) to list (largest candidates, "
+                   "--by artifact, --by referrer).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]),
               default="table", show_default=True,
               help="table: everything, for people; json: everything, for tools; "
@@ -413,3 +417,33 @@ def history_command(location: str | None, as_json: bool,
     for e in entries:
         if e.error is not None:
             click.echo(f"unreadable: {e.url}: {e.error}")
+
+
+# ---------------------------------------------------------------------------
+# gc why
+# ---------------------------------------------------------------------------
+
+
+@click.command("why")
+@click.argument("version_id", metavar="VERSION_ID")
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@storage_option
+def why_command(version_id: str, manifest: str, as_json: bool,
+                storage_option_pairs: tuple[str, ...]) -> None:
+    """Explain in plain words why MANIFEST's mark decided what it did about one
+    artifact version: its status, every reason, who refers to it, and (once swept)
+    what the sweep did.
+
+    VERSION_ID is the version's id (32 hex digits, dashed or not, or a unique prefix
+    of at least 6).
+    """
+    from artifact_gc.review.why import why
+
+    result = why(manifest, version_id,
+                 storage_options=parse_storage_options(storage_option_pairs))
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    for line in result.lines:
+        click.echo(line)

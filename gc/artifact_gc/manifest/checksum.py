@@ -51,7 +51,9 @@ RULES: dict[str, ChecksumRule] = {
     # Versions keyed by their own id sort as 1.0 sorted them.
     "1.1": ChecksumRule(f"{_VERSION_LINE} || {_ITEM_SUFFIX}", "item_kind, item_id"),
 }
-_NEWEST = RULES["1.1"]
+#: 1.2 adds ``referrers``, which the sweep does not act on: the 1.1 rule, unchanged.
+RULES["1.2"] = RULES["1.1"]
+_NEWEST = RULES["1.2"]
 
 
 def rule_for(format_version: str) -> ChecksumRule:

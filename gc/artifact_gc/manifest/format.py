@@ -26,8 +26,9 @@ from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.storage.urls import url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
-#: 1.1 added the item columns (``item_kind``, ``item_id``); see FORMAT.md, "Versions".
-FORMAT_VERSION = "1.1"
+#: 1.1 added the item columns (``item_kind``, ``item_id``); 1.2 the ``referrers``
+#: column. See FORMAT.md, "Versions".
+FORMAT_VERSION = "1.2"
 METADATA_KEY = b"artifact_gc"
 
 #: The columns of format 1.0, which every 1.x manifest has, in this order: one
@@ -64,8 +65,20 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 
+#: Who holds each reference that keeps a version (zenml.referrers; FORMAT.md,
+#: "Referrers"), added by format 1.2 after the item columns.
+REFERRER_SCHEMA = pa.schema([pa.field("referrers", pa.list_(pa.string()))])
+
+#: The objects ``gc mark --sizes`` found under a candidate's footprint, where its
+#: store's listing names them (S3): each relative to ``uri`` (``<uri>/<entry>``), or a
+#: full URL for an object outside it. NULL where nothing was listed. The sweep deletes
+#: these keys directly, and then lists the batch's range once to prove it empty.
+#: Not covered by the checksum (like the sizes): the sweep only ever deletes an entry
+#: that lies under the candidate's own footprint paths.
+KEYS_SCHEMA = pa.schema([pa.field("object_keys", pa.list_(pa.string()))])
+
 #: Every column of a manifest that this release writes (format :data:`FORMAT_VERSION`).
-FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
+FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA, *REFERRER_SCHEMA, *KEYS_SCHEMA])
 
 #: The value each column added by a minor version has in a manifest written before
 #: that version (a DuckDB expression over the older columns): a 1.0 row is an artifact
@@ -73,6 +86,9 @@ FILE_SCHEMA = pa.schema([*SCHEMA, *ITEM_SCHEMA])
 IMPLIED_COLUMNS: dict[str, str] = {
     "item_kind": f"'{ITEM_KIND_VERSION}'",
     "item_id": "artifact_version_id",
+    # Unknown before 1.2 (not "none"): gc why says the manifest predates them.
+    "referrers": "NULL::VARCHAR[]",
+    "object_keys": "NULL::VARCHAR[]",
 }
 
 

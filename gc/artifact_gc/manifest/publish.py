@@ -23,7 +23,9 @@ from artifact_gc.manifest.format import (
     FILE_SCHEMA,
     IMPLIED_COLUMNS,
     ITEM_SCHEMA,
+    KEYS_SCHEMA,
     METADATA_KEY,
+    REFERRER_SCHEMA,
     ManifestInfo,
 )
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
@@ -57,7 +59,16 @@ def with_item_columns(table: pa.Table) -> pa.Table:
     if "item_id" not in table.column_names:
         table = table.append_column(ITEM_SCHEMA.field("item_id"),
                                     table.column("artifact_version_id"))
-    return table
+    if "referrers" not in table.column_names:
+        # Rows from before format 1.2: who refers to them is not known (null).
+        table = table.append_column(REFERRER_SCHEMA.field("referrers"),
+                                    pa.nulls(table.num_rows, pa.list_(pa.string())))
+    for column in KEYS_SCHEMA:
+        # Nothing recorded: the sweep finds the objects by listing.
+        if column.name not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+    # In the file's column order, whatever order the columns were added in.
+    return table.select([name for name in FILE_SCHEMA.names if name in table.column_names])
 
 
 def _file_columns_sql(connection: Any, relation_sql: str) -> str:

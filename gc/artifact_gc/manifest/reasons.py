@@ -27,6 +27,8 @@ PROTECT_OVERLAP = "uri_overlap"
 PROTECT_ROOT_CHANGED = "store_root_changed"
 #: The sweep's own: a version created since the mark overlaps the candidate's files.
 PROTECT_OVERLAP_SINCE_MARK = "uri_overlap_since_mark"
+#: ``--keep-tag NAME``: the version, or its artifact, carries the tag (``tag:NAME``).
+PROTECT_TAG_PREFIX = "tag:"
 #: Written by ``gc filter`` over the candidates a predicate leaves out.
 PROTECT_FILTERED_OUT = "filtered_out"
 

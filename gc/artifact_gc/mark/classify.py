@@ -16,12 +16,14 @@ import pyarrow as pa
 
 from artifact_gc.errors import SchemaError
 from artifact_gc.manifest.reasons import (
+    ITEM_KIND_VERSION,
     PROTECT_GRACE,
     PROTECT_KEEP_LATEST,
     PROTECT_NO_STORE,
     PROTECT_OUTSIDE_ROOT,
     PROTECT_OVERLAP,
     PROTECT_PREEXISTING,
+    PROTECT_TAG_PREFIX,
     REASON_CONFIG,
     STATUS_CANDIDATE,
     STATUS_PROTECTED,
@@ -34,7 +36,16 @@ from artifact_gc.mark.scope import in_scope_filter
 from artifact_gc.paths import INSIDE_ROOT
 from artifact_gc.progress import Progress
 from artifact_gc.zenml.references import CONFIG_ID_RUN, CONFIG_ID_WHOLE
+from artifact_gc.zenml.referrers import (
+    KNOWN_REFERRERS,
+    MAX_REFERRERS,
+    MORE_PREFIX,
+    RELEASED_SNAPSHOT,
+    SCHEDULE,
+    SNAPSHOT,
+)
 from artifact_gc.zenml.schema import ZenMLSchema
+from artifact_gc.zenml.snapshots import Snapshots
 from artifact_gc.zenml.stores import ArtifactStore
 
 if TYPE_CHECKING:
@@ -64,7 +75,9 @@ def classify(
     progress: Progress,
 ) -> Classification:
     """Read the store and decide every in-scope version's status."""
-    load_inputs(con, engine, db_url, schema, progress)
+    snapshots = load_inputs(con, engine, db_url, schema, progress,
+                            keep_tags=options.keep_tags,
+                            release_snapshots=options.release_unreachable_snapshots)
     progress.stage("classifying")
     INSIDE_ROOT.install(con)
     in_scope = in_scope_filter(con, options)
@@ -73,11 +86,15 @@ def classify(
         "artifact_store_id": pa.array([s.id for s in stores.values()], pa.string()),
         "store_root": pa.array([s.root for s in stores.values()], pa.string()),
     }))
+    cutoff = (started - options.older_than).isoformat(sep=" ")
+    _config_references(con, schema, snapshots,
+                       cutoff if options.release_unreachable_snapshots else None)
     reason_list = _reference_masks(con, schema)
+    name_referrers(con, schema)
+    _tagged(con, bool(options.keep_tags))
     in_scope_count = _scalar(con, f"SELECT count(*) FROM in_versions v WHERE {in_scope}")
     find_overlaps(con, _scalar(con, "SELECT count(*) FROM in_versions"))
     _keep_latest(con, in_scope, options.keep_latest or 0)
-    cutoff = (started - options.older_than).isoformat(sep=" ")
     # The manifest's rows, in FORMAT.md's column order, as SQL over one range of ids.
     # The whole view serves --sizes; a plain mark computes and writes it range by range.
     con.execute("CREATE TEMP VIEW manifest_rows AS "
@@ -120,20 +137,134 @@ def _reference_masks(con: Any, schema: ZenMLSchema) -> str:
         f"SELECT id, {bit[ref.reason]}::BIGINT AS bit FROM in_ref_{i}"
         for i, ref in enumerate(schema.references)
     ]
-    ref_selects += [
-        f"SELECT TRY_CAST(run AS UUID) AS id, {bit[REASON_CONFIG]}::BIGINT AS bit "
-        f"FROM (SELECT unnest(regexp_extract_all(lower(config), '{CONFIG_ID_RUN}')) AS run "
-        f"FROM in_config_{i}) WHERE regexp_full_match(run, '{CONFIG_ID_WHOLE}')"
-        for i in range(len(schema.config_tables))
-    ]
+    if schema.config_tables:
+        # A configuration keeps what it names unless its snapshot was released
+        # (--release-unreachable-snapshots): nothing can run that snapshot again.
+        ref_selects.append(
+            f"SELECT c.id, {bit[REASON_CONFIG]}::BIGINT AS bit FROM config_refs c "
+            "ANTI JOIN released_snapshots r ON r.id = c.snapshot")
     refs_sql = " UNION ALL ".join(ref_selects) or "SELECT NULL::UUID id, 0::BIGINT bit"
     con.execute(
         f"CREATE TEMP TABLE refs AS SELECT id, bit_or(bit) AS mask FROM ({refs_sql}) "
         "WHERE id IS NOT NULL GROUP BY id"
     )
+    return "[" + ", ".join(f"'{r}'" for r in reasons) + "]::VARCHAR[]"
+
+
+def _config_references(con: Any, schema: ZenMLSchema, snapshots: Snapshots | None,
+                       release_cutoff: str | None) -> None:
+    """``config_refs (id, tbl, snapshot, step_run)``: every version id that a step
+    configuration names, with the snapshot or step run the configuration belongs to;
+    and ``released_snapshots (id)``: with a ``release_cutoff``, the snapshots that
+    nothing can run again (zenml.snapshots) and older than it."""
+    selects = [
+        f"SELECT TRY_CAST(run AS UUID) AS id, '{table}' AS tbl, snapshot, step_run "
+        f"FROM (SELECT unnest(regexp_extract_all(lower(config), '{CONFIG_ID_RUN}')) AS run, "
+        f"snapshot, step_run FROM in_config_{i}) "
+        f"WHERE regexp_full_match(run, '{CONFIG_ID_WHOLE}')"
+        for i, (table, _column) in enumerate(schema.config_tables)
+    ]
+    con.execute("CREATE TEMP TABLE config_refs (id UUID, tbl VARCHAR, snapshot VARCHAR, "
+                "step_run VARCHAR)")
+    if selects:
+        con.execute("INSERT INTO config_refs SELECT DISTINCT * FROM ("
+                    + " UNION ALL ".join(selects) + ") WHERE id IS NOT NULL")
+    if snapshots is None:
+        con.execute("CREATE TEMP TABLE in_snapshots (id VARCHAR, schedule_id VARCHAR, "
+                    "created TIMESTAMP, held BIGINT)")
+    con.execute("CREATE TEMP TABLE released_snapshots (id VARCHAR)")
+    if release_cutoff is not None and snapshots is not None:
+        # Only snapshots that no row of any holder table points at (pipeline runs,
+        # step runs, run templates, deployments, triggers, and any table this
+        # release does not know), with no schedule or name set, and older than the
+        # grace period. Anything else keeps its references, as without the option.
+        held = " UNION ALL ".join(f"SELECT id FROM in_snapshot_holder_{i}"
+                                  for i in range(len(snapshots.holders)))
+        anti = f" ANTI JOIN ({held}) h ON h.id = s.id" if held else ""
+        con.execute(
+            f"INSERT INTO released_snapshots SELECT s.id FROM in_snapshots s{anti} "
+            f"WHERE s.held = 0 AND s.created IS NOT NULL "
+            f"AND s.created <= TIMESTAMP '{release_cutoff}'"
+        )
+
+
+def name_referrers(con: Any, schema: ZenMLSchema) -> None:
+    """``referrers (id, referrers)``: every referenced version's referrers, spelled as
+    in zenml.referrers, sorted, at most ``MAX_REFERRERS`` of them and then ``+N more``.
+    Drops the reference tables it reads."""
+    if "in_step_runs" not in _tables(con):
+        con.execute("CREATE TEMP TABLE in_step_runs (id VARCHAR, name VARCHAR, "
+                    "pipeline_run_id VARCHAR)")
+    step = ("coalesce('run:' || s.pipeline_run_id || '/step:' || s.name, "
+            "'step_run:' || {owner})")
+    selects = []
+    for i, ref in enumerate(schema.references):
+        known = KNOWN_REFERRERS.get((ref.table, ref.column))
+        fallback = f"'table:{ref.table}'"
+        if known is None:
+            selects.append(f"SELECT id, {fallback} AS referrer FROM in_ref_{i}")
+            continue
+        label = (f"coalesce('/{known.label_kind}:' || r.label, '')"
+                 if known.label_kind else "''")
+        owner = (step.format(owner="r.owner") if known.owner_kind == "step_run"
+                 else f"'{known.owner_kind}:' || r.owner")
+        join = (" LEFT JOIN in_step_runs s ON s.id = r.owner"
+                if known.owner_kind == "step_run" else "")
+        selects.append(f"SELECT r.id, coalesce({owner} || {label}, {fallback}) AS referrer "
+                       f"FROM in_ref_{i} r{join}")
+    selects.append(
+        "SELECT c.id, CASE "
+        f"WHEN r.id IS NOT NULL THEN '{RELEASED_SNAPSHOT}:' || c.snapshot "
+        f"WHEN c.snapshot IS NOT NULL THEN '{SNAPSHOT}:' || c.snapshot "
+        f"WHEN c.step_run IS NOT NULL THEN {step.format(owner='c.step_run')} || '/config' "
+        "ELSE 'table:' || c.tbl END AS referrer "
+        "FROM config_refs c LEFT JOIN released_snapshots r ON r.id = c.snapshot "
+        "LEFT JOIN in_step_runs s ON s.id = c.step_run")
+    selects.append(
+        f"SELECT c.id, '{SCHEDULE}:' || n.schedule_id FROM config_refs c "
+        "JOIN in_snapshots n ON n.id = c.snapshot WHERE n.schedule_id IS NOT NULL")
+    con.execute(
+        f"""
+        CREATE TEMP TABLE referrers AS
+        SELECT id, CASE WHEN n <= {MAX_REFERRERS} THEN l
+                        ELSE list_append(l[1:{MAX_REFERRERS}],
+                                         '{MORE_PREFIX}' || (n - {MAX_REFERRERS}) || ' more')
+                   END AS referrers
+        FROM (SELECT id, l, len(l) AS n FROM (
+                  -- list_distinct after a plain list(): a DISTINCT aggregate would
+                  -- build a hash table per group, and nearly every row is distinct.
+                  SELECT id, list_sort(list_distinct(list(referrer))) AS l
+                  FROM ({" UNION ALL ".join(selects)}) WHERE id IS NOT NULL GROUP BY id))
+        """
+    )
     for i in range(len(schema.references)):
         con.execute(f"DROP TABLE in_ref_{i}")
-    return "[" + ", ".join(f"'{r}'" for r in reasons) + "]::VARCHAR[]"
+
+
+def _tagged(con: Any, keep_tags: bool) -> None:
+    """``tagged (id, tags)``: the versions that carry a ``--keep-tag`` tag, or whose
+    artifact does, each with its ``tag:<name>`` protections."""
+    con.execute("CREATE TEMP TABLE tagged (id UUID, tags VARCHAR[])")
+    if not keep_tags:
+        return
+    con.execute(
+        f"""
+        INSERT INTO tagged
+        SELECT id, list_sort(list(DISTINCT '{PROTECT_TAG_PREFIX}' || name)) FROM (
+            SELECT TRY_CAST(t.resource_id AS UUID) AS id, t.name FROM in_tags t
+            WHERE t.resource_type = 'artifact_version'
+            UNION ALL
+            SELECT v.id, t.name FROM in_tags t
+            JOIN in_versions v ON v.artifact_id = TRY_CAST(t.resource_id AS UUID)
+            WHERE t.resource_type = 'artifact'
+        ) WHERE id IS NOT NULL GROUP BY id
+        """
+    )
+
+
+def _tables(con: Any) -> set[str]:
+    return {str(row[0]) for row in con.execute(
+        "SELECT table_name FROM information_schema.tables").fetchall()}
 
 
 def _keep_latest(con: Any, in_scope: str, keep: int) -> None:
@@ -188,7 +319,8 @@ def rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str |
                    CASE WHEN r.mask IS NULL THEN []::VARCHAR[] ELSE list_filter(
                        {reasons}, lambda x, i: (r.mask >> (i - 1)) & 1 = 1) END
                        AS ref_reasons,
-                   {_protections(cutoff)} AS protect_reasons
+                   list_concat({_protections(cutoff)}, coalesce(tg.tags, []::VARCHAR[]))
+                       AS protect_reasons, f.referrers
             FROM (SELECT * FROM in_versions v
                   WHERE {in_scope} AND {in_range('v.id', lo, hi)}) v
             LEFT JOIN (SELECT *, {hex_id('artifact_store_id::UUID')} AS hex
@@ -200,6 +332,10 @@ def rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str |
                 ON k.id = v.id
             LEFT JOIN (SELECT * FROM visualizations_outside_root
                        WHERE {in_range('id', lo, hi)}) vo ON vo.id = v.id
+            LEFT JOIN (SELECT * FROM tagged WHERE {in_range('id', lo, hi)}) tg
+                ON tg.id = v.id
+            LEFT JOIN (SELECT * FROM referrers WHERE {in_range('id', lo, hi)}) f
+                ON f.id = v.id
         )
         SELECT {hex_id('d.id')} AS artifact_version_id,
                coalesce(a.hex, {hex_id('d.artifact_id')}) AS artifact_id,
@@ -218,7 +354,9 @@ def rows_sql(in_scope: str, cutoff: str, reasons: str, lo: str | None, hi: str |
                NULL::BIGINT AS size_bytes, NULL::BIGINT AS file_count,
                coalesce(list_sort(list_transform(z.items, lambda x: CASE WHEN x.nested
                    THEN rtrim(d.uri, '/') || '/' || x.rest ELSE x.rest END)), []::VARCHAR[])
-                   AS visualization_uris
+                   AS visualization_uris,
+               '{ITEM_KIND_VERSION}' AS item_kind, {hex_id('d.id')} AS item_id,
+               coalesce(d.referrers, []::VARCHAR[]) AS referrers
         FROM decided d
         LEFT JOIN artifact_names a ON a.id = d.artifact_id
         LEFT JOIN project_names p ON p.id = d.project_id

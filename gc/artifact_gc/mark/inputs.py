@@ -15,7 +15,9 @@ from artifact_gc.metadb.dialect import Dialect, dialect_of
 from artifact_gc.metadb.reader import load_table
 from artifact_gc.progress import Progress
 from artifact_gc.zenml.references import config_filter
+from artifact_gc.zenml.referrers import STEP_RUN_COLUMNS, STEP_RUN_TABLE, referrer_columns
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
+from artifact_gc.zenml.snapshots import Snapshots, discover_snapshots
 
 #: Columns of artifact_version that ZenML's schema lets be NULL.
 NULLABLE_VERSION_COLUMNS = frozenset({"version_number", "artifact_store_id"})
@@ -28,21 +30,34 @@ Read = tuple[str, str, list[tuple[str, str]]]
 
 
 def load_inputs(
-    con: Any, engine: Any, db_url: str, schema: ZenMLSchema, progress: Progress
-) -> None:
+    con: Any, engine: Any, db_url: str, schema: ZenMLSchema, progress: Progress,
+    *, keep_tags: tuple[str, ...] = (), release_snapshots: bool = False,
+) -> Snapshots | None:
     """Load every row mark needs into DuckDB tables ``in_<name>`` of text columns.
 
     ``in_versions``, ``in_artifacts``, ``in_projects``, ``in_visualizations``, one
-    ``in_ref_<i>`` per reference column of ``schema.references`` and one
-    ``in_config_<i>`` per table of ``schema.config_tables``.
+    ``in_ref_<i>`` (``id``, and the ``owner`` and ``label`` naming its referrer) per
+    reference column of ``schema.references`` and one ``in_config_<i>`` (``config``,
+    and the ``snapshot`` or ``step_run`` it belongs to) per table of
+    ``schema.config_tables``; ``in_step_runs`` and ``in_snapshots`` to name referrers;
+    ``in_tags`` for ``keep_tags``; one ``in_snapshot_holder_<i>`` per holder of the
+    store's snapshots with ``release_snapshots``. Returns the store's snapshot model.
     """
     dialect = dialect_of(engine)
-    reads = _reads(engine, dialect, schema)
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(engine)
+    snapshots = discover_snapshots(inspector, schema.tables)
+    reads = _reads(engine, dialect, schema, inspector, snapshots)
+    reads += referrer_reads(engine, dialect, schema, snapshots, keep_tags=keep_tags,
+                            release_snapshots=release_snapshots)
     _read_all(con, engine, db_url, dialect, reads, progress)
     _check_ids(con, schema, reads)
+    return snapshots
 
 
-def _reads(engine: Any, dialect: Dialect, schema: ZenMLSchema) -> list[Read]:
+def _reads(engine: Any, dialect: Dialect, schema: ZenMLSchema, inspector: Any,
+           snapshots: Snapshots | None) -> list[Read]:
     text = dialect.text
 
     def q(name: str) -> str:
@@ -82,23 +97,97 @@ def _reads(engine: Any, dialect: Dialect, schema: ZenMLSchema) -> list[Read]:
     # a walk of that index which sends each referenced id once (a fraction of the link
     # rows) through the driver. (DISTINCT over the CAST would build a temporary table:
     # ten times slower at 2M rows.) Elsewhere every row is sent, and DuckDB groups them.
+    # Each reference also reads the columns naming its referrer (zenml.referrers):
+    # the owner row and the link's name, or NULL where the release has none. Every
+    # row of such a table is then a referrer of its own, and every row is sent.
     for index, reference in enumerate(schema.references):
         column = q(reference.column)
-        group = f" GROUP BY {column}" if dialect.group_referenced_ids else ""
+        named = referrer_columns(reference.table, reference.column,
+                                 _columns(inspector, reference.table))
+        owner = text(q(named.owner)) if named else text("NULL")
+        label = text(q(named.label)) if named and named.label else text("NULL")
+        group = (f" GROUP BY {column}"
+                 if dialect.group_referenced_ids and named is None else "")
         reads.append((
             f"ref_{index}",
-            f"SELECT {text(column, False)} AS id FROM {q(reference.table)} "
-            f"WHERE {column} IS NOT NULL{group}",
-            [("id", _UUID)],
+            f"SELECT {text(column, False)} AS id, {owner} AS owner, {label} AS label "
+            f"FROM {q(reference.table)} WHERE {column} IS NOT NULL{group}",
+            [("id", _UUID), ("owner", _TEXT), ("label", _TEXT)],
         ))
     for index, (table, column) in enumerate(schema.config_tables):
         # Only configurations that name external artifacts or lazy loaders can hold
         # an id we need (references.CONFIG_ID_KEYS; the sweep re-reads the same ones).
         col = q(column)
+        snapshot_col, step_run_col = (
+            snapshots.config_owner_columns(table, _columns(inspector, table))
+            if snapshots else (None, None))
+        snapshot = text(q(snapshot_col)) if snapshot_col else text("NULL")
+        step_run = text(q(step_run_col)) if step_run_col else text("NULL")
         reads.append((
             f"config_{index}",
-            f"SELECT {text(col)} AS config FROM {q(table)} WHERE {config_filter(col)}",
-            [("config", _TEXT)],
+            f"SELECT {text(col)} AS config, {snapshot} AS snapshot, {step_run} AS step_run "
+            f"FROM {q(table)} WHERE {config_filter(col)}",
+            [("config", _TEXT), ("snapshot", _TEXT), ("step_run", _TEXT)],
+        ))
+    return reads
+
+
+def _columns(inspector: Any, table: str) -> frozenset[str]:
+    return frozenset(c["name"] for c in inspector.get_columns(table))
+
+
+def referrer_reads(
+    engine: Any, dialect: Dialect, schema: ZenMLSchema, snapshots: Snapshots | None,
+    *, keep_tags: tuple[str, ...], release_snapshots: bool,
+) -> list[Read]:
+    """The reads that name referrers, and those of ``--keep-tag`` and
+    ``--release-unreachable-snapshots``."""
+    text = dialect.text
+
+    def q(name: str) -> str:
+        return dialect.quote(engine, name)
+
+    reads: list[Read] = []
+    if STEP_RUN_TABLE in schema.tables:
+        reads.append((
+            "step_runs",
+            "SELECT " + ", ".join(f"{text(q(c), False)} AS {c}" for c in STEP_RUN_COLUMNS)
+            + f" FROM {q(STEP_RUN_TABLE)}",
+            [(c, _TEXT) for c in STEP_RUN_COLUMNS],
+        ))
+    if snapshots is not None:
+        profile = snapshots.profile
+        held = " OR ".join(f"{q(c)} IS NOT NULL" for c in profile.runnable_when_set)
+        reads.append((
+            "snapshots",
+            f"SELECT {text(q('id'), False)} AS id, {text(q(profile.schedule_column))} "
+            f"AS schedule_id, {text(q('created'))} AS created, "
+            f"{text(f'CASE WHEN {held} THEN 1 ELSE 0 END', False)} AS held "
+            f"FROM {q(profile.table)}",
+            [("id", _TEXT), ("schedule_id", _TEXT), ("created", "TIMESTAMP"),
+             ("held", "BIGINT")],
+        ))
+        if release_snapshots:
+            for index, (table, column) in enumerate(snapshots.holders):
+                reads.append((
+                    f"snapshot_holder_{index}",
+                    f"SELECT {text(q(column), False)} AS id FROM {q(table)} "
+                    f"WHERE {q(column)} IS NOT NULL GROUP BY {q(column)}",
+                    [("id", _TEXT)],
+                ))
+    if keep_tags:
+        if not {"tag", "tag_resource"} <= schema.tables:
+            raise SchemaError("--keep-tag: this store has no tag tables", missing=("tag",))
+        names = ", ".join("'" + name.replace("'", "''") + "'" for name in keep_tags)
+        reads.append((
+            "tags",
+            f"SELECT {text('r.' + q('resource_id'), False)} AS resource_id, "
+            f"{text('r.' + q('resource_type'), False)} AS resource_type, "
+            f"{text('t.' + q('name'), False)} AS name "
+            f"FROM {q('tag_resource')} r JOIN {q('tag')} t ON t.{q('id')} = r.{q('tag_id')} "
+            f"WHERE t.{q('name')} IN ({names}) "
+            "AND r.resource_type IN ('artifact_version', 'artifact')",
+            [("resource_id", _TEXT), ("resource_type", _TEXT), ("name", _TEXT)],
         ))
     return reads
 

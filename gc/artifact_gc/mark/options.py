@@ -29,6 +29,13 @@ class MarkOptions:
     #: Never written to the manifest (they may hold credentials).
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    #: ``--keep-tag``: versions carrying one of these tags, or whose artifact does, are
+    #: protected (``tag:<name>``). The sweep re-verifies them from the manifest's
+    #: parameters.
+    keep_tags: tuple[str, ...] = ()
+    #: ``--release-unreachable-snapshots``: a step configuration's reference stops
+    #: keeping a version once nothing can run its snapshot again (zenml.snapshots).
+    release_unreachable_snapshots: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -40,4 +47,6 @@ class MarkOptions:
             "exclude_artifacts": list(self.exclude_artifacts),
             "sizes": self.sizes,
             "store_roots": dict(self.store_roots),
+            "keep_tags": list(self.keep_tags),
+            "release_unreachable_snapshots": self.release_unreachable_snapshots,
         }

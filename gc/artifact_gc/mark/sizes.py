@@ -2,7 +2,9 @@
 
 S3 stores are listed once each (one LIST per 1,000 objects, s3.list_root) and the
 listing is joined with the candidates' footprints in DuckDB: no call per version.
-Other stores are measured with one ``find`` per footprint path, in threads.
+The keys found are kept in the manifest (``object_keys``), so that the sweep deletes
+them without listing first. Other stores are measured with one ``find`` per footprint
+path, in threads, and record no keys.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def measure_candidates(
     limits: RequestLimits,
     progress: Progress | None = None,
 ) -> None:
-    """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table."""
+    """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table,
+    and ``object_keys`` where the store's listing names the objects (S3)."""
     import fsspec
 
     progress = progress or NullProgress()
@@ -63,6 +66,7 @@ def measure_candidates(
             filesystems[store_id] = fsspec.url_to_fs(store.root, **store.storage_options)[0]
     progress.stage("measuring candidates", total=len(candidates), unit="versions")
     measured: dict[str, tuple[int, int]] = {}
+    object_keys: dict[str, list[str]] = {}
     s3_stores = {sid for sid, fs in filesystems.items() if s3.is_s3(fs)}
     for store_id in sorted(s3_stores):
         rows = [row for row in candidates if row[2] == store_id]
@@ -70,7 +74,7 @@ def measure_candidates(
             root = stores[store_id].root
             assert root is not None
             measured.update(_measure_s3(con, filesystems[store_id], stores[store_id], root,
-                                        rows, workers, limits))
+                                        rows, workers, limits, object_keys))
             progress.advance(len(rows), sum(measured[r[0]][0] for r in rows))
     candidates = [row for row in candidates if row[2] not in s3_stores]
 
@@ -103,12 +107,33 @@ def measure_candidates(
         f"FROM measured_sizes s WHERE {table}.artifact_version_id = s.id"
     )
     con.unregister("measured_sizes")
+    if object_keys:
+        _record_keys(con, table, object_keys)
+
+
+def _record_keys(con: Any, table: str, object_keys: dict[str, list[str]]) -> None:
+    columns = {str(row[0]) for row in con.execute(f"DESCRIBE {table}").fetchall()}
+    if "object_keys" not in columns:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN object_keys VARCHAR[]")
+    con.register("measured_keys", pa.table({
+        "id": pa.array(list(object_keys), pa.string()),
+        "object_keys": pa.array(list(object_keys.values()), pa.list_(pa.string())),
+    }))
+    try:
+        con.execute(f"UPDATE {table} SET object_keys = k.object_keys "
+                    f"FROM measured_keys k WHERE {table}.artifact_version_id = k.id")
+    finally:
+        con.unregister("measured_keys")
 
 
 #: Bytes and files of every version: the keys under its footprint paths (the one
 #: key-to-path join of storage/keys.py), summed per version.
+#: Each key is also kept as the manifest's ``object_keys`` says (format.KEYS_SCHEMA):
+#: relative to the version's ``uri`` when it lies under it, else as a full URL.
 _SIZES_SQL = f"""
-SELECT vid, sum(size)::BIGINT AS size_bytes, count(DISTINCT key)::BIGINT AS file_count
+SELECT vid, sum(size)::BIGINT AS size_bytes, count(DISTINCT key)::BIGINT AS file_count,
+       list(DISTINCT CASE WHEN starts_with(key, base || '/') THEN key[length(base) + 2:]
+                          ELSE $url_prefix || key END) AS object_keys
 FROM ({keys_under_paths("gc_listing", "gc_version_paths")})
 GROUP BY vid
 """
@@ -116,8 +141,10 @@ GROUP BY vid
 
 def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
                 rows: list[tuple[str, str, str, list[str]]], workers: int,
-                limits: RequestLimits) -> dict[str, tuple[int, int]]:
-    """One listing of the store root, joined in DuckDB with every candidate's footprint.
+                limits: RequestLimits, object_keys: dict[str, list[str]]
+                ) -> dict[str, tuple[int, int]]:
+    """One listing of the store root, joined in DuckDB with every candidate's footprint;
+    the keys found go to ``object_keys`` (every candidate gets a list, maybe empty).
 
     A key belongs to a footprint path ``p`` when its first segments are ``p``'s (the
     object ``p`` itself, or anything under ``p/``; storage/keys.py). Directory markers
@@ -129,18 +156,28 @@ def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
     listing = s3.list_root(client, root, workers=workers)
     vids: list[str] = []
     paths: list[str] = []
+    bases: list[str] = []
     for version_id, uri, _store_id, viz in rows:
+        base = s3.split_path(uri)[1]
         for path in footprint_paths(uri, viz):
             path_bucket, key = s3.split_path(path)
             if path_bucket == bucket and key:
                 vids.append(version_id)
                 paths.append(key)
+                bases.append(base)
     con.register("gc_listing", listing)
     con.register("gc_version_paths", pa.table({"vid": pa.array(vids, pa.string()),
-                                               "path": pa.array(paths, pa.string())}))
+                                               "path": pa.array(paths, pa.string()),
+                                               "base": pa.array(bases, pa.string())}))
+    url_prefix = root.split("://", 1)[0] + "://" + bucket + "/"
     try:
-        found = {str(v): (int(b), int(n)) for v, b, n in con.execute(_SIZES_SQL).fetchall()}
+        found: dict[str, tuple[int, int]] = {}
+        for v, b, n, keys in con.execute(_SIZES_SQL, {"url_prefix": url_prefix}).fetchall():
+            found[str(v)] = (int(b), int(n))
+            object_keys[str(v)] = sorted(keys)
     finally:
         con.unregister("gc_listing")
         con.unregister("gc_version_paths")
+    for row in rows:
+        object_keys.setdefault(row[0], [])
     return {row[0]: found.get(row[0], (0, 0)) for row in rows}

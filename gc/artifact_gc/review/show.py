@@ -17,6 +17,7 @@ DIMENSIONS: dict[str, str] = {
     "project": "by_project",
     "artifact": "by_artifact",
     "age": "by_age",
+    "referrer": "by_referrer",
 }
 
 

@@ -45,7 +45,13 @@ class Backend(Protocol):
         """Delete every path (recursively); report which are gone and which failed.
 
         ``on_chunk(n)`` is called as work completes (``n`` paths deleted, 0 for a
-        request that deleted none yet)."""
+        request that deleted none yet).
+
+        A backend that finds a path's objects by listing may also take ``known``: path
+        -> the object URLs recorded under it at mark time (``object_keys``). It deletes
+        those without listing first, and still lists the paths afterwards to prove
+        them empty. The sweep passes ``known`` only when a manifest recorded keys,
+        which ``gc mark --sizes`` does for S3 stores only."""
         ...
 
     def close(self) -> None:

@@ -43,7 +43,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -399,9 +399,13 @@ class S3Backend:
         return bool(self.root_key) and key.startswith(self.root_key + "/") \
             and len(key) > len(self.root_key) + 1
 
-    def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None
-               ) -> DeleteOutcome:
+    def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None,
+               known: Mapping[str, Sequence[str]] | None = None) -> DeleteOutcome:
         """Delete every object under each path (``s3://bucket/key``).
+
+        ``known``: path -> the object URLs gc mark listed under it. Those are deleted
+        without a listing first; a key that does not lie under its path (or inside
+        the root) is ignored. Every path is listed after the deletes all the same.
 
         ``on_chunk(0)`` follows every ``DeleteObjects`` request, ``on_chunk(n)`` the end.
         """
@@ -419,7 +423,7 @@ class S3Backend:
                 outcome.failed[path] = f"{path} is not strictly inside the store root"
             else:
                 by_key[key] = path
-        self._delete_keys_under(by_key, outcome, on_chunk)
+        self._delete_keys_under(by_key, outcome, on_chunk, known)
         for path in by_key.values():
             if path not in outcome.failed:
                 outcome.deleted.add(path)
@@ -427,12 +431,48 @@ class S3Backend:
             on_chunk(len(outcome.deleted))
         return outcome
 
+    def _known_keys(self, by_key: dict[str, str],
+                    known: Mapping[str, Sequence[str]] | None) -> tuple[pa.Table, set[str]]:
+        """``(key, size, path)`` of the recorded objects, and the path keys that have a
+        record (maybe empty). Only keys under their own path are taken: the record
+        comes from a file a user can edit, and a key it names is deleted unlisted."""
+        keys: list[str] = []
+        owners: list[str] = []
+        recorded: set[str] = set()
+        for path_key, path in by_key.items():
+            urls = known.get(path) if known else None
+            if urls is None:
+                continue
+            recorded.add(path_key)
+            for url in urls:
+                bucket, _, key = url.split("://", 1)[-1].partition("/")
+                if bucket == self.bucket and self._inside_root(key) and (
+                        key == path_key or key.startswith(path_key + "/")):
+                    keys.append(key)
+                    owners.append(path_key)
+        return pa.table({"key": pa.array(keys, pa.string()),
+                         "size": pa.array([0] * len(keys), pa.int64()),
+                         "path": pa.array(owners, pa.string())}), recorded
+
     def _delete_keys_under(self, by_key: dict[str, str], outcome: DeleteOutcome,
-                           on_chunk: Callable[[int], None] | None) -> None:
+                           on_chunk: Callable[[int], None] | None,
+                           known: Mapping[str, Sequence[str]] | None = None) -> None:
         """Delete, in rounds, every object under the paths ``by_key`` maps to; the paths
-        that keep objects go to ``outcome.failed``."""
+        that keep objects go to ``outcome.failed``.
+
+        The recorded objects (``known``, see ``_known_keys``) are the first round's
+        deletes, unlisted; only the paths without a record are listed first. Every
+        round ends with a listing of every path left, so a path is reported deleted
+        only once a listing made after its deletes found nothing under it."""
         todo = sorted(by_key)
-        found = self._find(todo) if todo else _EMPTY
+        recorded, with_record = self._known_keys(by_key, known)
+        unrecorded = [k for k in todo if k not in with_record]
+        found = self._find(unrecorded) if unrecorded else _EMPTY
+        if with_record:
+            found = pa.concat_tables([recorded, found])
+            if not found.num_rows:
+                # Nothing to delete under any path: the proof listing is all there is.
+                found = self._find(todo, verifying=True)
         rounds = 0
         while found.num_rows:
             if rounds == self.rounds:
@@ -453,21 +493,26 @@ class S3Backend:
                 outcome.failed[by_key[path_key]] = error
             todo = [k for k in todo if k not in failed_paths]
             # Verify: list again what is left under the other paths. This proves the
-            # deletes took, and finds objects written under a path after our listing;
-            # a path counts as deleted only once this finds nothing under it.
-            found = self._find(todo) if todo else _EMPTY
+            # deletes took, and finds objects written under a path after our listing
+            # (or after the mark's, for recorded keys); a path counts as deleted only
+            # once this finds nothing under it.
+            found = self._find(todo, verifying=True) if todo else _EMPTY
 
     # -- finding --------------------------------------------------------------
 
-    def _find(self, path_keys: list[str]) -> pa.Table:
-        """``(key, size, path)`` of every object under ``path_keys`` (sorted)."""
+    def _find(self, path_keys: list[str], verifying: bool = False) -> pa.Table:
+        """``(key, size, path)`` of every object under ``path_keys`` (sorted).
+
+        ``verifying``: the listing that follows the deletes, which expects to find
+        little; its runs are longer (VERIFY_RUN_PATHS), since a run costs one LIST
+        even when its range is empty."""
         if self.strategy != STRATEGY_RANGE:
             return self._list_each(path_keys)
         # The batch's range is cut into runs of consecutive paths, each listed on its
         # own, in parallel: a range is listed page after page, so one range per batch
         # is one request at a time; and each run's common prefix is longer than the
         # batch's (a server that filters a listing by prefix touches fewer keys).
-        runs = _runs(path_keys)
+        runs = _runs(path_keys, VERIFY_RUN_PATHS if verifying else RUN_PATHS)
         listed = list(self._pool.map(self._list_range, runs)) if len(runs) > 1 \
             else [self._list_range(runs[0])]
         parts = [
@@ -547,11 +592,15 @@ _EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int
 
 #: Paths per run of a ranged listing (about one page of objects at three a version).
 RUN_PATHS = 300
+#: Paths per run of the listing that proves deleted paths empty: it finds only what
+#: lies between them (live versions' objects, late writes), so one page per run is
+#: the rule, and a run of 1,000 versions costs one LIST for about 3,000 objects.
+VERIFY_RUN_PATHS = 1000
 
 
-def _runs(path_keys: list[str]) -> list[list[str]]:
+def _runs(path_keys: list[str], min_paths: int = RUN_PATHS) -> list[list[str]]:
     """Sorted ``path_keys`` cut into runs of consecutive paths, each of at least
-    ``RUN_PATHS`` paths (but the last), cut only where the parent of the parent
+    ``min_paths`` paths (but the last), cut only where the parent of the parent
     directory changes (``<step>/<output>/`` in ZenML's layout). Every path stays in
     exactly one run, and each run's range is listed whole, so nothing is missed."""
     runs: list[list[str]] = []
@@ -559,7 +608,7 @@ def _runs(path_keys: list[str]) -> list[list[str]]:
     group: str | None = None
     for key in path_keys:
         head = key.rsplit("/", 2)[0] if key.count("/") >= 2 else ""
-        if current and head != group and len(current) >= RUN_PATHS:
+        if current and head != group and len(current) >= min_paths:
             runs.append(current)
             current = []
         current.append(key)

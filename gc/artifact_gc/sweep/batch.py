@@ -39,7 +39,33 @@ def batch_item(row: dict[str, Any]) -> BatchItem:
         file_count=row["file_count"],
         store_id=row["artifact_store_id"],
         store_root=row["store_root"],
+        object_keys=(None if row.get("object_keys") is None
+                     else tuple(row["object_keys"])),
     )
+
+
+def known_objects(item: BatchItem) -> dict[str, list[str]]:
+    """The objects gc mark found under each footprint path of ``item`` (URLs), from the
+    manifest's ``object_keys``; empty when none were recorded.
+
+    An entry is kept only under the footprint path it lies in (the path itself or
+    below it): whatever the manifest says, a recorded key never names an object
+    outside the version's own paths. The backend deletes these without listing first,
+    then lists the paths to prove them empty, so an object the mark did not see is
+    still found."""
+    if item.object_keys is None:
+        return {}
+    base = item.footprint[0] if item.footprint else ""
+    known: dict[str, list[str]] = {path: [] for path in item.footprint}
+    for entry in item.object_keys:
+        url = entry if "://" in entry else f"{base}/{entry}"
+        if "/../" in f"{url}/" or "/./" in f"{url}/":
+            continue
+        for path in item.footprint:
+            if url == path or url.startswith(path + "/"):
+                known[path].append(url)
+                break
+    return known
 
 
 def fence(item: BatchItem, stores: Mapping[str, ArtifactStore], real_dirs: RealDirs

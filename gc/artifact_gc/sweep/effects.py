@@ -33,7 +33,7 @@ from artifact_gc.metadb.engine import create_engine
 from artifact_gc.storage.backend import Backend, default_filesystem, open_backend
 from artifact_gc.storage.retry import RetryCounter, retry_transient
 from artifact_gc.sweep import hooks as points
-from artifact_gc.sweep.batch import Verdict
+from artifact_gc.sweep.batch import Verdict, known_objects
 from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event, Journal
 from artifact_gc.sweep.options import MODE_ONLY_ARTIFACT
@@ -42,6 +42,7 @@ from artifact_gc.sweep.rows import Cascade
 from artifact_gc.sweep.verify import (
     BatchItem,
     Liveness,
+    SweepPolicy,
     verify_batch,
     verify_before_commit,
     verify_references,
@@ -150,6 +151,8 @@ class LiveEffects:
         self.retries = retries
         self.filesystem_factory = filesystem_factory
         self.items = items
+        # The mark's --keep-tag and --release-unreachable-snapshots, re-verified.
+        self.policy = SweepPolicy.of(plan.info.parameters, plan.info.started)
         self.first_batch = first_batch
         self._files: dict[str, Backend] = {}
 
@@ -192,7 +195,7 @@ class LiveEffects:
             unlocked = Liveness()
             with self.hooks.phase(points.VERIFY), self.engine.connect() as reader:
                 verify_unreferenced(reader, self.schema, items, self.plan.verify_since,
-                                    unlocked)
+                                    unlocked, self.policy)
         # The guard is entered first so that it ends after the batch's commit: its
         # locks hold back new step configurations until the deletes are durable.
         with dialect.reference_guard(self.engine) as guard, \
@@ -204,7 +207,8 @@ class LiveEffects:
                     # Files cannot be rolled back: the last check comes before them.
                     with self.hooks.phase(points.VERIFY):
                         verify_before_commit(guard, connection, self.schema, items,
-                                             self.plan.verify_since, live)
+                                             self.plan.verify_since, live,
+                                             policy=self.policy)
                 # Files only, under the lock: no one can link a version between the
                 # check and the delete. The journal is written before the lock goes.
                 verdict = Verdict.of(live, items)
@@ -222,13 +226,15 @@ class LiveEffects:
                     # if a reference came since the first check.
                     with self.hooks.phase(points.VERIFY):
                         verify_before_commit(guard, connection, self.schema, items,
-                                             self.plan.verify_since, live, deleted=dead)
+                                             self.plan.verify_since, live, deleted=dead,
+                                             policy=self.policy)
             return DatabaseOutcome(live, rows)
 
     def _verify_locked(self, connection: Any, items: list[BatchItem],
                        unlocked: Liveness | None) -> Liveness:
         if unlocked is None:
-            return verify_batch(connection, self.schema, items, self.plan.verify_since)
+            return verify_batch(connection, self.schema, items, self.plan.verify_since,
+                                self.policy)
         live = verify_references(connection, self.schema, items)
         for vid, reason in unlocked.referenced.items():
             if vid in live.existing:
@@ -247,9 +253,15 @@ class LiveEffects:
             for group in by_store.values():
                 files = self._store_files(group[0])
                 paths = [p for item in group for p in item.footprint]
+                # The objects the mark listed, where it recorded them: deleted without
+                # a listing first (only backends that list, S3, are given them).
+                known = {path: urls for item in group
+                         for path, urls in known_objects(item).items()}
+                extra: dict[str, Any] = {"known": known} if known else {}
                 try:
                     outcome = files.delete(
-                        paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES))
+                        paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES),
+                        **extra)
                 except Exception as exc:  # noqa: BLE001 - the cause is reported per item
                     for item in group:
                         errors[item.artifact_version_id] = f"{type(exc).__name__}: {exc}"
@@ -307,13 +319,15 @@ class DryRunEffects:
         self.schema = schema
         self.hooks = hooks
         self.items = plan.items
+        self.policy = SweepPolicy.of(plan.info.parameters, plan.info.started)
 
     def journal(self, batch: int, events: Sequence[Event]) -> None:
         pass
 
     def database_step(self, batch: int, items: list[BatchItem]) -> DatabaseOutcome:
         with self.hooks.phase(points.VERIFY), self.engine.connect() as connection:
-            live = verify_batch(connection, self.schema, items, self.plan.verify_since)
+            live = verify_batch(connection, self.schema, items, self.plan.verify_since,
+                                self.policy)
             connection.rollback()
         return DatabaseOutcome(live)
 

@@ -200,7 +200,7 @@ def read_pending(journal: Journal, options: SweepOptions) -> tuple[int, dict[str
             SELECT item_kind, item_id,
                    artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
                    coalesce(visualization_uris, []::VARCHAR[]) AS visualization_uris,
-                   size_bytes, file_count, last_event
+                   size_bytes, file_count, object_keys, last_event
             FROM {STATE_VIEW}
             WHERE state NOT IN ({finished})
             ORDER BY uri, item_kind, item_id

@@ -59,8 +59,12 @@ class Cascade:
         handled = {ARTIFACT_TABLE: (VERSION_TABLE, ARTIFACT_COLUMN)}
         for link, (column, owned) in OWNED_THROUGH.items():
             handled[owned] = (link, column)
+        import sqlalchemy as sa
+
+        inspector = sa.inspect(engine)
         return cls(schema, {
-            table: [child for child in foreign_key_children(engine, table) if child != mine]
+            table: [child for child in foreign_key_children(engine, table, inspector)
+                    if child != mine]
             for table, mine in handled.items()
         })
 

@@ -12,6 +12,10 @@ transaction, and the configurations once more before its commit
   reflection, not a hand-written list) name it?
 - does a ``step_configuration.config`` that names external input artifacts hold its
   dashed id?
+- with ``--keep-tag`` at mark time: does the version, or its artifact, carry one of
+  those tags now?
+- with ``--release-unreachable-snapshots``: can the snapshot whose configuration
+  names it run again now (a run, a schedule, a template, a deployment since the mark)?
 - has a version or visualization been created since the mark whose URI equals,
   contains or lies inside one of the candidate's paths? (The mark already protected
   overlaps with every row that existed when it ran.)
@@ -25,14 +29,19 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from artifact_gc.manifest.reasons import PROTECT_OVERLAP_SINCE_MARK, REASON_CONFIG
+from artifact_gc.manifest.reasons import (
+    PROTECT_OVERLAP_SINCE_MARK,
+    PROTECT_TAG_PREFIX,
+    REASON_CONFIG,
+)
 from artifact_gc.metadb.dialect import ReferenceGuard, RerunTransaction, dialect_of
 from artifact_gc.metadb.statements import quoter, select_in
 from artifact_gc.zenml.references import VERSION_ID, config_filter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
+from artifact_gc.zenml.snapshots import Snapshots, discover_snapshots, runnable_filter
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,32 @@ class BatchItem:
     file_count: int | None = None
     store_id: str | None = None
     store_root: str | None = None
+    #: The manifest's ``object_keys``: the objects gc mark --sizes found under the
+    #: footprint (None: not recorded; the backend lists).
+    object_keys: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    """The mark's policies that the sweep re-verifies, from the manifest's parameters:
+    ``--keep-tag`` and ``--release-unreachable-snapshots`` (with the mark's grace
+    cutoff, which decides whether a snapshot is old enough to release)."""
+
+    keep_tags: tuple[str, ...] = ()
+    release_snapshots: bool = False
+    release_cutoff: datetime | None = None
+
+    @classmethod
+    def of(cls, parameters: dict[str, Any], started: datetime) -> SweepPolicy:
+        release = bool(parameters.get("release_unreachable_snapshots"))
+        grace = timedelta(seconds=int(parameters.get("older_than_seconds") or 0))
+        return cls(keep_tags=tuple(parameters.get("keep_tags") or ()),
+                   release_snapshots=release,
+                   release_cutoff=started - grace if release else None)
+
+
+#: Today's behaviour: no tags kept, no snapshot released.
+DEFAULT_POLICY = SweepPolicy()
 
 
 @dataclass
@@ -65,11 +100,12 @@ def verify_batch(
     schema: ZenMLSchema,
     items: Sequence[BatchItem],
     since: datetime,
+    policy: SweepPolicy = DEFAULT_POLICY,
 ) -> Liveness:
     """Ask the live database which of ``items`` must be kept, and why."""
     result = verify_references(connection, schema, items)
     present = [item for item in items if item.artifact_version_id in result.existing]
-    verify_unreferenced(connection, schema, present, since, result)
+    verify_unreferenced(connection, schema, present, since, result, policy)
     return result
 
 
@@ -103,9 +139,12 @@ def verify_unreferenced(
     items: Sequence[BatchItem],
     since: datetime,
     result: Liveness,
+    policy: SweepPolicy = DEFAULT_POLICY,
 ) -> None:
     """Add what keeps ``items`` alive without a foreign key: an id named in a step
-    configuration, or a path that a row created since the mark overlaps.
+    configuration (of a snapshot that can run again, with the policy's
+    ``release_snapshots``), a ``--keep-tag`` tag on it or its artifact, or a path that
+    a row created since the mark overlaps.
 
     A version whose row is already gone (a batch a crash interrupted after its commit)
     is not "kept" by a configuration that names it: its files are finished off.
@@ -113,9 +152,97 @@ def verify_unreferenced(
     import sqlalchemy as sa
 
     wanted = {item.artifact_version_id for item in items}
-    for sql in _config_queries(connection, schema):
-        _add_config_references(connection.execute(sa.text(sql)).all(), wanted, result)
+    if policy.release_snapshots:
+        _add_runnable_config_references(connection, schema, wanted, result, policy)
+    else:
+        for sql in _config_queries(connection, schema):
+            _add_config_references(connection.execute(sa.text(sql)).all(), wanted, result)
+    if policy.keep_tags:
+        _add_tags(connection, items, policy.keep_tags, result)
     result.uri_conflicts.update(_uri_conflicts(connection, schema, items, since))
+
+
+def _add_runnable_config_references(
+    connection: Any, schema: ZenMLSchema, wanted: set[str], result: Liveness,
+    policy: SweepPolicy, read: Any = None, since: Any = None,
+) -> None:
+    """A configuration names a version: it keeps it unless it belongs to a snapshot
+    that nothing can run again now (zenml.snapshots), by the rule the mark used.
+
+    A snapshot run again since the mark, scheduled, named, templated or deployed since,
+    keeps what it names (``revived``); so does a configuration of a snapshot created
+    since the mark's cutoff, or one whose owner is unknown. With ``read`` (the MySQL
+    guard's locking read) only the configurations created since ``since`` are read."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(connection)
+    snapshots = discover_snapshots(inspector, schema.tables)
+    q = quoter(connection)
+    created = f"{q('created')} >= :since AND " if read is not None else ""
+    named: dict[str, set[str | None]] = {}
+    for table, column in schema.config_tables:
+        owner = (snapshots.config_owner_columns(
+            table, frozenset(c["name"] for c in inspector.get_columns(table)))[0]
+            if snapshots else None)
+        owner_sql = q(owner) if owner else "NULL"
+        sql = (f"SELECT {q(column)}, {owner_sql} FROM {q(table)} "
+               f"WHERE {created}({config_filter(q(column))})")
+        rows = (read(sql, since=since) if read is not None
+                else connection.execute(sa.text(sql)).all())
+        for config, snapshot in rows:
+            for match in VERSION_ID.findall(str(config or "")):
+                version_id = match.replace("-", "").lower()
+                if version_id in wanted:
+                    named.setdefault(version_id, set()).add(
+                        str(snapshot) if snapshot is not None else None)
+    owners = {s for found in named.values() for s in found if s is not None}
+    released = (_released_snapshots(connection, snapshots, owners, policy)
+                if snapshots is not None and owners else set())
+    for version_id, found in named.items():
+        if any(s is None or s not in released for s in found):
+            result.referenced.setdefault(version_id, REASON_CONFIG)
+
+
+def _released_snapshots(connection: Any, snapshots: Snapshots, ids: set[str],
+                        policy: SweepPolicy) -> set[str]:
+    """Which of the snapshots ``ids`` nothing can run again now, and older than the
+    mark's cutoff."""
+    q = quoter(connection)
+    alias = "s"
+    moment = dialect_of(connection).db_time(policy.release_cutoff or datetime.min)
+    return {str(row[0]) for row in select_in(
+        connection,
+        f"SELECT {alias}.{q('id')} FROM {q(snapshots.table)} {alias} "
+        f"WHERE {alias}.{q('id')} IN :ids AND {alias}.{q('created')} <= :cutoff "
+        f"AND NOT {runnable_filter(snapshots, q, alias)}",
+        ids, cutoff=moment,
+    )}
+
+
+def _add_tags(connection: Any, items: Sequence[BatchItem], tags: tuple[str, ...],
+              result: Liveness) -> None:
+    """``tag:<name>`` for the items that carry a ``--keep-tag`` tag, or whose artifact
+    does: a tag added since the mark keeps the version (``revived``)."""
+    q = quoter(connection)
+    by_version = {item.artifact_version_id: item for item in items}
+    by_artifact: dict[str, list[str]] = {}
+    for item in items:
+        by_artifact.setdefault(item.artifact_id, []).append(item.artifact_version_id)
+    sql = (f"SELECT r.{q('resource_id')}, r.{q('resource_type')}, t.{q('name')} "
+           f"FROM {q('tag_resource')} r JOIN {q('tag')} t ON t.{q('id')} = r.{q('tag_id')} "
+           f"WHERE t.{q('name')} = :name AND r.{q('resource_id')} IN :ids")
+    rows = [row for name in tags
+            for row in select_in(connection, sql, [*by_version, *by_artifact], name=name)]
+    for resource_id, resource_type, name in rows:
+        rid = str(resource_id)
+        if resource_type == "artifact_version" and rid in by_version:
+            targets = [rid]
+        elif resource_type == "artifact":
+            targets = by_artifact.get(rid, [])
+        else:
+            continue
+        for version_id in targets:
+            result.referenced.setdefault(version_id, f"{PROTECT_TAG_PREFIX}{name}")
 
 
 def verify_before_commit(
@@ -126,6 +253,7 @@ def verify_before_commit(
     since: datetime,
     result: Liveness,
     deleted: Sequence[str] = (),
+    policy: SweepPolicy = DEFAULT_POLICY,
 ) -> None:
     """Ask again, as late as the batch allows, whether a step configuration names one
     of ``items`` (MySQL/MariaDB: after the deletes, or before the files in files-only
@@ -158,8 +286,15 @@ def verify_before_commit(
     present = {item.artifact_version_id for item in items
                if item.artifact_version_id in result.existing}
     moment = dialect_of(connection).db_time(since)
-    for sql in _config_queries(connection, schema, since=True):
-        _add_config_references(guard.read(sql, since=moment), present, result)
+    if policy.release_snapshots:
+        # The same rule as the first check: a configuration of a snapshot that
+        # nothing can run again keeps nothing, here too (with a short grace period
+        # its rows can be younger than the clock margin).
+        _add_runnable_config_references(connection, schema, present, result, policy,
+                                        read=guard.read, since=moment)
+    else:
+        for sql in _config_queries(connection, schema, since=True):
+            _add_config_references(guard.read(sql, since=moment), present, result)
     late = sorted(vid for vid in deleted if result.keep_reason(vid))
     if late:
         raise RerunTransaction(
@@ -259,11 +394,15 @@ def _overlap(path: str, owners: dict[str, set[str]], ordered: list[str], me: str
     return None
 
 
-def foreign_key_children(engine: Any, table: str) -> list[tuple[str, str]]:
-    """(child table, column) of every foreign key that points at ``table``."""
+def foreign_key_children(engine: Any, table: str, inspector: Any = None
+                         ) -> list[tuple[str, str]]:
+    """(child table, column) of every foreign key that points at ``table``.
+
+    ``inspector``: one ``sa.inspect(engine)`` shared by several calls, which then
+    reflect each table's foreign keys once (the inspector caches them)."""
     import sqlalchemy as sa
 
-    inspector = sa.inspect(engine)
+    inspector = inspector if inspector is not None else sa.inspect(engine)
     children = []
     for child in inspector.get_table_names():
         for fk in inspector.get_foreign_keys(child):
