@@ -293,3 +293,27 @@ def test_without_sweep_a_brake_is_reported_and_refuses_nothing(store: SyntheticS
     assert _samples(render_metrics(report))[
         ("artifact_gc_brake_fired", (("brake", "max_candidates"),))] == 1
     assert db_snapshot(store.url) == db_before
+
+
+def test_keep_tags_of_a_rule_reach_its_mark(store: SyntheticStore, tmp_path: Path) -> None:
+    """A candidate tagged "production" is kept by a rule's keep_tags, the rest swept."""
+    from artifact_gc.collect.policy import supported_mark_fields
+
+    if "keep_tags" not in supported_mark_fields():
+        pytest.skip("this build's gc mark has no --keep-tag (the policy test covers it)")
+    tagged = sorted(store.expected_candidates)[0]
+    engine = sa.create_engine(store.url)
+    with engine.begin() as conn:
+        tag_id = conn.execute(sa.text("SELECT id FROM tag WHERE name = 'production'")).scalar()
+        conn.execute(sa.text(
+            "INSERT INTO tag_resource (id, created, updated, tag_id, resource_id, "
+            "resource_type) VALUES (:id, '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+            ":tag, :vid, 'artifact_version')"), {"id": "f" * 32, "tag": tag_id, "vid": tagged})
+    engine.dispose()
+    text = _policy(store, tmp_path / "m", "[defaults]\nolder_than = \"1d\"\n"
+                   "keep_tags = [\"production\"]\n" + ALL_OFF, sweep=True)
+    report = collect(parse_policy(text, {}))
+    assert report.outcome == "swept", report.error
+    assert report.sweep is not None and report.sweep.deleted == len(store.expected_candidates) - 1
+    remaining = version_ids(store.url)
+    assert tagged in remaining and not (store.expected_candidates - {tagged}) & remaining

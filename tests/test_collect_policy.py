@@ -39,6 +39,7 @@ def test_the_shipped_example_parses() -> None:
         ("research", None), (None, "checkpoint_*"), ("research", "dataset_*")]
     # A rule's unset keys come from [defaults].
     assert policy.rules[2].keep_latest == 3 and policy.rules[2].older_than == timedelta(days=90)
+    assert policy.defaults.keep_tags == ("production",) == policy.rules[0].keep_tags
     assert policy.brakes.max_candidates == DEFAULT_MAX_CANDIDATES
     assert policy.brakes.max_bytes == 1 << 40
     # The policy's own description holds no storage option (no secret).
