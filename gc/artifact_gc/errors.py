@@ -20,6 +20,7 @@ EXIT_ABORTED = 6
 EXIT_SWEEP_LOCKED = 7
 EXIT_PARTIAL = 8
 EXIT_STORAGE = 9
+EXIT_BRAKE = 10
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -35,6 +36,8 @@ Exit codes:
   8  the sweep finished with failed items (see gc status)
   9  the artifact store cannot be reached or a delete failed for good,
      or a manifest or report cannot be written where asked
+ 10  a brake of gc collect fired: nothing was swept, the manifests
+     are left for review
 """
 
 
@@ -116,6 +119,17 @@ class StorageError(GCError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class BrakeFired(GCError):
+    """A brake of ``gc collect`` stopped the collection before its sweep: nothing was
+    deleted, and the manifests are left for review."""
+
+    exit_code = EXIT_BRAKE
+
+    def __init__(self, message: str, brakes: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.brakes = brakes
 
 
 @dataclass(frozen=True)

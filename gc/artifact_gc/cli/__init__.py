@@ -29,6 +29,7 @@ COMMANDS = {
     "history": "review:history_command",
     "why": "review:why_command",
     "demo": "demo:demo_command",
+    "collect": "collect:collect_command",
 }
 
 
@@ -145,6 +146,7 @@ def cli(ctx: click.Context, traceback: bool) -> None:
       gc show MANIFEST        review it (also: query, filter, diff, report, history)
       gc sweep MANIFEST       delete the candidates, re-verified against the live store
       gc demo                 the whole cycle on a sample store in a temporary folder
+      gc collect --policy F   mark, brakes, then sweep under a policy file (for cron)
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback
