@@ -37,7 +37,7 @@ test: $(VENV)/.test browser
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check gc tests benchmarks scripts
+	$(BIN)/ruff check gc tests benchmarks scripts examples
 	$(BIN)/python -m mypy
 
 bench: $(VENV)/.test
