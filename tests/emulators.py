@@ -5,8 +5,9 @@
   JSON of every object's metadata after each write (its persistence to disk, which
   an in-memory store does not have): the launcher turns that rewrite off, or
   uploading a thousand objects would take a minute. Everything else is the
-  emulator's own code. It serves one request at a time and answers a listing in one
-  page, whatever ``maxResults`` says.
+  emulator's own code (with a listen backlog of 256 instead of 5, so that a burst of
+  connections waits instead of being reset). It serves one request at a time and
+  answers a listing in one page, whatever ``maxResults`` says.
 - :class:`Azurite`: Azurite's blob service (npm ``azurite``, installed by ``npm ci``
   from the project's package-lock.json into ``node_modules/``), in memory, on
   127.0.0.1 with a free port.
@@ -45,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+#: gcsfs's switch for its zonal/hierarchical bucket support (a gRPC probe per bucket).
+GCSFS_LAYOUT_PROBE = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account (public, in Azure's documentation).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -53,6 +56,8 @@ AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
 
 _GCS_LAUNCHER = """
 import sys, time
+from http import server as http_server
+http_server.HTTPServer.request_queue_size = 256
 from gcp_storage_emulator import storage
 from gcp_storage_emulator.server import create_server
 storage.Storage._write_config_to_file = lambda self: None
@@ -117,9 +122,12 @@ class GCSEmulator:
         _stop(self.process)
 
     def env(self) -> dict[str, str]:
-        """A ``gc`` process's environment: no real credentials can be found."""
+        """A ``gc`` process's environment: no real credentials can be found, and gcsfs's
+        bucket-layout probe (gRPC storage control, which the emulator does not serve:
+        it hangs on a TLS handshake) is off."""
         return {"GOOGLE_APPLICATION_CREDENTIALS": os.devnull, "GCE_METADATA_HOST": "127.0.0.1:9",
-                "GCE_METADATA_IP": "127.0.0.1:9", "NO_GCE_CHECK": "True"}
+                "GCE_METADATA_IP": "127.0.0.1:9", "NO_GCE_CHECK": "true",
+                GCSFS_LAYOUT_PROBE: "false"}
 
     def options(self, endpoint: str | None = None) -> dict[str, Any]:
         return {"token": "anon", "project": "gc-test", "endpoint_url": endpoint or self.endpoint_url}
@@ -270,6 +278,7 @@ class Recorded:
     method: str
     calls: int = 0  # calls in a batch
     pages: int = 1  # LIST: pages the real service would have needed
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
