@@ -421,21 +421,26 @@ class StorageProxy:
             if kind == "batch" and faults.item_rate and status == 202:
                 answer = self._azure_items(answer, headers)
         if kind == "list" and status == 200:
-            record.pages = self._pages(answer, headers)
+            record.pages = self._pages(answer, headers, query.get("startOffset"),
+                                       query.get("endOffset"))
         if after:
             faults.count(f"{kind} answer lost after the store did it (HTTP 503)")
             return web.Response(status=503, text="injected: answer lost")
         return web.Response(status=status, headers=headers, body=answer)
 
-    def _pages(self, answer: bytes, headers: dict[str, str]) -> int:
-        """A GCS emulator answers a listing in one page; count the pages GCS would have
-        served (1,000 items each). Azurite pages by itself: one request, one page."""
+    def _pages(self, answer: bytes, headers: dict[str, str], start: str | None,
+               end: str | None) -> int:
+        """The GCS emulator answers a listing in one page and ignores ``startOffset`` and
+        ``endOffset``: count the pages GCS itself would have served for the request
+        (the items in the range, 1,000 a page). Azurite pages by itself."""
         if "json" not in headers.get("Content-Type", ""):
             return 1
         try:
-            items = len(json.loads(answer).get("items") or [])
+            names = [str(i.get("name")) for i in json.loads(answer).get("items") or []]
         except ValueError:
             return 1
+        items = sum(1 for n in names if (start is None or n >= start)
+                    and (end is None or n < end))
         return max(1, math.ceil(items / self.list_page))
 
     async def _forward(self, request: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:

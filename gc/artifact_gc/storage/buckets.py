@@ -59,8 +59,9 @@ from artifact_gc.zenml.stores import ArtifactStore
 #: How long throttling may go on before a request is given up (the rate limiter
 #: keeps slowing down meanwhile).
 THROTTLE_PATIENCE_SECONDS = 900.0
-#: Paths per run of a ranged listing (about one page of objects at three a version).
-RUN_PATHS = 300
+#: Paths per run of a ranged listing (a few pages of objects at three a version: each
+#: run costs a partly filled page at its end, so runs are long).
+RUN_PATHS = 1000
 
 
 class TransientError(Exception):
