@@ -174,7 +174,8 @@ def make_bed(emulator: Emulator, tmp_path: Path, *, versions: int, seed: int = 5
                       "WHERE status = 'candidate' ORDER BY uri").fetchall()
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        all_ids = {str(r[0]) for r in connection.execute(sa.text("SELECT id FROM artifact_version"))}
+        all_ids = {str(r[0]) for r in connection.execute(
+            sa.text("SELECT id FROM artifact_version"))}
     engine.dispose()
     return Bed(emulator, bucket, work, db, url, root, pristine, manifest,
                [str(r[0]) for r in rows], all_ids, store.artifact_store_id)

@@ -130,7 +130,8 @@ class GCSEmulator:
                 GCSFS_LAYOUT_PROBE: "false"}
 
     def options(self, endpoint: str | None = None) -> dict[str, Any]:
-        return {"token": "anon", "project": "gc-test", "endpoint_url": endpoint or self.endpoint_url}
+        return {"token": "anon", "project": "gc-test",
+                "endpoint_url": endpoint or self.endpoint_url}
 
     def storage_args(self, endpoint: str | None = None) -> list[str]:
         return [a for k, v in self.options(endpoint).items()
@@ -150,8 +151,8 @@ class GCSEmulator:
             return data
 
     def create_bucket(self, bucket: str) -> None:
-        self._request("POST", "/storage/v1/b?project=gc-test", json.dumps({"name": bucket}).encode(),
-                      {"Content-Type": "application/json"})
+        self._request("POST", "/storage/v1/b?project=gc-test",
+                      json.dumps({"name": bucket}).encode(), {"Content-Type": "application/json"})
 
     def upload(self, bucket: str, objects: Iterable[tuple[str, bytes]], threads: int = 8) -> int:
         items = list(objects)

@@ -22,7 +22,9 @@ def test_mark_sizes_and_sweep_end_to_end(azurite: Azurite, tmp_path: Path) -> No
     cases.end_to_end(azurite, tmp_path)
 
 
-def test_batches_capped_per_call_errors_retried_and_the_root_fenced(azurite: Azurite) -> None:
+def test_batches_capped_per_call_errors_retried_and_the_root_fenced(
+    azurite: Azurite,
+) -> None:
     cases.batch_limits(azurite)
 
 

@@ -22,7 +22,9 @@ def test_mark_sizes_and_sweep_end_to_end(gcs_emulator: GCSEmulator, tmp_path: Pa
     cases.end_to_end(gcs_emulator, tmp_path)
 
 
-def test_batches_capped_per_call_errors_retried_and_the_root_fenced(gcs_emulator: GCSEmulator) -> None:
+def test_batches_capped_per_call_errors_retried_and_the_root_fenced(
+    gcs_emulator: GCSEmulator,
+) -> None:
     cases.batch_limits(gcs_emulator)
 
 
