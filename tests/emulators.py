@@ -11,7 +11,7 @@
 - :class:`Azurite`: Azurite's blob service (npm ``azurite``, installed by ``npm ci``
   from the project's package-lock.json into ``node_modules/``), in memory, on
   127.0.0.1 with a free port.
-- :class:`StorageProxy`: a reverse proxy in front of either. It records every HTTP
+- :class:`StorageProxy`: a reverse proxy in front of either (or of moto's S3). It records every HTTP
   request (LIST, batch delete with its number of calls, other), so that request
   counts are measured on the wire, SDK retries included; and on demand it injects
   faults: a request answered 503/500/429 before it reaches the store, or carried
@@ -310,6 +310,7 @@ class HttpFaults:
 
 _GCS_CALL = re.compile(r"^(DELETE|GET|PATCH|POST)\s+\S*/b/[^/\s]+/o/([^\s?]+)", re.M)
 _AZ_CALL = re.compile(r"^DELETE\s+(\S+)\s+HTTP", re.M)
+_S3_KEY = re.compile(r"<Key>")
 
 
 class StorageProxy:
@@ -390,15 +391,17 @@ class StorageProxy:
         query = request.rel_url.query
         path = request.rel_url.path
         if request.method == "POST" and (path.endswith("/batch/storage/v1")
-                                         or query.get("comp") == "batch"):
+                                         or query.get("comp") == "batch" or "delete" in query):
             kind = "batch"
         elif request.method == "GET" and (re.search(r"/b/[^/]+/o$", path)
-                                          or query.get("comp") == "list"):
+                                          or query.get("comp") == "list"
+                                          or "list-type" in query):
             kind = "list"
         else:
             kind = "other"
         text = body.decode("utf-8", errors="replace") if kind == "batch" else ""
-        pattern = _GCS_CALL if path.endswith("/batch/storage/v1") else _AZ_CALL
+        pattern = _GCS_CALL if path.endswith("/batch/storage/v1") else \
+            _S3_KEY if "delete" in query else _AZ_CALL
         calls = len(pattern.findall(text)) if kind == "batch" else 0
         record = Recorded(kind, request.method, calls)
         with self._lock:
