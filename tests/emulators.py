@@ -345,13 +345,17 @@ class StorageProxy:
         self._thread.join(30)
 
     def _serve(self) -> None:
-        from aiohttp import ClientSession, ClientTimeout, web
+        from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
         asyncio.set_event_loop(self._loop)
 
         async def setup() -> None:
+            # A fresh upstream connection per request: Node closes idle keep-alive
+            # connections after 5 s, and a request sent on one that is being closed
+            # would come back as a reset the client never caused.
             self._session = ClientSession(timeout=ClientTimeout(total=120),
-                                          auto_decompress=False)
+                                          auto_decompress=False,
+                                          connector=TCPConnector(force_close=True))
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
