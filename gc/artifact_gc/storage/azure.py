@@ -30,6 +30,11 @@ MAX_BATCH_SUBREQUESTS = 256
 #: ``List Blobs`` returns at most 5,000 names a page.
 MAX_LIST_ITEMS = 5000
 
+#: The SDK's own retries are off for our calls (``retry_total=0``): ours wait for the
+#: rate limiter and back off on throttling, and the SDK's would multiply with them (an
+#: unreachable endpoint then took minutes to report).
+NO_SDK_RETRIES = 0
+
 _THROTTLE = frozenset({429, 503})
 _TRANSIENT = _THROTTLE | frozenset({408, 500, 502, 504})
 _SCHEMES = ("az://", "abfs://", "abfss://")
@@ -101,7 +106,8 @@ class AzureClient:
         async def page() -> tuple[list[str], list[int], str | None]:
             container = self.fs.service_client.get_container_client(self.container)
             pages = container.list_blobs(name_starts_with=prefix or None,
-                                         results_per_page=MAX_LIST_ITEMS
+                                         results_per_page=MAX_LIST_ITEMS,
+                                         retry_total=NO_SDK_RETRIES
                                          ).by_page(continuation_token=token)
             names: list[str] = []
             sizes: list[int] = []
@@ -121,7 +127,8 @@ class AzureClient:
         async def delete() -> list[tuple[int, str]]:
             container = self.fs.service_client.get_container_client(self.container)
             responses = await container.delete_blobs(
-                *keys, delete_snapshots="include", raise_on_any_failure=False)
+                *keys, delete_snapshots="include", raise_on_any_failure=False,
+                retry_total=NO_SDK_RETRIES)
             out: list[tuple[int, str]] = []
             async for response in responses:
                 code = str(response.headers.get("x-ms-error-code") or "")
