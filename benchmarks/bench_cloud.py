@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+from artifact_gc.storage.backend import open_backend  # noqa: E402
+from artifact_gc.storage.limits import RequestLimits  # noqa: E402
+from artifact_gc.storage.retry import RetryCounter  # noqa: E402
+from artifact_gc.zenml.stores import ArtifactStore  # noqa: E402
 from emulators import (  # noqa: E402
     AZURITE_ACCOUNT,
     AZURITE_KEY,
@@ -42,11 +46,6 @@ from emulators import (  # noqa: E402
     StorageProxy,
 )
 from harness import markdown_table, write_section  # noqa: E402
-
-from artifact_gc.storage.backend import open_backend  # noqa: E402
-from artifact_gc.storage.limits import RequestLimits  # noqa: E402
-from artifact_gc.storage.retry import RetryCounter  # noqa: E402
-from artifact_gc.zenml.stores import ArtifactStore  # noqa: E402
 
 README = Path(__file__).with_name("README.md")
 
