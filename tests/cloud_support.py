@@ -432,7 +432,9 @@ def transient_faults(emulator: Emulator, tmp_path: Path) -> None:
 # SIGKILL trials
 # ---------------------------------------------------------------------------
 
-SWEEP_TRIALS = trials(10)
+#: 14 trials, so that at least 10 kill a sweep mid-way even where a few timed kills come
+#: after the sweep has finished (measured at load 14: 7 of 10 killed, 3 finished first).
+SWEEP_TRIALS = trials(14)
 
 
 @dataclass
