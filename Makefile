@@ -31,8 +31,13 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: the report test will skip"; fi; }
 
+# The Azure tests start Azurite from node_modules/, installed from package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not installed: the Azure tests will skip"; exit 0; }; \
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
-test: $(VENV)/.test browser
+test: $(VENV)/.test browser node_modules/.package-lock.json
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -321,3 +321,51 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     target = os.environ.get("ARTIFACT_GC_RELIABILITY_JSON")
     if target:
         LEDGER.dump(target)
+
+
+# ---------------------------------------------------------------------------
+# GCS (gcp-storage-emulator) and Azure Blob (Azurite) on loopback
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[Any]:
+    """The GCS emulator in a subprocess of its own, for the whole session
+    (tests/emulators.py); each test makes buckets of its own."""
+    from emulators import GCSFS_LAYOUT_PROBE, GCSEmulator
+
+    # gcsfs reads it once, on import: its gRPC bucket-layout probe would hang on the
+    # emulator (see emulators.GCSEmulator.env).
+    os.environ.setdefault(GCSFS_LAYOUT_PROBE, "false")
+    try:
+        import gcp_storage_emulator  # noqa: F401
+        import gcsfs  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - test extra missing
+        require_server(f"gcp-storage-emulator or gcsfs is not installed: {exc}")
+
+    emulator = GCSEmulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """Azurite's blob service, for the whole session (tests/emulators.py): installed by
+    ``npm ci`` (``make test`` does it) into node_modules/."""
+    try:
+        import adlfs  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - test extra missing
+        require_server(f"adlfs is not installed: {exc}")
+    from emulators import Azurite
+
+    try:
+        emulator = Azurite.start()
+    except FileNotFoundError as exc:
+        require_server(str(exc))
+        raise
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -1012,3 +1012,86 @@ def _render(page: Path, tmp: Path) -> tuple[str, str]:
     assert not [u for u in requested if not u.startswith("file:")], requested
     return dom, log
 
+
+
+# ---------------------------------------------------------------------------
+# GCS and Azure roots (emulators on loopback)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", [pytest.param("gcs", marks=pytest.mark.gcs),
+                                     pytest.param("azure", marks=pytest.mark.azure)])
+def test_cloud_uris_that_escape_the_root_are_never_deleted(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Other buckets or containers, ``..``, sibling prefixes, another scheme, another
+    spelling of the same container, and characters a URL decoder would read (``%2e``,
+    ``?``, ``#``): mark protects what lies outside the root, and the sweep deletes
+    nothing outside it, on GCS and on Azure."""
+    from cloud_support import new_bucket, object_plan
+    from emulators import AZURITE_ACCOUNT
+
+    emulator = request.getfixturevalue("gcs_emulator" if backend == "gcs" else "azurite")
+    scheme = emulator.scheme
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    bucket, other = new_bucket(emulator), new_bucket(emulator)
+    store = populate(url, SyntheticSpec(versions=40, store_root=f"{scheme}://{bucket}/store",
+                                        recent_share=0.0, seed=5))
+    emulator.upload(bucket, object_plan(url, f"{scheme}://{bucket}/").items())
+    other_scheme = "az" if scheme == "gs" else "gs"
+    plan: list[tuple[str, str, tuple[str, str] | None]] = [
+        ("another bucket, same key", f"{scheme}://{other}/store/victim-a",
+         (other, "store/victim-a/")),
+        ("dotdot", f"{scheme}://{bucket}/store/../outside/dotdot", (bucket, "outside/dotdot/")),
+        ("sibling sharing the prefix", f"{scheme}://{bucket}/store-evil/v",
+         (bucket, "store-evil/v/")),
+        ("another scheme, the store's own path", f"{other_scheme}://{bucket}/store/x",
+         (bucket, "store/x/")),
+        ("the same container spelled another way",
+         f"abfs://{bucket}@{AZURITE_ACCOUNT}.dfs.core.windows.net/store/alt",
+         (bucket, "store/alt/")),
+    ]
+    legit = sorted(store.expected_candidates)
+    hostile = legit[:len(plan)]
+    for vid, (_name, uri, victim) in zip(hostile, plan, strict=True):
+        _set_uri(url, vid, uri)
+        if victim is not None:
+            emulator.upload(victim[0], [(f"{victim[1]}precious-{i}.bin", b"keep")
+                                        for i in range(2)])
+    # Literal characters inside the root: each names its own prefix; what a decoder
+    # would make of it (outside/encoded, store/q) must survive.
+    literal = legit[len(plan):len(plan) + 3]
+    for vid, rel in zip(literal, ("%2e%2e/outside/encoded", "q?generation=1", "h#frag"),
+                        strict=True):
+        _set_uri(url, vid, f"{scheme}://{bucket}/store/{rel}")
+        emulator.upload(bucket, [(f"store/{rel}/literal.bin", b"inside")])
+    emulator.upload(bucket, [("outside/encoded/precious.bin", b"keep"),
+                             ("store/q/precious.bin", b"keep"), ("store/h/precious.bin", b"keep")])
+    before = {b: emulator.listing(b) for b in (bucket, other)}
+    options = [a for k, v in emulator.options().items() for a in ("--storage-option", f"{k}={v}")]
+    manifest = tmp_path / "escape.parquet"
+    marked = _invoke("mark", "--db", url, "--older-than", "0s", "--out", str(manifest), "--json",
+                     *options)
+    assert marked.exit_code == 0, marked.output
+    decisions = _decisions(manifest)
+    summary = _sweep_cli(manifest, url, *options)
+    record("bad inputs tried", f"URIs escaping a {backend} store root", len(plan) + 3)
+    remaining = version_ids(url)
+    for vid, (name, _uri, _victim) in zip(hostile, plan, strict=True):
+        assert vid in remaining, f"{name}: its version was deleted ({decisions[vid]})"
+        assert decisions[vid] == (STATUS_PROTECTED, ["outside_store_root"]), (name, decisions[vid])
+    assert summary["failed"] == 0
+    after = {b: emulator.listing(b) for b in (bucket, other)}
+    deleted = set(legit) - remaining
+    assert set(literal) <= deleted
+    owned = [p.split("://", 1)[1].split("/", 1)[1].rstrip("/")
+             for p in _footprints_any(manifest, deleted)]
+    gone = [(b, k) for b, keys in before.items() for k in keys
+            if k not in after[b] and not (
+                b == bucket and any(k == o or k.startswith(o + "/") for o in owned))]
+    assert lost(f"objects outside a {backend} store root", len(gone)) == 0, gone
+    for kept in ("outside/encoded/precious.bin", "store/q/precious.bin", "store/h/precious.bin"):
+        assert kept in after[bucket]
+    for rel in ("%2e%2e/outside/encoded", "q?generation=1", "h#frag"):
+        assert f"store/{rel}/literal.bin" not in after[bucket]
+    assert integrity_problems(url) == []

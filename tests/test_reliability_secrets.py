@@ -340,3 +340,64 @@ def _keys(client: Any, bucket: str, prefix: str) -> list[str]:
                                                                  Prefix=prefix):
         keys.extend(entry["Key"] for entry in page.get("Contents") or [])
     return keys
+
+
+# ---------------------------------------------------------------------------
+# Azure credentials (Azurite on loopback): configuration and command line
+# ---------------------------------------------------------------------------
+
+AZURE_SAS = "sv=2026-01-01&sig=h4AzureSasSig%2BQa1Ws2Ed3Rf4"
+AZURE_CONFIG_KEY = "h4AzureConfigKeyLp0Oi9Uy8Tr7Zx6Cv5Bn4Mm3=="
+
+
+@pytest.mark.azure
+def test_azure_credentials_appear_nowhere(azurite: Any, tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """An account key and a SAS token in the component's configuration, a connection
+    string (holding Azurite's account key) on the command line: mark, show, sweep (dry
+    run and real), status, and commands failing against a closed port, printed plain
+    and with their stack trace, never show any of them."""
+    import cloud_support
+
+    caplog.set_level(logging.INFO)
+    bed = cloud_support.make_bed(azurite, tmp_path, versions=40, seed=9)
+    encoded = cloud_support.set_component_config(bed.url, bed.artifact_store_id, {
+        "path": bed.root, "account_name": "devstoreaccount1", "account_key": AZURE_CONFIG_KEY,
+        "sas_token": AZURE_SAS})
+    connection = azurite.connection_string()
+    options = ["--storage-option", f"connection_string={connection}"]
+    work = tmp_path / "work"
+    manifest = work / "mark.parquet"
+    evidence = Evidence()
+    evidence.result("mark --sizes --json", _ok(_invoke(
+        "mark", "--db", bed.url, "--older-than", "0s", "--sizes", "--json", "--out",
+        str(manifest), *options)))
+    for args in (["show", str(manifest), "--format", "json"],
+                 ["sweep", str(manifest), "--db", bed.url, "--dry-run", "--json", *options],
+                 ["sweep", str(manifest), "--db", bed.url, "--yes", "--json", "--batch-size", "5",
+                  *options],
+                 ["status", str(manifest), "--json"]):
+        evidence.result(" ".join(args[:2]), _ok(_invoke(*args)))
+    assert not cloud_support.Bed.doomed(bed) & set(bed.listing())
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    bed.restore()
+    fresh = bed.fresh_manifest()
+    _failing(evidence, "sweep against a closed port (SAS token)", "sweep", str(fresh), "--db",
+             bed.url, "--yes", "--storage-option", "account_name=devstoreaccount1",
+             "--storage-option", f"account_host={closed[len('http://'):]}",
+             "--storage-option", f"sas_token={AZURE_SAS}")
+    _failing(evidence, "sweep against a closed port (connection string)", "sweep", str(fresh),
+             "--db", bed.url, "--yes", "--storage-option",
+             f"connection_string={azurite.connection_string(closed)}")
+    evidence.tree("files", work)
+    evidence.tree("run", fresh.parent)
+    evidence.logs(caplog.records)
+    from emulators import AZURITE_KEY
+
+    evidence.assert_free_of({
+        "Azure account key (component configuration)": AZURE_CONFIG_KEY,
+        "Azure SAS token": AZURE_SAS,
+        "Azure SAS signature": "h4AzureSasSig",
+        "Azure account key (connection string)": AZURITE_KEY,
+        "component configuration blob": encoded.decode(),
+    })

@@ -7,8 +7,12 @@ the store's fsspec filesystem, and never asks which one it got. As in fsspec's o
 - ``file``/``local``: :class:`artifact_gc.storage.local.LocalBackend`;
 - ``s3``/``s3a``: :class:`artifact_gc.storage.s3.S3Backend` (s3fs: ranged listings and
   our own ``DeleteObjects``);
+- ``gs``/``gcs``: :class:`artifact_gc.storage.gcs.GCSBackend` (gcsfs: ranged listings
+  and our own batch deletes of 100 calls);
+- ``az``/``abfs``/``abfss``: :class:`artifact_gc.storage.azure.AzureBackend` (adlfs:
+  listings and our own blob batch deletes of 256 subrequests);
 - any other protocol: :class:`artifact_gc.storage.generic.GenericBackend` (fsspec's
-  ``rm``, for GCS, Azure and the rest).
+  ``rm``).
 
 Every backend keeps the same guarantees: the root fence right before it deletes
 (storage/fence.py), retries of transient errors only (storage/retry.py), a path that
@@ -88,6 +92,11 @@ known_backends: dict[str, str] = {
     "local": "artifact_gc.storage.local:LocalBackend",
     "s3": "artifact_gc.storage.s3:S3Backend",
     "s3a": "artifact_gc.storage.s3:S3Backend",
+    "gs": "artifact_gc.storage.gcs:GCSBackend",
+    "gcs": "artifact_gc.storage.gcs:GCSBackend",
+    "az": "artifact_gc.storage.azure:AzureBackend",
+    "abfs": "artifact_gc.storage.azure:AzureBackend",
+    "abfss": "artifact_gc.storage.azure:AzureBackend",
 }
 #: The backend of a filesystem none of whose protocols is known.
 GENERIC_BACKEND = "artifact_gc.storage.generic:GenericBackend"

@@ -14,7 +14,11 @@ from artifact_gc.errors import UsageError
 
 #: Values of these options stay strings whatever they look like (a secret "1234").
 _STRING_OPTIONS = frozenset({"key", "secret", "token", "profile", "endpoint_url",
-                             "region_name", "anon_key"})
+                             "region_name", "anon_key",
+                             # GCS (gcsfs) and Azure (adlfs)
+                             "project", "connection_string", "account_name", "account_key",
+                             "sas_token", "account_host", "client_id", "client_secret",
+                             "tenant_id"})
 
 
 def parse_storage_options(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:

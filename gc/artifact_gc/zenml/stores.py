@@ -26,6 +26,14 @@ from artifact_gc.zenml.config import DEFAULT_STORE_RELATIVE, zenml_config_dir
 # Keys of ZenML artifact-store configurations that fsspec backends understand.
 _S3_OPTION_KEYS = ("key", "secret", "token", "client_kwargs", "config_kwargs",
                    "s3_additional_kwargs")
+#: The same for the other flavors with options of their own: GCS (gcsfs) and Azure
+#: (adlfs). Anything absent leaves each SDK's standard credential chain to decide.
+_FLAVOR_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "s3": _S3_OPTION_KEYS,
+    "gcp": ("project", "token", "endpoint_url", "requester_pays"),
+    "azure": ("account_name", "account_key", "sas_token", "connection_string",
+              "account_host", "client_id", "client_secret", "tenant_id", "anon"),
+}
 
 
 @dataclass(frozen=True)
@@ -95,13 +103,11 @@ def config_dir_for(db_url: str) -> Path:
 
 
 def _storage_options(flavor: str, config: dict[str, Any]) -> dict[str, Any]:
-    if flavor != "s3":
-        return {}
     options: dict[str, Any] = {}
-    for key in _S3_OPTION_KEYS:
+    for key in _FLAVOR_OPTION_KEYS.get(flavor, ()):
         value = config.get(key)
         # Values like "{{secret.key}}" are ZenML secret references we cannot resolve;
-        # the standard AWS credential chain applies instead.
+        # the SDK's standard credential chain applies instead.
         if value in (None, "", {}) or (isinstance(value, str) and value.startswith("{{")):
             continue
         options[key] = value
