@@ -48,3 +48,15 @@ def test_both_console_scripts_run_and_help_imports_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unexpected_errors_never_print_credentials_carried_in_urls() -> None:
+    """A library may put a credential in its error text (gcsfs puts a raw token in the
+    token-check URL it reports); the CLI's last line of defence prints it scrubbed."""
+    from artifact_gc.cli import one_line
+
+    token_url = "401 for https://127.0.0.1/tokeninfo?access_token=ya29.SECRET-1&x=1"
+    assert "SECRET" not in one_line(token_url)
+    assert one_line(token_url).endswith("access_token=***&x=1")
+    assert "hunter2" not in one_line("no route to mysql+pymysql://root:hunter2@127.0.0.1/z")
+    assert "sig=***&se=1" in one_line("GET https://127.0.0.1/c/b?sv=1&sig=abc%2BDEF&se=1")

@@ -117,10 +117,23 @@ _NOISE = (
 )
 
 
+#: Credentials that a library may put in an error's text: a query parameter named like
+#: a secret (a token-check URL carries the token itself) and a URL's ``user:password@``.
+_CREDENTIALS = (
+    re.compile(r"(?i)([?&][\w.-]*(?:token|key|secret|password|signature|sig|credential)"
+               r"[\w.-]*=)[^&\s'\"]+"),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@"),
+)
+
+
 def one_line(message: str) -> str:
-    """``message`` as a single line, without SQLAlchemy's appendices."""
+    """``message`` as a single line, without SQLAlchemy's appendices and without any
+    credential the text carries in a URL."""
     for pattern in _NOISE:
         message = pattern.sub("", message)
+    for pattern in _CREDENTIALS:
+        message = pattern.sub(lambda m: m.group(1) + "***" + ("@" if m.group(0).endswith("@")
+                                                              else ""), message)
     return " ".join(message.split())
 
 
