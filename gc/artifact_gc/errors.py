@@ -20,6 +20,8 @@ EXIT_ABORTED = 6
 EXIT_SWEEP_LOCKED = 7
 EXIT_PARTIAL = 8
 EXIT_STORAGE = 9
+#: As a shell reports a process that SIGINT (Ctrl-C) ended: 128 + 2.
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -34,7 +36,10 @@ Exit codes:
   7  another sweep of the same manifest is running
   8  the sweep finished with failed items (see gc status)
   9  the artifact store cannot be reached or a delete failed for good,
-     or a manifest or report cannot be written where asked
+     or a manifest, report or sweep journal cannot be written where
+     asked (put the journal elsewhere with gc sweep --journal LOCATION)
+  130  interrupted (Ctrl-C); a sweep prints what it finished and the
+     command that resumes it, a mark publishes nothing
 """
 
 
@@ -89,6 +94,13 @@ class Aborted(GCError):
     """The user declined at a confirmation prompt."""
 
     exit_code = EXIT_ABORTED
+
+
+class Interrupted(GCError):
+    """The user interrupted the command (SIGINT, Ctrl-C). ``done`` says what a sweep
+    had finished; every finished batch is journaled, so running it again resumes."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class SweepLocked(GCError):

@@ -14,7 +14,12 @@ from typing import Any
 import click
 
 from artifact_gc import __version__
-from artifact_gc.errors import EXIT_CODES_HELP, EXIT_FAILURE, GCError
+from artifact_gc.errors import EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, GCError
+
+#: The key of click's context object saying that the command runs as the ``gc``
+#: process itself (``main``), which it may then keep from being interrupted once its
+#: work is committed (a published manifest).
+OWNS_PROCESS = "owns_process"
 
 #: command name -> "module:attribute" under artifact_gc.cli
 COMMANDS = {
@@ -61,6 +66,10 @@ class LazyGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
             raise OneLineUsageError.of(exc) from None
+        except KeyboardInterrupt:
+            # Before any command ran (loading it): nothing was done.
+            interrupted(parent, "interrupted (Ctrl-C) before the command started")
+            raise  # not reached: interrupted() exits
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -74,6 +83,12 @@ class LazyGroup(click.Group):
                 raise
             click.secho(f"FAILED: {one_line(exc.message)}", fg="red", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # A command that can say more (the sweep: what it finished, how to resume;
+            # the mark: whether it published) raises Interrupted itself.
+            if (ctx.obj or {}).get("traceback"):
+                raise
+            interrupted(ctx, "interrupted (Ctrl-C)")
         except Exception as exc:  # the last line of defence: say what broke, exit 1
             if (ctx.obj or {}).get("traceback"):
                 raise
@@ -81,6 +96,15 @@ class LazyGroup(click.Group):
                         fg="red", err=True)
             click.echo("Run again with --traceback for the full stack trace.", err=True)
             ctx.exit(EXIT_FAILURE)
+
+
+def interrupted(ctx: click.Context | None, message: str) -> None:
+    """Say ``FAILED: message`` and exit with the one interrupt code, 130 (not click's
+    ``Aborted!`` and 1)."""
+    click.secho(f"FAILED: {message}", fg="red", err=True)
+    if ctx is None:
+        raise SystemExit(EXIT_INTERRUPTED)
+    ctx.exit(EXIT_INTERRUPTED)
 
 
 _NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
@@ -145,4 +169,4 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 def main() -> None:
     """Console entry point for ``gc`` and ``artifact-gc``."""
-    cli(prog_name="gc")
+    cli(prog_name="gc", obj={OWNS_PROCESS: True})

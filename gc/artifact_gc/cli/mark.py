@@ -83,10 +83,30 @@ def mark_command(
     mark_id = new_mark_id()
     target = resolve_output(out, mark_id, utc_now(), options.storage_options)
     check_writable(target, storage_options=options.storage_options)
+    from artifact_gc.manifest.publish import aside_url, check_publishable, swept_mark_at
+
+    check_publishable(target, options.storage_options)
+    swept_before = swept_mark_at(target, options.storage_options)
     progress = TerminalProgress(enabled=None if not as_json else False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = mark(url, target, options, progress=progress, mark_id=mark_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = mark(url, target, options, progress=progress, mark_id=mark_id)
+        # Published: from here an interrupt must not turn success into exit 130.
+        interrupts_ignored(click.get_current_context())
+    except KeyboardInterrupt:
+        progress.close()
+        # The manifest is published by one rename: it either carries this mark's id at
+        # the target, or the mark published nothing. Never both a "Next:" and a 130.
+        if not published(target, mark_id, options.storage_options):
+            from artifact_gc.errors import Interrupted
+
+            raise Interrupted("interrupted (Ctrl-C); no manifest was published") from None
+        interrupts_ignored(click.get_current_context())
+        click.echo(f"Manifest: {target} (published; the summary was interrupted, "
+                   f"see gc show {target})")
+        click.echo(f"Next: gc show {target}   then   gc sweep {target}")
+        return
     progress.close()
     if as_json:
         echo_json({"manifest": result.url, "mark_id": result.info.mark_id,
@@ -94,8 +114,37 @@ def mark_command(
                    "counts": result.info.counts, **result.summary})
         return
     render_summary(result.info.as_dict(), result.summary)
+    if swept_before is not None:
+        click.echo(f"Set aside: the swept manifest of mark {swept_before[:8]} that was at "
+                   f"{target}, with its journal, is now {aside_url(target, swept_before)}")
     click.echo(f"Manifest: {result.url}")
     click.echo(f"Next: gc show {result.url}   then   gc sweep {result.url}")
+
+
+def published(target: str, mark_id: str, storage_options: dict[str, Any]) -> bool:
+    """Whether the manifest at ``target`` is this mark's (``mark_id``)."""
+    from artifact_gc.manifest.format import read_info
+
+    try:
+        return read_info(target, storage_options).mark_id == mark_id
+    except Exception:  # noqa: BLE001 - absent, partial or another file: not published
+        return False
+
+
+def interrupts_ignored(ctx: click.Context) -> None:
+    """Ignore SIGINT from now on: the command's work is committed. For the ``gc``
+    process until it exits; under a caller that did not hand the process over (tests
+    through CliRunner), until this command ends."""
+    import signal
+    import threading
+
+    from artifact_gc.cli import OWNS_PROCESS
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not (ctx.find_root().obj or {}).get(OWNS_PROCESS):
+        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -40,6 +40,9 @@ class SweepOptions:
     #: its journal when they are remote. Never written anywhere.
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    #: ``--journal``: where the journal lives (any fsspec URL) instead of beside the
+    #: manifest, e.g. when the manifest's folder is read-only.
+    journal: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
