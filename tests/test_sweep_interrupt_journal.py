@@ -70,6 +70,11 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False, env=env)
 
 
+def _text(result: Result) -> str:
+    """The output as one line: a table or a long line may wrap at 80 columns."""
+    return " ".join(result.output.split())
+
+
 def _json(result: Result) -> dict[str, Any]:
     assert result.exit_code == 0, result.output
     data: dict[str, Any] = json.loads(result.output)
@@ -177,34 +182,34 @@ def test_a_journal_that_cannot_be_written_is_exit_9_and_journal_puts_it_elsewher
 
     dry = _cli("sweep", manifest, "--db", store.db_url, "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "warning: a sweep could not write its journal at" in dry.output
-    assert "--journal LOCATION" in dry.output
+    assert "warning: a sweep could not write its journal at" in _text(dry)
+    assert "--journal LOCATION" in _text(dry)
 
     refused = _cli("sweep", manifest, "--db", store.db_url, "--yes")
     assert refused.exit_code == 9, refused.output
-    assert refused.output.startswith(f"FAILED: cannot write the sweep journal to {manifest}"
+    assert _text(refused).startswith(f"FAILED: cannot write the sweep journal to {manifest}"
                                      ".journal")
-    assert "put the journal elsewhere with gc sweep --journal LOCATION" in refused.output
+    assert "put the journal elsewhere with gc sweep --journal LOCATION" in _text(refused)
     assert (db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)) == before
 
     journal = tmp_path / "journals" / "m.journal"
     swept = _cli("sweep", manifest, "--db", store.db_url, "--yes", "--journal", journal)
     assert swept.exit_code == 0, swept.output
-    assert f"Journal: {journal}" in swept.output
+    assert f"Journal: {journal}" in _text(swept)
     deleted = sweep_status(str(manifest)).states.get("deleted", 0)
     assert deleted > 0 and list(journal.glob("*.parquet"))
 
     # On this machine, status, history and report find it by the mark's id.
     status = _cli("status", manifest)
-    assert f"done {deleted:,}," in status.output and f"Journal: {journal}" in status.output
+    assert f"done {deleted:,}," in _text(status) and f"Journal: {journal}" in _text(status)
     entries = _json(_cli("history", "--dir", manifest.parent, "--json"))
     assert [(e["sweep"], e["swept"]) for e in entries] == [("done", deleted)]
     report = _cli("report", manifest, "-o", tmp_path / "r.html")
     assert report.exit_code == 0 and "Sweep progress" in (tmp_path / "r.html").read_text()
     # Elsewhere (no index), --journal finds it.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "elsewhere"))
-    assert "done 0," in _cli("status", manifest).output
-    assert f"done {deleted:,}," in _cli("status", manifest, "--journal", journal).output
+    assert "done 0," in _text(_cli("status", manifest))
+    assert f"done {deleted:,}," in _text(_cli("status", manifest, "--journal", journal))
 
 
 # ---------------------------------------------------------------------------
@@ -229,7 +234,7 @@ def test_a_new_mark_over_a_swept_manifest_sets_it_aside_and_sweeps_from_scratch(
                  env=store.env())
     assert again.exit_code == 0, again.output
     aside = tmp_path / f"latest.{first_mark[:8]}.parquet"
-    assert f"Set aside: the swept manifest of mark {first_mark[:8]}" in again.output
+    assert f"Set aside: the swept manifest of mark {first_mark[:8]}" in _text(again)
     assert aside.exists() and (tmp_path / f"{aside.name}.journal").is_dir()
 
     second = _json(_cli("sweep", manifest, "--db", store.db_url, "--yes", "--json"))
@@ -242,7 +247,7 @@ def test_a_new_mark_over_a_swept_manifest_sets_it_aside_and_sweeps_from_scratch(
         (aside.name, "done", first["summary"]["deleted"]),
         ("latest.parquet", "done", second["summary"]["deleted"]),
     ])
-    assert f"done {first['summary']['deleted']:,}," in _cli("status", aside).output
+    assert f"done {first['summary']['deleted']:,}," in _text(_cli("status", aside))
 
 
 def test_publishing_over_a_manifest_being_swept_is_refused_before_marking(
@@ -265,7 +270,7 @@ def test_publishing_over_a_manifest_being_swept_is_refused_before_marking(
         refused = _cli("mark", "--db", store.db_url, "--out", manifest, "--older-than", "0s",
                        env=store.env())
         assert refused.exit_code == 7, refused.output
-        assert "another gc sweep of" in refused.output
+        assert "another gc sweep of" in _text(refused)
     finally:
         (gate / "resume").touch()
         sweeping.communicate(timeout=300)
@@ -286,8 +291,8 @@ def test_a_crash_left_intent_of_an_older_mark_at_the_same_path_is_never_resumed(
     shutil.copy(newer, manifest)
 
     text = _cli("sweep", manifest, "--db", store.db_url, "--dry-run")
-    assert f"Ignored: 3 journal event(s) of mark {older[:8]}" in text.output
-    assert "Journal so far" not in text.output
+    assert f"Ignored: 3 journal event(s) of mark {older[:8]}" in _text(text)
+    assert "Journal so far" not in _text(text)
     result = _json(_cli("sweep", manifest, "--db", store.db_url, "--yes", "--json"))
     plan, summary = result["plan"], result["summary"]
     assert plan["resuming"] == 0 and set(plan["journal_states"]) == {"pending"}
@@ -315,9 +320,9 @@ def test_versions_another_sweep_deleted_are_already_gone_not_deleted_twice(
     again = _json(_cli("sweep", older, "--db", store.db_url, "--yes", "--json"))["summary"]
     assert again["deleted"] == 0 and again["already_gone"] == gone["deleted"]
     assert again["paths_deleted"] == 0 and again["bytes_freed"] == 0
-    status = _cli("status", older).output
+    status = _text(_cli("status", older))
     assert f"done 0, already gone {gone['deleted']:,}," in status
-    text = _cli("sweep", older, "--db", store.db_url, "--yes").output
+    text = _text(_cli("sweep", older, "--db", store.db_url, "--yes"))
     assert "already complete" in text and f"already gone {gone['deleted']:,}" in text
 
 
@@ -338,7 +343,7 @@ def test_the_dry_run_plan_and_its_summary_name_the_same_units(
     assert plan["paths"] == summary["paths_deleted"] and plan["files"] == summary[
         "files_deleted"]
     text = _cli("sweep", manifest, "--db", store.db_url, "--dry-run").output
-    to_do = re.search(r"To do: .* ([\d,]+) paths, ([\d,]+) files,", text)
+    to_do = re.search(r"To do: .* ([\d,]+) paths, ([\d,]+) files,", " ".join(text.split()))
     assert to_do, text
     assert _table_value(text, "paths") == to_do.group(1) == f"{plan['paths']:,}"
     assert _table_value(text, "files") == to_do.group(2) == f"{plan['files']:,}"
@@ -350,9 +355,9 @@ def test_sweeping_a_finished_manifest_again_says_already_complete(
     store = scenario_store
     manifest = mark_store(store, tmp_path / "m.parquet")
     first = _cli("sweep", manifest, "--db", store.db_url, "--yes")
-    assert first.exit_code == 0 and "Sweep summary" in first.output
+    assert first.exit_code == 0 and "Sweep summary" in _text(first)
     again = _cli("sweep", manifest, "--db", store.db_url, "--yes")
     assert again.exit_code == 0, again.output
-    assert f"{manifest} is already complete" in again.output
-    assert "Sweep summary" not in again.output and "To do:" not in again.output
+    assert f"{manifest} is already complete" in _text(again)
+    assert "Sweep summary" not in _text(again) and "To do:" not in _text(again)
     assert _json(_cli("sweep", manifest, "--db", store.db_url, "--json"))["complete"] is True

@@ -130,6 +130,19 @@ class StorageError(GCError):
         self.path = path
 
 
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a KeyboardInterrupt (a
+    library whose clean-up fails after Ctrl-C raises its own error instead)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class ItemFailure:
     """One artifact version that could not be deleted, and why."""

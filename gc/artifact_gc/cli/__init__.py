@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from artifact_gc import __version__
-from artifact_gc.errors import EXIT_CODES_HELP, EXIT_FAILURE, EXIT_INTERRUPTED, GCError
+from artifact_gc.errors import (
+    EXIT_CODES_HELP,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    GCError,
+    caused_by_interrupt,
+)
 
 #: The key of click's context object saying that the command runs as the ``gc``
 #: process itself (``main``), which it may then keep from being interrupted once its
@@ -92,6 +98,8 @@ class LazyGroup(click.Group):
         except Exception as exc:  # the last line of defence: say what broke, exit 1
             if (ctx.obj or {}).get("traceback"):
                 raise
+            if caused_by_interrupt(exc):
+                interrupted(ctx, "interrupted (Ctrl-C)")
             click.secho(f"FAILED: unexpected {type(exc).__name__}: {one_line(str(exc))}",
                         fg="red", err=True)
             click.echo("Run again with --traceback for the full stack trace.", err=True)

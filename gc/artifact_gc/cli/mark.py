@@ -62,6 +62,7 @@ def mark_command(
     """
     import warnings
 
+    from artifact_gc.errors import caused_by_interrupt
     from artifact_gc.manifest.format import new_mark_id, utc_now
     from artifact_gc.manifest.locations import check_writable, resolve_output
     from artifact_gc.mark.options import MarkOptions
@@ -94,7 +95,9 @@ def mark_command(
             result = mark(url, target, options, progress=progress, mark_id=mark_id)
         # Published: from here an interrupt must not turn success into exit 130.
         interrupts_ignored(click.get_current_context())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        if not isinstance(exc, KeyboardInterrupt) and not caused_by_interrupt(exc):
+            raise
         progress.close()
         # The manifest is published by one rename: it either carries this mark's id at
         # the target, or the mark published nothing. Never both a "Next:" and a 130.

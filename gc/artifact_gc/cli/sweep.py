@@ -211,12 +211,11 @@ def _raw(ctx: click.Context, param: click.Parameter) -> str:
 
 def _render_complete(plan: dict[str, Any]) -> None:
     states = {k: v for k, v in plan["journal_states"].items() if v}
-    console = stdout_console()
-    console.print(plain(
+    click.echo(
         f"{plan['manifest']} is already complete: every one of its {plan['candidates']:,} "
-        f"candidates was swept (" + ", ".join(
+        "candidates was swept (" + ", ".join(
             f"{_STATE_WORDS.get(k, k)} {v:,}" for k, v in sorted(states.items()))
-        + f"; journal {plan['journal']}). Nothing to do."))
+        + f"; journal {plan['journal']}). Nothing to do.")
 
 
 #: A journal state as the sweep's output names it.

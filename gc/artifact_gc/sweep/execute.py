@@ -32,7 +32,14 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from artifact_gc.errors import DatabaseError, GCError, Interrupted, ItemFailure, StorageError
+from artifact_gc.errors import (
+    DatabaseError,
+    GCError,
+    Interrupted,
+    ItemFailure,
+    StorageError,
+    caused_by_interrupt,
+)
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.storage.retry import RetryCounter
@@ -229,6 +236,11 @@ class _Sweep:
                 with self.hooks.phase(points.DATABASE):
                     outcome = self.effects.database_step(batch_no, ready)
             except Exception as exc:  # noqa: BLE001 - every cause is journaled and reported
+                if caused_by_interrupt(exc):
+                    # Ctrl-C inside the transaction, and cleaning up after it failed in
+                    # turn (a connection it left invalid): an interrupt, not a failure.
+                    # Committed or not, the intent makes the next sweep finish the batch.
+                    raise KeyboardInterrupt from exc
                 cause = f"{type(exc).__name__}: {exc}"
                 self.effects.journal(batch_no, failed_events(ready, cause))
                 self.progress.advance(len(items))
