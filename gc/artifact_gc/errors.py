@@ -25,21 +25,21 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  success
-  1  unexpected failure (run with --traceback for details)
-  2  usage error (bad option or argument)
-  3  the metadata database cannot be reached or read
-  4  the ZenML schema is missing a core table or cannot be understood
-  5  a manifest was refused (incomplete, tampered, wrong database,
-     unknown format version, too old)
-  6  aborted at the confirmation prompt
-  7  another sweep of the same manifest is running
-  8  the sweep finished with failed items (see gc status)
-  9  the artifact store cannot be reached or a delete failed for good,
-     or a manifest, report or sweep journal cannot be written where
-     asked (put the journal elsewhere with gc sweep --journal LOCATION)
+    0  success
+    1  unexpected failure (run with --traceback for details)
+    2  usage error (bad option or argument)
+    3  the metadata database cannot be reached or read
+    4  the ZenML schema is missing a core table or cannot be understood
+    5  a manifest was refused (incomplete, tampered, wrong database,
+       unknown format version, too old)
+    6  aborted at the confirmation prompt
+    7  another sweep of the same manifest is running
+    8  the sweep finished with failed items (see gc status)
+    9  the artifact store cannot be reached or a delete failed for good,
+       or a manifest, report or sweep journal cannot be written where
+       asked (put the journal elsewhere with gc sweep --journal LOCATION)
   130  interrupted (Ctrl-C); a sweep prints what it finished and the
-     command that resumes it, a mark publishes nothing
+       command that resumes it, a mark publishes nothing
 """
 
 

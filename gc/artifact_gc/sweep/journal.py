@@ -290,14 +290,18 @@ class Journal:
 
     def check_writable(self) -> None:
         """Raise ``StorageError`` (exit 9) with the ``--journal`` hint when this journal
-        cannot be written. The folder is created and a probe written and removed (the
-        one test every refusal fails, root included); the sweep writes there next."""
+        cannot be written. A probe is written and removed (the one test every refusal
+        fails, root included), and a folder made for it removed again."""
         from artifact_gc.errors import StorageError
         from artifact_gc.manifest.locations import check_writable
 
+        created = self._local and not os.path.exists(self.path)
         try:
             check_writable(f"{self.url}/.probe", "sweep journal",
                            storage_options=self.storage_options)
+            if created:
+                # Leave nothing behind for a sweep declined at its prompt.
+                os.rmdir(self.path)
         except StorageError as exc:
             said = exc.message.replace(f"{self.url}/.probe", self.url)
             raise StorageError(

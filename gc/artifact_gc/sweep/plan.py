@@ -196,9 +196,6 @@ def plan_sweep(
     else:
         journal.lock.refuse_if_held()
     candidates, states, items = read_pending(journal, options)
-    if not options.dry_run and items.num_rows:
-        # Before the prompt, not at the first batch: exit 9 with the --journal hint.
-        journal.check_writable()
     unknown = sorted(set(items.column("item_kind").to_pylist()) - set(SWEPT_KINDS))
     if unknown:
         raise ManifestRefused(
@@ -206,6 +203,9 @@ def plan_sweep(
             f"({', '.join(unknown)}; it sweeps {', '.join(SWEPT_KINDS)})",
             manifest_url, "unknown_item_kind",
         )
+    if not options.dry_run and items.num_rows:
+        # Before the prompt, not at the first batch: exit 9 with the --journal hint.
+        journal.check_writable()
     return SweepPlan(
         manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
         options=options, candidates=candidates, journal_states=states, items=items,
