@@ -30,6 +30,7 @@ Only one sweep of a manifest may run at a time: see lock.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -301,7 +302,8 @@ class Journal:
                            storage_options=self.storage_options)
             if created:
                 # Leave nothing behind for a sweep declined at its prompt.
-                os.rmdir(self.path)
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.path)
         except StorageError as exc:
             said = exc.message.replace(f"{self.url}/.probe", self.url)
             raise StorageError(
