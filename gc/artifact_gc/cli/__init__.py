@@ -115,6 +115,20 @@ def interrupted(ctx: click.Context | None, message: str) -> None:
     ctx.exit(EXIT_INTERRUPTED)
 
 
+def interrupts_ignored(ctx: click.Context) -> None:
+    """Ignore SIGINT from now on: the command's work is committed. For the ``gc``
+    process until it exits; under a caller that did not hand the process over (tests
+    through CliRunner), until this command ends."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if previous is not None and not (ctx.find_root().obj or {}).get(OWNS_PROCESS):
+        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
+
+
 _NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
     getattr(click.exceptions, name) for name in ("NoArgsIsHelpError",)
     if hasattr(click.exceptions, name)

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from artifact_gc.cli import interrupts_ignored
 from artifact_gc.cli.options import duration, glob_patterns, object_store_options
 from artifact_gc.cli.render import (
     TerminalProgress,
@@ -132,22 +133,6 @@ def published(target: str, mark_id: str, storage_options: dict[str, Any]) -> boo
         return read_info(target, storage_options).mark_id == mark_id
     except Exception:  # noqa: BLE001 - absent, partial or another file: not published
         return False
-
-
-def interrupts_ignored(ctx: click.Context) -> None:
-    """Ignore SIGINT from now on: the command's work is committed. For the ``gc``
-    process until it exits; under a caller that did not hand the process over (tests
-    through CliRunner), until this command ends."""
-    import signal
-    import threading
-
-    from artifact_gc.cli import OWNS_PROCESS
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not (ctx.find_root().obj or {}).get(OWNS_PROCESS):
-        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from artifact_gc.cli import interrupts_ignored
 from artifact_gc.cli.options import duration, object_store_options
 from artifact_gc.cli.render import (
     TerminalProgress,
@@ -108,16 +109,9 @@ def sweep_command(
     progress = TerminalProgress(enabled=None if not as_json else False)
     try:
         report = execute(plan, progress=progress, hooks=hooks)
-    except Interrupted as stopped:
-        stopped.message += f". Resume with: {resume_command(ctx)}"
-        if stopped.done is not None:
-            if as_json:
-                echo_json({"plan": plan.as_dict(), "summary": stopped.done,
-                           "stopped": stopped.message})
-            else:
-                _render_summary(stopped.done)
-        raise
     except GCError as stopped:
+        if isinstance(stopped, Interrupted):
+            stopped.message += f". Resume with: {resume_command(ctx)}"
         # What was done before the stop is shown too; the FAILED line follows.
         if stopped.done is not None:
             if as_json:
@@ -126,6 +120,8 @@ def sweep_command(
             else:
                 _render_summary(stopped.done)
         raise
+    # Done and journaled: an interrupt while the summary prints changes nothing.
+    interrupts_ignored(ctx)
     summary = report.as_dict()
     if as_json:
         echo_json({"plan": plan.as_dict(), "summary": summary})
