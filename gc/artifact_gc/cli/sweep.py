@@ -46,8 +46,8 @@ SWEEP_HOOKS = "sweep_hooks"
 @click.option("--journal", "journal", metavar="LOCATION",
               help="Keep the sweep journal here (a folder path or any fsspec URL) instead "
                    "of MANIFEST.journal beside the manifest, e.g. when the manifest's folder "
-                   "is read-only. Recorded on this machine for gc status, report and "
-                   "history; pass it again to resume.")
+                   "is read-only. Recorded on this machine, where a resumed sweep and gc "
+                   "status, report and history find it; elsewhere pass it again.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
 @click.pass_context
