@@ -253,7 +253,8 @@ class Journal:
         quoted = mark_id.replace("'", "''")
         # An event of a release before mark_id is this mark's only if written after
         # the mark started: a sweep of an older mark at the same path wrote it before.
-        return (f"(mark_id = '{quoted}' OR (mark_id IS NULL AND \"at\" >= "
+        # Never NULL (NOT of it must select the other events): coalesce the comparison.
+        return (f"(coalesce(mark_id = '{quoted}', false) OR (mark_id IS NULL AND \"at\" >= "
                 f"TIMESTAMP '{started.replace(tzinfo=None).isoformat(sep=' ')}'))")
 
     def foreign_marks(self) -> dict[str, int]:
