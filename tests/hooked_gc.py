@@ -15,12 +15,12 @@ from pathlib import Path
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from artifact_gc.cli import cli
+    from artifact_gc.cli import OWNS_PROCESS, cli
     from artifact_gc.cli.sweep import SWEEP_HOOKS
     from sweep_hooks import EnvironmentHooks
 
     cli.main(args=sys.argv[1:], prog_name="gc",
-             obj={SWEEP_HOOKS: EnvironmentHooks(os.environ)})
+             obj={SWEEP_HOOKS: EnvironmentHooks(os.environ), OWNS_PROCESS: True})
 
 
 if __name__ == "__main__":

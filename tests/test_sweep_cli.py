@@ -66,7 +66,9 @@ def test_confirmation_accepted_and_yes(marked: tuple[ScenarioStore, Path]) -> No
     again = _run("sweep", str(manifest), "--db", store.db_url, "--yes", "--json")
     assert again.exit_code == 0
     data = json.loads(again.output)  # type: ignore[attr-defined]
-    assert data["plan"]["versions"] == 0 and data["summary"]["deleted"] == 0
+    # Nothing left: "already complete", no summary of zeros (issue 14, item 7).
+    assert data["plan"]["versions"] == 0 and data["complete"] is True
+    assert data["summary"] is None
     status = _run("status", str(manifest), "--json")
     assert json.loads(status.output)["done"] == len(store.candidates)  # type: ignore[attr-defined]
     text = _run("status", str(manifest))

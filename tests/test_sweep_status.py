@@ -102,7 +102,7 @@ def test_status_tells_a_running_sweep_from_a_finished_or_killed_one(manifest: st
         with pytest.raises(SweepLocked, match=f"pid {os.getpid()}"):
             journal.lock.refuse_if_held()
     assert sweep_status(manifest).running is False
-    assert journal.lock.path.read_text() == ""  # cleared before the lock went
+    assert not journal.lock.path.exists()  # emptied and removed before the lock went
     # A sweep killed with SIGKILL leaves its record behind: its process is gone.
     code = ("import os, signal, sys\n"
             "from artifact_gc.sweep.journal import Journal\n"
@@ -275,3 +275,33 @@ def test_a_release_from_before_item_kinds_reads_a_newer_journal(manifest: str) -
                       .fetchall())
     assert old_states == {vid: state for vid, (_, _, state) in _states(journal).items()}
     assert old_states == dict(zip(candidates, OLD_STATES, strict=True))
+
+
+def test_events_of_an_older_release_count_only_if_written_after_the_mark(
+    manifest: str, tmp_path: Path
+) -> None:
+    """Issue 14, item 4: a journal belongs to one mark. Segments without ``mark_id`` (an
+    older release) belong to the manifest only if written after its mark started: the
+    same segments, dated before the mark, are another mark's and never counted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from artifact_gc.manifest import format as mf
+
+    journal = _with_old_journal(manifest)
+    assert sweep_status(manifest).states.get(EVENT_DELETED) == 3  # written after the mark
+    assert journal.foreign_marks() == {}
+    started = mf.read_info(manifest).started.replace(tzinfo=None)
+    events = 0
+    for segment in journal.segments():
+        table = pq.read_table(segment)
+        earlier = pc.subtract(pa.scalar(started, pa.timestamp("us")),
+                              pa.scalar(60_000_000, pa.duration("us")))
+        at = pa.array([earlier.as_py()] * table.num_rows, pa.timestamp("us"))
+        pq.write_table(table.set_column(table.schema.get_field_index("at"), "at", at),
+                       segment)
+        events += table.num_rows
+    status = sweep_status(manifest)
+    assert status.states == {STATE_PENDING: 12} and status.sweeps == 0
+    assert Journal(manifest).foreign_marks() == {"?": events}

@@ -21,23 +21,28 @@ EXIT_SWEEP_LOCKED = 7
 EXIT_PARTIAL = 8
 EXIT_STORAGE = 9
 EXIT_BRAKE = 10
+#: As a shell reports a process that SIGINT (Ctrl-C) ended: 128 + 2.
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  success
-  1  unexpected failure (run with --traceback for details)
-  2  usage error (bad option or argument)
-  3  the metadata database cannot be reached or read
-  4  the ZenML schema is missing a core table or cannot be understood
-  5  a manifest was refused (incomplete, tampered, wrong database,
-     unknown format version, too old)
-  6  aborted at the confirmation prompt
-  7  another sweep of the same manifest is running
-  8  the sweep finished with failed items (see gc status)
-  9  the artifact store cannot be reached or a delete failed for good,
-     or a manifest or report cannot be written where asked
- 10  a brake of gc collect fired: nothing was swept, the manifests
-     are left for review
+    0  success
+    1  unexpected failure (run with --traceback for details)
+    2  usage error (bad option or argument)
+    3  the metadata database cannot be reached or read
+    4  the ZenML schema is missing a core table or cannot be understood
+    5  a manifest was refused (incomplete, tampered, wrong database,
+       unknown format version, too old)
+    6  aborted at the confirmation prompt
+    7  another sweep of the same manifest is running
+    8  the sweep finished with failed items (see gc status)
+    9  the artifact store cannot be reached or a delete failed for good,
+       or a manifest, report or sweep journal cannot be written where
+       asked (put the journal elsewhere with gc sweep --journal LOCATION)
+   10  a brake of gc collect fired: nothing was swept, the manifests
+       are left for review
+  130  interrupted (Ctrl-C); a sweep prints what it finished and the
+       command that resumes it, a mark publishes nothing
 """
 
 
@@ -94,6 +99,13 @@ class Aborted(GCError):
     exit_code = EXIT_ABORTED
 
 
+class Interrupted(GCError):
+    """The user interrupted the command (SIGINT, Ctrl-C). ``done`` says what a sweep
+    had finished; every finished batch is journaled, so running it again resumes."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class SweepLocked(GCError):
     """Another sweep holds the journal lock of this manifest."""
 
@@ -130,6 +142,19 @@ class BrakeFired(GCError):
     def __init__(self, message: str, brakes: tuple[str, ...]) -> None:
         super().__init__(message)
         self.brakes = brakes
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a KeyboardInterrupt (a
+    library whose clean-up fails after Ctrl-C raises its own error instead)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)

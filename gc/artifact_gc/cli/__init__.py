@@ -14,7 +14,18 @@ from typing import Any
 import click
 
 from artifact_gc import __version__
-from artifact_gc.errors import EXIT_CODES_HELP, EXIT_FAILURE, GCError
+from artifact_gc.errors import (
+    EXIT_CODES_HELP,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    GCError,
+    caused_by_interrupt,
+)
+
+#: The key of click's context object saying that the command runs as the ``gc``
+#: process itself (``main``), which it may then keep from being interrupted once its
+#: work is committed (a published manifest).
+OWNS_PROCESS = "owns_process"
 
 #: command name -> "module:attribute" under artifact_gc.cli
 COMMANDS = {
@@ -63,6 +74,10 @@ class LazyGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
             raise OneLineUsageError.of(exc) from None
+        except KeyboardInterrupt:
+            # Before any command ran (loading it): nothing was done.
+            interrupted(parent, "interrupted (Ctrl-C) before the command started")
+            raise  # not reached: interrupted() exits
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -76,13 +91,44 @@ class LazyGroup(click.Group):
                 raise
             click.secho(f"FAILED: {one_line(exc.message)}", fg="red", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # A command that can say more (the sweep: what it finished, how to resume;
+            # the mark: whether it published) raises Interrupted itself.
+            if (ctx.obj or {}).get("traceback"):
+                raise
+            interrupted(ctx, "interrupted (Ctrl-C)")
         except Exception as exc:  # the last line of defence: say what broke, exit 1
             if (ctx.obj or {}).get("traceback"):
                 raise
+            if caused_by_interrupt(exc):
+                interrupted(ctx, "interrupted (Ctrl-C)")
             click.secho(f"FAILED: unexpected {type(exc).__name__}: {one_line(str(exc))}",
                         fg="red", err=True)
             click.echo("Run again with --traceback for the full stack trace.", err=True)
             ctx.exit(EXIT_FAILURE)
+
+
+def interrupted(ctx: click.Context | None, message: str) -> None:
+    """Say ``FAILED: message`` and exit with the one interrupt code, 130 (not click's
+    ``Aborted!`` and 1)."""
+    click.secho(f"FAILED: {message}", fg="red", err=True)
+    if ctx is None:
+        raise SystemExit(EXIT_INTERRUPTED)
+    ctx.exit(EXIT_INTERRUPTED)
+
+
+def interrupts_ignored(ctx: click.Context) -> None:
+    """Ignore SIGINT from now on: the command's work is committed. For the ``gc``
+    process until it exits; under a caller that did not hand the process over (tests
+    through CliRunner), until this command ends."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if previous is not None and not (ctx.find_root().obj or {}).get(OWNS_PROCESS):
+        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
 _NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
@@ -167,4 +213,4 @@ def cli(ctx: click.Context, traceback: bool) -> None:
 
 def main() -> None:
     """Console entry point for ``gc`` and ``artifact-gc``."""
-    cli(prog_name="gc")
+    cli(prog_name="gc", obj={OWNS_PROCESS: True})

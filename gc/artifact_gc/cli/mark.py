@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from artifact_gc.cli import interrupts_ignored
 from artifact_gc.cli.options import duration, glob_patterns, object_store_options
 from artifact_gc.cli.render import (
     TableColumn,
@@ -88,6 +89,7 @@ def mark_command(
     """
     import warnings
 
+    from artifact_gc.errors import caused_by_interrupt
     from artifact_gc.manifest.format import new_mark_id, utc_now
     from artifact_gc.manifest.locations import check_writable, resolve_output
     from artifact_gc.mark.options import MarkOptions
@@ -113,10 +115,32 @@ def mark_command(
     mark_id = new_mark_id()
     target = resolve_output(out, mark_id, utc_now(), options.storage_options)
     check_writable(target, storage_options=options.storage_options)
+    from artifact_gc.manifest.publish import aside_url, check_publishable, swept_mark_at
+
+    check_publishable(target, options.storage_options)
+    swept_before = swept_mark_at(target, options.storage_options)
     progress = TerminalProgress(enabled=None if not as_json else False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = mark(url, target, options, progress=progress, mark_id=mark_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = mark(url, target, options, progress=progress, mark_id=mark_id)
+        # Published: from here an interrupt must not turn success into exit 130.
+        interrupts_ignored(click.get_current_context())
+    except (KeyboardInterrupt, Exception) as exc:
+        if not isinstance(exc, KeyboardInterrupt) and not caused_by_interrupt(exc):
+            raise
+        progress.close()
+        # The manifest is published by one rename: it either carries this mark's id at
+        # the target, or the mark published nothing. Never both a "Next:" and a 130.
+        if not published(target, mark_id, options.storage_options):
+            from artifact_gc.errors import Interrupted
+
+            raise Interrupted("interrupted (Ctrl-C); no manifest was published") from None
+        interrupts_ignored(click.get_current_context())
+        click.echo(f"Manifest: {target} (published; the summary was interrupted, "
+                   f"see gc show {target})")
+        click.echo(f"Next: gc show {target}   then   gc sweep {target}")
+        return
     progress.close()
     if as_json:
         echo_json({"manifest": result.url, "mark_id": result.info.mark_id,
@@ -125,6 +149,9 @@ def mark_command(
                    **result.summary})
         return
     render_summary(result.info.as_dict(), result.summary)
+    if swept_before is not None:
+        click.echo(f"Set aside: the swept manifest of mark {swept_before[:8]} that was at "
+                   f"{target}, with its journal, is now {aside_url(target, swept_before)}")
     if result.info.orphan_files is not None:
         render_orphan_files(result.info.orphan_files)
     click.echo(f"Manifest: {result.url}")
@@ -137,6 +164,16 @@ def _tag_names(values: tuple[str, ...]) -> tuple[str, ...]:
     if any(not name for name in names):
         raise click.BadParameter("a tag name cannot be empty", param_hint="--keep-tag")
     return names
+
+
+def published(target: str, mark_id: str, storage_options: dict[str, Any]) -> bool:
+    """Whether the manifest at ``target`` is this mark's (``mark_id``)."""
+    from artifact_gc.manifest.format import read_info
+
+    try:
+        return read_info(target, storage_options).mark_id == mark_id
+    except Exception:  # noqa: BLE001 - absent, partial or another file: not published
+        return False
 
 
 def render_summary(info: dict[str, Any], summary: dict[str, Any], *,

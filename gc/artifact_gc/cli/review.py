@@ -351,9 +351,12 @@ def diff_command(a: str, b: str, top: int, fmt: str, storage_option_pairs: tuple
               help="Artifacts in the 'by artifact' chart.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Candidates listed in the table (largest first).")
+@click.option("--journal", "journal", metavar="LOCATION",
+              help="The sweep journal, if gc sweep --journal put it elsewhere (default: "
+                   "where that sweep recorded it on this machine, else MANIFEST.journal).")
 @storage_option
 def report_command(manifest: str, output: str | None, top: int, max_rows: int,
-                   storage_option_pairs: tuple[str, ...]) -> None:
+                   journal: str | None, storage_option_pairs: tuple[str, ...]) -> None:
     """Write one self-contained HTML page reviewing a manifest: charts (by artifact,
     project, age; the reachable/protected/candidate split), the sweep's progress when
     a journal exists, and a sortable table of the candidates. The page needs no
@@ -364,7 +367,8 @@ def report_command(manifest: str, output: str | None, top: int, max_rows: int,
     target = output or (manifest[: -len(".parquet")] if manifest.endswith(".parquet")
                         else manifest) + ".html"
     result = build_report(manifest, target, top=top, max_rows=max_rows,
-                          storage_options=parse_storage_options(storage_option_pairs))
+                          storage_options=parse_storage_options(storage_option_pairs),
+                          journal_location=journal)
     click.echo(f"Report: {result.url} ({result.candidates_shown:,} of "
                f"{result.candidates_total:,} candidates listed)")
 

@@ -221,6 +221,7 @@ def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
             partial = f"{path}.partial-{info.mark_id}"
             try:
                 write(partial)
+                set_aside_swept(url, info.mark_id, storage_options)
                 os.replace(partial, path)
             finally:
                 if os.path.exists(partial):
@@ -229,4 +230,80 @@ def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
             with tempfile.TemporaryDirectory(prefix="artifact-gc-") as scratch:
                 local = os.path.join(scratch, "manifest.parquet")
                 write(local)
+                set_aside_swept(url, info.mark_id, storage_options)
                 fs.put_file(local, path)
+
+
+def aside_url(url: str, mark_id: str) -> str:
+    """Where :func:`set_aside_swept` moves the swept manifest of mark ``mark_id`` that
+    was at ``url``: ``NAME.<mark id>.parquet`` beside it (its journal follows)."""
+    stem = url[: -len(".parquet")] if url.endswith(".parquet") else url
+    return f"{stem}.{mark_id[:8]}.parquet"
+
+
+def swept_mark_at(url: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The mark id of the manifest at ``url`` if a sweep of it has journaled events
+    (beside it, or where a sweep recorded its journal); None otherwise."""
+    from artifact_gc.manifest.format import read_info
+    from artifact_gc.sweep.journal import Journal, recorded_journal
+
+    fs, path = url_to_fs(url, storage_options)
+    if not fs.exists(path):
+        return None
+    try:
+        old = read_info(url, storage_options)
+    except Exception:  # noqa: BLE001 - not a manifest: nothing of a sweep to keep
+        return None
+    if not old.mark_id:
+        return None
+    beside = Journal(url, storage_options, mark_id=old.mark_id, mark_started=old.started)
+    if beside.segments() or recorded_journal(old.mark_id):
+        return old.mark_id
+    return None
+
+
+def check_publishable(url: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Raise ``SweepLocked`` (exit 7) before a long mark if a sweep of the manifest now
+    at ``url`` is running: publishing would set that manifest aside under it."""
+    from artifact_gc.sweep.journal import Journal
+
+    if swept_mark_at(url, storage_options) is not None:
+        Journal(url, storage_options).lock.refuse_if_held()
+
+
+def set_aside_swept(url: str, new_mark_id: str, storage_options: dict[str, Any] | None
+                    ) -> str | None:
+    """Before a new manifest is published at ``url``: if the manifest there has been
+    swept, move it and its journal to :func:`aside_url`, where ``gc history``,
+    ``gc status`` and ``gc report`` still find them; return that URL.
+
+    A journal belongs to one mark: left in place, the old mark's journal would sit
+    beside a manifest it does not describe (the new sweep would ignore its events,
+    being bound to the new mark id, but ``gc history`` would lose the old sweep).
+    Refuses (``SweepLocked``) while a sweep of the old manifest runs."""
+    from artifact_gc.sweep.journal import Journal, journal_url
+
+    old_mark = swept_mark_at(url, storage_options)
+    if old_mark is None or old_mark == new_mark_id:
+        return None
+    journal = Journal(url, storage_options, mark_id=old_mark)
+    journal.lock.refuse_if_held()
+    target = aside_url(url, old_mark)
+    fs, path = url_to_fs(url, storage_options)
+    _, aside_path = url_to_fs(target, storage_options)
+    _, aside_journal = url_to_fs(journal_url(target), storage_options)
+    moving_journal = bool(journal.segments())
+    if is_local_fs(fs):
+        # The journal first: a crash between the two renames leaves the old manifest
+        # in place with no journal beside it, never a journal beside the wrong mark.
+        if moving_journal:
+            lock = os.path.join(journal.path, ".sweep.lock")
+            if os.path.exists(lock):
+                os.remove(lock)
+            os.rename(journal.path, aside_journal)
+        os.replace(path, aside_path)
+    else:
+        if moving_journal:
+            fs.mv(journal.path, aside_journal, recursive=True)
+        fs.mv(path, aside_path)
+    return target

@@ -275,11 +275,12 @@ def _candidate_table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
-                  storage_options: StorageOptions = None) -> tuple[str, ReportResult]:
+                  storage_options: StorageOptions = None,
+                  journal_location: str | None = None) -> tuple[str, ReportResult]:
     """The report's HTML for the manifest at ``url``, and what it holds."""
     if top < 1 or max_rows < 0:
         raise UsageError("--top must be 1 or more and --max-rows 0 or more")
-    with open_review(url, storage_options) as review:
+    with open_review(url, storage_options, journal_location=journal_location) as review:
         info = review.info
         progress = sweep_progress(review)
         sizes = bool(review.connection.execute(
@@ -391,13 +392,15 @@ def render_report(url: str, *, top: int = 20, max_rows: int = 2000,
 
 
 def build_report(url: str, out: str, *, top: int = 20, max_rows: int = 2000,
-                 storage_options: StorageOptions = None) -> ReportResult:
+                 storage_options: StorageOptions = None,
+                 journal_location: str | None = None) -> ReportResult:
     """Write the HTML report of the manifest at ``url`` to ``out`` (any fsspec URL)."""
     from artifact_gc.manifest.locations import check_writable, writing
 
     check_writable(out, "report", storage_options=storage_options)
     page, result = render_report(url, top=top, max_rows=max_rows,
-                                 storage_options=storage_options)
+                                 storage_options=storage_options,
+                                 journal_location=journal_location)
     with writing(out, "report"):
         fs, path = url_to_fs(out, storage_options)
         parent = path.rsplit("/", 1)[0] if "/" in path else ""

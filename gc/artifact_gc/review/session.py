@@ -75,13 +75,16 @@ class Review:
 
 
 @contextmanager
-def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Review]:
-    """Open the manifest at ``url`` for review; refuse a file that is not one of ours."""
+def open_review(url: str, storage_options: StorageOptions = None, *,
+                journal_location: str | None = None) -> Iterator[Review]:
+    """Open the manifest at ``url`` for review; refuse a file that is not one of ours.
+    Its journal is the one at ``journal_location`` (``--journal``), else where a sweep
+    of its mark recorded one, else beside it; only that mark's events are read."""
     info = read_info(url, storage_options)
     check_format(info, url)
     from artifact_gc.sweep.journal import Journal
 
-    journal = Journal(url, storage_options)
+    journal = Journal.of(url, info, storage_options, journal_location)
     segments = journal.segments()
     with duckdb_for(url, storage_options) as connection:
         create_manifest_view(connection, url)
@@ -89,6 +92,9 @@ def open_review(url: str, storage_options: StorageOptions = None) -> Iterator[Re
             # The journal's own reader and item state, so review and sweep read the
             # same segments the same way.
             journal.register_state(connection)
+            if not connection.execute("SELECT count(*) FROM journal").fetchall()[0][0]:
+                # Only another mark's events there: this manifest was never swept.
+                segments = []
         yield Review(url=url, info=info, connection=connection, journal=segments)
 
 

@@ -19,6 +19,7 @@ from artifact_gc.manifest.reasons import (
 from artifact_gc.mark.sizes import footprint_paths
 from artifact_gc.storage.fence import RealDirs, strictly_inside
 from artifact_gc.sweep.journal import (
+    EVENT_ALREADY_GONE,
     EVENT_FAILED,
     EVENT_INTENT,
     EVENT_PROTECTED,
@@ -103,12 +104,22 @@ def failed_events(items: Sequence[BatchItem], cause: str) -> list[Event]:
 @dataclass
 class Verdict:
     """What the live database said about a batch, under its lock: the items that came
-    back to life (a reference), those a path created since the mark protects, and the
-    rest, which go."""
+    back to life (a reference), those a path created since the mark protects, those
+    already gone before this sweep (rows and files), and the rest, which go."""
 
     revived: dict[str, str] = field(default_factory=dict)
     protected: dict[str, str] = field(default_factory=dict)
     deletable: list[BatchItem] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+
+    def set_gone(self, ids: set[str]) -> None:
+        """Move the items ``ids`` from deletable to already gone: nothing of theirs is
+        left to delete, so this sweep does not count them as deleted."""
+        if not ids:
+            return
+        self.already_gone += [i.artifact_version_id for i in self.deletable
+                              if i.artifact_version_id in ids]
+        self.deletable = [i for i in self.deletable if i.artifact_version_id not in ids]
 
     @classmethod
     def of(cls, live: Liveness, items: Sequence[BatchItem]) -> Verdict:
@@ -129,6 +140,8 @@ class Verdict:
                   for vid, reason in self.revived.items()]
         events += [Event(ITEM_KIND_VERSION, vid, EVENT_PROTECTED, reason=reason)
                    for vid, reason in self.protected.items()]
+        events += [Event(ITEM_KIND_VERSION, vid, EVENT_ALREADY_GONE)
+                   for vid in self.already_gone]
         for item in self.deletable:
             vid = item.artifact_version_id
             error = file_errors.get(vid)

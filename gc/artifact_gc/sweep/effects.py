@@ -90,6 +90,9 @@ class Effects(Protocol):
     def freed(self, nbytes: int) -> int:
         """Of ``nbytes`` counted as freed, how many really left the store."""
 
+    def absent(self, items: Sequence[BatchItem]) -> set[str]:
+        """The ids of ``items`` none of whose paths exists (a read)."""
+
 
 @contextmanager
 def open_effects(plan: SweepPlan, *, sweep_id: str, hooks: SweepHooks, retries: RetryCounter,
@@ -116,7 +119,7 @@ def _live(plan: SweepPlan, sweep_id: str, hooks: SweepHooks, retries: RetryCount
     try:
         schema = discover_schema(engine)
         cascade = Cascade.discover(engine, schema)
-        journal = Journal(plan.manifest_url, plan.options.storage_options)
+        journal = plan.open_journal()
         with journal.locked():
             # Re-read the journal under the lock: another sweep may have finished
             # items between the plan and now.
@@ -167,6 +170,20 @@ class LiveEffects:
 
     def freed(self, nbytes: int) -> int:
         return nbytes
+
+    def absent(self, items: Sequence[BatchItem]) -> set[str]:
+        # Asked only for versions whose rows someone else deleted before this sweep
+        # came to them, which are few: one existence check per path.
+        gone: set[str] = set()
+        for item in items:
+            store = self.plan.stores.get(item.store_id or "")
+            if store is None:
+                continue
+            fs = self.filesystem_factory(store)
+            exists = getattr(fs, "lexists", fs.exists)
+            if not any(exists(path) for path in item.footprint):
+                gone.add(item.artifact_version_id)
+        return gone
 
     # -- the database -----------------------------------------------------
 
@@ -345,3 +362,8 @@ class DryRunEffects:
 
     def freed(self, nbytes: int) -> int:
         return 0
+
+    def absent(self, items: Sequence[BatchItem]) -> set[str]:
+        # The dry run does not touch the artifact store: a version whose rows are
+        # gone counts as one a sweep would delete.
+        return set()

@@ -12,6 +12,11 @@ Why the order of a batch (mode ``all``) is safe:
    finds the rows gone, re-checks the URI guard and finishes the files (invariant 6).
 4. ``deleted`` is journaled. Deleting a file twice is harmless (invariant 7).
 
+An interrupt (Ctrl-C) is a crash that gets to clean up: the batch whose files are
+being deleted finishes and is journaled, the sweep lock is let go, and the sweep
+stops with :class:`Interrupted` (exit 130) saying what it finished. Whatever point
+it came at, the journal is as a crash there would leave it, so the next sweep resumes.
+
 In mode ``only-artifact`` the files go inside the locked transaction instead, and the
 outcome is journaled before the lock is let go; ``only-metadata`` deletes no file.
 """
@@ -27,7 +32,14 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from artifact_gc.errors import DatabaseError, GCError, ItemFailure, StorageError
+from artifact_gc.errors import (
+    DatabaseError,
+    GCError,
+    Interrupted,
+    ItemFailure,
+    StorageError,
+    caused_by_interrupt,
+)
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.storage.retry import RetryCounter
@@ -42,7 +54,7 @@ from artifact_gc.sweep.batch import (
 )
 from artifact_gc.sweep.effects import Effects, FilesystemFactory, open_effects
 from artifact_gc.sweep.hooks import SweepHooks
-from artifact_gc.sweep.journal import Event
+from artifact_gc.sweep.journal import Event, journal_url, record_journal
 from artifact_gc.sweep.options import MODE_ALL
 from artifact_gc.sweep.orphan_files import OrphanSweep, orphan_grace, split_items
 from artifact_gc.sweep.plan import SweepPlan
@@ -65,7 +77,18 @@ def execute(
     progress = progress or NullProgress()
     sweep = _Sweep(plan, progress, hooks or SweepHooks())
     try:
-        return sweep.run(filesystem_factory)
+        try:
+            return sweep.run(filesystem_factory)
+        except KeyboardInterrupt:
+            report = sweep.report
+            stopped = Interrupted(
+                f"interrupted (Ctrl-C) after {report.batches:,} finished batch(es): "
+                f"{_finished(report)}; each finished batch is journaled and the sweep "
+                "lock is released")
+            raise stopped from None
+    except Interrupted as error:
+        error.done = sweep.report.as_dict()
+        raise
     except GCError as error:
         report = sweep.report
         # Only a sweep that got to its batches has something to show (a refused lock
@@ -75,6 +98,13 @@ def execute(
         raise
     finally:
         progress.close()
+
+
+def _finished(report: SweepReport) -> str:
+    done = "would delete" if report.dry_run else "deleted"
+    return (f"{done} {len(report.deleted):,}, already gone {len(report.already_gone):,}, "
+            f"revived {len(report.revived):,}, protected {len(report.protected):,}, "
+            f"failed {len(report.failures):,}")
 
 
 _T = TypeVar("_T")
@@ -114,6 +144,12 @@ class _Sweep:
 
     def run(self, filesystem_factory: FilesystemFactory | None) -> SweepReport:
         started = time.monotonic()
+        if not self.options.dry_run and \
+                self.plan.journal_url != journal_url(self.plan.manifest_url):
+            # A journal away from its manifest: where gc status, report and history
+            # look for it on this machine (best effort; --journal finds it anyway).
+            record_journal(self.plan.info.mark_id, self.plan.manifest_url,
+                           self.plan.journal_url)
         try:
             with open_effects(self.plan, sweep_id=self.report.sweep_id, hooks=self.hooks,
                               retries=self.retries,
@@ -143,8 +179,13 @@ class _Sweep:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files") as files:
             try:
                 for start in range(0, total, size):
-                    batch = [batch_item(row) for row in items.slice(start, size).to_pylist()]
-                    begun = self._guarded(self._begin, batch_no, batch)
+                    rows = items.slice(start, size).to_pylist()
+                    batch = [batch_item(row) for row in rows]
+                    # Items an earlier sweep of this mark started: rows found gone are
+                    # its own work, finished now, not someone else's.
+                    resumed = {row["artifact_version_id"] for row in rows
+                               if row["last_event"] is not None}
+                    begun = self._guarded(self._begin, batch_no, batch, resumed)
                     if in_flight is not None:
                         previous, in_flight = in_flight, None
                         self._guarded(self._finish, previous[0], previous[1].result())
@@ -177,7 +218,8 @@ class _Sweep:
             self.report.failures.append(failed.failure)
             raise failed.error from failed
 
-    def _begin(self, batch_no: int, items: list[BatchItem]) -> _Begun | None:
+    def _begin(self, batch_no: int, items: list[BatchItem], resumed: set[str]
+               ) -> _Begun | None:
         """Fence, journal the intent, and do the batch's database step."""
         with self.hooks.phase(points.BATCH_BEGIN):
             real_dirs = RealDirs()  # symlinks resolved afresh for every batch
@@ -201,6 +243,11 @@ class _Sweep:
                 with self.hooks.phase(points.DATABASE):
                     outcome = self.effects.database_step(batch_no, ready)
             except Exception as exc:  # noqa: BLE001 - every cause is journaled and reported
+                if caused_by_interrupt(exc):
+                    # Ctrl-C inside the transaction, and cleaning up after it failed in
+                    # turn (a connection it left invalid): an interrupt, not a failure.
+                    # Committed or not, the intent makes the next sweep finish the batch.
+                    raise KeyboardInterrupt from exc
                 cause = f"{type(exc).__name__}: {exc}"
                 self.effects.journal(batch_no, failed_events(ready, cause))
                 self.progress.advance(len(items))
@@ -213,14 +260,32 @@ class _Sweep:
             self.hooks.point(points.AFTER_COMMIT)
             self.report.count_rows(outcome.rows)
             verdict = Verdict.of(outcome.live, ready)
+            if not outcome.journaled:
+                self._gone_before(verdict, outcome.live.existing, resumed)
             self.report.revived.update(verdict.revived)
             self.report.protected.update(verdict.protected)
+            self.report.already_gone += verdict.already_gone
             # 2. In mode "all" the files go once the rows are gone for good: from then
             # on no reference to these versions can be created.
             return _Begun(batch_no, len(items), verdict, outcome.file_errors,
                           journaled=outcome.journaled,
                           files_after_commit=(self.options.mode == MODE_ALL
                                               and bool(verdict.deletable)))
+
+    def _gone_before(self, verdict: Verdict, existing: set[str], resumed: set[str]) -> None:
+        """Set apart the versions that were gone before this sweep: rows deleted by
+        someone else (not by an earlier run of this mark's sweep) and, where the mode
+        deletes files, no file left. Files still there are deleted as usual, and the
+        version counts as deleted."""
+        gone = [item for item in verdict.deletable
+                if item.artifact_version_id not in existing
+                and item.artifact_version_id not in resumed]
+        if not gone:
+            return
+        if self.options.deletes_files:
+            verdict.set_gone(self.effects.absent(gone))
+        else:
+            verdict.set_gone({item.artifact_version_id for item in gone})
 
     def _finish(self, begun: _Begun, file_errors: dict[str, str]) -> None:
         """Count and journal the outcome of a batch whose database step is done."""

@@ -11,7 +11,9 @@ Whether a sweep is running is read without touching the lock: a flock cannot be
 tested without taking it, even shared, and a sweep that tried to take it at that
 very instant would be refused (exit 7). The holder writes its pid and start time
 into the lock file instead, and empties it before letting go; a reader checks that
-this process is still alive.
+this process is still alive. A sweep that ends (finished, failed or interrupted)
+removes the lock file; a sweep killed with SIGKILL leaves its record, which a reader
+recognises as dead and the next sweep takes over.
 """
 
 from __future__ import annotations
@@ -47,27 +49,50 @@ class SweepLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Hold the lock, or raise :class:`SweepLocked`."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the lock, or raise :class:`SweepLocked`. The lock file is removed when
+        the sweep lets go (an interrupted sweep included); a killed one leaves an
+        empty or stale record, which no one takes for a running sweep."""
+        fd = self._acquire()
         try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {_start_time(os.getpid()) or '-'}\n".encode())
+            yield
+        finally:
+            # Emptied and unlinked while still held: a sweep that opened the file before
+            # the unlink finds it gone once it gets the lock (_acquire), and opens anew.
+            os.ftruncate(fd, 0)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _acquire(self) -> int:
+        """An open, locked descriptor of the file now at ``self.path``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
+                os.close(fd)
                 raise SweepLocked(
                     f"another gc sweep of {self.manifest_url} is running (lock {self.path}); "
                     "wait for it to finish, or see its progress with gc status"
                 ) from exc
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {_start_time(os.getpid()) or '-'}\n".encode())
+            except BaseException:
+                os.close(fd)
+                raise
             try:
-                yield
-            finally:
-                # Emptied while still held: no reader takes the next holder's record
-                # for ours, and a reader that finds it empty knows no one is sweeping.
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                return fd
+            # The holder we waited behind removed this file as it let go: the lock now
+            # lives on whichever file is at the path.
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     def holder(self) -> int | None:

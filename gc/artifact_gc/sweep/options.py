@@ -43,6 +43,9 @@ class SweepOptions:
     #: ``--accept-schema``: the ZenML schema version (alembic revision) of a store that
     #: no schema profile covers, which the user accepts to sweep on reflection alone.
     accept_schema: str | None = None
+    #: ``--journal``: where the journal lives (any fsspec URL) instead of beside the
+    #: manifest, e.g. when the manifest's folder is read-only.
+    journal: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

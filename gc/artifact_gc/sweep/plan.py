@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,17 @@ class SweepPlan:
     journal_states: dict[str, int]
     items: pa.Table
     stores: dict[str, ArtifactStore]
+    #: What the sweep should know before it starts (a dry run: a journal that could
+    #: not be written), one line each.
+    warnings: list[str] = field(default_factory=list)
+    #: Events at the journal's location that belong to another mark, by mark id:
+    #: never counted or resumed.
+    foreign_events: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every candidate reached its final event in an earlier sweep: nothing to do."""
+        return self.candidates > 0 and self.versions == 0
 
     @property
     def versions(self) -> int:
@@ -77,6 +88,17 @@ class SweepPlan:
         return None if any(c is None for c in counts) else int(sum(counts))
 
     @property
+    def paths(self) -> int:
+        """The paths a sweep deletes (each version's URI and visualizations): the unit
+        the sweep's summary counts too."""
+        from artifact_gc.mark.sizes import footprint_paths
+
+        uris = self.items.column("uri").to_pylist()
+        visualizations = self.items.column("visualization_uris").to_pylist()
+        return sum(len(footprint_paths(u, v)) for u, v in zip(uris, visualizations,
+                                                                strict=True))
+
+    @property
     def batches(self) -> int:
         return -(-self.versions // self.batch_size)
 
@@ -88,6 +110,11 @@ class SweepPlan:
     def verify_since(self) -> datetime:
         """Rows created since then may overlap a candidate's paths unseen by the mark."""
         return self.info.started - CLOCK_MARGIN
+
+    def open_journal(self) -> Journal:
+        """The journal this plan read, for the sweep to write."""
+        return Journal(self.manifest_url, self.options.storage_options, url=self.journal_url,
+                       mark_id=self.info.mark_id, mark_started=self.info.started)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +135,10 @@ class SweepPlan:
             "batches": self.batches,
             "batch_size": self.batch_size,
             "workers": self.options.workers,
+            "paths": self.paths,
+            "complete": self.complete,
+            "warnings": list(self.warnings),
+            "foreign_events": dict(self.foreign_events),
         }
 
 
@@ -159,8 +190,16 @@ def plan_sweep(
         stores = load_artifact_stores(engine, url, overrides, options.storage_options)
     finally:
         engine.dispose()
-    journal = Journal(manifest_url, storage)
-    if not options.dry_run:
+    # Bound to this manifest's mark: events of another mark at the same location are
+    # never counted or resumed.
+    journal = Journal.of(manifest_url, info, storage, options.journal)
+    warnings: list[str] = []
+    if options.dry_run:
+        problem = journal.unwritable()
+        if problem:
+            warnings.append(f"a sweep could not write its journal at {journal.url} "
+                            f"({problem}); put it elsewhere with --journal LOCATION")
+    else:
         journal.lock.refuse_if_held()
     candidates, states, items = read_pending(journal, options)
     unknown = sorted(set(items.column("item_kind").to_pylist()) - set(SWEPT_KINDS))
@@ -170,10 +209,13 @@ def plan_sweep(
             f"({', '.join(unknown)}; it sweeps {', '.join(SWEPT_KINDS)})",
             manifest_url, "unknown_item_kind",
         )
+    if not options.dry_run and items.num_rows:
+        # Before the prompt, not at the first batch: exit 9 with the --journal hint.
+        journal.check_writable()
     return SweepPlan(
         manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
         options=options, candidates=candidates, journal_states=states, items=items,
-        stores=stores,
+        stores=stores, warnings=warnings, foreign_events=journal.foreign_marks(),
     )
 
 

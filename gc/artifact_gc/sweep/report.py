@@ -18,6 +18,9 @@ class SweepReport:
     mode: str
     dry_run: bool
     deleted: list[str] = field(default_factory=list)
+    #: Versions gone before this sweep came to them (rows deleted by someone else, no
+    #: file left): not counted as deleted, and no bytes freed.
+    already_gone: list[str] = field(default_factory=list)
     revived: dict[str, str] = field(default_factory=dict)
     protected: dict[str, str] = field(default_factory=dict)
     failures: list[ItemFailure] = field(default_factory=list)
@@ -59,6 +62,7 @@ class SweepReport:
             "mode": self.mode,
             "dry_run": self.dry_run,
             "deleted": len(self.deleted),
+            "already_gone": len(self.already_gone),
             "revived": len(self.revived),
             "protected": len(self.protected),
             "failed": len(self.failures),

@@ -12,6 +12,7 @@ from typing import Any
 from artifact_gc.errors import ItemFailure
 from artifact_gc.manifest import format as mf
 from artifact_gc.sweep.journal import (
+    EVENT_ALREADY_GONE,
     EVENT_DELETED,
     EVENT_FAILED,
     EVENT_FILES_DELETED,
@@ -49,6 +50,7 @@ class SweepStatus:
             "journal": self.journal_url,
             "candidates": self.candidates,
             "done": self.states.get(EVENT_DELETED, 0),
+            "already_gone": self.states.get(EVENT_ALREADY_GONE, 0),
             "revived": self.states.get(EVENT_REVIVED, 0),
             "protected": self.states.get(EVENT_PROTECTED, 0),
             "failed": self.states.get(EVENT_FAILED, 0),
@@ -64,12 +66,15 @@ class SweepStatus:
         }
 
 
-def sweep_status(manifest_url: str, storage_options: dict[str, Any] | None = None
-                 ) -> SweepStatus:
-    """Where the sweeps of ``manifest_url`` stand, from its journal (DuckDB)."""
+def sweep_status(manifest_url: str, storage_options: dict[str, Any] | None = None, *,
+                 journal_location: str | None = None) -> SweepStatus:
+    """Where the sweeps of ``manifest_url`` stand, from its journal (DuckDB): the one
+    at ``journal_location`` (``--journal``), else where a sweep of its mark recorded
+    one, else beside the manifest. Only this mark's events count."""
     storage = storage_options or {}
-    mf.check_format(mf.read_info(manifest_url, storage), manifest_url)
-    journal = Journal(manifest_url, storage)
+    info = mf.read_info(manifest_url, storage)
+    mf.check_format(info, manifest_url)
+    journal = Journal.of(manifest_url, info, storage, journal_location)
     with journal.reading_state() as con:
         states = {str(s): int(n) for s, n in con.execute(
             f"SELECT state, count(*) FROM {STATE_VIEW} GROUP BY 1").fetchall()}

@@ -4,6 +4,7 @@
 -- An item's state is its last event by `seq`:
 --   pending                         no event yet
 --   deleted, revived, protected     final: nothing is left to do in any mode
+--   already_gone                    final: gone before this mark's sweep came to it
 --   rows_deleted, files_deleted     half done (--only-metadata, --only-artifact)
 --   failed                          retried by the next gc sweep
 --   in_progress                     any other event (an `intent` a crash interrupted)
@@ -43,7 +44,7 @@ SELECT
     last.event AS last_event,
     CASE
         WHEN last.event IS NULL THEN 'pending'
-        WHEN last.event IN ('deleted', 'revived', 'protected', 'failed',
+        WHEN last.event IN ('deleted', 'revived', 'protected', 'already_gone', 'failed',
                             'rows_deleted', 'files_deleted') THEN last.event
         ELSE 'in_progress'
     END AS state,
