@@ -27,8 +27,9 @@ from artifact_gc.manifest.views import connect_duckdb
 from artifact_gc.mark.classify import Classification, classify
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.summary import summarize
-from artifact_gc.metadb.engine import create_engine, redact
+from artifact_gc.metadb.engine import redact
 from artifact_gc.metadb.fingerprint import fingerprint
+from artifact_gc.metadb.snapshot import read_consistently
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.urls import options_for
 from artifact_gc.zenml.schema import ZenMLSchema, discover
@@ -65,24 +66,36 @@ def mark(
     if options.keep_latest is not None and options.keep_latest < 0:
         raise UsageError("--keep-latest must be 0 or more")
     started = mf.utc_now()
-    engine = create_engine(db_url, readonly=True)
-    con = _duckdb_connection()
+    mark_id = mark_id or mf.new_mark_id()
+
+    def read(engine: Any) -> tuple[Any, ZenMLSchema, dict[str, Any], dict[str, ArtifactStore],
+                                   Classification]:
+        # Every read below goes through ``engine``, whose one connection holds one
+        # consistent snapshot of the store (metadb/snapshot.py): the schema, the
+        # artifact stores and every table the classification reads. A try that
+        # fails on a lock is retried from here, so nothing of it is kept.
+        con = _duckdb_connection()
+        try:
+            progress.stage("reading schema")
+            schema = discover(engine)
+            database = fingerprint(engine, schema.version).as_dict()
+            stores = load_artifact_stores(engine, db_url, options.store_roots,
+                                          options.storage_options)
+            classified = classify(con, engine, db_url, schema, stores, options, started,
+                                  progress)
+        except BaseException:
+            con.close()
+            raise
+        return con, schema, database, stores, classified
+
+    con, schema, database, stores, classified = read_consistently(
+        db_url, options.lock_timeout, read)
     try:
-        progress.stage("reading schema")
-        schema = discover(engine)
-        database = fingerprint(engine, schema.version).as_dict()
-        stores = load_artifact_stores(engine, db_url, options.store_roots,
-                                      options.storage_options)
-        info = _manifest_info(db_url, database, schema, stores, options, started,
-                              mark_id or mf.new_mark_id())
-        classified = classify(con, engine, db_url, schema, stores, options, started,
-                              progress)
-        engine.dispose()
+        info = _manifest_info(db_url, database, schema, stores, options, started, mark_id)
         summary = _write(con, classified, stores, info, out_url, storage_options, options,
                          progress)
     finally:
         con.close()
-        engine.dispose()
     progress.close()
     return MarkResult(url=out_url, info=info, summary=summary)
 
