@@ -44,6 +44,11 @@ from artifact_gc.cli.render import (
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for --sizes.")
+@click.option("--lock-timeout", "lock_timeout", default="60s", show_default=True,
+              callback=duration, metavar="DURATION",
+              help="How long to wait for a locked metadata store (a pipeline writing to "
+                   "SQLite, DDL on MySQL), retries included. The mark reads one consistent "
+                   "snapshot of the store; past this limit it fails with exit 3.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def mark_command(
@@ -51,7 +56,7 @@ def mark_command(
     projects: tuple[str, ...], artifacts: tuple[str, ...],
     exclude_artifacts: tuple[str, ...], sizes: bool, store_roots: tuple[str, ...],
     workers: int, storage_option_pairs: tuple[str, ...],
-    max_requests_per_second: float | None, as_json: bool,
+    max_requests_per_second: float | None, as_json: bool, lock_timeout: Any,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -78,6 +83,7 @@ def mark_command(
         store_roots=parse_store_root_overrides(store_roots), workers=workers,
         storage_options=parse_storage_options(storage_option_pairs),
         limits=RequestLimits(max_requests_per_second),
+        lock_timeout=lock_timeout,
     )
     # One id names the manifest file and is recorded inside it.
     mark_id = new_mark_id()

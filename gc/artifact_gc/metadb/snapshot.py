@@ -92,11 +92,15 @@ def snapshot(db_url: str, wait_seconds: float) -> Iterator[Any]:
     finally:
         if engine is not None:
             engine.dispose()
-        try:
-            dbapi_connection.rollback()
-        finally:
-            dbapi_connection.close()
-            base.dispose()
+        # The transaction only read; closing the connection ends it just as well, so a
+        # connection too broken to roll back (a lost server, a half-read result) must
+        # not hide the error that broke it.
+        for end in (dbapi_connection.rollback, dbapi_connection.close):
+            try:
+                end()
+            except Exception:  # noqa: BLE001, S110
+                pass
+        base.dispose()
 
 
 def _begin(dialect: str, dbapi_connection: Any, wait_seconds: float) -> None:
