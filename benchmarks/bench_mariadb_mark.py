@@ -24,7 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_mariadb import _held, watching  # noqa: E402
+from bench_mariadb import (  # noqa: E402
+    READ_CONNECTORX,
+    READ_OURS,
+    VERSIONS_SQL,
+    _held,
+    watching,
+)
 from bench_mark import RAW_COUNT  # noqa: E402
 from harness import Measured, gc, markdown_table, python, write_section  # noqa: E402
 from stores import mariadb_store  # noqa: E402
@@ -41,6 +47,29 @@ def _mark(label: str, url: str, out: Path, database: str, pythonpath: str | None
     return measured, _held(watcher)
 
 
+def bench_readers(url: str, versions: int, baseline: str | None, baseline_label: str,
+                  connectorx_path: str | None) -> list[list[str]]:
+    """The versions table alone, read into DuckDB by this tree's reader, the
+    baseline's, and connectorx (for comparison: it opens connections of its own)."""
+    sides: list[tuple[str, str, dict[str, str] | None]] = [
+        ("reader.load_table, this tree", READ_OURS.format(url=url, sql=VERSIONS_SQL), None)]
+    if baseline:
+        sides.append((f"reader.load_table, {baseline_label}",
+                      READ_OURS.format(url=url, sql=VERSIONS_SQL), {"PYTHONPATH": baseline}))
+    if connectorx_path:
+        sides.append(("connectorx arrow_stream (own connections)", READ_CONNECTORX.format(
+            url=url, sql=VERSIONS_SQL, stream=True), {"PYTHONPATH": connectorx_path}))
+    rows = []
+    for label, code, env in sides:
+        measured = python(label, code, env=env)
+        assert int(measured.stdout.split()[-1]) == versions, measured.stdout
+        rows.append([label, f"{versions:,}", f"{measured.seconds:.2f}",
+                     f"{measured.cpu_seconds:.2f}", f"{measured.peak_rss_mb:,.0f}",
+                     f"{os.getloadavg()[0]:.1f}"])
+        print("read | " + " | ".join(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000")
@@ -49,6 +78,9 @@ def main() -> int:
                         "compare with (e.g. an export of an older commit)")
     parser.add_argument("--baseline-label", default="baseline")
     parser.add_argument("--database-prefix", default="gcbench")
+    parser.add_argument("--readers", action="store_true",
+                        help="also read the versions table alone with each reader")
+    parser.add_argument("--connectorx-path", help="a PYTHONPATH holding connectorx")
     args = parser.parse_args()
     base = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
     rows: list[list[str]] = []
@@ -74,6 +106,12 @@ def main() -> int:
     table = markdown_table(
         ["run", "code", "versions", "gc mark s", "gc mark CPU s", "peak RSS MB",
          "snapshot held s", "raw NOT IN s", "gc / raw", "load avg (1 min)"], rows)
+    if args.readers:
+        table += "\n\n" + markdown_table(
+            ["reader (versions table, 9 text columns)", "rows", "s", "CPU s", "peak RSS MB",
+             "load avg (1 min)"],
+            bench_readers(store.url, versions, args.baseline_pythonpath, args.baseline_label,
+                          args.connectorx_path))
     print(table)
     write_section(README, "mariadb-mark-snapshot", table)
     return 0
