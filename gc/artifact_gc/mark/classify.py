@@ -62,9 +62,15 @@ def classify(
     options: MarkOptions,
     started: datetime,
     progress: Progress,
+    *,
+    inputs_loaded: bool = False,
 ) -> Classification:
-    """Read the store and decide every in-scope version's status."""
-    load_inputs(con, engine, db_url, schema, progress)
+    """Read the store and decide every in-scope version's status.
+
+    ``inputs_loaded``: the caller has run :func:`load_inputs` already (inside its
+    snapshot of the store), and nothing is read here."""
+    if not inputs_loaded:
+        load_inputs(con, engine, db_url, schema, progress)
     progress.stage("classifying")
     INSIDE_ROOT.install(con)
     in_scope = in_scope_filter(con, options)

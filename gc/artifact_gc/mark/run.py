@@ -25,6 +25,7 @@ from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.publish import write_manifest_from, write_manifest_parts
 from artifact_gc.manifest.views import connect_duckdb
 from artifact_gc.mark.classify import Classification, classify
+from artifact_gc.mark.inputs import load_inputs
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.summary import summarize
 from artifact_gc.metadb.engine import redact
@@ -68,12 +69,12 @@ def mark(
     started = mf.utc_now()
     mark_id = mark_id or mf.new_mark_id()
 
-    def read(engine: Any) -> tuple[Any, ZenMLSchema, dict[str, Any], dict[str, ArtifactStore],
-                                   Classification]:
+    def read(engine: Any) -> tuple[Any, ZenMLSchema, dict[str, Any], dict[str, ArtifactStore]]:
         # Every read below goes through ``engine``, whose one connection holds one
         # consistent snapshot of the store (metadb/snapshot.py): the schema, the
         # artifact stores and every table the classification reads. A try that
-        # fails on a lock is retried from here, so nothing of it is kept.
+        # fails on a lock is retried from here, so nothing of it is kept. The
+        # snapshot ends with the reads: on SQLite, writers' commits wait only that long.
         con = _duckdb_connection()
         try:
             progress.stage("reading schema")
@@ -81,16 +82,16 @@ def mark(
             database = fingerprint(engine, schema.version).as_dict()
             stores = load_artifact_stores(engine, db_url, options.store_roots,
                                           options.storage_options)
-            classified = classify(con, engine, db_url, schema, stores, options, started,
-                                  progress)
+            load_inputs(con, engine, db_url, schema, progress)
         except BaseException:
             con.close()
             raise
-        return con, schema, database, stores, classified
+        return con, schema, database, stores
 
-    con, schema, database, stores, classified = read_consistently(
-        db_url, options.lock_timeout, read)
+    con, schema, database, stores = read_consistently(db_url, options.lock_timeout, read)
     try:
+        classified = classify(con, None, db_url, schema, stores, options, started, progress,
+                              inputs_loaded=True)
         info = _manifest_info(db_url, database, schema, stores, options, started, mark_id)
         summary = _write(con, classified, stores, info, out_url, storage_options, options,
                          progress)
