@@ -72,6 +72,15 @@ class DatabaseError(GCError):
     exit_code = EXIT_DATABASE
 
 
+class StoreLocked(DatabaseError):
+    """The metadata store stayed locked (or kept failing transiently) past the mark's
+    lock timeout; ``limit_seconds`` is that limit."""
+
+    def __init__(self, message: str, limit_seconds: float) -> None:
+        super().__init__(message)
+        self.limit_seconds = limit_seconds
+
+
 class SchemaError(GCError):
     """The database does not look like a ZenML store we can reason about."""
 

@@ -69,6 +69,11 @@ from artifact_gc.cli.render import (
                    "path,size,last_modified (implies --orphan-files).")
 @click.option("--max-inventory-age", default="2d", show_default=True, callback=duration,
               metavar="DURATION", help="Refuse an inventory taken longer ago than this.")
+@click.option("--lock-timeout", "lock_timeout", default="60s", show_default=True,
+              callback=duration, metavar="DURATION",
+              help="How long to wait for a locked metadata store (a pipeline writing to "
+                   "SQLite, DDL on MySQL), retries included. The mark reads one consistent "
+                   "snapshot of the store; past this limit it fails with exit 3.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def mark_command(
@@ -79,6 +84,7 @@ def mark_command(
     workers: int, storage_option_pairs: tuple[str, ...],
     max_requests_per_second: float | None, as_json: bool, orphan_files: bool = False,
     inventory: str | None = None, max_inventory_age: Any = None,
+    lock_timeout: Any = None,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -110,6 +116,7 @@ def mark_command(
         release_unreachable_snapshots=release_unreachable_snapshots,
         orphan_files=orphan_files or inventory is not None, inventory=inventory,
         max_inventory_age=max_inventory_age,
+        lock_timeout=lock_timeout,
     )
     # One id names the manifest file and is recorded inside it.
     mark_id = new_mark_id()

@@ -73,11 +73,21 @@ def classify(
     options: MarkOptions,
     started: datetime,
     progress: Progress,
+    *,
+    inputs_loaded: bool = False,
+    snapshots: Snapshots | None = None,
 ) -> Classification:
-    """Read the store and decide every in-scope version's status."""
-    snapshots = load_inputs(con, engine, db_url, schema, progress,
-                            keep_tags=options.keep_tags,
-                            release_snapshots=options.release_unreachable_snapshots)
+    """Read the store and decide every in-scope version's status.
+
+    ``inputs_loaded``: the caller has run :func:`load_inputs` already (inside its
+    snapshot of the store) and passes the ``snapshots`` it returned; nothing is read
+    here then."""
+    if not inputs_loaded:
+        snapshots = load_inputs(con, engine, db_url, schema, progress,
+                                keep_tags=options.keep_tags,
+                                release_snapshots=options.release_unreachable_snapshots)
+    elif snapshots is None:
+        raise ValueError("classify(inputs_loaded=True) needs the snapshots load_inputs read")
     progress.stage("classifying")
     INSIDE_ROOT.install(con)
     in_scope = in_scope_filter(con, options, schema.scope_noun)

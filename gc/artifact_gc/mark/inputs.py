@@ -195,11 +195,9 @@ def referrer_reads(
 def _read_all(con: Any, engine: Any, db_url: str, dialect: Dialect, reads: list[Read],
               progress: Progress) -> None:
     progress.stage("reading metadata", total=len(reads), unit="tables")
-    # On SQLite, two tables at a time, each on its own DuckDB cursor and connection:
-    # ADBC and DuckDB release the GIL, so the largest table (the versions, started
-    # first) is read while the others are. pymysql parses rows in Python under the GIL,
-    # where a second thread would only stretch every read transaction. Progress is
-    # reported from this thread.
+    # ``engine`` is the mark's snapshot (metadb/snapshot.py): one connection, so one
+    # table at a time (dialect.read_threads), each on its own DuckDB cursor. Progress
+    # is reported from this thread.
     threads = dialect.read_threads
     with ThreadPoolExecutor(max_workers=threads) as pool:
         cursors = [con.cursor() for _ in reads]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from artifact_gc.durations import format_duration
+from artifact_gc.metadb.snapshot import DEFAULT_LOCK_TIMEOUT
 from artifact_gc.storage.limits import RequestLimits
 
 #: The grace period: versions younger than this are never candidates (invariant 4).
@@ -42,6 +43,9 @@ class MarkOptions:
     inventory: str | None = None
     #: ``--max-inventory-age``: refuse an inventory taken longer ago than this.
     max_inventory_age: timedelta | None = None
+    #: How long the mark waits for a locked store (``--lock-timeout``), retries
+    #: included, before it fails with exit 3.
+    lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT
 
     def as_dict(self) -> dict[str, Any]:
         return {

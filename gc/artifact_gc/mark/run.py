@@ -25,10 +25,12 @@ from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.publish import write_manifest_from, write_manifest_parts
 from artifact_gc.manifest.views import connect_duckdb
 from artifact_gc.mark.classify import Classification, classify
+from artifact_gc.mark.inputs import load_inputs
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.summary import summarize
-from artifact_gc.metadb.engine import create_engine, redact
+from artifact_gc.metadb.engine import redact
 from artifact_gc.metadb.fingerprint import fingerprint
+from artifact_gc.metadb.snapshot import read_consistently
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.urls import options_for
 from artifact_gc.zenml.schema import ZenMLSchema, discover
@@ -65,28 +67,45 @@ def mark(
     if options.keep_latest is not None and options.keep_latest < 0:
         raise UsageError("--keep-latest must be 0 or more")
     started = mf.utc_now()
-    engine = create_engine(db_url, readonly=True)
-    con = _duckdb_connection()
+    mark_id = mark_id or mf.new_mark_id()
+
+    def read(engine: Any) -> tuple[Any, ZenMLSchema, dict[str, Any],
+                                   dict[str, ArtifactStore], Any]:
+        # Every read below goes through ``engine``, whose one connection holds one
+        # consistent snapshot of the store (metadb/snapshot.py): the schema, the
+        # artifact stores and every table the classification reads. A try that
+        # fails on a lock is retried from here, so nothing of it is kept. The
+        # snapshot ends with the reads: on SQLite, writers' commits wait only that long.
+        con = _duckdb_connection()
+        try:
+            progress.stage("reading schema")
+            schema = discover(engine)
+            database = fingerprint(engine, schema.version).as_dict()
+            stores = load_artifact_stores(engine, db_url, options.store_roots,
+                                          options.storage_options)
+            snapshots = load_inputs(con, engine, db_url, schema, progress,
+                                    keep_tags=options.keep_tags,
+                                    release_snapshots=options.release_unreachable_snapshots)
+        except BaseException:
+            con.close()
+            raise
+        return con, schema, database, stores, snapshots
+
+    con, schema, database, stores, snapshots = read_consistently(
+        db_url, options.lock_timeout, read)
     try:
-        progress.stage("reading schema")
-        schema = discover(engine)
-        database = fingerprint(engine, schema.version).as_dict()
-        stores = load_artifact_stores(engine, db_url, options.store_roots,
-                                      options.storage_options)
-        info = _manifest_info(db_url, database, schema, stores, options, started,
-                              mark_id or mf.new_mark_id())
-        classified = classify(con, engine, db_url, schema, stores, options, started,
-                              progress)
-        orphans = _orphan_files(con, engine, db_url, schema, stores, options, started,
-                                progress)
+        classified = classify(con, None, db_url, schema, stores, options, started, progress,
+                              inputs_loaded=True, snapshots=snapshots)
+        info = _manifest_info(db_url, database, schema, stores, options, started, mark_id)
+        # After the snapshot: the orphan-file part lists the stores first and reads the
+        # rows that name paths after that, in a snapshot of its own (mark/orphans/run.py).
+        orphans = _orphan_files(con, db_url, schema, stores, options, started, progress)
         if orphans is not None:
             info.orphan_files = orphans.as_dict()
-        engine.dispose()
         summary = _write(con, classified, stores, info, out_url, storage_options, options,
                          progress, with_orphans=orphans is not None)
     finally:
         con.close()
-        engine.dispose()
     progress.close()
     return MarkResult(url=out_url, info=info, summary=summary)
 
@@ -113,7 +132,7 @@ def _manifest_info(
 
 
 def _orphan_files(
-    con: Any, engine: Any, db_url: str, schema: ZenMLSchema,
+    con: Any, db_url: str, schema: ZenMLSchema,
     stores: dict[str, ArtifactStore], options: MarkOptions, started: datetime,
     progress: Progress,
 ) -> Any:
@@ -122,8 +141,7 @@ def _orphan_files(
         return None
     from artifact_gc.mark.orphans.run import mark_orphan_files
 
-    return mark_orphan_files(con, engine, db_url, schema, stores, options, started,
-                             progress)
+    return mark_orphan_files(con, db_url, schema, stores, options, started, progress)
 
 
 def _write(

@@ -102,8 +102,8 @@ class Dialect:
     default_batch_size = 1000
     #: Ids bound per ``IN (...)`` statement.
     in_chunk = 900
-    #: Tables mark reads at a time. pymysql parses rows in Python under the GIL, where a
-    #: second thread would only stretch every read transaction.
+    #: Tables mark reads at a time: one, since every read goes through the one
+    #: connection of the mark's snapshot (metadb/snapshot.py).
     read_threads = 1
     #: Every foreign key column has an index, so ``GROUP BY`` the column walks it and
     #: sends each referenced id once.
@@ -123,6 +123,13 @@ class Dialect:
     def db_time(self, moment: datetime) -> Any:
         """A naive UTC datetime as a bound parameter compared with ZenML's columns."""
         return moment
+
+    def packed_row(self, columns: Sequence[str]) -> str:
+        """One text value per row holding every one of ``columns`` (text or NULL), for
+        the bulk reader: each value prefixed by ``v`` (NULL is the empty string) and
+        separated by char(30)."""
+        return "CONCAT(" + ", CHAR(30 USING utf8mb4), ".join(
+            f"IFNULL(CONCAT('v', {column}), '')" for column in columns) + ")"
 
     def is_transient(self, exc: BaseException) -> bool:
         """True for an error after which the whole transaction can simply run again."""
@@ -199,8 +206,8 @@ class SQLiteDialect(Dialect):
     #: SQLite takes 32,766 bound values per statement since 3.32; one statement per
     #: batch matters, because each one scans the unindexed link tables once.
     in_chunk = 30_000
-    #: ADBC and DuckDB release the GIL: the largest table is read while the others are.
-    read_threads = 2
+    #: Every read goes through the one connection of the mark's snapshot.
+    read_threads = 1
     #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
     group_referenced_ids = False
     lock_blocks_all_writers = True
@@ -216,6 +223,9 @@ class SQLiteDialect(Dialect):
         if not nullable:
             return expression
         return f"coalesce(CAST({expression} AS TEXT), char(31))"
+
+    def packed_row(self, columns: Sequence[str]) -> str:
+        return " || char(30) || ".join(f"coalesce('v' || {column}, '')" for column in columns)
 
     def db_time(self, moment: datetime) -> Any:
         # SQLAlchemy keeps DATETIMEs in SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' text,

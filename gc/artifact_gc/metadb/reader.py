@@ -1,11 +1,20 @@
 """Streaming query results from the metadata store into DuckDB tables.
 
-SQLAlchemy stays the way in (URLs, reflection, deletes); for bulk reads we take the
-fastest Arrow-native path the dialect has: ADBC for SQLite, a server-side cursor for
-MySQL/MariaDB. Either way rows arrive as a stream of Arrow record batches that DuckDB
-consumes as they come, so no whole table is ever held in Python. Every column is
-read as text and typed later in DuckDB, so that no driver's type guessing can fail
-half-way through a large table.
+SQLAlchemy stays the way in (URLs, reflection, deletes). A bulk read runs on the
+connection of the engine it is given, which for a mark is the one connection of its
+consistent snapshot (metadb/snapshot.py): a server-side cursor for MySQL/MariaDB
+(pymysql's unbuffered cursor, without SQLAlchemy's row objects), the sqlite3 cursor
+for SQLite. Rows arrive as a stream of Arrow record batches that DuckDB consumes as
+they come, so no whole table is ever held in Python. Every column is read as text and
+typed later in DuckDB, so that no driver's type guessing can fail half-way through a
+large table.
+
+The drivers' cost is per value: pymysql parses every field in Python, sqlite3 makes a
+Python string of each. So a read of several columns is *packed*: the database joins a
+row's values into one text value (:meth:`~artifact_gc.metadb.dialect.Dialect.packed_row`)
+and DuckDB splits it again. A row that does not split into exactly its columns (a
+value holding the separator) makes the reader read that table again unpacked, in the
+same snapshot.
 """
 
 from __future__ import annotations
@@ -15,9 +24,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from artifact_gc.metadb.engine import sqlite_path
+from artifact_gc.metadb.dialect import dialect_of
 
 CHUNK_ROWS = 50_000
+
+#: Between the values of a packed row (see Dialect.packed_row).
+_SEPARATOR = "chr(30)"
+
 
 def load_table(
     con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[tuple[str, str]]
@@ -26,25 +39,28 @@ def load_table(
 
     ``sql`` selects, as text, one column per ``(name, duckdb type)`` of ``columns``;
     each is typed on the way in (ids become 16-byte UUIDs). A value that does not
-    parse becomes NULL.
+    parse becomes NULL. ``db_url`` is the store's URL (``engine`` reads it).
     """
-    schema = pa.schema([pa.field(column, pa.string()) for column, _ in columns])
-    path = sqlite_path(db_url)
-    if path is not None:
-        adbc: Any
-        try:
-            import adbc_driver_sqlite.dbapi as adbc
-        except ImportError:
-            adbc = None
-        if adbc is not None:
-            # mode=ro: a mark reads, and the driver must not be able to do anything else.
-            with adbc.connect(f"file:{path}?mode=ro") as connection:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql)
-                    _ingest(con, name, cursor.fetch_record_batch(), columns)
-            return
-    _ingest(con, name, pa.RecordBatchReader.from_batches(
-        schema, _stream_batches(engine, sql, schema)), columns)
+    del db_url  # the engine knows its store; kept for the callers' signature
+    with engine.connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        if len(columns) > 1:
+            names = [f"c{i + 1}" for i in range(len(columns))]
+            packed = (f"WITH _gc_read({', '.join(names)}) AS ({sql}) "
+                      f"SELECT {dialect_of(engine).packed_row(names)} FROM _gc_read")
+            reader = _text_batches(engine, dbapi_connection, packed, 1)
+            if _ingest_packed(con, name, reader, columns):
+                return
+        _ingest(con, name, _text_batches(engine, dbapi_connection, sql, len(columns)),
+                columns)
+
+
+def _typed(expression: str, column: str, kind: str) -> str:
+    """``expression`` (text, with char(31) for NULL) as DuckDB column ``column``."""
+    text = f"nullif({expression}, chr(31))"
+    if kind == "VARCHAR":
+        return f"{text} AS {column}"
+    return f"TRY_CAST({text} AS {kind}) AS {column}"
 
 
 def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]) -> None:
@@ -52,15 +68,45 @@ def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]) ->
     con.register(incoming, reader)
     try:
         select = ", ".join(
-            f"nullif(CAST(\"#{i + 1}\" AS VARCHAR), chr(31)) AS {column}"
-            if kind == "VARCHAR"
-            else f"TRY_CAST(nullif(CAST(\"#{i + 1}\" AS VARCHAR), chr(31)) AS {kind}) AS {column}"
+            _typed(f"CAST(\"#{i + 1}\" AS VARCHAR)", column, kind)
             for i, (column, kind) in enumerate(columns)
         )
         con.execute(f"CREATE TABLE {name} AS SELECT {_positional(select, reader)} "
                     f"FROM {incoming}")
     finally:
         con.unregister(incoming)
+
+
+def _ingest_packed(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]
+                   ) -> bool:
+    """Split packed rows into DuckDB table ``name``; False (and no table) when a row
+    does not split into exactly ``columns``."""
+    incoming = f"_incoming_{name}"
+    con.register(incoming, reader)
+    try:
+        # A value is "v" + text, or "" for NULL: strip the mark, or make it NULL.
+        select = ", ".join(
+            _typed(f"CASE WHEN parts[{i + 1}] = '' THEN chr(31) "
+                   f"ELSE parts[{i + 1}][2:] END", column, kind)
+            for i, (column, kind) in enumerate(columns)
+        )
+        field = '"' + reader.schema[0].name.replace('"', '""') + '"'
+        con.execute(
+            f"CREATE TABLE {name} AS SELECT {select}, len(parts) AS _gc_fields FROM "
+            f"(SELECT string_split(CAST({field} AS VARCHAR), {_SEPARATOR}) AS parts "
+            f"FROM {incoming})"
+        )
+    finally:
+        con.unregister(incoming)
+    misfits = con.execute(
+        f"SELECT count(*) FROM {name} WHERE _gc_fields <> {len(columns)}").fetchall()
+    if misfits and int(misfits[0][0]):
+        # A value held the separator, so its row split wrong: read the table again
+        # value by value rather than guess which part belongs where.
+        con.execute(f"DROP TABLE {name}")
+        return False
+    con.execute(f"ALTER TABLE {name} DROP COLUMN _gc_fields")
+    return True
 
 
 def _positional(select: str, reader: Any) -> str:
@@ -71,28 +117,23 @@ def _positional(select: str, reader: Any) -> str:
     return select
 
 
-def _stream_batches(engine: Any, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    import sqlalchemy as sa
-
-    with engine.connect() as connection:
-        if engine.dialect.driver == "pymysql":
-            yield from _pymysql_batches(connection, sql, schema)
-            return
-        # stream_results: a server-side cursor, so memory stays flat however large the
-        # table is.
-        result = connection.execution_options(stream_results=True).execute(sa.text(sql))
-        for rows in result.partitions(CHUNK_ROWS):
-            arrays = [_column(values) for values in zip(*rows, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+def _text_batches(engine: Any, dbapi_connection: Any, sql: str, width: int) -> Any:
+    """The rows of ``sql`` (``width`` text columns) as an Arrow record batch reader."""
+    schema = pa.schema([pa.field(f"c{i + 1}", pa.string()) for i in range(width)])
+    return pa.RecordBatchReader.from_batches(
+        schema, _batches(engine, dbapi_connection, sql, schema))
 
 
-def _pymysql_batches(connection: Any, sql: str, schema: pa.Schema
-                     ) -> Iterator[pa.RecordBatch]:
-    """pymysql's unbuffered cursor straight, without SQLAlchemy's row objects (a third
-    of the Python time per row). ``sql`` has no parameters, so it is sent as it is."""
-    import pymysql.cursors  # type: ignore[import-untyped]
+def _batches(engine: Any, dbapi_connection: Any, sql: str, schema: pa.Schema
+             ) -> Iterator[pa.RecordBatch]:
+    if engine.dialect.driver == "pymysql":
+        import pymysql.cursors  # type: ignore[import-untyped]
 
-    cursor = connection.connection.dbapi_connection.cursor(pymysql.cursors.SSCursor)
+        # Unbuffered: the server streams the rows, so memory stays flat however
+        # large the table. ``sql`` has no parameters, so it is sent as it is.
+        cursor = dbapi_connection.cursor(pymysql.cursors.SSCursor)
+    else:
+        cursor = dbapi_connection.cursor()
     try:
         cursor.execute(sql)
         while rows := cursor.fetchmany(CHUNK_ROWS):

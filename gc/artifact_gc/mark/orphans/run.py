@@ -20,6 +20,7 @@ from artifact_gc.mark.orphans.named import (
     load_step_runs_and_logs,
     location_columns,
 )
+from artifact_gc.metadb.snapshot import read_consistently
 from artifact_gc.paths import inside_root
 from artifact_gc.progress import Progress
 from artifact_gc.storage.listing import LISTING_SCHEMA
@@ -28,7 +29,7 @@ from artifact_gc.zenml.stores import ArtifactStore
 
 
 def mark_orphan_files(
-    con: Any, engine: Any, db_url: str, schema: ZenMLSchema,
+    con: Any, db_url: str, schema: ZenMLSchema,
     stores: dict[str, ArtifactStore], options: MarkOptions, started: datetime,
     progress: Progress,
 ) -> OrphanSummary:
@@ -36,7 +37,9 @@ def mark_orphan_files(
 
     The listing comes first and the database after it: a row created after the
     database read is one the sweep finds when it re-verifies, and a file created after
-    the listing is not in this manifest at all."""
+    the listing is not in this manifest at all. The database part is one consistent
+    snapshot of its own (metadb/snapshot.py), taken after the listing, so that a long
+    listing never holds a read transaction that writers would wait for."""
     con.execute(OBJECTS_DDL)
     listed = listed_stores(stores)
     summary = OrphanSummary(source="inventory" if options.inventory else "listing")
@@ -47,15 +50,24 @@ def mark_orphan_files(
                                         progress)
     else:
         summary.stores = list_stores(con, listed, options, progress)
-    for skipped in check_roots(engine, listed):
+
+    def read(engine: Any) -> list[ArtifactStore]:
+        # A try that fails on a lock runs again from scratch: every table it fills is
+        # created or replaced, never appended to from an earlier try.
+        for table in ("orphan_step_runs", "orphan_logs"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        skipped = check_roots(engine, listed)
+        progress.stage("reading named paths")
+        load_named_paths(con, engine, db_url, location_columns(engine))
+        load_step_runs_and_logs(con, engine, db_url, schema.tables)
+        return skipped
+
+    for skipped in read_consistently(db_url, options.lock_timeout, read):
         # No version row vouches for this root: its listing is reported, not classified.
         con.execute("DELETE FROM orphan_objects WHERE store_id = ?", [skipped.id])
         for entry in summary.stores:
             if entry["id"] == skipped.id:
                 entry["skipped"] = "no artifact version of this store: not classified"
-    progress.stage("reading named paths")
-    load_named_paths(con, engine, db_url, location_columns(engine))
-    load_step_runs_and_logs(con, engine, db_url, schema.tables)
     cutoff = started - options.older_than
     if options.inventory:
         # An inventory is a picture of an earlier moment: an object written after it
