@@ -42,7 +42,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -274,6 +274,7 @@ class ObjectStoreBackend:
         import duckdb
 
         self.root = root
+        self.fs = fs
         self.bucket, self.root_key = self.split(root)
         self.scrub = Scrubber(store.storage_options)
         self.client = self.make_client(fs, self.bucket)
@@ -297,6 +298,19 @@ class ObjectStoreBackend:
     @property
     def stats(self) -> RequestStats:
         return self.requests.stats
+
+    def list_objects(self) -> Iterator[pa.RecordBatch]:
+        """Every object under the root (``gc mark --orphan-files``), through the
+        filesystem's own listing: it carries each object's modification time, which
+        the grace period needs and the bulk listing of the sweep does not ask for."""
+        from artifact_gc.storage.listing import list_fsspec
+
+        return list_fsspec(self.fs, self.root)
+
+    def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
+        """A bucket or container has no directories: a prefix is gone with its last
+        object."""
+        return 0
 
     # -- the Backend protocol ---------------------------------------------------
 
