@@ -407,7 +407,7 @@ def transient_faults(emulator: Emulator, tmp_path: Path) -> None:
         assert not clean.failures and len(clean.deleted) == len(bed.candidates)
         expected = bed.end_state()
         bed.restore()
-        proxy.faults = HttpFaults(rate=0.1, item_rate=0.1, seed=100)
+        proxy.faults = HttpFaults(rate=0.1, item_rate=0.1, seed=100, first_of=("list",))
         report = bed.sweep(bed.fresh_manifest(), proxy.endpoint_url, batch_size=10)
     finally:
         proxy.stop()

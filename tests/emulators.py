@@ -290,6 +290,9 @@ class HttpFaults:
     item_rate: float = 0.0  # per call of a batch
     seed: int = 0
     denied: tuple[str, ...] = ()  # GCS object-name prefixes answered 403
+    #: Kinds of request ("list", "batch") whose first request fails (503) whatever the
+    #: draws: a test that must see a fault of that kind does not depend on the draws.
+    first_of: tuple[str, ...] = ()
     raised: Counter[str] = field(default_factory=Counter)
     _attempts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -299,6 +302,14 @@ class HttpFaults:
             self._attempts[signature] += 1
             n = self._attempts[signature]
         return random.Random(f"{self.seed}|{signature}|{n}").random()
+
+    def first(self, kind: str) -> bool:
+        """Whether this is the first request of ``kind`` that ``first_of`` fails."""
+        with self._lock:
+            if kind not in self.first_of or self._attempts["first " + kind]:
+                return False
+            self._attempts["first " + kind] += 1
+            return True
 
     def count(self, kind: str, n: int = 1) -> None:
         with self._lock:
@@ -413,6 +424,10 @@ class StorageProxy:
         faults = self.faults
         signature = f"{request.method} {request.rel_url} {len(body)}"
         after = False
+        if faults.first(kind):
+            faults.count(f"{kind} HTTP 503")
+            return web.Response(status=503, text=json.dumps(
+                {"error": {"code": 503, "message": "injected"}}))
         if faults.rate and kind != "other":
             draw = faults.draw(signature)
             if draw < faults.rate:
