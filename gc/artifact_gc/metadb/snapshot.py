@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from artifact_gc.errors import StoreLocked
+from artifact_gc.errors import DatabaseError, StoreLocked
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 
@@ -184,8 +184,26 @@ def read_consistently(db_url: str, lock_timeout: timedelta,
                 f"the {_seconds(limit)} lock timeout (--lock-timeout): {cause}",
                 limit_seconds=limit,
             ) from exc
+        import sqlalchemy as sa
+
+        if isinstance(exc, sa.exc.SQLAlchemyError) or _driver_error(exc):
+            # Not a lock that waiting could end: the store cannot be reached or read at
+            # all (refused connection, wrong password, missing database).
+            cause = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            raise DatabaseError(
+                f"cannot read the metadata store {redact(db_url)}: {cause}") from exc
         raise
     raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+def _driver_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database driver's own error (PEP 249's ``Error``), as a
+    connection opened below SQLAlchemy's wrapping raises it."""
+    return any(cls.__name__ == "Error" and cls.__module__.split(".")[0] in _DRIVERS
+               for cls in type(exc).__mro__)
+
+
+_DRIVERS = frozenset({"pymysql", "sqlite3", "MySQLdb", "mysql"})
 
 
 def _seconds(value: float) -> str:
