@@ -17,6 +17,7 @@ import pyarrow as pa
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage import s3
+from artifact_gc.storage.buckets import Scrubber
 from artifact_gc.storage.keys import keys_under_paths
 from artifact_gc.storage.limits import RateLimiter, RequestLimits
 from artifact_gc.zenml.stores import ArtifactStore
@@ -152,7 +153,7 @@ def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
     """
     bucket, _ = s3.split_path(root)
     client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
-                         scrub=s3.Scrubber(store.storage_options))
+                         scrub=Scrubber(store.storage_options))
     listing = s3.list_root(client, root, workers=workers)
     vids: list[str] = []
     paths: list[str] = []

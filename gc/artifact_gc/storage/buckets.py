@@ -422,9 +422,9 @@ _EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int
                    "path": pa.array([], pa.string())})
 
 
-def runs(path_keys: list[str]) -> list[list[str]]:
+def runs(path_keys: list[str], min_paths: int = RUN_PATHS) -> list[list[str]]:
     """Sorted ``path_keys`` cut into runs of consecutive paths, each of at least
-    ``RUN_PATHS`` paths (but the last), cut only where the parent of the parent
+    ``min_paths`` paths (but the last), cut only where the parent of the parent
     directory changes (``<step>/<output>/`` in ZenML's layout). Every path stays in
     exactly one run, and each run's range is listed whole, so nothing is missed."""
     out: list[list[str]] = []
@@ -432,7 +432,7 @@ def runs(path_keys: list[str]) -> list[list[str]]:
     group: str | None = None
     for key in path_keys:
         head = key.rsplit("/", 2)[0] if key.count("/") >= 2 else ""
-        if current and head != group and len(current) >= RUN_PATHS:
+        if current and head != group and len(current) >= min_paths:
             out.append(current)
             current = []
         current.append(key)

@@ -40,10 +40,9 @@ Every request waits for the rate limiter (storage/limits.py): one request is one
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +50,8 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.storage.backend import DeleteOutcome
+from artifact_gc.storage.buckets import Scrubber, common_prefix
+from artifact_gc.storage.buckets import runs as cut_runs
 from artifact_gc.storage.fence import PathOutsideRoot, fence
 from artifact_gc.storage.keys import match_keys
 from artifact_gc.storage.limits import STRATEGIES, STRATEGY_RANGE, RateLimiter, RequestLimits
@@ -134,33 +135,6 @@ def is_transient_s3(exc: BaseException) -> bool:
                 "ClientConnectorError", "ResponseParserError", "IncompleteReadError"):
         return True
     return isinstance(exc, ConnectionError | TimeoutError)
-
-
-class Scrubber:
-    """Removes secret values (keys, secrets, tokens) from any text we pass on."""
-
-    def __init__(self, options: dict[str, Any] | None) -> None:
-        self.secrets = sorted(
-            {v for v in _secret_values(options or {}) if len(v) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-_SECRET_NAMES = re.compile(r"(key|secret|token|password|credential)", re.I)
-
-
-def _secret_values(options: Any, name: str = "") -> Iterable[str]:
-    if isinstance(options, dict):
-        for key, value in options.items():
-            yield from _secret_values(value, str(key))
-    elif isinstance(options, list | tuple):
-        for value in options:
-            yield from _secret_values(value, name)
-    elif isinstance(options, str) and _SECRET_NAMES.search(name):
-        yield options
 
 
 # ---------------------------------------------------------------------------
@@ -525,7 +499,7 @@ class S3Backend:
         # own, in parallel: a range is listed page after page, so one range per batch
         # is one request at a time; and each run's common prefix is longer than the
         # batch's (a server that filters a listing by prefix touches fewer keys).
-        runs = _runs(path_keys, VERIFY_RUN_PATHS if verifying else RUN_PATHS)
+        runs = cut_runs(path_keys, VERIFY_RUN_PATHS if verifying else RUN_PATHS)
         listed = list(self._pool.map(self._list_range, runs)) if len(runs) > 1 \
             else [self._list_range(runs[0])]
         parts = [
@@ -538,7 +512,7 @@ class S3Backend:
 
     def _list_range(self, path_keys: list[str]) -> pa.Table | None:
         low, high = path_keys[0], path_keys[-1] + "0"
-        prefix = _common_prefix(low, path_keys[-1])
+        prefix = common_prefix(low, path_keys[-1])
         # StartAfter is exclusive; anything between it and ``low`` is filtered out by
         # the join, so a slightly lower start is merely one more key, never a miss.
         start_after = low[:-1] if low[:-1] >= prefix else None
@@ -609,35 +583,6 @@ RUN_PATHS = 300
 #: lies between them (live versions' objects, late writes), so one page per run is
 #: the rule, and a run of 1,000 versions costs one LIST for about 3,000 objects.
 VERIFY_RUN_PATHS = 1000
-
-
-def _runs(path_keys: list[str], min_paths: int = RUN_PATHS) -> list[list[str]]:
-    """Sorted ``path_keys`` cut into runs of consecutive paths, each of at least
-    ``min_paths`` paths (but the last), cut only where the parent of the parent
-    directory changes (``<step>/<output>/`` in ZenML's layout). Every path stays in
-    exactly one run, and each run's range is listed whole, so nothing is missed."""
-    runs: list[list[str]] = []
-    current: list[str] = []
-    group: str | None = None
-    for key in path_keys:
-        head = key.rsplit("/", 2)[0] if key.count("/") >= 2 else ""
-        if current and head != group and len(current) >= min_paths:
-            runs.append(current)
-            current = []
-        current.append(key)
-        group = head
-    if current:
-        runs.append(current)
-    return runs
-
-
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
 
 
 # ---------------------------------------------------------------------------
