@@ -145,7 +145,9 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
     say(console, f"Manifest {result.url}")
     say(console, f"mark {info['mark_id']}  started {info['started_at']}  "
                  f"finished {info['finished_at']}")
-    say(console, f"store {database.get('store_id')}  {database.get('dialect')} "
+    # A store without ZenML's server id (a local SQLite store) has none to show.
+    store_id = f"store {database['store_id']}  " if database.get("store_id") else ""
+    say(console, f"{store_id}{database.get('dialect')} "
                  f"{database.get('host') or ''} {database.get('database') or ''}  "
                  f"schema {database.get('schema_version')}")
     console.print(plain(f"format {info['format']} {info['format_version']} "
