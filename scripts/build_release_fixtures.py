@@ -16,6 +16,7 @@ A venv takes one to two minutes to create; a store, one to two more.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import subprocess
@@ -40,11 +41,18 @@ def release_python(release: str, cache: Path | None = None) -> Path:
     marker = venv / ".installed"
     if marker.exists():
         return python
-    subprocess.run([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11",
-                    "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"zenml[local]=={release}"],
-                   check=True)
-    marker.write_text(release + "\n")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # Two test processes may ask for the same release at once: the second waits for the
+    # first's install instead of clearing the venv under it.
+    with open(venv.parent / f"zenml-{release}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return python
+        subprocess.run([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11",
+                        "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q",
+                        f"zenml[local]=={release}"], check=True)
+        marker.write_text(release + "\n")
     return python
 
 
