@@ -1,14 +1,16 @@
 """Measuring what a candidate occupies in its artifact store (``gc mark --sizes``).
 
-S3 stores are listed once each (one LIST per 1,000 objects, s3.list_root) and the
-listing is joined with the candidates' footprints in DuckDB: no call per version.
-The keys found are kept in the manifest (``object_keys``), so that the sweep deletes
-them without listing first. Other stores are measured with one ``find`` per footprint
-path, in threads, and record no keys.
+Object stores (S3, GCS, Azure Blob) are listed once each (one LIST per page of
+objects: s3.list_root, or the bulk backend's ``list_root``) and the listing is joined
+with the candidates' footprints in DuckDB: no call per version. The keys found are
+kept in the manifest (``object_keys``), so that the sweep deletes them without
+listing first. Other stores are measured with one ``find`` per footprint path, in
+threads, and record no keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,16 +70,17 @@ def measure_candidates(
     progress.stage("measuring candidates", total=len(candidates), unit="versions")
     measured: dict[str, tuple[int, int]] = {}
     object_keys: dict[str, list[str]] = {}
-    s3_stores = {sid for sid, fs in filesystems.items() if s3.is_s3(fs)}
-    for store_id in sorted(s3_stores):
+    listed_stores = {sid for sid, fs in filesystems.items() if _listable(fs, stores[sid])}
+    for store_id in sorted(listed_stores):
         rows = [row for row in candidates if row[2] == store_id]
         if rows:
             root = stores[store_id].root
             assert root is not None
-            measured.update(_measure_s3(con, filesystems[store_id], stores[store_id], root,
-                                        rows, workers, limits, object_keys))
+            listing, split = _list_store(filesystems[store_id], stores[store_id], root,
+                                         workers, limits)
+            measured.update(_measure_listed(con, listing, split, root, rows, object_keys))
             progress.advance(len(rows), sum(measured[r[0]][0] for r in rows))
-    candidates = [row for row in candidates if row[2] not in s3_stores]
+    candidates = [row for row in candidates if row[2] not in listed_stores]
 
     def measure(row: tuple[str, str, str, list[str]]) -> tuple[str, int, int]:
         version_id, uri, store_id, viz = row
@@ -140,28 +143,64 @@ GROUP BY vid
 """
 
 
-def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
-                rows: list[tuple[str, str, str, list[str]]], workers: int,
-                limits: RequestLimits, object_keys: dict[str, list[str]]
-                ) -> dict[str, tuple[int, int]]:
-    """One listing of the store root, joined in DuckDB with every candidate's footprint;
+def _listable(fs: Any, store: ArtifactStore) -> bool:
+    """Whether ``store`` is listed whole: S3, or a bucket store with its own bulk
+    backend (GCS, Azure) whose root is a folder in a bucket."""
+    from artifact_gc.storage.azure import is_azure
+    from artifact_gc.storage.gcs import is_gcs
+
+    if s3.is_s3(fs):
+        return True
+    return (is_gcs(fs) or is_azure(fs)) and bool(_split_of(fs)(store.root or "")[1])
+
+
+def _split_of(fs: Any) -> Callable[[str], tuple[str, str]]:
+    from artifact_gc.storage import azure, gcs
+
+    if s3.is_s3(fs):
+        return s3.split_path
+    return gcs.split_path if gcs.is_gcs(fs) else azure.split_path
+
+
+def _list_store(fs: Any, store: ArtifactStore, root: str, workers: int,
+                limits: RequestLimits) -> tuple[pa.Table, Callable[[str], tuple[str, str]]]:
+    """``(key, size)`` of every object under ``root``, and how the store splits a URL
+    into (bucket, key)."""
+    if s3.is_s3(fs):
+        client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
+                             scrub=Scrubber(store.storage_options))
+        return s3.list_root(client, root, workers=workers), s3.split_path
+    from artifact_gc.storage.backend import open_backend
+    from artifact_gc.storage.buckets import ObjectStoreBackend
+    from artifact_gc.storage.retry import RetryCounter
+
+    backend = open_backend(store, root, fs, workers=workers, retries=RetryCounter(),
+                           limits=limits)
+    try:
+        assert isinstance(backend, ObjectStoreBackend)
+        return backend.list_root(), backend.split
+    finally:
+        backend.close()
+
+
+def _measure_listed(con: Any, listing: pa.Table, split: Callable[[str], tuple[str, str]],
+                    root: str, rows: list[tuple[str, str, str, list[str]]],
+                    object_keys: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
+    """The listing of the store root, joined in DuckDB with every candidate's footprint;
     the keys found go to ``object_keys`` (every candidate gets a list, maybe empty).
 
     A key belongs to a footprint path ``p`` when its first segments are ``p``'s (the
     object ``p`` itself, or anything under ``p/``; storage/keys.py). Directory markers
     (keys ending in ``/``) count as files of size 0.
     """
-    bucket, _ = s3.split_path(root)
-    client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
-                         scrub=Scrubber(store.storage_options))
-    listing = s3.list_root(client, root, workers=workers)
+    bucket, root_key = split(root)
     vids: list[str] = []
     paths: list[str] = []
     bases: list[str] = []
     for version_id, uri, _store_id, viz in rows:
-        base = s3.split_path(uri)[1]
+        base = split(uri)[1]
         for path in footprint_paths(uri, viz):
-            path_bucket, key = s3.split_path(path)
+            path_bucket, key = split(path)
             if path_bucket == bucket and key:
                 vids.append(version_id)
                 paths.append(key)
@@ -170,7 +209,11 @@ def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
     con.register("gc_version_paths", pa.table({"vid": pa.array(vids, pa.string()),
                                                "path": pa.array(paths, pa.string()),
                                                "base": pa.array(bases, pa.string())}))
-    url_prefix = root.split("://", 1)[0] + "://" + bucket + "/"
+    # The URL of the bucket as the root spells it (``abfs://container@account.../``):
+    # a recorded URL must name the same place as the footprint paths do.
+    bare = root.rstrip("/")
+    url_prefix = (bare[:len(bare) - len(root_key)] if root_key and bare.endswith(root_key)
+                  else root.split("://", 1)[0] + "://" + bucket + "/")
     try:
         found: dict[str, tuple[int, int]] = {}
         for v, b, n, keys in con.execute(_SIZES_SQL, {"url_prefix": url_prefix}).fetchall():

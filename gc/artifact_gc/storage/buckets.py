@@ -18,6 +18,11 @@ for both:
   keys, several in flight. Each key's own answer counts: deleted, already gone
   (counted as deleted, invariant 7), transient (429, 5xx: sent again, with backoff)
   or failed for good (reported with its cause, scrubbed of credentials).
+- **Recorded keys.** Where ``gc mark --sizes`` recorded a path's objects (the
+  manifest's ``object_keys``), those are deleted without a listing first, and the
+  runs of those paths are listed once afterwards, which proves them empty and finds
+  any object written under them since the mark (deleted in turn): about one LIST per
+  1,000 objects where the listing would have cost one per page of objects found.
 - **Proof.** A path is reported deleted only when every object the listing found
   under it was answered "deleted" or "gone" by the store itself. Both stores are
   strongly consistent for object deletes and listings, so such an answer is final.
@@ -42,7 +47,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -322,10 +327,14 @@ class ObjectStoreBackend:
         return bool(self.root_key) and key.startswith(self.root_key + "/") \
             and len(key) > len(self.root_key) + 1
 
-    def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None
-               ) -> DeleteOutcome:
+    def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None,
+               known: Mapping[str, Sequence[str]] | None = None) -> DeleteOutcome:
         """Delete every object under each path; ``on_chunk(0)`` follows every bulk
-        delete request, ``on_chunk(n)`` the end."""
+        delete request, ``on_chunk(n)`` the end.
+
+        ``known``: path -> the object URLs gc mark listed under it. Those are deleted
+        without a listing first (a URL outside its path or the root is ignored), and
+        their paths are listed once afterwards (see the module's docstring)."""
         # The last fence before data goes away: whatever the manifest and the database
         # say, nothing outside the store root is listed or deleted; every key is
         # checked again right before it is sent (_delete_found).
@@ -339,17 +348,44 @@ class ObjectStoreBackend:
             else:
                 by_key[key] = path
         if by_key:
-            found = self._find(sorted(by_key))
-            failed_keys = self._delete_found(found, on_chunk)
-            for key, path_key in zip(found.column("key").to_pylist(),
-                                     found.column("path").to_pylist(), strict=True):
-                if key in failed_keys and by_key[path_key] not in outcome.failed:
-                    outcome.failed[by_key[path_key]] = (
-                        f"{self.scheme_of(self.root)}{self.bucket}/{key}: {failed_keys[key]}")
+            recorded, with_record = recorded_keys(by_key, known, self.split, self.bucket,
+                                                  self._inside_root)
+            unrecorded = [k for k in sorted(by_key) if k not in with_record]
+            found = self._find(unrecorded) if unrecorded else _EMPTY
+            self._delete_and_report(pa.concat_tables([recorded, found]), by_key, outcome,
+                                    on_chunk)
+            # The recorded paths' proof: one listing of their runs after the deletes.
+            # What it finds (written since the mark) is deleted, and the store's own
+            # answer for each of those objects is final, as for a listed path.
+            proven = [k for k in sorted(with_record) if by_key[k] not in outcome.failed]
+            if proven:
+                self._delete_and_report(self._find(proven), by_key, outcome, on_chunk)
         outcome.deleted = {p for p in by_key.values() if p not in outcome.failed}
         if on_chunk is not None:
             on_chunk(len(outcome.deleted))
         return outcome
+
+    def _delete_and_report(self, found: pa.Table, by_key: dict[str, str],
+                           outcome: DeleteOutcome, on_chunk: Callable[[int], None] | None
+                           ) -> None:
+        """Delete ``found``; a path with a key that failed goes to ``outcome.failed``."""
+        if not found.num_rows:
+            return
+        failed_keys = self._delete_found(found, on_chunk)
+        for key, path_key in zip(found.column("key").to_pylist(),
+                                 found.column("path").to_pylist(), strict=True):
+            if key in failed_keys and by_key[path_key] not in outcome.failed:
+                outcome.failed[by_key[path_key]] = (
+                    f"{self.scheme_of(self.root)}{self.bucket}/{key}: {failed_keys[key]}")
+
+    def list_root(self) -> pa.Table:
+        """``(key, size)`` of every object under the store root (``gc mark --sizes``):
+        one sequential listing, a LIST per page."""
+        if not self.root_key:
+            raise ValueError(f"{self.root} is a whole bucket, not a folder in one")
+        base = self.root_key + "/"
+        keys, sizes, _ = self.requests.list_keys(base, base, self.root_key + "0")
+        return pa.table({"key": pa.array(keys, pa.string()), "size": pa.array(sizes, pa.int64())})
 
     @staticmethod
     def scheme_of(url: str) -> str:
@@ -420,6 +456,35 @@ class ObjectStoreBackend:
 
 _EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
                    "path": pa.array([], pa.string())})
+
+
+def recorded_keys(by_key: Mapping[str, str], known: Mapping[str, Sequence[str]] | None,
+                  split: Callable[[str], tuple[str, str]], bucket: str,
+                  inside_root: Callable[[str], bool]) -> tuple[pa.Table, set[str]]:
+    """``(key, size, path)`` of the objects the mark recorded under the paths ``by_key``
+    maps to (path key -> path URL), and the path keys that have a record (maybe empty).
+
+    Only keys under their own path, in ``bucket`` and inside the root, are taken: the
+    record comes from a file a user can edit, and a key it names is deleted unlisted."""
+    keys: list[str] = []
+    owners: list[str] = []
+    recorded: set[str] = set()
+    for path_key, path in by_key.items():
+        urls = known.get(path) if known else None
+        if urls is None:
+            continue
+        recorded.add(path_key)
+        for url in urls:
+            url_bucket, key = split(url)
+            if url.endswith("/") and key:
+                key += "/"  # a directory marker: split drops the slash of a path
+            if url_bucket == bucket and inside_root(key) and (
+                    key == path_key or key.startswith(path_key + "/")):
+                keys.append(key)
+                owners.append(path_key)
+    return pa.table({"key": pa.array(keys, pa.string()),
+                     "size": pa.array([0] * len(keys), pa.int64()),
+                     "path": pa.array(owners, pa.string())}), recorded
 
 
 def runs(path_keys: list[str], min_paths: int = RUN_PATHS) -> list[list[str]]:

@@ -50,7 +50,7 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.storage.backend import DeleteOutcome
-from artifact_gc.storage.buckets import Scrubber, common_prefix
+from artifact_gc.storage.buckets import Scrubber, common_prefix, recorded_keys
 from artifact_gc.storage.buckets import runs as cut_runs
 from artifact_gc.storage.fence import PathOutsideRoot, fence
 from artifact_gc.storage.keys import match_keys
@@ -418,41 +418,19 @@ class S3Backend:
             on_chunk(len(outcome.deleted))
         return outcome
 
-    def _known_keys(self, by_key: dict[str, str],
-                    known: Mapping[str, Sequence[str]] | None) -> tuple[pa.Table, set[str]]:
-        """``(key, size, path)`` of the recorded objects, and the path keys that have a
-        record (maybe empty). Only keys under their own path are taken: the record
-        comes from a file a user can edit, and a key it names is deleted unlisted."""
-        keys: list[str] = []
-        owners: list[str] = []
-        recorded: set[str] = set()
-        for path_key, path in by_key.items():
-            urls = known.get(path) if known else None
-            if urls is None:
-                continue
-            recorded.add(path_key)
-            for url in urls:
-                bucket, _, key = url.split("://", 1)[-1].partition("/")
-                if bucket == self.bucket and self._inside_root(key) and (
-                        key == path_key or key.startswith(path_key + "/")):
-                    keys.append(key)
-                    owners.append(path_key)
-        return pa.table({"key": pa.array(keys, pa.string()),
-                         "size": pa.array([0] * len(keys), pa.int64()),
-                         "path": pa.array(owners, pa.string())}), recorded
-
     def _delete_keys_under(self, by_key: dict[str, str], outcome: DeleteOutcome,
                            on_chunk: Callable[[int], None] | None,
                            known: Mapping[str, Sequence[str]] | None = None) -> None:
         """Delete, in rounds, every object under the paths ``by_key`` maps to; the paths
         that keep objects go to ``outcome.failed``.
 
-        The recorded objects (``known``, see ``_known_keys``) are the first round's
+        The recorded objects (``known``, see ``buckets.recorded_keys``) are the first round's
         deletes, unlisted; only the paths without a record are listed first. Every
         round ends with a listing of every path left, so a path is reported deleted
         only once a listing made after its deletes found nothing under it."""
         todo = sorted(by_key)
-        recorded, with_record = self._known_keys(by_key, known)
+        recorded, with_record = recorded_keys(by_key, known, split_path, self.bucket,
+                                              self._inside_root)
         unrecorded = [k for k in todo if k not in with_record]
         found = self._find(unrecorded) if unrecorded else _EMPTY
         if with_record:

@@ -272,7 +272,7 @@ class LiveEffects:
                 files = self._store_files(group[0])
                 paths = [p for item in group for p in item.footprint]
                 # The objects the mark listed, where it recorded them: deleted without
-                # a listing first (only backends that list, S3, are given them).
+                # a listing first (the bucket stores: S3, GCS, Azure).
                 known = {path: urls for item in group
                          for path, urls in known_objects(item).items()}
                 extra: dict[str, Any] = {"known": known} if known else {}
