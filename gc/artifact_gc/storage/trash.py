@@ -345,6 +345,7 @@ class LocalTrash:
             done += 1
             if done % PROGRESS_EVERY == 0:
                 report(on_chunk, PROGRESS_EVERY)
+        prune_empty_dirs(sweep_dir, self.trash)
         report(on_chunk, done % PROGRESS_EVERY)
         return outcome
 
@@ -410,6 +411,8 @@ class LocalTrash:
 #: factory is called as ``factory(store, root, fs, backend)``.
 known_undos: dict[str, str] = {
     "LocalBackend": "artifact_gc.storage.trash:LocalTrash",
+    "S3Backend": "artifact_gc.storage.trash_s3:open_s3_undo",
+    "ObjectStoreBackend": "artifact_gc.storage.trash_copy:open_bucket_trash",
 }
 
 
