@@ -295,7 +295,7 @@ def _counts(backend: Any, undo: Any) -> dict[str, int]:
     """Requests sent by the backend and by the undo, by kind (nonzero ones)."""
     mine = undo.ops.stats
     counts = {"LIST": backend.client.stats.lists + mine.lists, "CopyObject": mine.copies,
-              "PUT": mine.writes, "GET": mine.reads,
+              "PUT": mine.writes, "GET": mine.reads, "GetBucketVersioning": mine.probes,
               "DeleteObjects": backend.client.stats.deletes + mine.deletes}
     return {k: v for k, v in counts.items() if v}
 
@@ -303,14 +303,14 @@ def _counts(backend: Any, undo: Any) -> dict[str, int]:
 def test_s3_requests_per_thousand_objects(moto_s3: MotoS3) -> None:
     """1,000 objects (500 versions of two files) deleted with undo in one call, on a
     versioned bucket and on an unversioned one. A plain delete of the same layout is
-    2 LISTs (the ranged listing, the proof listing) and 1 DeleteObjects; the undo adds
-    exactly 1 PUT (the sweep's record) with versioning, and 1 CopyObject per object
-    without. Counted, not timed."""
+    2 LISTs (the ranged listing, the proof listing) and 1 DeleteObjects; the undo asks
+    for the bucket's versioning once, and adds exactly 1 PUT (the sweep's record) with
+    versioning, and 1 CopyObject per object without. Counted, not timed."""
     client = moto_s3.client()
     plan = {k: v for k, v in _plan(500).items() if k.startswith("step/")}
     assert len(plan) == 1000
     fs = moto_s3.filesystem()
-    plain = {"LIST": 2, "DeleteObjects": 1}
+    plain = {"LIST": 2, "DeleteObjects": 1, "GetBucketVersioning": 1}
     expected = {"versioned": {**plain, "PUT": 1}, "unversioned": {**plain, "CopyObject": 1000}}
     for case, counts in expected.items():
         bucket = _bucket(moto_s3, f"count-{case}-{moto_s3.bucket[-8:]}", case == "versioned")

@@ -57,6 +57,8 @@ class TrashStats:
     listings and deletes are counted by the backend)."""
 
     copies: int = 0
+    #: GetBucketVersioning (once, when an S3 store's undo opens)
+    probes: int = 0
     reads: int = 0
     writes: int = 0
     lists: int = 0

@@ -404,10 +404,11 @@ class S3VersionedUndo:
         return out
 
 
-def bucket_versioned(backend: S3Backend) -> bool:
+def bucket_versioned(ops: S3BucketOps) -> bool:
     """Whether the bucket's versioning is ``Enabled`` (suspended versioning deletes the
     null version for good, so it counts as none)."""
-    answer = backend.client.call("get_bucket_versioning", Bucket=backend.bucket)
+    answer = ops.client.call("get_bucket_versioning", Bucket=ops.bucket)
+    ops.stats.add(probes=1)
     return answer.get("Status") == "Enabled"
 
 
@@ -415,6 +416,6 @@ def open_s3_undo(store: Any, root: str, fs: Any, backend: S3Backend
                  ) -> S3VersionedUndo | CopyTrash:
     """The factory ``open_file_undo`` calls for an S3 store."""
     ops = S3BucketOps(backend, fs)
-    if bucket_versioned(backend):
+    if bucket_versioned(ops):
         return S3VersionedUndo(ops, root)
     return CopyTrash(ops, root, COPY_COST)
