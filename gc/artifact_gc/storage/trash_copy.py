@@ -17,6 +17,24 @@ deletes the trash copies. All three are idempotent:
   drops the trash copy; any other object at a path's location is a conflict, and
   nothing of that path is touched.
 
+**GCS soft delete and Azure blob soft delete.** Both stores can keep deleted objects
+themselves for a retention period (GCS: a bucket's soft delete policy, 7 days by
+default on new buckets, restored with ``objects.restore`` / ``gcloud storage restore``;
+Azure: the account's blob soft delete, 1-365 days, restored with ``Undelete Blob``).
+The emulators the tests run against (gcp-storage-emulator, Azurite) implement neither,
+so the undo window does not rely on them and always keeps its own trash copy; that is
+what ``gc restore`` brings back. On a real bucket or account with soft delete on:
+
+- the sweep's delete of an original, and later the purge of its trash copy, are soft
+  deletes too: the bytes stay (and are billed) for the store's retention period after
+  each, so ``gc trash empty`` frees the space only once that period has passed;
+- after a purge, the store's own restore still brings an object back within its
+  retention (by hand, outside artifact-gc: the rows are not restored with it);
+- the copy into the trash is a new object: storage is billed twice for the window
+  (the trash copy, and the soft-deleted original). A store whose soft delete outlasts
+  the undo window can sweep with ``--no-undo`` and rely on the store's own restore for
+  the files.
+
 What this does not see: an object written under a candidate's path after the listing
 that precedes the copies (the sweep's proof listing deletes it without a trash copy;
 its rows were already gone and it is older than nothing ZenML writes there), and a
