@@ -109,6 +109,14 @@ def test_local_round_trip_restores_identical_bytes(local: tuple[Path, FileUndo])
     assert _tree(root) == before
     assert undo.trashed_sweeps() == {}
 
+    # A path and a path inside it, inner one first: the outer move takes it along.
+    inner = str(root / _version(5) / "metadata.json")
+    both = [inner, str(root / _version(5))]
+    assert undo.delete("sweep-2", both).deleted == set(both)
+    restored = undo.restore("sweep-2", both)
+    assert restored.restored == {both[1]} and restored.already == {inner}
+    assert _tree(root) == before
+
 
 def test_local_restore_refuses_a_reused_path_and_touches_none_of_it(
     local: tuple[Path, FileUndo],
