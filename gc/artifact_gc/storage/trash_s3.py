@@ -268,6 +268,8 @@ class S3VersionedUndo:
         """Delete exactly these versions, 1,000 a request; ``key@version`` -> why, for
         those that failed. A version already gone counts as deleted."""
         failed: dict[str, str] = {}
+        # A key under two of the paths (one inside the other) is listed for both.
+        versions = list(dict.fromkeys(versions))
         for start in range(0, len(versions), MAX_DELETE_KEYS):
             pending = versions[start:start + MAX_DELETE_KEYS]
             for _ in range(KEY_ATTEMPTS):
