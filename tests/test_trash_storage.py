@@ -391,3 +391,18 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
     finally:
         undo.close()
         backend.close()
+
+
+def test_orphan_file_marking_never_takes_the_trash() -> None:
+    """A trashed path shaped like a step output's (a sweep id, then a UUID and an
+    8-hex folder) is no unit of orphan-file marking: the trash is reserved."""
+    import duckdb
+
+    from artifact_gc.mark.orphans.layout import unit_sql
+
+    shaped = [TRASH_DIR, "sweep-1", "0f2d8c5e-1b7a-4c3e-9d2f-5a6b7c8d9e0f", "abcdef12", "a.bin"]
+    query = f"SELECT {unit_sql('seg', 'false')} FROM (SELECT ?::VARCHAR[] AS seg)"
+    with duckdb.connect() as con:
+        assert con.execute(query, [shaped]).fetchone() == (None,)
+        outside = ["step", *shaped[1:]]
+        assert con.execute(query, [outside]).fetchone() != (None,)
