@@ -353,7 +353,7 @@ def emulator(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(fixture)
 
 
-def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
+def test_cloud_copy_trash_round_trip_resume_conflict_and_purge(emulator: Any) -> None:
     from cloud_support import new_bucket
 
     bucket = new_bucket(emulator)
@@ -372,6 +372,9 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
     try:
         assert undo.mode == "trash" and "server-side copy" in undo.describe()
         paths = [f"{root}/{_version(i)}" for i in range(3)]
+        # A delete cut short: one path's objects copied into the trash, not yet deleted.
+        emulator.upload(bucket, [(f"store/{TRASH_DIR}/sweep-1/{_version(0)}/{name}",
+                                  before[f"store/{_version(0)}/{name}"]) for name, _ in FILES])
         outcome = undo.delete("sweep-1", paths + [f"{emulator.scheme}://{bucket}/x"])
         assert outcome.deleted == set(paths) and len(outcome.failed) == 1
         assert set(current()) == {k for k in before
@@ -379,8 +382,12 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
                                                             for i in range(3)))}
         assert set(undo.trashed_sweeps()) == {"sweep-1"}
         emulator.upload(bucket, [(f"store/{_version(2)}/artifact.bin", b"new")])
+        # A restore cut short: one path copied back, its trash copy not yet dropped.
+        emulator.upload(bucket, [(f"store/{_version(1)}/{name}",
+                                  before[f"store/{_version(1)}/{name}"]) for name, _ in FILES])
         outcome = undo.restore("sweep-1", paths)
-        assert outcome.restored == set(paths[:2]) and set(outcome.conflicts) == {paths[2]}
+        assert outcome.restored == {paths[0]} and outcome.already == {paths[1]}
+        assert set(outcome.conflicts) == {paths[2]}
         after = current()
         assert after.pop(f"store/{_version(2)}/artifact.bin") == b"new"
         assert after == {k: v for k, v in before.items()
