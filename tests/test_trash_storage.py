@@ -284,6 +284,15 @@ def test_s3_round_trip_conflict_resume_and_purge(moto_s3: MotoS3, versioned: boo
         assert after == {k: v for k, v in before.items()
                          if not k.startswith(f"store/{_version(3)}/")}
 
+        if versioned:
+            # A file deleted by someone else, not by the sweep: never brought back by it.
+            foreign = f"store/{_version(5)}/artifact.bin"
+            client.delete_object(Bucket=bucket, Key=foreign)
+            outcome = undo.restore("sweep-1", [f"{root}/{_version(5)}"])
+            assert set(outcome.failed) == {f"{root}/{_version(5)}"} and not outcome.restored
+            assert foreign not in _current(client, bucket, "store/")
+            client.put_object(Bucket=bucket, Key=foreign, Body=before[foreign])
+
         # Purge: what the sweep still holds goes for good (the conflicting path's
         # trashed objects), and nothing else; a second purge finds nothing.
         purged = undo.purge("sweep-1")

@@ -208,13 +208,14 @@ class S3VersionedUndo:
         self.stats.add(writes=1)
 
     def _records(self, sweep_id: str) -> dict[str, datetime]:
-        """path -> the time of the oldest record that names it (every marker of the
-        sweep on that path is at least as new)."""
+        """path key -> the time of the oldest record that names it (every marker of
+        the sweep on that path is at least as new)."""
         since: dict[str, datetime] = {}
         for key, when in self.ops.dated(self._record_prefix(sweep_id)):
             for path in json.loads(self.ops.read(key))["paths"]:
-                if path not in since or when < since[path]:
-                    since[path] = when
+                path_key = split_path(path)[1]
+                if path_key not in since or when < since[path_key]:
+                    since[path_key] = when
         return since
 
     # -- versions ----------------------------------------------------------------
@@ -321,15 +322,18 @@ class S3VersionedUndo:
         with a live key)``."""
         by_key, refused = self._keys(paths)
         since = self._records(sweep_id)
-        epoch = datetime.fromtimestamp(0, tz=UTC)
+        for path_key, path in list(by_key.items()):
+            if path_key not in since:
+                # Without the sweep's record its markers cannot be told from older
+                # ones: restoring could bring back files deleted long before.
+                refused[path] = f"sweep {sweep_id} has no record of {path} in this bucket"
+                del by_key[path_key]
         versions = self._versions(list(by_key)) if by_key else {}
         conflicts: dict[str, str] = {}
         markers: dict[str, list[Version]] = {}
         live: set[str] = set()
         for path_key, keys in versions.items():
-            # A path without a record: every marker counts as the sweep's, so a
-            # rewritten key is always a conflict (never restored over).
-            start = since.get(by_key[path_key], epoch)
+            start = since[path_key]
             todo: list[Version] = []
             for key, history in keys.items():
                 top = history[0]
@@ -375,13 +379,14 @@ class S3VersionedUndo:
 
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
         since = self._records(sweep_id)
-        targets = list(since) if paths is None else list(paths)
+        # Only paths the sweep recorded: its markers are told from older ones by time.
+        targets = [f"s3://{self.bucket}/{k}" for k in since] if paths is None else paths
         by_key, _ = self._keys(targets)
-        epoch = datetime.fromtimestamp(0, tz=UTC)
+        by_key = {k: p for k, p in by_key.items() if k in since}
         doomed: list[Version] = []
         purged = 0
         for path_key, keys in (self._versions(list(by_key)) if by_key else {}).items():
-            start = since.get(by_key[path_key], epoch)
+            start = since[path_key]
             for history in keys.values():
                 # Only keys the sweep's marker still hides: live keys (restored, or
                 # written again) keep every version.
