@@ -8,7 +8,8 @@ bucket only adds a delete marker on top of each key, and the data stays as a
 noncurrent version. Before each delete call one small record object is written,
 ``<root>/.artifact-gc-trash/<sweep_id>/versioned/<digest>.json`` (the call's paths):
 it is how ``trashed_sweeps`` and ``purge(sweep_id)`` find the sweep, and its own
-timestamp tells the sweep's markers (not older than it) from older history.
+timestamp tells the sweep's markers (not older than it) from older history. A path
+the sweep has no record of is refused by restore and left alone by purge.
 
 - restore: the versions under each path are listed (``ListObjectVersions``, one
   ranged listing for consecutive paths); for every key whose latest version is a
