@@ -59,11 +59,9 @@ from artifact_gc.storage.trash import (
     TRASH_DIR,
     RestoreOutcome,
     check_sweep_id,
-    in_trash,
-    relative_key,
     report,
 )
-from artifact_gc.storage.trash_copy import CopyTrash, TrashStats
+from artifact_gc.storage.trash_copy import CopyTrash, TrashStats, dated_sweeps, fence_keys
 
 #: CopyObject copies at most 5 GiB in one request.
 MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -186,19 +184,7 @@ class S3VersionedUndo:
         return f"{self.trash_key}/{check_sweep_id(sweep_id)}/versioned/"
 
     def _keys(self, paths: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-        from artifact_gc.storage.fence import fence
-
-        inside, refused = fence(paths, self.root)
-        by_key: dict[str, str] = {}
-        for path in inside:
-            bucket, key = split_path(path)
-            if bucket != self.bucket or not key.startswith(self.ops.root_key + "/"):
-                refused[path] = f"{path} is not strictly inside the store root {self.root}"
-            elif in_trash(relative_key(key, self.ops.root_key)):
-                refused[path] = f"{path} lies in the trash ({TRASH_DIR}): it is purged, not swept"
-            else:
-                by_key[key] = path
-        return by_key, refused
+        return fence_keys(self.ops, self.root, paths)
 
     def _write_record(self, sweep_id: str, paths: list[str]) -> None:
         body = json.dumps({"sweep_id": sweep_id, "paths": sorted(paths)}).encode()
@@ -406,13 +392,7 @@ class S3VersionedUndo:
         return purged
 
     def trashed_sweeps(self) -> dict[str, datetime]:
-        out: dict[str, datetime] = {}
-        base = self.trash_key + "/"
-        for key, when in self.ops.dated(base):
-            sweep_id = key[len(base):].split("/", 1)[0]
-            if sweep_id and (sweep_id not in out or when > out[sweep_id]):
-                out[sweep_id] = when
-        return out
+        return dated_sweeps(self.ops, self.trash_key)
 
 
 def bucket_versioned(ops: S3BucketOps) -> bool:
