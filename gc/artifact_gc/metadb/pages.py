@@ -39,6 +39,10 @@ ROW_SEPARATOR, VALUE_SEPARATOR = "\x1d", "\x1e"
 #: trips are few.
 TARGET_RANGE_BYTES = 4 << 20
 
+#: The longest value a range may have, in bytes; None: the server's
+#: ``max_allowed_packet``, the most it can send. (A test lowers it to cut ranges.)
+VALUE_LIMIT: int | None = None
+
 #: Rows of the first range, before the size of a row is known; and the bounds of
 #: every later range's row count.
 FIRST_RANGE_ROWS, MIN_RANGE_ROWS, MAX_RANGE_ROWS = 10_000, 500, 200_000
@@ -88,9 +92,10 @@ class RangeReader:
         names = ", ".join(f"c{i + 1}" for i in range(self.width))
         key, escape = self.read.key, self.cursor.connection.escape
         self.cursor.execute("SELECT @@session.max_allowed_packet")
-        allowed = int(self.cursor.fetchone()[0])
+        allowed = min(int(self.cursor.fetchone()[0]), VALUE_LIMIT or 1 << 62)
         # A range's value is cut at group_concat_max_len (with a warning) and cannot
-        # exceed max_allowed_packet: allow the whole packet, and aim far below it.
+        # exceed max_allowed_packet: allow the whole packet, and aim far below it. (The
+        # setting stays with the session: it only lets GROUP_CONCAT return more.)
         self.cursor.execute(f"SET SESSION group_concat_max_len = {allowed}")
         target = min(TARGET_RANGE_BYTES, max(1, allowed // 4))
         rows_per_range = FIRST_RANGE_ROWS
