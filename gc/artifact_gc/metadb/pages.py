@@ -25,9 +25,11 @@ these counts are exact precisely when no value holds a separator.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 
@@ -126,6 +128,59 @@ class RangeReader:
             if found is None:
                 return
             after = f"{key} > {escape(found[0])}"
+
+
+T = TypeVar("T")
+
+
+class ReadAhead(Generic[T]):
+    """``items`` produced by a thread of its own, at most ``depth`` ahead of their
+    consumer: the server builds the next range while DuckDB splits this one.
+
+    The connection stays used by one thread at a time: the producer alone, until
+    :meth:`close` has joined it (call it before using the connection again).
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T], depth: int = 2) -> None:
+        self._items, self._queue = items, queue.Queue[Any](maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="gc-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the producer (after its current range) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 def _decoded(value: bytes | bytearray) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.metadb.dialect import dialect_of
-from artifact_gc.metadb.pages import KeyRanges, RangeReader
+from artifact_gc.metadb.pages import KeyRanges, RangeReader, ReadAhead
 
 CHUNK_ROWS = 50_000
 
@@ -71,17 +71,21 @@ def _load_ranges(con: Any, name: str, engine: Any, dbapi_connection: Any,
     try:
         source = RangeReader(cursor, ranges, len(columns),
                              dialect_of(engine).packed_row(names))
-        reader = pa.RecordBatchReader.from_batches(
-            pa.schema([pa.field("packed", pa.string())]), source.batches())
-        incoming = f"_incoming_{name}"
-        con.register(incoming, reader)
+        ahead = ReadAhead(source.batches())
         try:
-            con.execute(
-                f"CREATE TABLE {name} AS SELECT {_split(columns)} FROM "
-                f"(SELECT string_split(row, chr(30)) AS parts FROM "
-                f"(SELECT unnest(string_split(packed, chr(29))) AS row FROM {incoming}))")
+            reader = pa.RecordBatchReader.from_batches(
+                pa.schema([pa.field("packed", pa.string())]), iter(ahead))
+            incoming = f"_incoming_{name}"
+            con.register(incoming, reader)
+            try:
+                con.execute(
+                    f"CREATE TABLE {name} AS SELECT {_split(columns)} FROM "
+                    f"(SELECT string_split(row, chr(30)) AS parts FROM "
+                    f"(SELECT unnest(string_split(packed, chr(29))) AS row FROM {incoming}))")
+            finally:
+                con.unregister(incoming)
         finally:
-            con.unregister(incoming)
+            ahead.close()
     finally:
         cursor.close()
     for sql in source.unread:
