@@ -37,6 +37,23 @@ from stores import mariadb_store  # noqa: E402
 
 README = Path(__file__).with_name("README.md")
 
+#: The versions table read as gc mark reads it: in key ranges, each range one value
+#: (metadb/pages.py), on one connection.
+READ_RANGES = """
+import duckdb
+from artifact_gc.metadb import reader
+from artifact_gc.metadb.engine import create_engine
+from artifact_gc.metadb.pages import KeyRanges
+engine = create_engine({url!r})
+con = duckdb.connect()
+names = ["id", "artifact_id", "version", "version_number", "uri", "save_type",
+         "artifact_store_id", "project_id", "created"]
+ranges = KeyRanges("artifact_version", "id", ", ".join(f"CAST({{c}} AS CHAR)" for c in names))
+reader.load_table(con, "v", engine, {url!r}, ranges.sql(),
+                  [(f"c{{i}}", "VARCHAR") for i in range(9)], ranges=ranges)
+print(con.execute("SELECT count(*) FROM v").fetchone()[0])
+"""
+
 
 def _mark(label: str, url: str, out: Path, database: str, pythonpath: str | None
           ) -> tuple[Measured, str]:
@@ -52,7 +69,9 @@ def bench_readers(url: str, versions: int, baseline: str | None, baseline_label:
     """The versions table alone, read into DuckDB by this tree's reader, the
     baseline's, and connectorx (for comparison: it opens connections of its own)."""
     sides: list[tuple[str, str, dict[str, str] | None]] = [
-        ("reader.load_table, this tree", READ_OURS.format(url=url, sql=VERSIONS_SQL), None)]
+        ("key ranges, one value each (this tree)", READ_RANGES.format(url=url), None),
+        ("reader.load_table row by row, this tree",
+         READ_OURS.format(url=url, sql=VERSIONS_SQL), None)]
     if baseline:
         sides.append((f"reader.load_table, {baseline_label}",
                       READ_OURS.format(url=url, sql=VERSIONS_SQL), {"PYTHONPATH": baseline}))
