@@ -26,7 +26,6 @@ NULLABLE_VERSION_COLUMNS = frozenset({"version_number", "artifact_store_id"})
 _UUID, _TEXT = "UUID", "VARCHAR"
 
 
-
 class Read(NamedTuple):
     """One read: the DuckDB table's name (after ``in_``), the SQL for the metadata
     store, the DuckDB columns (name, type) it fills, and, for the large tables, the
