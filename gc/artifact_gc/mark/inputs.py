@@ -120,8 +120,10 @@ def _reads(engine: Any, dialect: Dialect, schema: ZenMLSchema, inspector: Any,
                                  _columns(inspector, reference.table))
         owner = text(q(named.owner)) if named else text("NULL")
         label = text(q(named.label)) if named and named.label else text("NULL")
+        needed = {n for n in (named.owner, named.label) if n} if named else set()
         reads.append(_ranged(f"ref_{index}", KeyRanges(
-            q(reference.table), column,
+            q(reference.table), q(_range_key(inspector, reference.table, reference.column,
+                                             needed)),
             f"{text(column, False)} AS id, {owner} AS owner, {label} AS label",
             where=f"{column} IS NOT NULL",
             group_by_key=dialect.group_referenced_ids and named is None,
@@ -142,6 +144,22 @@ def _reads(engine: Any, dialect: Dialect, schema: ZenMLSchema, inspector: Any,
             [("config", _TEXT), ("snapshot", _TEXT), ("step_run", _TEXT)],
         ))
     return reads
+
+
+def _range_key(inspector: Any, table: str, column: str, needed: set[str]) -> str:
+    """The column whose ranges read the reference ``table.column`` and ``needed``.
+
+    The reference column's own index when it holds every column read (InnoDB keeps
+    the primary key in each index): a walk of that index alone. Otherwise the first
+    column of the primary key: a walk of the table in its own order, where ranges of
+    the reference column would look up each row by its key, one random read per row
+    (four times slower for the step outputs at 1M versions). The key only chooses how
+    the rows are cut (metadb/pages.py), never which rows are read.
+    """
+    primary = list(inspector.get_pk_constraint(table).get("constrained_columns") or [])
+    if not primary or needed <= set(primary) | {column}:
+        return column
+    return str(primary[0])
 
 
 def _columns(inspector: Any, table: str) -> frozenset[str]:
