@@ -11,7 +11,7 @@ command with ``PYTHONPATH`` set to the baseline tree (when given), and the raw l
 (bench_mark.RAW_COUNT). The mark reads one consistent snapshot, so its longest InnoDB
 transaction (bench_mariadb.Watcher) is the time it holds that snapshot open.
 
-The table goes into benchmarks/README.md (section ``mariadb-mark-snapshot``), each row
+The table goes into benchmarks/README.md (section ``mariadb-mark-ranges``), each row
 with the load average measured right after it.
 """
 
@@ -132,7 +132,7 @@ def main() -> int:
             bench_readers(store.url, versions, args.baseline_pythonpath, args.baseline_label,
                           args.connectorx_path))
     print(table)
-    write_section(README, "mariadb-mark-snapshot", table)
+    write_section(README, "mariadb-mark-ranges", table)
     return 0
 
 
