@@ -27,6 +27,7 @@ from artifact_gc.mark.run import mark
 from artifact_gc.metadb import pages, reader
 from artifact_gc.metadb.engine import create_engine, normalize_url
 from artifact_gc.metadb.pages import KeyRanges
+from artifact_gc.metadb.snapshot import is_transient
 from scenarios.helpers import ScenarioStore
 
 #: Manifest columns that differ between any two marks (when they ran).
@@ -152,3 +153,27 @@ def test_hostile_values_arrive_whole_through_key_ranges(
     assert sorted(con.execute("SELECT ref FROM grouped").fetchall()) == sorted(
         {(r,) for _, r, _ in _HOSTILE if r is not None})
     con.close()
+
+
+@pytest.mark.mariadb
+def test_a_lock_timeout_inside_a_range_read_stays_transient(
+    hostile_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB reports an error of the stream it reads only as text: the reader raises
+    the driver's own error, so that the mark's snapshot is retried (snapshot.py)."""
+    import pymysql
+
+    batches = pages.RangeReader.batches
+
+    def failing(self: pages.RangeReader) -> Any:
+        for batch in batches(self):
+            yield batch
+            raise pymysql.err.OperationalError(1205, "Lock wait timeout exceeded")
+
+    monkeypatch.setattr(pages.RangeReader, "batches", failing)
+    monkeypatch.setattr(pages, "FIRST_RANGE_ROWS", 5)
+    read = KeyRanges("t", "id", "CAST(id AS CHAR) AS id")
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        reader.load_table(duckdb.connect(), "t", hostile_engine, "", read.sql(),
+                          [("id", "VARCHAR")], ranges=read)
+    assert is_transient(raised.value)

@@ -146,6 +146,10 @@ class ReadAhead(Generic[T]):
     def __init__(self, items: Iterator[T], depth: int = 2) -> None:
         self._items, self._queue = items, queue.Queue[Any](maxsize=depth)
         self._stop = threading.Event()
+        #: What the producer raised: DuckDB reports an error of the stream it reads
+        #: only as text, so the caller raises this one (a lock wait timeout must stay
+        #: recognisable as transient to metadb/snapshot.py).
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._produce, name="gc-read-ahead",
                                         daemon=True)
         self._thread.start()
@@ -157,6 +161,7 @@ class ReadAhead(Generic[T]):
                     return
             self._put(self._END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self.error = exc
             self._put(exc)
 
     def _put(self, item: Any) -> bool:

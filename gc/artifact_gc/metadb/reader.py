@@ -82,6 +82,10 @@ def _load_ranges(con: Any, name: str, engine: Any, dbapi_connection: Any,
                     f"CREATE TABLE {name} AS SELECT {_split(columns)} FROM "
                     f"(SELECT string_split(row, chr(30)) AS parts FROM "
                     f"(SELECT unnest(string_split(packed, chr(29))) AS row FROM {incoming}))")
+            except Exception as exc:
+                if ahead.error is not None:
+                    raise ahead.error from exc
+                raise
             finally:
                 con.unregister(incoming)
         finally:
