@@ -43,9 +43,10 @@ from artifact_gc.manifest.reasons import (
     ITEM_KIND_ORPHAN_FILE,
     PROTECT_GRACE,
     PROTECT_STEP_RUNNING,
+    PROTECT_UNDO_TRASH,
 )
 from artifact_gc.mark.orphans.classify import FINISHED_STATUSES
-from artifact_gc.mark.orphans.layout import SUFFIX_RE, UUID_RE
+from artifact_gc.mark.orphans.layout import CODE_UPLOADS_DIR, SUFFIX_RE, UNDO_TRASH_DIR, UUID_RE
 from artifact_gc.mark.orphans.named import (
     LOGS_TABLE,
     STEP_RUN_TABLE,
@@ -76,7 +77,8 @@ REVIVED_LOGS_ROW = "logs_row"
 _UUID = re.compile(UUID_RE)
 _SUFFIX = re.compile(SUFFIX_RE)
 #: Top-level folders of the layout that a sweep never removes, even empty.
-_LAYOUT_FOLDERS = frozenset({"logs", "custom_artifacts", "external_artifacts"})
+_LAYOUT_FOLDERS = frozenset({"logs", "custom_artifacts", "external_artifacts",
+                             CODE_UPLOADS_DIR})
 
 
 def orphan_grace(info: Any) -> timedelta:
@@ -107,6 +109,12 @@ def split_items(items: pa.Table) -> tuple[pa.Table, pa.Table]:
 def _segments(item: BatchItem) -> list[str]:
     root = (item.store_root or "").rstrip("/")
     return item.footprint[0][len(root) + 1:].rstrip("/").split("/")
+
+
+def _in_trash(item: BatchItem) -> str | None:
+    """The undo window's trash is gc's own: a mark never proposes it, and a sweep of
+    orphan files never deletes in it (only the undo window's purge does)."""
+    return PROTECT_UNDO_TRASH if _segments(item)[0] == UNDO_TRASH_DIR else None
 
 
 def _step_run_id(item: BatchItem) -> str | None:
@@ -332,7 +340,7 @@ class OrphanSweep:
             ready: list[BatchItem] = []
             fenced: list[Event] = []
             for item in items:
-                reason = fence(item, self.plan.stores, real_dirs)
+                reason = fence(item, self.plan.stores, real_dirs) or _in_trash(item)
                 if reason:
                     fenced.append(self._event(item, EVENT_PROTECTED, reason=reason))
                     self.report.protected[item.artifact_version_id] = reason
