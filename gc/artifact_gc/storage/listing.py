@@ -124,7 +124,14 @@ def _add_entry(batcher: _Batcher, entry: os.DirEntry[str]) -> pa.RecordBatch | N
 
 
 def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
-    batcher = _Batcher()
+    # The hot loop of a local listing: one scandir per directory, one lstat per file
+    # (DirEntry caches it), appended to plain columns; Arrow converts them a batch
+    # at a time (times stay nanoseconds until then).
+    paths: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    empty_dirs: list[int] = []
+    is_regular = stat.S_ISREG
     stack = [top]
     while stack:
         directory = stack.pop()
@@ -136,22 +143,40 @@ def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                         continue
-                    batch = _add_entry(batcher, entry)
-                    if batch is not None:
-                        yield batch
+                    info = entry.stat(follow_symlinks=False)
+                    paths.append(entry.path)
+                    sizes.append(info.st_size if is_regular(info.st_mode) else 0)
+                    mtimes.append(info.st_mtime_ns)
             if empty:
-                info = os.lstat(directory)
-                batch = batcher.add(directory, 0, info.st_mtime_ns // 1000, True)
-                if batch is not None:
-                    yield batch
+                empty_dirs.append(len(paths))
+                paths.append(directory)
+                sizes.append(0)
+                mtimes.append(os.lstat(directory).st_mtime_ns)
         except FileNotFoundError:
             # Removed while we listed (a sweep, a ZenML delete): it holds nothing now.
             continue
         except OSError as exc:
             raise _fail(root, directory, exc) from exc
-    last = batcher.flush()
-    if last is not None:
-        yield last
+        if len(paths) >= BATCH_ROWS:
+            yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+            paths, sizes, mtimes, empty_dirs = [], [], [], []
+    if paths:
+        yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+
+
+def _columns_batch(paths: list[str], sizes: list[int], mtimes_ns: list[int],
+                   empty_dirs: list[int]) -> pa.RecordBatch:
+    """A batch of :data:`LISTING_SCHEMA` from plain columns; ``empty_dirs`` holds the
+    row numbers that are empty directories."""
+    is_dir = [False] * len(paths)
+    for row in empty_dirs:
+        is_dir[row] = True
+    return pa.RecordBatch.from_arrays(
+        [pa.array(paths, pa.string()), pa.array(sizes, pa.int64()),
+         pa.array(mtimes_ns, pa.int64()).cast(pa.timestamp("ns")).cast(
+             pa.timestamp("us"), safe=False),
+         pa.array(is_dir, pa.bool_())],
+        schema=LISTING_SCHEMA)
 
 
 def _parallel(root: str, prefixes: list[str],

@@ -73,12 +73,14 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
     seg = "string_split(substr(rtrim(path, '/'), length(root) + 2), '/')"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_layout AS
-        SELECT *, {layout.unit_sql(code_uploads=code_uploads)} AS unit,
-               {layout.kind_sql(code_uploads=code_uploads)} AS kind
+        SELECT *, {layout.unit_sql()} AS unit
         FROM (
-            SELECT store_id, root, rtrim(path, '/') AS path, size, mtime, is_dir,
-                   CASE WHEN inside_store_root(path, root) THEN {seg} END AS seg
-            FROM orphan_objects
+            SELECT *, {layout.kind_sql(code_uploads=code_uploads)} AS kind
+            FROM (
+                SELECT store_id, root, rtrim(path, '/') AS path, size, mtime, is_dir,
+                       CASE WHEN inside_store_root(path, root) THEN {seg} END AS seg
+                FROM orphan_objects
+            )
         )
     """)
     named_key = directory_key_sql("path")

@@ -19,7 +19,7 @@ no row names it:
 Anything else has no unit: it is *unknown*, and never a candidate. So is anything
 under a top-level folder that ZenML or an integration keeps for its own
 (:data:`RESERVED_TOP_LEVEL`), whatever its shape below. A path matches the first row
-that fits, in the order of :func:`unit_sql`.
+that fits, in the order of :func:`kind_sql`.
 
 Code archives (``zenml.utils.code_utils.upload_code_if_necessary``) are content
 addressed and shared: a new snapshot of unchanged code names an archive uploaded long
@@ -108,20 +108,21 @@ def _cases(seg: str, is_dir: str, code_uploads: bool) -> list[tuple[str, int, st
     return [*opt_in, (_reserved(seg), 0, ""), *layout_cases(seg, is_dir)]
 
 
-def unit_sql(seg: str = "seg", is_dir: str = "is_dir", code_uploads: bool = False) -> str:
-    """The unit of a path (its first N segments joined by ``/``), or NULL if unknown."""
-    cases = " ".join(
-        f"WHEN {condition} THEN "
-        + (f"array_to_string({seg}[1:{length}], '/')" if length else "NULL")
-        for condition, length, _ in _cases(seg, is_dir, code_uploads))
-    return f"CASE {cases} ELSE NULL END"
-
-
 def kind_sql(seg: str = "seg", is_dir: str = "is_dir", code_uploads: bool = False) -> str:
-    """The kind of the unit that :func:`unit_sql` finds, or NULL."""
+    """The kind of a path's unit, or NULL if it has none (unknown)."""
     cases = " ".join(f"WHEN {condition} THEN " + (f"'{kind}'" if kind else "NULL")
                      for condition, _, kind in _cases(seg, is_dir, code_uploads))
     return f"CASE {cases} ELSE NULL END"
+
+
+def unit_sql(kind: str = "kind", seg: str = "seg") -> str:
+    """The unit of a path (its first N segments joined by ``/``) from its ``kind``
+    (:func:`kind_sql`): each kind's unit has a fixed number of segments, so the
+    layout's conditions are evaluated once per path, not again for the unit."""
+    lengths = {k: n for _, n, k in _cases(seg, "is_dir", True) if k}
+    cases = " ".join(f"WHEN '{k}' THEN array_to_string({seg}[1:{n}], '/')"
+                     for k, n in sorted(lengths.items()))
+    return f"CASE {kind} {cases} ELSE NULL END"
 
 
 def step_run_id_sql(seg: str = "seg") -> str:
