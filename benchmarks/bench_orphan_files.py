@@ -128,24 +128,27 @@ def leak_rows(store_dir: Path, db: Path, leak_share: float) -> tuple[list[str], 
     return uris[1], uris[0]
 
 
-def extra_objects(versions: int, seed: int = 12) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """Root-relative (key, body) of every orphan class but deleted versions' outputs,
-    and empty step directories (a filesystem's only)."""
+def extra_objects(versions: int, body_size: int, seed: int = 12
+                  ) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Root-relative (key, body) of every orphan class but deleted versions' outputs
+    (bodies of ``body_size`` bytes, about a version file's, so that the deleted
+    versions stay most of the orphan bytes), and empty step directories (a
+    filesystem's only)."""
     rng = random.Random(seed)
 
     def uid() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
     n = max(1, versions // 50)
-    body = b"o" * 1024
-    objects = [(f"logs/{uid()}.log", b"l" * 2048) for _ in range(versions // 10)]
+    body = b"o" * body_size
+    objects = [(f"logs/{uid()}.log", b"l" * body_size) for _ in range(versions // 10)]
     objects += [(f"custom_artifacts/orphan_custom/{uid()}/data.json", body) for _ in range(n)]
     objects += [(f"external_artifacts/external_{uid()}/data.bin", body) for _ in range(n)]
     objects += [(f"{uid()}/{uid()}/output/data.bin", body) for _ in range(n)]
     objects += [(f"deleted_step/output/{uid()}/{rng.getrandbits(32):08x}/data.bin", body)
                 for _ in range(n)]
     objects += [(f"code_uploads/{hashlib.sha1(uid().encode()).hexdigest()}.tar.gz",
-                 b"c" * 4096) for _ in range(max(1, versions // 200))]
+                 b"c" * body_size) for _ in range(max(1, versions // 200))]
     empty = [f"failed_step/output/{uid()}" for _ in range(n)]
     return objects, empty
 
@@ -224,7 +227,7 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
             shutil.rmtree(uri)
         elif os.path.lexists(uri):
             os.unlink(uri)
-    objects, empty = extra_objects(args.versions)
+    objects, empty = extra_objects(args.versions, body_size=1024)
     for key, body in objects:
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +256,15 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
                                   "--orphan-code-uploads", "--json"))
     candidates = orphan_candidates(manifest)
     reclaim = candidate_bytes(orphans)
+    inventory = work / "inventory.parquet"
+    write_inventory(root, inventory, args.inventory_rows)
+    inv = run("inventory classification", [sys.executable, "-c", INVENTORY_CLASSIFY, url,
+                                           str(inventory)])
+    timed = json.loads(inv.stdout.strip().splitlines()[-1])
+    results.append([f"inventory classification ({timed['objects']:,} objects; "
+                    "timed inside, after start-up)", f"{timed['seconds']:.2f}",
+                    f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
+    print(" | ".join(results[-1]), flush=True)
     backup = work / "root.links"
     subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
     sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
@@ -266,15 +278,6 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
         f"for p in open({str(paths)!r}).read().split():\n"
         "    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)\n"
     )))
-    inventory = work / "inventory.parquet"
-    write_inventory(root, inventory, args.inventory_rows)
-    inv = run("inventory classification", [sys.executable, "-c", INVENTORY_CLASSIFY, url,
-                                           str(inventory)])
-    timed = json.loads(inv.stdout.strip().splitlines()[-1])
-    results.append([f"inventory classification ({timed['objects']:,} objects; "
-                    "timed inside, after start-up)", f"{timed['seconds']:.2f}",
-                    f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
-    print(" | ".join(results[-1]), flush=True)
     extra = orphans.seconds - plain.seconds
     notes = [
         f"- local store: {count:,} objects, {nbytes:,} bytes; orphan-file candidates "
@@ -344,6 +347,7 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
     from generate_store import create_schema_with_zenml
     from s3_support import list_bucket, object_plan
 
+    os.environ.update(AWS_ENV)  # this process's own boto3 client (the checks) too
     directory = args.base / f"orphans-s3-{versions}"
     pristine = directory / "pristine.db"
     if not (directory / "done").exists():
@@ -365,7 +369,7 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
     gone = {u.split("://", 1)[1].split("/", 1)[1] for u in removed}
     removed_keys = set(doomed_keys(gone, [k for k, _ in plan]))
     plan = [(k, b) for k, b in plan if k not in removed_keys]
-    extra, _empty = extra_objects(versions)
+    extra, _empty = extra_objects(versions, body_size=40)
     plan += [(f"store/{k}", b) for k, b in extra]
     nbytes = sum(len(b) for _, b in plan)
     moto = Moto()
