@@ -72,10 +72,11 @@ print(n, size)
 INVENTORY_CLASSIFY = r"""
 import json, sys, time
 from datetime import timedelta
-import duckdb, sqlalchemy as sa
+import sqlalchemy as sa
 from artifact_gc.manifest.format import utc_now
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.orphans.run import mark_orphan_files
+from artifact_gc.mark.run import _duckdb_connection
 from artifact_gc.progress import NullProgress
 from artifact_gc.zenml.schema import discover
 from artifact_gc.zenml.stores import load_artifact_stores
@@ -84,7 +85,7 @@ engine = sa.create_engine(url)
 schema = discover(engine)
 stores = load_artifact_stores(engine, url, {}, {})
 engine.dispose()
-con = duckdb.connect()
+con = _duckdb_connection()  # gc mark's own: its memory limit, spilling to disk
 options = MarkOptions(orphan_files=True, inventory=inventory, older_than=timedelta(days=1))
 wall, cpu = time.perf_counter(), time.process_time()
 summary = mark_orphan_files(con, url, schema, stores, options, utc_now(), NullProgress())
