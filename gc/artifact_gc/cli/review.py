@@ -182,7 +182,10 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
             f"orphan files ({orphans['source']}): {orphans['objects']:,} objects listed, "
             f"live {orphans['live']['objects']:,} ({human_bytes(orphans['live']['bytes'])}), "
             f"unknown layout {orphans['unknown']['objects']:,} "
-            f"({human_bytes(orphans['unknown']['bytes'])}, never deleted)"))
+            f"({human_bytes(orphans['unknown']['bytes'])}, never deleted)"
+            + (f", undo trash {orphans['undo_trash']['objects']:,} "
+               f"({human_bytes(orphans['undo_trash']['bytes'])}, never deleted)"
+               if (orphans.get("undo_trash") or {}).get("objects") else "")))
     if result.largest_candidates:
         _print_table(f"Largest candidate artifacts (top {top})", result.largest_candidates,
                      ["artifact_name", "project", "versions", "bytes", "oldest", "newest"],
