@@ -33,6 +33,8 @@ paths it holds, layout included: it is gc's own and never a unit, whatever is in
 
 from __future__ import annotations
 
+from artifact_gc.storage.trash import TRASH_DIR
+
 #: A UUID as ZenML spells it in paths (``str(uuid)``: dashed), or undashed.
 UUID_RE = ("([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
            "|[0-9a-f]{32})")
@@ -45,8 +47,6 @@ RESERVED_TOP_LEVEL = (
     "code_uploads", "notebook_code", "kaniko-build-contexts", "cloud-build-contexts",
     "code-build-contexts", "mlflow", "great_expectations", "vertex_pipeline_root",
     "pipeline_root", "sagemaker", "azureml", "kubeflow", "tekton", "airflow",
-    # The undo window's trash (storage/trash.py TRASH_DIR): purged, never swept.
-    ".artifact-gc-trash",
 )
 
 KIND_STEP = "step"
@@ -58,8 +58,8 @@ KIND_HOOK = "hook"
 KIND_HOOK_EMPTY = "hook_empty"
 KIND_LOGS = "logs"
 KIND_CODE_UPLOAD = "code_upload"
-#: The undo window's trash folder at a store root (storage/trash.py's ``TRASH_DIR``).
-UNDO_TRASH_DIR = ".artifact-gc-trash"
+#: The undo window's trash folder at a store root.
+UNDO_TRASH_DIR = TRASH_DIR
 #: The folder ZenML uploads code archives to, and an archive's name in it
 #: (``<sha1 of the archive>.tar.gz``).
 CODE_UPLOADS_DIR = "code_uploads"
