@@ -120,6 +120,10 @@ class Dialect:
         """``expression`` as text, for the bulk reader."""
         return f"CAST({expression} AS CHAR)"
 
+    def deletes_returning(self, bind: Any) -> bool:
+        """Whether ``DELETE ... RETURNING *`` works: MariaDB (10.0.5+), not MySQL."""
+        return bool(getattr(bind.dialect, "is_mariadb", False))
+
     def db_time(self, moment: datetime) -> Any:
         """A naive UTC datetime as a bound parameter compared with ZenML's columns."""
         return moment
@@ -211,6 +215,11 @@ class SQLiteDialect(Dialect):
     #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
     group_referenced_ids = False
     lock_blocks_all_writers = True
+
+    def deletes_returning(self, bind: Any) -> bool:
+        import sqlite3
+
+        return sqlite3.sqlite_version_info >= (3, 35)
 
     def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds back every writer."""
