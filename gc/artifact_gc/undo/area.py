@@ -226,12 +226,13 @@ class UndoArea:
                 tables.append(pq.read_table(handle, schema=EVENT_SCHEMA))
         return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
 
-    def purged(self) -> set[str]:
-        """The sweeps whose undo data ``gc trash empty`` purged."""
+    def purged(self, event: str = EVENT_PURGED) -> set[str]:
+        """The sweeps whose undo data ``gc trash empty`` purged (or began to purge,
+        with ``event=EVENT_PURGE_INTENT``)."""
         events = self.events()
         return {s for s, e in zip(events.column("sweep_id").to_pylist(),
                                   events.column("event").to_pylist(), strict=True)
-                if e == EVENT_PURGED and s}
+                if e == event and s}
 
     def restored(self) -> set[tuple[str, str]]:
         """The items (kind, id) a restore finished."""
