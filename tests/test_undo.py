@@ -194,7 +194,7 @@ def test_trash_empty_and_history(scenario_store: ScenarioStore, tmp_path: Path) 
                  "--undo-window", "1d")
     assert result.exit_code == 0, result.output
     assert "Undo window: 1d" in result.output and TRASH_DIR in result.output
-    history = json.loads(_gc("history", str(location), "--json").output)
+    history = json.loads(_gc("history", "--dir", str(location), "--json").output)
     (undo,) = history[0]["undo"]
     assert undo["state"] == "restorable" and undo["window"] == "1d"
     trash = store.store_root / TRASH_DIR
@@ -212,7 +212,7 @@ def test_trash_empty_and_history(scenario_store: ScenarioStore, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert not [p for p in trash.rglob("*") if p.is_file()]
     assert not UndoArea(str(manifest) + ".journal").row_segments()
-    history = json.loads(_gc("history", str(location), "--json").output)
+    history = json.loads(_gc("history", "--dir", str(location), "--json").output)
     assert history[0]["undo"][0]["state"] == "purged"
     result = _gc("restore", str(manifest), "--db", store.sqlalchemy_url, "--yes")
     assert result.exit_code == EXIT_NOT_RESTORABLE and "purged" in result.output
