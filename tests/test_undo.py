@@ -33,8 +33,9 @@ def full_snapshot(db_url: str) -> dict[str, list[tuple[str, ...]]]:
     try:
         with engine.connect() as conn:
             out = {}
+            quote = conn.dialect.identifier_preparer.quote
             for table in sorted(sa.inspect(conn).get_table_names()):
-                rows = conn.execute(sa.text(f"SELECT * FROM {table}")).all()
+                rows = conn.execute(sa.text(f"SELECT * FROM {quote(table)}")).all()
                 out[table] = sorted(tuple(map(repr, r)) for r in rows)
             return out
     finally:
