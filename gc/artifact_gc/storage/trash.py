@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from artifact_gc.errors import StorageError
 from artifact_gc.storage.backend import Backend, DeleteOutcome
-from artifact_gc.storage.fence import fence, strictly_inside
+from artifact_gc.storage.fence import RealDirs, fence, strictly_inside
 from artifact_gc.zenml.stores import ArtifactStore
 
 #: The trash folder (prefix) at each store root; orphan-file marking skips it and the
@@ -269,6 +269,7 @@ class LocalTrash:
         sweep_dir = self._sweep_dir(sweep_id)
         inside, refused = fence(paths, self.root_uri)
         pairs: list[tuple[str, str, str]] = []
+        dirs = RealDirs()
         for path in inside:
             original = str(self.fs._strip_protocol(path)).rstrip("/")
             relative = relative_key(original, self.root)
@@ -278,10 +279,13 @@ class LocalTrash:
             target = os.path.join(sweep_dir, relative)
             # realpath resolves every folder of the trash location that exists: a
             # trash folder swapped for a symlink out of the root is caught here.
-            if os.path.islink(self.trash) or not strictly_inside(target, self.root):
+            if os.path.islink(self.trash) or not strictly_inside(target, self.root, dirs=dirs):
                 refused[path] = f"the trash location of {path} is not inside {self.trash}"
                 continue
             pairs.append((path, original, target))
+        # A path before the paths inside it: the first move takes them along, and they
+        # are then found already in the trash (or already back), never in the way.
+        pairs.sort(key=lambda pair: pair[1])
         return pairs, refused
 
     # -- the protocol ----------------------------------------------------------------
@@ -345,6 +349,7 @@ class LocalTrash:
             done += 1
             if done % PROGRESS_EVERY == 0:
                 report(on_chunk, PROGRESS_EVERY)
+        prune_empty_dirs(sweep_dir, self.trash)
         report(on_chunk, done % PROGRESS_EVERY)
         return outcome
 
@@ -410,6 +415,8 @@ class LocalTrash:
 #: factory is called as ``factory(store, root, fs, backend)``.
 known_undos: dict[str, str] = {
     "LocalBackend": "artifact_gc.storage.trash:LocalTrash",
+    "S3Backend": "artifact_gc.storage.trash_s3:open_s3_undo",
+    "ObjectStoreBackend": "artifact_gc.storage.trash_copy:open_bucket_trash",
 }
 
 
