@@ -104,6 +104,10 @@ class BucketOps(Protocol):
     def split(self, url: str) -> tuple[str, str]:
         ...
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the store's secrets (a copy's error may quote a signed URL)."""
+        ...
+
     def find(self, path_keys: list[str]) -> pa.Table:
         """``(key, size, path)`` of every object under the (sorted) path keys."""
         ...
@@ -184,7 +188,7 @@ class CopyTrash:
                 self.ops.copy(*pair)
                 return pair[0], None
             except Exception as exc:  # noqa: BLE001 - reported per path
-                return pair[0], f"{type(exc).__name__}: {exc}"
+                return pair[0], self.ops.scrub(f"{type(exc).__name__}: {exc}")
 
         return {source: why for source, why in self._pool.map(one, pairs) if why is not None}
 
@@ -357,6 +361,9 @@ class FsspecBucketOps:
     def split(self, url: str) -> tuple[str, str]:
         bucket, key = self.backend.split(url)
         return str(bucket), str(key)
+
+    def scrub(self, text: str) -> str:
+        return str(self.backend.scrub(text))
 
     def _url(self, key: str) -> str:
         return f"{self.scheme}{self.bucket}/{key}"

@@ -93,6 +93,9 @@ class S3BucketOps:
     def split(self, url: str) -> tuple[str, str]:
         return split_path(url)
 
+    def scrub(self, text: str) -> str:
+        return self.client.scrub(text)
+
     def find(self, path_keys: list[str]) -> pa.Table:
         return self.backend._find(path_keys)
 
