@@ -16,30 +16,31 @@ by the sweep that trashed them) and their rows. It refuses, changing nothing:
 1. journals ``intent`` for every item;
 2. restores the files, store by store (``FileUndo.restore``, which never overwrites
    what is not ours), and journals ``files_restored``;
-3. inserts the rows table by table in foreign-key order (parents first), one
-   transaction per batch; a row already there with the same content counts as back;
+3. inserts the rows in batches of versions, one transaction per batch, each
+   batch's rows table by table in foreign-key order (parents first): a version
+   comes back whole in one commit; a row already there with the same content
+   counts as back;
 4. journals ``restored``.
 
 Why a crash anywhere is safe: every step is idempotent (a file already back, a row
 already there and identical), and rows come after files, so a row never names a file
 that is not back. Running the same command again finishes the job and ends in the
-state an uninterrupted run reaches. A version whose rows are back only in part for a
-moment (its artifact first, its visualizations last) is what ZenML itself writes in
-several statements.
+state an uninterrupted run reaches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from artifact_gc.errors import NotRestorable, RestoreConflict, StorageError, UsageError
 from artifact_gc.manifest import format as mf
 from artifact_gc.manifest.reasons import ITEM_KIND_ORPHAN_FILE, ITEM_KIND_VERSION
+from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
-from artifact_gc.metadb.statements import chunks, quoter, select_in
+from artifact_gc.metadb.statements import quoter, select_in
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.sweep.journal import Journal
 from artifact_gc.undo.area import (
@@ -94,6 +95,7 @@ class RestoreItem:
 class KeptRow:
     table: str
     values: dict[str, Any]
+    owners: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -124,6 +126,26 @@ class RestorePlan:
                 out.setdefault((item.store_id, item.store_root, item.sweep_id), []).extend(
                     item.footprint)
         return out
+
+    def row_batches(self) -> Iterator[dict[str, list[KeptRow]]]:
+        """The rows in batches of up to ``batch_size`` versions, each batch whole: a
+        version's rows, its artifact's (the first time it comes) and the rows shared
+        with it, by table in foreign-key order. One transaction per batch brings its
+        versions back complete, never half."""
+        artifact_of = {str(r.values["id"]): ARTIFACT_OWNER + str(r.values["artifact_id"])
+                       for r in self.rows.get(VERSION_TABLE, [])}
+        versions = sorted(artifact_of)
+        placed: set[int] = set()
+        for start in range(0, len(versions), self.options.batch_size):
+            chunk = versions[start:start + self.options.batch_size]
+            owners = set(chunk) | {artifact_of[v] for v in chunk}
+            batch: dict[str, list[KeptRow]] = {}
+            for table, rows in self.rows.items():
+                for row in rows:
+                    if id(row) not in placed and row.owners & owners:
+                        placed.add(id(row))
+                        batch.setdefault(table, []).append(row)
+            yield batch
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -307,7 +329,8 @@ def _kept_rows(engine: Any, area: UndoArea, items: Sequence[RestoreItem], purged
         values = decode_row(row)
         columns = keys[table] or sorted(values)
         # Later segments win: a row kept twice (a batch retried) keeps its last state.
-        by_key[(table, tuple(values[c] for c in columns))] = KeptRow(table, values)
+        by_key[(table, tuple(values[c] for c in columns))] = KeptRow(table, values,
+                                                                     frozenset(owners))
     order = _foreign_key_order(engine, set(keys))
     rows: dict[str, list[KeptRow]] = {t: [] for t in order}
     for kept_row in by_key.values():
@@ -511,15 +534,19 @@ def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress,
                    unit="rows")
     engine = create_engine(plan.db_url)
     try:
-        for table, rows in plan.rows.items():
-            for batch in chunks(rows, plan.options.batch_size):  # type: ignore[arg-type]
-                with engine.begin() as connection:
-                    inserted = _insert_missing(connection, table, plan.keys[table], batch)
-                    hook("in_rows")
-                if inserted:
-                    report.rows_inserted[table] = report.rows_inserted.get(table, 0) + inserted
-                report.rows_already += len(batch) - inserted
-                progress.advance(len(batch))
+        for batch in plan.row_batches():
+            inserted: dict[str, int] = {}
+            with dialect_of(engine).write_transaction(engine) as connection:
+                for table, rows in batch.items():
+                    inserted[table] = _insert_missing(connection, table, plan.keys[table],
+                                                      rows)
+                hook("in_rows")
+            for table, rows in batch.items():
+                if inserted[table]:
+                    report.rows_inserted[table] = (report.rows_inserted.get(table, 0)
+                                                   + inserted[table])
+                report.rows_already += len(rows) - inserted[table]
+                progress.advance(len(rows))
     finally:
         engine.dispose()
 
