@@ -298,3 +298,31 @@ def test_round_trip_mariadb_s3_versioned(mariadb_scenario_store: ScenarioStore,
     markers = [m["Key"] for page in client.get_paginator("list_object_versions").paginate(
         Bucket=bucket) for m in page.get("DeleteMarkers", []) if m["IsLatest"]]
     assert [k for k in markers if f"/{TRASH_DIR}/" not in k] == []
+
+
+def test_policy_undo_window() -> None:
+    """``[undo]`` in a policy: the default, a window, off, and errors with line and key;
+    the shipped example sets it."""
+    from datetime import timedelta
+
+    from artifact_gc.collect.policy import PolicyError, load_policy, parse_policy
+
+    base = '[manifests]\nlocation = "/tmp/m"\n'
+    assert parse_policy(base, {}).undo_window == timedelta(days=7)
+    assert parse_policy(base + '[undo]\nwindow = "36h"\n', {}).undo_window == timedelta(hours=36)
+    assert parse_policy(base + '[undo]\nwindow = "0"\n', {}).undo_window is None
+    assert parse_policy(base + "[undo]\nenabled = false\n", {}).undo_window is None
+    for text, line, key in (('[undo]\nwindow = "soon"\n', 4, "undo.window"),
+                            ("[undo]\nwindow = 7\n", 4, "undo.window"),
+                            ("[undo]\nenabled = 1\n", 4, "undo.enabled"),
+                            ('[undo]\nenabled = false\nwindow = "1d"\n', 5, "undo.window"),
+                            ("[undo]\nwindw = 1\n", 4, "undo.windw")):
+        with pytest.raises(PolicyError) as caught:
+            parse_policy(base + text, {}, source="p.toml")
+        assert (caught.value.line, caught.value.key) == (line, key), caught.value.message
+        assert caught.value.message.startswith(f"p.toml:{line}: {key}: ")
+    example = Path(__file__).resolve().parent.parent / "examples" / "artifact-gc.toml"
+    policy = load_policy(example, {"ZENML_DB_PASSWORD": "x", "AWS_ACCESS_KEY_ID": "x",
+                                   "AWS_SECRET_ACCESS_KEY": "x"})
+    assert policy.undo_window == timedelta(days=7)
+    assert policy.as_dict()["undo_window"] == "1w"
