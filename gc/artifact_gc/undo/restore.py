@@ -30,7 +30,7 @@ state an uninterrupted run reaches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +64,6 @@ from artifact_gc.zenml.stores import ArtifactStore, load_artifact_stores
 RESTORABLE_STATES = ("deleted", "rows_deleted", "files_deleted")
 
 DEFAULT_BATCH_SIZE = 1000
-
-#: Called at named points of a restore (crash tests); a no-op by default.
-Hook = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -469,12 +466,11 @@ def _open_undo(plan: RestorePlan, store_id: str, root: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def execute_restore(plan: RestorePlan, *, progress: Progress | None = None,
-                    hook: Hook | None = None) -> RestoreReport:
+def execute_restore(plan: RestorePlan, *, progress: Progress | None = None
+                    ) -> RestoreReport:
     """Restore ``plan``'s files, then its rows (see the module doc). A dry run changes
     nothing and reports what would come back."""
     progress = progress or NullProgress()
-    hook = hook or (lambda _point: None)
     report = RestoreReport(new_op_id(), plan.options.dry_run, items=len(plan.items))
     if plan.options.dry_run or not plan.items:
         report.rows_inserted = {t: len(r) for t, r in plan.rows.items() if r}
@@ -486,13 +482,11 @@ def execute_restore(plan: RestorePlan, *, progress: Progress | None = None,
     try:
         with journal.locked():
             area.append(report.restore_id, OP_RESTORE, events)
-            hook("after_intent")
-            _restore_files(plan, report, progress, hook)
+            _restore_files(plan, report, progress)
             area.append(report.restore_id, OP_RESTORE, [
                 UndoEvent(e.sweep_id, e.item_kind, e.item_id, EVENT_FILES_RESTORED)
                 for e in events])
-            hook("after_files")
-            _restore_rows(plan, report, progress, hook)
+            _restore_rows(plan, report, progress)
             area.append(report.restore_id, OP_RESTORE, [
                 UndoEvent(e.sweep_id, e.item_kind, e.item_id, EVENT_RESTORED)
                 for e in events])
@@ -501,16 +495,14 @@ def execute_restore(plan: RestorePlan, *, progress: Progress | None = None,
     return report
 
 
-def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress,
-                   hook: Hook) -> None:
+def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress) -> None:
     groups = plan.files
     progress.stage("restoring files", total=sum(len(p) for p in groups.values()),
                    unit="paths")
     for (store_id, root, sweep_id), paths in groups.items():
         backend, undo = _open_undo(plan, store_id, root)
         try:
-            outcome = undo.restore(sweep_id, paths, on_chunk=lambda n: (
-                progress.advance(n), hook("in_files")))
+            outcome = undo.restore(sweep_id, paths, on_chunk=progress.advance)
         finally:
             undo.close()
             backend.close()
@@ -528,8 +520,7 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress,
                                + "; run gc restore again to resume", path=path)
 
 
-def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress,
-                  hook: Hook) -> None:
+def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress) -> None:
     progress.stage("restoring rows", total=sum(len(r) for r in plan.rows.values()),
                    unit="rows")
     engine = create_engine(plan.db_url)
@@ -540,7 +531,6 @@ def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress,
                 for table, rows in batch.items():
                     inserted[table] = _insert_missing(connection, table, plan.keys[table],
                                                       rows)
-                hook("in_rows")
             for table, rows in batch.items():
                 if inserted[table]:
                     report.rows_inserted[table] = (report.rows_inserted.get(table, 0)
