@@ -284,6 +284,15 @@ def test_s3_round_trip_conflict_resume_and_purge(moto_s3: MotoS3, versioned: boo
         assert after == {k: v for k, v in before.items()
                          if not k.startswith(f"store/{_version(3)}/")}
 
+        if versioned:
+            # A file deleted by someone else, not by the sweep: never brought back by it.
+            foreign = f"store/{_version(5)}/artifact.bin"
+            client.delete_object(Bucket=bucket, Key=foreign)
+            outcome = undo.restore("sweep-1", [f"{root}/{_version(5)}"])
+            assert set(outcome.failed) == {f"{root}/{_version(5)}"} and not outcome.restored
+            assert foreign not in _current(client, bucket, "store/")
+            client.put_object(Bucket=bucket, Key=foreign, Body=before[foreign])
+
         # Purge: what the sweep still holds goes for good (the conflicting path's
         # trashed objects), and nothing else; a second purge finds nothing.
         purged = undo.purge("sweep-1")
@@ -353,7 +362,7 @@ def emulator(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(fixture)
 
 
-def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
+def test_cloud_copy_trash_round_trip_resume_conflict_and_purge(emulator: Any) -> None:
     from cloud_support import new_bucket
 
     bucket = new_bucket(emulator)
@@ -372,6 +381,9 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
     try:
         assert undo.mode == "trash" and "server-side copy" in undo.describe()
         paths = [f"{root}/{_version(i)}" for i in range(3)]
+        # A delete cut short: one path's objects copied into the trash, not yet deleted.
+        emulator.upload(bucket, [(f"store/{TRASH_DIR}/sweep-1/{_version(0)}/{name}",
+                                  before[f"store/{_version(0)}/{name}"]) for name, _ in FILES])
         outcome = undo.delete("sweep-1", paths + [f"{emulator.scheme}://{bucket}/x"])
         assert outcome.deleted == set(paths) and len(outcome.failed) == 1
         assert set(current()) == {k for k in before
@@ -379,8 +391,12 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
                                                             for i in range(3)))}
         assert set(undo.trashed_sweeps()) == {"sweep-1"}
         emulator.upload(bucket, [(f"store/{_version(2)}/artifact.bin", b"new")])
+        # A restore cut short: one path copied back, its trash copy not yet dropped.
+        emulator.upload(bucket, [(f"store/{_version(1)}/{name}",
+                                  before[f"store/{_version(1)}/{name}"]) for name, _ in FILES])
         outcome = undo.restore("sweep-1", paths)
-        assert outcome.restored == set(paths[:2]) and set(outcome.conflicts) == {paths[2]}
+        assert outcome.restored == {paths[0]} and outcome.already == {paths[1]}
+        assert set(outcome.conflicts) == {paths[2]}
         after = current()
         assert after.pop(f"store/{_version(2)}/artifact.bin") == b"new"
         assert after == {k: v for k, v in before.items()
@@ -391,3 +407,18 @@ def test_cloud_copy_trash_round_trip_conflict_and_purge(emulator: Any) -> None:
     finally:
         undo.close()
         backend.close()
+
+
+def test_orphan_file_marking_never_takes_the_trash() -> None:
+    """A trashed path shaped like a step output's (a sweep id, then a UUID and an
+    8-hex folder) is no unit of orphan-file marking: the trash is reserved."""
+    import duckdb
+
+    from artifact_gc.mark.orphans.layout import unit_sql
+
+    shaped = [TRASH_DIR, "sweep-1", "0f2d8c5e-1b7a-4c3e-9d2f-5a6b7c8d9e0f", "abcdef12", "a.bin"]
+    query = f"SELECT {unit_sql('seg', 'false')} FROM (SELECT ?::VARCHAR[] AS seg)"
+    with duckdb.connect() as con:
+        assert con.execute(query, [shaped]).fetchone() == (None,)
+        outside = ["step", *shaped[1:]]
+        assert con.execute(query, [outside]).fetchone() != (None,)

@@ -162,20 +162,8 @@ class CopyTrash:
               ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         """``path key -> path``, ``path key -> its trash key``, and the refused paths."""
         sweep_key = self._sweep_key(sweep_id)
-        inside, refused = fence(paths, self.root)
-        by_key: dict[str, str] = {}
-        trash_of: dict[str, str] = {}
-        for path in inside:
-            bucket, key = self.ops.split(path)
-            if bucket != self.ops.bucket or not key.startswith(self.ops.root_key + "/"):
-                refused[path] = f"{path} is not strictly inside the store root {self.root}"
-                continue
-            relative = relative_key(key, self.ops.root_key)
-            if in_trash(relative):
-                refused[path] = f"{path} lies in the trash ({TRASH_DIR}): it is purged, not swept"
-                continue
-            by_key[key] = path
-            trash_of[key] = f"{sweep_key}/{relative}"
+        by_key, refused = fence_keys(self.ops, self.root, paths)
+        trash_of = {key: f"{sweep_key}/{relative_key(key, self.ops.root_key)}" for key in by_key}
         return by_key, trash_of, refused
 
     def _find(self, path_keys: Sequence[str]) -> pa.Table:
@@ -312,15 +300,36 @@ class CopyTrash:
         return int(found.num_rows)
 
     def trashed_sweeps(self) -> dict[str, datetime]:
-        """Each sweep prefix of the trash, dated by its newest object (a date later
-        than the sweep's never purges early)."""
-        out: dict[str, datetime] = {}
-        base = self.trash_key + "/"
-        for key, when in self.ops.dated(base):
-            sweep_id = key[len(base):].split("/", 1)[0]
-            if sweep_id and (sweep_id not in out or when > out[sweep_id]):
-                out[sweep_id] = when
-        return out
+        return dated_sweeps(self.ops, self.trash_key)
+
+
+def fence_keys(ops: BucketOps, root: str, paths: Sequence[str]
+               ) -> tuple[dict[str, str], dict[str, str]]:
+    """``path key -> path`` of the paths strictly inside the root and outside its
+    trash, and the refused paths with why."""
+    inside, refused = fence(paths, root)
+    by_key: dict[str, str] = {}
+    for path in inside:
+        bucket, key = ops.split(path)
+        if bucket != ops.bucket or not key.startswith(ops.root_key + "/"):
+            refused[path] = f"{path} is not strictly inside the store root {root}"
+        elif in_trash(relative_key(key, ops.root_key)):
+            refused[path] = f"{path} lies in the trash ({TRASH_DIR}): it is purged, not swept"
+        else:
+            by_key[key] = path
+    return by_key, refused
+
+
+def dated_sweeps(ops: BucketOps, trash_key: str) -> dict[str, datetime]:
+    """Each sweep prefix under ``trash_key``, dated by its newest object (a date later
+    than the sweep's never purges early)."""
+    out: dict[str, datetime] = {}
+    base = trash_key + "/"
+    for key, when in ops.dated(base):
+        sweep_id = key[len(base):].split("/", 1)[0]
+        if sweep_id and (sweep_id not in out or when > out[sweep_id]):
+            out[sweep_id] = when
+    return out
 
 
 @dataclass

@@ -8,7 +8,8 @@ bucket only adds a delete marker on top of each key, and the data stays as a
 noncurrent version. Before each delete call one small record object is written,
 ``<root>/.artifact-gc-trash/<sweep_id>/versioned/<digest>.json`` (the call's paths):
 it is how ``trashed_sweeps`` and ``purge(sweep_id)`` find the sweep, and its own
-timestamp tells the sweep's markers (not older than it) from older history.
+timestamp tells the sweep's markers (not older than it) from older history. A path
+the sweep has no record of is refused by restore and left alone by purge.
 
 - restore: the versions under each path are listed (``ListObjectVersions``, one
   ranged listing for consecutive paths); for every key whose latest version is a
@@ -58,11 +59,9 @@ from artifact_gc.storage.trash import (
     TRASH_DIR,
     RestoreOutcome,
     check_sweep_id,
-    in_trash,
-    relative_key,
     report,
 )
-from artifact_gc.storage.trash_copy import CopyTrash, TrashStats
+from artifact_gc.storage.trash_copy import CopyTrash, TrashStats, dated_sweeps, fence_keys
 
 #: CopyObject copies at most 5 GiB in one request.
 MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -185,19 +184,7 @@ class S3VersionedUndo:
         return f"{self.trash_key}/{check_sweep_id(sweep_id)}/versioned/"
 
     def _keys(self, paths: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-        from artifact_gc.storage.fence import fence
-
-        inside, refused = fence(paths, self.root)
-        by_key: dict[str, str] = {}
-        for path in inside:
-            bucket, key = split_path(path)
-            if bucket != self.bucket or not key.startswith(self.ops.root_key + "/"):
-                refused[path] = f"{path} is not strictly inside the store root {self.root}"
-            elif in_trash(relative_key(key, self.ops.root_key)):
-                refused[path] = f"{path} lies in the trash ({TRASH_DIR}): it is purged, not swept"
-            else:
-                by_key[key] = path
-        return by_key, refused
+        return fence_keys(self.ops, self.root, paths)
 
     def _write_record(self, sweep_id: str, paths: list[str]) -> None:
         body = json.dumps({"sweep_id": sweep_id, "paths": sorted(paths)}).encode()
@@ -208,13 +195,14 @@ class S3VersionedUndo:
         self.stats.add(writes=1)
 
     def _records(self, sweep_id: str) -> dict[str, datetime]:
-        """path -> the time of the oldest record that names it (every marker of the
-        sweep on that path is at least as new)."""
+        """path key -> the time of the oldest record that names it (every marker of
+        the sweep on that path is at least as new)."""
         since: dict[str, datetime] = {}
         for key, when in self.ops.dated(self._record_prefix(sweep_id)):
             for path in json.loads(self.ops.read(key))["paths"]:
-                if path not in since or when < since[path]:
-                    since[path] = when
+                path_key = split_path(path)[1]
+                if path_key not in since or when < since[path_key]:
+                    since[path_key] = when
         return since
 
     # -- versions ----------------------------------------------------------------
@@ -321,15 +309,18 @@ class S3VersionedUndo:
         with a live key)``."""
         by_key, refused = self._keys(paths)
         since = self._records(sweep_id)
-        epoch = datetime.fromtimestamp(0, tz=UTC)
+        for path_key, path in list(by_key.items()):
+            if path_key not in since:
+                # Without the sweep's record its markers cannot be told from older
+                # ones: restoring could bring back files deleted long before.
+                refused[path] = f"sweep {sweep_id} has no record of {path} in this bucket"
+                del by_key[path_key]
         versions = self._versions(list(by_key)) if by_key else {}
         conflicts: dict[str, str] = {}
         markers: dict[str, list[Version]] = {}
         live: set[str] = set()
         for path_key, keys in versions.items():
-            # A path without a record: every marker counts as the sweep's, so a
-            # rewritten key is always a conflict (never restored over).
-            start = since.get(by_key[path_key], epoch)
+            start = since[path_key]
             todo: list[Version] = []
             for key, history in keys.items():
                 top = history[0]
@@ -375,13 +366,14 @@ class S3VersionedUndo:
 
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
         since = self._records(sweep_id)
-        targets = list(since) if paths is None else list(paths)
+        # Only paths the sweep recorded: its markers are told from older ones by time.
+        targets = [f"s3://{self.bucket}/{k}" for k in since] if paths is None else paths
         by_key, _ = self._keys(targets)
-        epoch = datetime.fromtimestamp(0, tz=UTC)
+        by_key = {k: p for k, p in by_key.items() if k in since}
         doomed: list[Version] = []
         purged = 0
         for path_key, keys in (self._versions(list(by_key)) if by_key else {}).items():
-            start = since.get(by_key[path_key], epoch)
+            start = since[path_key]
             for history in keys.values():
                 # Only keys the sweep's marker still hides: live keys (restored, or
                 # written again) keep every version.
@@ -400,13 +392,7 @@ class S3VersionedUndo:
         return purged
 
     def trashed_sweeps(self) -> dict[str, datetime]:
-        out: dict[str, datetime] = {}
-        base = self.trash_key + "/"
-        for key, when in self.ops.dated(base):
-            sweep_id = key[len(base):].split("/", 1)[0]
-            if sweep_id and (sweep_id not in out or when > out[sweep_id]):
-                out[sweep_id] = when
-        return out
+        return dated_sweeps(self.ops, self.trash_key)
 
 
 def bucket_versioned(ops: S3BucketOps) -> bool:

@@ -35,8 +35,7 @@ RESERVED_TOP_LEVEL = (
     "code_uploads", "notebook_code", "kaniko-build-contexts", "cloud-build-contexts",
     "code-build-contexts", "mlflow", "great_expectations", "vertex_pipeline_root",
     "pipeline_root", "sagemaker", "azureml", "kubeflow", "tekton", "airflow",
-    # The undo window's trash (storage/trash.py TRASH_DIR): gc's own, purged only by
-    # gc trash empty, never a candidate.
+    # The undo window's trash (storage/trash.py TRASH_DIR): purged, never swept.
     ".artifact-gc-trash",
 )
 
