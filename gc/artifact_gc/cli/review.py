@@ -431,7 +431,8 @@ def history_command(location: str | None, as_json: bool,
                               for u in e.undo) or "-",
         })
     say(stdout_console(), f"Marks in {location}")
-    _print_table(None, rows, hide_first=["store", "mark", "cand bytes", "started (UTC)"],
+    _print_table(None, rows, hide_first=["undo", "store", "mark", "cand bytes",
+                                         "started (UTC)"],
                  whole=["manifest"])
     if any(e.derived for e in entries):
         click.echo("* derived by gc filter")
