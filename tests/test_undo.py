@@ -249,11 +249,6 @@ def _bucket(client: Any, bucket: str) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage/trash_s3.py (branch undofiles) lists versions with KeyMarker equal to the "
-    "run's common prefix; moto's ListObjectVersions then drops the delete marker of the "
-    "first key after it, so the restore counts that path as already back and leaves it "
-    "deleted (one object of the scenario store). Reported; remove this mark once fixed."))
 def test_round_trip_mariadb_s3_versioned(mariadb_scenario_store: ScenarioStore,
                                          moto_s3: Any, tmp_path: Path) -> None:
     """The MariaDB scenario store with its files moved to a versioned bucket (moto):
