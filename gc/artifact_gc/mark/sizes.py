@@ -16,11 +16,12 @@ import pyarrow as pa
 
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.storage import s3
-from artifact_gc.storage.buckets import Scrubber
 from artifact_gc.storage.keys import keys_under_paths
 from artifact_gc.storage.limits import RateLimiter, RequestLimits
 from artifact_gc.zenml.stores import ArtifactStore
+
+# storage.s3 (and its bucket helpers) is imported by the functions that measure: the
+# sweep imports this module for footprint_paths alone.
 
 
 def footprint_paths(uri: str, visualization_uris: list[str] | None) -> list[str]:
@@ -55,6 +56,8 @@ def measure_candidates(
     """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table,
     and ``object_keys`` where the store's listing names the objects (S3)."""
     import fsspec
+
+    from artifact_gc.storage import s3
 
     progress = progress or NullProgress()
     candidates = con.execute(
@@ -151,6 +154,9 @@ def _measure_s3(con: Any, fs: Any, store: ArtifactStore, root: str,
     object ``p`` itself, or anything under ``p/``; storage/keys.py). Directory markers
     (keys ending in ``/``) count as files of size 0.
     """
+    from artifact_gc.storage import s3
+    from artifact_gc.storage.buckets import Scrubber
+
     bucket, _ = s3.split_path(root)
     client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
                          scrub=Scrubber(store.storage_options))

@@ -116,6 +116,8 @@ def discover(engine: Any) -> ZenMLSchema:
     """Reflect the store behind ``engine`` and classify every reference to a version."""
     import sqlalchemy as sa
 
+    from artifact_gc.metadb.reflection import foreign_keys as reflected_foreign_keys
+
     try:
         inspector = sa.inspect(engine)
         tables = frozenset(inspector.get_table_names())
@@ -131,7 +133,8 @@ def discover(engine: Any) -> ZenMLSchema:
             missing=missing,
         )
     version = _schema_version(engine, tables)
-    foreign_keys = {table: inspector.get_foreign_keys(table) for table in sorted(tables)}
+    reflected = reflected_foreign_keys(inspector)
+    foreign_keys = {table: reflected[table] for table in sorted(tables)}
     notes: list[str] = []
     profile = profile_for(version)
     unexplained: tuple[str, ...] = ()
