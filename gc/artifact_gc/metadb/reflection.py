@@ -11,30 +11,33 @@ again. Other databases are reflected on every call.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: A table's foreign keys, as ``Inspector.get_foreign_keys`` returns them.
+ForeignKeys = Mapping[str, Sequence[Mapping[str, Any]]]
 
 #: Foreign keys by table (in ``get_table_names`` order), by the SHA-256 of a SQLite
 #: schema's text.
-_by_schema: dict[str, dict[str, list[dict[str, Any]]]] = {}
+_by_schema: dict[str, ForeignKeys] = {}
 _lock = threading.Lock()
 
 
-def foreign_keys(inspector: Any) -> dict[str, list[dict[str, Any]]]:
+def foreign_keys(inspector: Any) -> ForeignKeys:
     """``{table: inspector.get_foreign_keys(table)}`` for every table of
-    ``inspector.get_table_names()``, in that order. A copy: callers may change it."""
+    ``inspector.get_table_names()``, in that order. Shared: read it, never change it."""
     key = _sqlite_schema_key(inspector)
     if key is not None:
         with _lock:
             known = _by_schema.get(key)
         if known is not None:
-            return copy.deepcopy(known)
+            return known
     found = {table: inspector.get_foreign_keys(table) for table in inspector.get_table_names()}
     if key is not None:
         with _lock:
-            _by_schema[key] = copy.deepcopy(found)
+            _by_schema[key] = found
     return found
 
 

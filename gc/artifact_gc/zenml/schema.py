@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from artifact_gc.errors import SchemaError
+from artifact_gc.metadb.reflection import ForeignKeys
+from artifact_gc.metadb.reflection import foreign_keys as reflect_foreign_keys
 from artifact_gc.zenml.profiles import (
     PROFILES,
     Polymorphic,
@@ -116,8 +118,6 @@ def discover(engine: Any) -> ZenMLSchema:
     """Reflect the store behind ``engine`` and classify every reference to a version."""
     import sqlalchemy as sa
 
-    from artifact_gc.metadb.reflection import foreign_keys as reflected_foreign_keys
-
     try:
         inspector = sa.inspect(engine)
         tables = frozenset(inspector.get_table_names())
@@ -133,7 +133,7 @@ def discover(engine: Any) -> ZenMLSchema:
             missing=missing,
         )
     version = _schema_version(engine, tables)
-    reflected = reflected_foreign_keys(inspector)
+    reflected = reflect_foreign_keys(inspector)
     foreign_keys = {table: reflected[table] for table in sorted(tables)}
     notes: list[str] = []
     profile = profile_for(version)
@@ -245,7 +245,7 @@ def _reflected_profile(inspector: Any, tables: frozenset[str],
 
 
 def _unexplained(inspector: Any, tables: frozenset[str],
-                 foreign_keys: dict[str, list[dict[str, Any]]]) -> tuple[str, ...]:
+                 foreign_keys: ForeignKeys) -> tuple[str, ...]:
     """What the store has that the newest profile does not explain and that could name a
     version: a foreign key into artifact_version from a table it does not know, a column
     named like a reference without a foreign key, a new polymorphic table."""
