@@ -81,6 +81,7 @@ def sweep_command(
     See progress with gc status MANIFEST.
     """
     from artifact_gc.errors import GCError, Interrupted, SweepIncomplete
+    from artifact_gc.manifest.views import duckdb_session
     from artifact_gc.storage.limits import RequestLimits
     from artifact_gc.storage.options import parse_storage_options
     from artifact_gc.sweep.execute import execute
@@ -103,6 +104,9 @@ def sweep_command(
                            limits=RequestLimits(max_requests_per_second), journal=journal,
                            accept_schema=accept_schema,
                            undo_window=None if no_undo else undo_window)
+    # The checksum, the plan and the sweep read the manifest and journal through cursors
+    # of one DuckDB database, closed with the command.
+    ctx.with_resource(duckdb_session())
     try:
         plan = plan_sweep(manifest, db_url, options)
     except KeyboardInterrupt:

@@ -46,7 +46,12 @@ import pyarrow as pa
 
 from artifact_gc.manifest.format import utc_now
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
-from artifact_gc.manifest.views import connect_duckdb, create_manifest_view, duckdb_for
+from artifact_gc.manifest.views import (
+    connect_duckdb,
+    create_manifest_view,
+    duckdb_for,
+    register_fs,
+)
 from artifact_gc.storage.urls import is_local_fs, protocols, url_to_fs
 from artifact_gc.sweep.lock import SweepLock, lock_path
 
@@ -224,10 +229,12 @@ class Journal:
             and not p.rsplit("/", 1)[-1].startswith(".")
         )
 
-    def register(self, connection: Any, view: str = "journal", *, bound: bool = True) -> int:
+    def register(self, connection: Any, view: str = "journal", *, bound: bool = True,
+                 segments: list[str] | None = None) -> int:
         """Create the DuckDB view ``view`` over every segment (only this mark's events
-        when ``bound``); return how many segments there are."""
-        segments = self.segments()
+        when ``bound``); return how many segments there are. ``segments``: those
+        :meth:`segments` just returned, not listed again."""
+        segments = self.segments() if segments is None else segments
         if not segments:
             connection.register(f"{view}_empty", SCHEMA.empty_table())
             connection.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
@@ -261,12 +268,14 @@ class Journal:
         """Events in this journal's location that belong to another mark, by mark id
         (``?`` for an event of an older release written before this mark started).
         They are never counted or resumed."""
+        segments = self.segments()
+        if not segments:
+            return {}  # no DuckDB to start for an empty journal (a first sweep)
         con = connect_duckdb()
         try:
             if not self._local:
-                con.register_filesystem(self.fs)
-            if self.register(con, "all_events", bound=False) == 0:
-                return {}
+                register_fs(con, self.fs)
+            self.register(con, "all_events", bound=False, segments=segments)
             return {str(m): int(n) for m, n in con.execute(
                 f"SELECT coalesce(mark_id, '?'), count(*) FROM all_events "
                 f"WHERE NOT {self._mark_predicate()} GROUP BY 1 ORDER BY 1").fetchall()}
@@ -337,13 +346,15 @@ class Journal:
         return self._max("batch")
 
     def _max(self, column: str) -> int:
+        segments = self.segments()
+        if not segments:
+            return 0  # a first sweep's first write starts no DuckDB
         con = connect_duckdb()
         try:
             if not self._local:
-                con.register_filesystem(self.fs)
+                register_fs(con, self.fs)
             # Over every mark's events: seq and batch numbers stay unique in a location.
-            if self.register(con, bound=False) == 0:
-                return 0
+            self.register(con, bound=False, segments=segments)
             row = con.execute(f"SELECT coalesce(max({column}), 0) FROM journal").fetchone()
             return int(row[0]) if row else 0
         finally:

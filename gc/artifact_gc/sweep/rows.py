@@ -26,7 +26,6 @@ from typing import Any
 
 from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.statements import execute_in, quoter, select_in
-from artifact_gc.sweep.verify import foreign_key_children
 from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
 
 #: The column of ``artifact_version`` that names its artifact.
@@ -64,10 +63,19 @@ class Cascade:
             handled[owned] = (link, column)
         import sqlalchemy as sa
 
-        inspector = sa.inspect(engine)
+        from artifact_gc.metadb.reflection import foreign_keys
+
+        # The children of verify.foreign_key_children, from the reflection the schema's
+        # discovery just made (kept per SQLite schema) rather than a third one.
+        reflected = foreign_keys(sa.inspect(engine))
+
+        def children(parent: str) -> list[tuple[str, str]]:
+            return [(table, fk["constrained_columns"][0])
+                    for table, keys in reflected.items() for fk in keys
+                    if fk.get("referred_table") == parent]
+
         return cls(schema, {
-            table: [child for child in foreign_key_children(engine, table, inspector)
-                    if child != mine]
+            table: [child for child in children(table) if child != mine]
             for table, mine in handled.items()
         })
 
