@@ -160,6 +160,10 @@ class Bench:
     def sweep(self, manifest: Path, fs: Callable[[ArtifactStore], Any] | None = None,
               db_url: str | None = None, **options: Any) -> SweepReport:
         options.setdefault("workers", 4)
+        # The faults are injected into the filesystem's deletes; the undo window's
+        # trash moves files instead (its faults and crashes: test_trash_storage.py,
+        # test_sweep_crash.py, test_undo_crash.py).
+        options.setdefault("undo_window", None)
         plan = plan_sweep(str(manifest), db_url or self.url, SweepOptions(**options))
         return execute(plan, filesystem_factory=fs or self.clean_fs)
 
@@ -443,8 +447,9 @@ def test_permanent_storage_faults_stop_report_and_resume(bench: Bench, tmp_path:
     else:
         spec["local"] = {"rate": plan.rate, "seed": plan.seed, "denied": list(plan.denied),
                          "scope": plan.scope}
+    # --no-undo: the faults are injected into deletes, which the trash would replace.
     sweep = ["sweep", manifest, "--db", bench.url, "--yes", "--json", "--batch-size", str(batch),
-             "--workers", "4", *storage]
+             "--workers", "4", "--no-undo", *storage]
     raised: dict[str, int] = {}
 
     def counted() -> None:
