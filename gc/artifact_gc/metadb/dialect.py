@@ -46,9 +46,11 @@ class SteadyScans:
     (of any process) has committed to the database since the last time it was read
     on that connection; our own commits leave it unchanged. Read under BEGIN IMMEDIATE,
     an unchanged value therefore proves that the database is the one our last commit
-    left, so what a scan found then is still true, less what we deleted ourselves.
-    Only reads of rows the sweep never deletes are kept here (the link tables that
-    reference versions): their contents are then exactly those of the last scan."""
+    left, so what a scan found then is still true, less what we deleted ourselves:
+    a kept read is either of rows the sweep never deletes (the link tables that
+    reference versions), or is updated by the same transaction that deletes its rows
+    (:data:`DELETED_VERSIONS`, the visualizations of sweep/rows.py). A transaction
+    that does not commit leaves the scans to be cleared by the next one."""
 
     def __init__(self) -> None:
         #: data_version of the last committed transaction that used the scans.
@@ -56,6 +58,11 @@ class SteadyScans:
         #: Inside a locked transaction whose data_version matched (or cleared them).
         self.active = False
         self.scans: dict[Any, Any] = {}
+
+
+#: Key, in :func:`steady_scans`, of the set of version ids the sweep's committed
+#: transactions deleted since the scans were made.
+DELETED_VERSIONS = "deleted_versions"
 
 
 def steady_scans(connection: Any) -> dict[Any, Any] | None:

@@ -38,6 +38,7 @@ from artifact_gc.manifest.reasons import (
     REASON_CONFIG,
 )
 from artifact_gc.metadb.dialect import (
+    DELETED_VERSIONS,
     ReferenceGuard,
     RerunTransaction,
     dialect_of,
@@ -341,6 +342,22 @@ def _add_config_references(rows: Sequence[Any], wanted: set[str], result: Livene
 
 def _new_paths(connection: Any, schema: ZenMLSchema, since: datetime) -> list[tuple[str, str]]:
     """(path, owning version id) of every version and visualization created since."""
+    steady = steady_scans(connection)
+    if steady is None:
+        return _read_new_paths(connection, schema, since)
+    # ``created`` has no index: each read scans both tables. Under SQLite's write lock
+    # one read serves every batch until another connection commits (a new row is such
+    # a commit); the rows the sweep deleted since are left out, as a new read would.
+    key = ("new_paths", since)
+    if key not in steady:
+        steady[key] = _read_new_paths(connection, schema, since)
+        steady[DELETED_VERSIONS] = set()
+    deleted = steady[DELETED_VERSIONS]
+    return [(path, owner) for path, owner in steady[key] if owner not in deleted]
+
+
+def _read_new_paths(connection: Any, schema: ZenMLSchema, since: datetime
+                    ) -> list[tuple[str, str]]:
     import sqlalchemy as sa
 
     q = quoter(connection)
