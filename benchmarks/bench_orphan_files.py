@@ -1,20 +1,31 @@
-"""gc mark --orphan-files and the sweep of orphan files, against the bare limits.
+"""gc mark --orphan-files and the sweep of orphan files against the bare limits, on local
+disk and on S3 (moto), side by side in one run.
 
-    python benchmarks/bench_orphan_files.py [--versions N] [--base DIR] [--readme]
+    python benchmarks/bench_orphan_files.py [--versions N] [--orphan-share 0.4]
+        [--leak-share 0.75] [--s3-versions 5000,50000] [--inventory-rows 1000000]
+        [--base DIR] [--readme]
 
-A synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk rows) with every
-version's files on local disk; then the rows of the unreferenced versions (about 30%
-of them) are deleted with SQL, as ``delete_artifact_version``'s default or
-``zenml artifact prune --only-metadata`` delete them, leaving their files, and one log
-file per ten versions is written with no ``logs`` row, as ``delete_pipeline_run``
-leaves them. Side by side, in one run, each in its own process (wall time, peak RSS):
+Each store is a synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk
+rows). Of its unreferenced versions, ``--leak-share`` lose their rows only (SQL, as
+``delete_artifact_version``'s default or ``zenml artifact prune --only-metadata``
+leave them: their files stay) and the rest are gone entirely (rows and files, as a
+sweep leaves them). Then files of every other orphan class are written with no row:
+log files of deleted runs (``logs/<id>.log``), ``custom_artifacts/<name>/<uuid>``,
+``external_artifacts/external_<uuid>``, hook outputs ``<run>/<hook>/<output>``, step
+outputs of deleted runs, code archives no snapshot names, empty step directories
+(local only). Sides, each its own process (wall, CPU, peak RSS):
 
-- a bare listing of the root: ``find -printf`` (size, mtime, path) and Python
-  ``os.walk`` + ``lstat``;
-- ``gc mark`` without and with ``--orphan-files`` (the difference is what listing and
-  classifying the files cost), and ``gc mark --inventory`` from a Parquet listing;
-- ``gc sweep`` of the orphan files against a bare ``shutil.rmtree`` of the same paths
-  (on a hard-linked copy of the same tree).
+- local disk: a bare listing of the root (``find -printf`` of size, mtime, path, and
+  Python ``os.walk`` + ``lstat``); ``gc mark`` without and with ``--orphan-files``;
+  ``gc sweep`` of the orphan files against a bare ``shutil.rmtree``/``unlink`` of the
+  same paths (on a hard-linked copy of the same tree);
+- S3 (a moto server on 127.0.0.1, its own process, buckets filled into its backend):
+  a bare paginated ``list_objects_v2`` of the root; ``gc mark`` without and with
+  ``--orphan-files``; ``gc sweep`` against a bare boto3 ``delete_objects`` loop of the
+  same keys (1,000 a request, 16 threads), with the requests moto served;
+- an inventory of at least ``--inventory-rows`` objects (the local listing, padded
+  with stale rows of log files), classified on its own: ``mark_orphan_files`` from
+  the inventory, timed in a process of its own after the database is open.
 
 Prints every figure with the load average; ``--readme`` writes the section
 ``orphan-files`` of benchmarks/README.md.
@@ -24,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -34,20 +47,74 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from harness import Measured, gc, markdown_table, python, run, write_section  # noqa: E402
 from stores import sqlite_store  # noqa: E402
 
 README = Path(__file__).with_name("README.md")
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+
+BARE_S3_LIST = r"""
+import sys, boto3
+endpoint, bucket, prefix = sys.argv[1:4]
+client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+n = size = 0
+for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for entry in page.get("Contents") or []:
+        n += 1
+        size += entry["Size"]
+print(n, size)
+"""
+
+INVENTORY_CLASSIFY = r"""
+import json, sys, time
+from datetime import timedelta
+import sqlalchemy as sa
+from artifact_gc.manifest.format import utc_now
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.orphans.run import mark_orphan_files
+from artifact_gc.mark.run import _duckdb_connection
+from artifact_gc.progress import NullProgress
+from artifact_gc.zenml.schema import discover
+from artifact_gc.zenml.stores import load_artifact_stores
+url, inventory = sys.argv[1:3]
+engine = sa.create_engine(url)
+schema = discover(engine)
+stores = load_artifact_stores(engine, url, {}, {})
+engine.dispose()
+con = _duckdb_connection()  # gc mark's own: its memory limit, spilling to disk
+options = MarkOptions(orphan_files=True, inventory=inventory, older_than=timedelta(days=1))
+wall, cpu = time.perf_counter(), time.process_time()
+summary = mark_orphan_files(con, url, schema, stores, options, utc_now(), NullProgress())
+print(json.dumps({"seconds": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                  "objects": summary.objects}))
+"""
 
 
-def leak(store_dir: Path, db: Path, root: Path) -> dict[str, int]:
-    """Delete the rows of the unreferenced versions (files stay) and write log files with
-    no row. Returns what was leaked."""
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def leak_rows(store_dir: Path, db: Path, leak_share: float) -> tuple[list[str], list[str]]:
+    """Delete the rows of the first ``leak_share`` of the unreferenced versions (their
+    files stay) and of the rest; returns (leaked URIs, fully removed URIs)."""
     orphans = (store_dir / "ids" / "orphans.txt").read_text().split()
+    cut = int(len(orphans) * leak_share)
     con = sqlite3.connect(db)
-    con.execute("CREATE TEMP TABLE gone (id TEXT PRIMARY KEY)")
-    con.executemany("INSERT INTO gone VALUES (?)", [(i,) for i in orphans])
+    con.execute("CREATE TEMP TABLE gone (id TEXT PRIMARY KEY, leaked INTEGER)")
+    con.executemany("INSERT INTO gone VALUES (?, ?)",
+                    [(i, int(n < cut)) for n, i in enumerate(orphans)])
+    uris: dict[int, list[str]] = {0: [], 1: []}
+    for uri, leaked in con.execute(
+            "SELECT v.uri, g.leaked FROM artifact_version v JOIN gone g ON g.id = v.id"):
+        uris[int(leaked)].append(str(uri))
+    for uri, leaked in con.execute(
+            "SELECT a.uri, g.leaked FROM artifact_visualization a "
+            "JOIN gone g ON g.id = a.artifact_version_id"):
+        uris[int(leaked)].append(str(uri))
     for sql in (
         "DELETE FROM artifact_visualization WHERE artifact_version_id IN (SELECT id FROM gone)",
         "DELETE FROM run_metadata_resource WHERE resource_type = 'artifact_version' "
@@ -58,18 +125,182 @@ def leak(store_dir: Path, db: Path, root: Path) -> dict[str, int]:
     ):
         con.execute(sql)
     con.commit()
-    versions = con.execute("SELECT count(*) FROM artifact_version").fetchone()[0]
     con.close()
-    logs = root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    count = (versions + len(orphans)) // 10
-    for _ in range(count):
-        (logs / f"{uuid.uuid4()}.log").write_bytes(b"l" * 2048)
+    return uris[1], uris[0]
+
+
+def extra_objects(versions: int, body_size: int, seed: int = 12
+                  ) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Root-relative (key, body) of every orphan class but deleted versions' outputs
+    (bodies of ``body_size`` bytes, about a version file's, so that the deleted
+    versions stay most of the orphan bytes), and empty step directories (a
+    filesystem's only)."""
+    rng = random.Random(seed)
+
+    def uid() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    n = max(1, versions // 50)
+    body = b"o" * body_size
+    objects = [(f"logs/{uid()}.log", b"l" * body_size) for _ in range(versions // 10)]
+    objects += [(f"custom_artifacts/orphan_custom/{uid()}/data.json", body) for _ in range(n)]
+    objects += [(f"external_artifacts/external_{uid()}/data.bin", body) for _ in range(n)]
+    objects += [(f"{uid()}/{uid()}/output/data.bin", body) for _ in range(n)]
+    objects += [(f"deleted_step/output/{uid()}/{rng.getrandbits(32):08x}/data.bin", body)
+                for _ in range(n)]
+    objects += [(f"code_uploads/{hashlib.sha1(uid().encode()).hexdigest()}.tar.gz",
+                 b"c" * body_size) for _ in range(max(1, versions // 200))]
+    empty = [f"failed_step/output/{uid()}" for _ in range(n)]
+    return objects, empty
+
+
+def doomed_keys(candidates: list[str] | set[str], keys: list[str]) -> list[str]:
+    """The keys equal to or under one of ``candidates``."""
+    units = set(candidates)
+    out = []
+    for key in keys:
+        probe = key
+        while probe:
+            if probe in units:
+                out.append(key)
+                break
+            probe = probe.rsplit("/", 1)[0] if "/" in probe else ""
+    return out
+
+
+def orphan_candidates(manifest: Path) -> list[str]:
+    import duckdb
+
+    return [str(r[0]) for r in duckdb.sql(
+        f"SELECT item_id FROM '{manifest}' WHERE item_kind = 'orphan_file' "
+        "AND status = 'candidate' ORDER BY item_id").fetchall()]
+
+
+def candidate_bytes(mark: Measured) -> int:
+    summary = json.loads(mark.stdout)["orphan_files"]
+    return sum(int(x["bytes"]) for x in summary["by_class"] if x["status"] == "candidate")
+
+
+def by_class(mark: Measured) -> str:
+    summary = json.loads(mark.stdout)["orphan_files"]
+    return ", ".join(f"{x['orphan_class']} {x['paths']:,}" for x in summary["by_class"]
+                     if x["status"] == "candidate")
+
+
+def row(m: Measured, load: str) -> list[str]:
+    return [m.label, f"{m.seconds:.2f}", f"{m.cpu_seconds:.2f}", f"{m.peak_rss_mb:.0f}", load]
+
+
+def measure(results: list[list[str]], measured: Measured) -> Measured:
+    """Keep ``measured`` with the load average just after it, and print it."""
+    results.append(row(measured, load_average()))
+    print(" | ".join(results[-1]), flush=True)
+    return measured
+
+
+# ---------------------------------------------------------------------------
+# Local disk
+# ---------------------------------------------------------------------------
+
+
+def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Path, str]:
+    store = sqlite_store(args.base, args.versions, files=True, orphan_share=args.orphan_share)
+    work = args.base / f"orphans-{args.versions}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    db, root = work / "zenml.db", work / "root"
+    shutil.copy(Path(store.url.removeprefix("sqlite:///")), db)
+    print(f"[local] copying the store's files (hard links) to {root}", flush=True)
+    subprocess.run(["cp", "-al", store.root, str(root)], check=True)
+    store_id = sqlite3.connect(db).execute(
+        "SELECT artifact_store_id FROM artifact_version LIMIT 1").fetchone()[0]
+    config = base64.b64encode(json.dumps({"path": str(root)}).encode())
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE stack_component SET configuration = ? WHERE id = ?",
+                    (config, store_id))
+        for table in ("artifact_version", "artifact_visualization"):
+            con.execute(f"UPDATE {table} SET uri = ? || substr(uri, ?) WHERE uri LIKE ?",
+                        (str(root), len(store.root) + 1, store.root + "/%"))
+    _leaked, removed = leak_rows(store.directory, db, args.leak_share)
+    for uri in removed:
+        if os.path.isdir(uri):
+            shutil.rmtree(uri)
+        elif os.path.lexists(uri):
+            os.unlink(uri)
+    objects, empty = extra_objects(args.versions, body_size=1024)
+    for key, body in objects:
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    for key in empty:
+        (root / key).mkdir(parents=True, exist_ok=True)
     # Everything is old: the grace period is not what the benchmark measures.
     subprocess.run(["find", str(root), "-exec", "touch", "-h", "-d", "30 days ago", "{}",
                     "+"], check=True)
-    return {"versions_left": int(versions), "versions_deleted": len(orphans),
-            "log_files": count}
+    url = f"sqlite:///{db}"
+    count, nbytes = tree_stats(root)
+    print(f"[local] {count:,} objects, {nbytes:,} bytes; load {load_average()}", flush=True)
+
+    results: list[list[str]] = []
+    find = measure(results, run("find -printf", ["sh", "-c",
+                                f"find {root} -printf '%s %T@ %p\\n' > /dev/null"]))
+    walk = measure(results, python("os.walk + lstat", (
+        "import os\n"
+        f"for d, ds, fs in os.walk({str(root)!r}):\n"
+        "    for n in fs: os.lstat(os.path.join(d, n))\n")))
+    plain = measure(results, gc("gc mark", "mark", "--db", url, "--out",
+                                str(work / "plain.parquet"), "--older-than", "1d", "--json"))
+    manifest = work / "orphans.parquet"
+    orphans = measure(results, gc("gc mark --orphan-files", "mark", "--db", url, "--out",
+                                  str(manifest), "--older-than", "1d", "--orphan-files",
+                                  "--orphan-code-uploads", "--json"))
+    candidates = orphan_candidates(manifest)
+    reclaim = candidate_bytes(orphans)
+    inventory = work / "inventory.parquet"
+    write_inventory(root, inventory, args.inventory_rows)
+    inv = run("inventory classification", [sys.executable, "-c", INVENTORY_CLASSIFY, url,
+                                           str(inventory)])
+    timed = json.loads(inv.stdout.strip().splitlines()[-1])
+    results.append([f"inventory classification ({timed['objects']:,} objects; "
+                    "timed inside, after start-up)", f"{timed['seconds']:.2f}",
+                    f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
+    print(" | ".join(results[-1]), flush=True)
+    backup = work / "root.links"
+    subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
+    sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
+                                url, "--yes", "--json"))
+    shutil.rmtree(root)
+    backup.rename(root)
+    paths = work / "paths.txt"
+    paths.write_text("\n".join(candidates))
+    bare = measure(results, python("bare rmtree/unlink", (
+        "import os, shutil\n"
+        f"for p in open({str(paths)!r}).read().split():\n"
+        "    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)\n"
+    )))
+    extra = orphans.seconds - plain.seconds
+    notes = [
+        f"- local store: {count:,} objects, {nbytes:,} bytes; orphan-file candidates "
+        f"{len(candidates):,} paths, {reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% "
+        f"of the bytes): {by_class(orphans)}",
+        f"- `gc mark --orphan-files` whole: {orphans.seconds / find.seconds:.2f}x `find` "
+        f"wall ({orphans.cpu_seconds / max(0.01, find.cpu_seconds):.2f}x CPU), "
+        f"{orphans.seconds / walk.seconds:.2f}x `os.walk` wall "
+        f"({orphans.cpu_seconds / max(0.01, walk.cpu_seconds):.2f}x CPU)",
+        f"- its orphan-file part (`--orphan-files` minus plain `gc mark`): {extra:.2f} s = "
+        f"{extra / find.seconds:.2f}x `find`, {extra / walk.seconds:.2f}x `os.walk` (wall); "
+        f"CPU {orphans.cpu_seconds - plain.cpu_seconds:.2f} s = "
+        f"{(orphans.cpu_seconds - plain.cpu_seconds) / max(0.01, find.cpu_seconds):.2f}x "
+        f"`find`, {(orphans.cpu_seconds - plain.cpu_seconds) / max(0.01, walk.cpu_seconds):.2f}x "
+        "`os.walk`",
+        f"- sweep of the orphan files: {len(candidates) / sweep.seconds:,.0f} paths/s, bare "
+        f"{len(candidates) / bare.seconds:,.0f} paths/s "
+        f"({100 * bare.seconds / sweep.seconds:.0f}% of bare)",
+        f"- inventory: {timed['objects']:,} objects classified in {timed['seconds']:.2f} s "
+        f"({timed['cpu']:.2f} s CPU), peak RSS {inv.peak_rss_mb:.0f} MB",
+    ]
+    return notes, results, work, url
 
 
 def tree_stats(root: Path) -> tuple[int, int]:
@@ -81,117 +312,150 @@ def tree_stats(root: Path) -> tuple[int, int]:
     return objects, nbytes
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def write_inventory(root: Path, out: Path, rows: int) -> None:
+    """A plain inventory (path, size, last_modified) of ``root``, padded with stale rows
+    (log files listed once and gone since) to ``rows``."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths, sizes, times = [], [], []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            full = os.path.join(directory, name)
+            info = os.lstat(full)
+            paths.append(full)
+            sizes.append(info.st_size)
+            times.append(dt.datetime.fromtimestamp(info.st_mtime, dt.UTC).replace(tzinfo=None))
+    old = dt.datetime(2026, 1, 1)
+    rng = random.Random(5)
+    while len(paths) < rows:
+        paths.append(f"{root}/logs/{uuid.UUID(int=rng.getrandbits(128), version=4)}.log")
+        sizes.append(2048)
+        times.append(old)
+    pq.write_table(pa.table({"path": paths, "size": sizes, "last_modified": times}), out)
+
+
+# ---------------------------------------------------------------------------
+# S3 (moto)
+# ---------------------------------------------------------------------------
+
+
+def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:
+    from artifact_gc.demo.synthetic import SyntheticSpec, populate
+    from bench_s3 import Moto, retarget
+    from generate_store import create_schema_with_zenml
+    from s3_support import list_bucket, object_plan
+
+    os.environ.update(AWS_ENV)  # this process's own boto3 client (the checks) too
+    directory = args.base / f"orphans-s3-{versions}"
+    pristine = directory / "pristine.db"
+    if not (directory / "done").exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        url = f"sqlite:///{pristine}"
+        create_schema_with_zenml(url, sys.executable)
+        populate(url, SyntheticSpec(versions=versions, store_root="s3://pristine/store",
+                                    orphan_share=args.orphan_share, recent_share=0.0,
+                                    ids_dir=directory / "ids"))
+        (directory / "done").write_text("1")
+    work = directory / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    db = work / "zenml.db"
+    shutil.copy(pristine, db)
+    plan = object_plan(f"sqlite:///{db}", "pristine")
+    _leaked, removed = leak_rows(directory, db, args.leak_share)
+    gone = {u.split("://", 1)[1].split("/", 1)[1] for u in removed}
+    removed_keys = set(doomed_keys(gone, [k for k, _ in plan]))
+    plan = [(k, b) for k, b in plan if k not in removed_keys]
+    extra, _empty = extra_objects(versions, body_size=40)
+    plan += [(f"store/{k}", b) for k, b in extra]
+    nbytes = sum(len(b) for _, b in plan)
+    moto = Moto()
+    moto.start({"gc-side": plan, "bare-side": plan}, work)
+    results: list[list[str]] = []
+    try:
+        url = retarget(db, "gc-side", moto.endpoint)
+        env = dict(AWS_ENV)
+        print(f"[s3 {versions:,}] {len(plan):,} objects, {nbytes:,} bytes; moto RSS "
+              f"{moto.rss_mb():,.0f} MB; load {load_average()}", flush=True)
+        moto.requests()
+        bare_list = measure(results, run("bare list_objects_v2", [
+            sys.executable, "-c", BARE_S3_LIST, moto.endpoint, "gc-side", "store/"], env=env))
+        bare_list_requests = moto.requests()
+        plain = measure(results, gc("gc mark", "mark", "--db", url, "--out",
+                                    str(work / "plain.parquet"), "--older-than", "0s",
+                                    "--json", env=env))
+        manifest = work / "orphans.parquet"
+        moto.requests()
+        orphans = measure(results, gc("gc mark --orphan-files", "mark", "--db", url, "--out",
+                                      str(manifest), "--older-than", "0s", "--orphan-files",
+                                      "--orphan-code-uploads", "--json", env=env))
+        mark_requests = moto.requests()
+        candidates = orphan_candidates(manifest)
+        keys = [k for k, _ in plan]
+        doomed = doomed_keys([c.split("://", 1)[1].split("/", 1)[1] for c in candidates], keys)
+        keys_file = work / "keys.txt"
+        keys_file.write_text("\n".join(doomed) + "\n")
+        sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
+                                    url, "--yes", "--json", env=env))
+        sweep_requests = moto.requests()
+        from bench_s3 import BARE_LOOP
+
+        bare = measure(results, run("bare boto3 delete_objects", [
+            sys.executable, "-c", BARE_LOOP, moto.endpoint, "bare-side", str(keys_file)],
+            env=env))
+        bare_requests = moto.requests()
+        client = moto.client()
+        left = set(list_bucket(client, "gc-side"))
+        assert not left & set(doomed) and left == set(list_bucket(client, "bare-side"))
+    finally:
+        moto.stop()
+    reclaim = candidate_bytes(orphans)
+    extra_s = orphans.seconds - plain.seconds
+    notes = [
+        f"- S3 store ({versions:,} versions): {len(plan):,} objects, {nbytes:,} bytes; "
+        f"orphan-file candidates {len(candidates):,} paths, {len(doomed):,} objects, "
+        f"{reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% of the bytes): "
+        f"{by_class(orphans)}",
+        f"- S3 `gc mark --orphan-files` whole: {orphans.seconds / bare_list.seconds:.2f}x the "
+        f"bare paginated listing (wall), {orphans.cpu_seconds / bare_list.cpu_seconds:.2f}x "
+        f"(CPU); its orphan-file part: {extra_s / bare_list.seconds:.2f}x (wall). LIST "
+        f"requests: bare {bare_list_requests.get('LIST', 0):,}, mark "
+        f"{mark_requests.get('LIST', 0):,}",
+        f"- S3 sweep of the orphan files: {len(doomed) / sweep.seconds:,.0f} objects/s, bare "
+        f"delete_objects {len(doomed) / bare.seconds:,.0f} objects/s "
+        f"({100 * bare.seconds / sweep.seconds:.0f}% of bare); requests: sweep "
+        f"{dict(sorted(sweep_requests.items()))}, bare {dict(sorted(bare_requests.items()))}",
+    ]
+    return notes, results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", type=int, default=500_000)
+    parser.add_argument("--versions", type=int, default=250_000)
+    parser.add_argument("--orphan-share", type=float, default=0.4)
+    parser.add_argument("--leak-share", type=float, default=0.75)
+    parser.add_argument("--s3-versions", default="5000,50000")
+    parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
+    parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--readme", action="store_true")
     args = parser.parse_args(argv)
 
-    store = sqlite_store(args.base, args.versions, files=True, orphan_share=0.3)
-    work = args.base / f"orphans-{args.versions}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    db, root = work / "zenml.db", work / "root"
-    shutil.copy(Path(store.url.removeprefix("sqlite:///")), db)
-    print(f"[bench] copying the store's files (hard links) to {root}", flush=True)
-    subprocess.run(["cp", "-al", store.root, str(root)], check=True)
-    # The copy's rows name the copy's files, and its store's root is the copy's: the
-    # cached store is never listed (nor swept).
-    store_id = sqlite3.connect(db).execute(
-        "SELECT artifact_store_id FROM artifact_version LIMIT 1").fetchone()[0]
-    config = base64.b64encode(json.dumps({"path": str(root)}).encode())
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE stack_component SET configuration = ? WHERE id = ?",
-                    (config, store_id))
-        for table in ("artifact_version", "artifact_visualization"):
-            con.execute(f"UPDATE {table} SET uri = ? || substr(uri, ?) WHERE uri LIKE ?",
-                        (str(root), len(store.root) + 1, store.root + "/%"))
-    leaked = leak(store.directory, db, root)
-    objects, nbytes = tree_stats(root)
-    url = f"sqlite:///{db}"
-    roots: list[str] = []
-    print(f"[bench] {objects:,} objects, {nbytes:,} bytes; {leaked}; load {load_average()}",
-          flush=True)
-
-    results: dict[str, Measured] = {}
-    results["find"] = run("find -printf", ["sh", "-c",
-                          f"find {root} -printf '%s %T@ %p\\n' > /dev/null"])
-    results["os.walk"] = python("os.walk + lstat", (
-        "import os\n"
-        f"for d, ds, fs in os.walk({str(root)!r}):\n"
-        "    for n in fs: os.lstat(os.path.join(d, n))\n"))
-    results["mark"] = gc("gc mark", "mark", "--db", url, "--out", str(work / "plain.parquet"),
-                         "--older-than", "1d", *roots, "--json")
-    results["mark_orphans"] = gc("gc mark --orphan-files", "mark", "--db", url, "--out",
-                                 str(work / "orphans.parquet"), "--older-than", "1d",
-                                 "--orphan-files", *roots, "--json")
-    inventory = work / "inventory.parquet"
-    python("write inventory", (
-        "import os, pyarrow as pa, pyarrow.parquet as pq, datetime as dt\n"
-        "p, s, m = [], [], []\n"
-        f"for d, ds, fs in os.walk({str(root)!r}):\n"
-        "    for n in fs:\n"
-        "        f = os.path.join(d, n); st = os.lstat(f)\n"
-        "        p.append(f); s.append(st.st_size)\n"
-        "        m.append(dt.datetime.utcfromtimestamp(st.st_mtime))\n"
-        f"pq.write_table(pa.table({{'path': p, 'size': s, 'last_modified': m}}), "
-        f"{str(inventory)!r})\n"))
-    results["mark_inventory"] = gc("gc mark --inventory", "mark", "--db", url, "--out",
-                                   str(work / "inventory-mark.parquet"), "--older-than",
-                                   "1d", "--inventory", str(inventory), *roots, "--json")
-    summary = json.loads(results["mark_orphans"].stdout)["orphan_files"]
-    candidates = [
-        r[0] for r in __import__("duckdb").sql(
-            f"SELECT item_id FROM '{work / 'orphans.parquet'}' "
-            "WHERE item_kind = 'orphan_file' AND status = 'candidate'").fetchall()]
-    candidate_bytes = sum(x["bytes"] for x in summary["by_class"] if x["status"] == "candidate")
-
-    backup = work / "root.links"
-    subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
-    results["sweep"] = gc("gc sweep (orphan files)", "sweep", str(work / "orphans.parquet"),
-                          "--db", url, "--yes", "--json")
-    shutil.rmtree(root)
-    backup.rename(root)
-    paths = work / "paths.txt"
-    paths.write_text("\n".join(candidates))
-    results["rmtree"] = python("bare rmtree/unlink", (
-        "import os, shutil\n"
-        f"for p in open({str(paths)!r}).read().split():\n"
-        "    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)\n"))
-
-    load = load_average()
-    rows = []
-    for m in results.values():
-        rows.append([m.label, f"{m.seconds:.2f}", f"{m.cpu_seconds:.2f}",
-                     f"{m.peak_rss_mb:.0f}"])
-    table = markdown_table(["side", "wall s", "cpu s", "peak RSS MB"], rows)
-    listing = results["find"].seconds
-    extra = results["mark_orphans"].seconds - results["mark"].seconds
-    ratios = [
-        f"- store: {objects:,} objects, {nbytes:,} bytes; candidates "
-        f"{len(candidates):,} paths, {candidate_bytes:,} bytes "
-        f"({100 * candidate_bytes / max(1, nbytes):.0f}% of the bytes); "
-        f"{leaked['versions_left']:,} versions left",
-        f"- `gc mark --orphan-files` minus `gc mark`: {extra:.2f} s = "
-        f"{extra / listing:.2f}x the bare `find` listing ({listing:.2f} s), "
-        f"{extra / results['os.walk'].seconds:.2f}x `os.walk`+`lstat`",
-        f"- `gc mark --orphan-files` whole: {results['mark_orphans'].seconds / listing:.2f}x "
-        "the bare listing",
-        f"- `gc mark --inventory` whole: {results['mark_inventory'].seconds:.2f} s for "
-        f"{objects:,} objects",
-        f"- sweep of orphan files: {len(candidates) / results['sweep'].seconds:,.0f} paths/s, "
-        f"bare rmtree {len(candidates) / results['rmtree'].seconds:,.0f} paths/s "
-        f"({100 * results['rmtree'].seconds / results['sweep'].seconds:.0f}% of bare)",
-        f"- load average (1, 5, 15 min) at the end: {load}",
-    ]
-    body = "\n".join([f"### Orphan files: {args.versions:,} synthetic versions, local disk",
-                      "", table, "", *ratios])
+    headers = ["side", "wall s", "cpu s", "peak RSS MB", "load avg (1, 5, 15 min) after"]
+    parts: list[str] = []
+    if not args.skip_local:
+        notes, results, _, _ = local_side(args)
+        parts += [f"#### Local disk: {args.versions:,} synthetic versions", "",
+                  markdown_table(headers, results), "", *notes, ""]
+    for versions in [int(v) for v in args.s3_versions.split(",") if v]:
+        notes, results = s3_side(versions, args)
+        parts += [f"#### S3 (moto): {versions:,} synthetic versions", "",
+                  markdown_table(headers, results), "", *notes, ""]
+    body = "\n".join(parts).rstrip()
     print(body)
     if args.readme:
         write_section(README, "orphan-files", body)

@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     files, nbytes = du(root)
     rows.append(["`zenml artifact prune -y`", f"{files0 - files}", f"{bytes0 - nbytes:,}"])
     for label, extra in (("`gc mark` + `gc sweep`", []),
-                         ("`gc mark --orphan-files` + `gc sweep`", ["--orphan-files"])):
+                         ("`gc mark --orphan-files` + `gc sweep`", ["--orphan-files"]),
+                         ("`gc mark --orphan-files --orphan-code-uploads` + `gc sweep`",
+                          ["--orphan-files", "--orphan-code-uploads"])):
         restore()
         manifest = args.work / "mark.parquet"
         manifest.unlink(missing_ok=True)
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "### Bytes reclaimed on one real ZenML 0.98 store", "",
         f"A store after ordinary use ({files0} files, {bytes0:,} bytes): a version deleted "
         "with `delete_artifact_version`'s default, runs deleted with `delete_pipeline_run`, "
-        "a failed step, a step killed with SIGKILL, `zenml artifact prune --only-metadata`.",
+        "a failed step, a step killed with SIGKILL, `zenml artifact prune --only-metadata`, "
+        "a run and its snapshot deleted (its code archive stays).",
         "", markdown_table(["command", "files reclaimed", "bytes reclaimed"], rows), "",
         f"Load average (1, 5, 15 min): {load}.",
     ])

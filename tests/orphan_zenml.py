@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
@@ -173,6 +173,9 @@ def build() -> None:
         handle.write(b"x" * 100)
     parent = register_artifact(folder_or_file_uri=parent_dir, name="parent_of_layout")
     traps = {"registered": registered.uri, "parent_dir": parent.uri, "nested": nested}
+    leaks["code_uploads"] = code_uploads(client)
+    # The deleted run's log files (if it wrote any) are log files of a deleted run.
+    leaks["delete_pipeline_run"]["log_uris"] += leaks["code_uploads"].pop("log_uris")
 
     print(json.dumps({
         "traps": traps,
@@ -182,6 +185,60 @@ def build() -> None:
         "keep_outputs": keep_outputs,
         "leaks": leaks,
     }))
+
+
+#: A pipeline of its own ZenML repository, run by code_uploads(): ZenML archives the
+#: repository (its source root) and names the archive in the run's snapshot.
+CODE_PIPELINE = """
+import sys
+from zenml import pipeline, step
+from zenml.pipelines import build_utils
+
+# What a remote orchestrator decides for an image without the code: upload the code
+# archive to the artifact store (code_uploads/<sha1>.tar.gz) and name it in the
+# snapshot's code_path. The local orchestrator decides otherwise; the upload and the
+# snapshot are ZenML's own.
+build_utils.should_upload_code = lambda **_: True
+
+# No output: the runs add no artifact version, only the archives and their snapshots.
+@step(enable_cache=False)
+def shipped() -> None:
+    print("shipped")
+
+@pipeline(enable_cache=False)
+def shipped_code() -> None:
+    shipped()
+
+shipped_code.with_options(run_name=sys.argv[1])()
+"""
+
+
+def code_uploads(client: Client) -> dict[str, Any]:
+    """Two runs whose snapshots name two code archives (the code differs between them);
+    then the first run and its snapshot are deleted, which leaves its archive named by
+    no snapshot. Returns both archives' paths."""
+    import tempfile
+    from pathlib import Path
+
+    project = Path(tempfile.mkdtemp(prefix="code-project-"))
+    Client.initialize(root=project)
+    (project / "shipped.py").write_text(CODE_PIPELINE)
+    paths = {}
+    for run_name in ("code_unreferenced", "code_referenced"):
+        (project / "version.txt").write_text(run_name)
+        subprocess.run([sys.executable, "shipped.py", run_name], cwd=project, check=True,
+                       capture_output=True, text=True, env=os.environ.copy())
+        run = client.get_pipeline_run(run_name)
+        paths[run_name] = run.snapshot.code_path if run.snapshot else None
+    gone = client.get_pipeline_run("code_unreferenced")
+    log_uris = [log.uri for holder in (gone, *gone.steps.values())
+                for log in (holder.log_collection or []) if log.uri]
+    snapshot_id = gone.snapshot.id if gone.snapshot else None
+    client.delete_pipeline_run(gone.id)
+    if snapshot_id is not None:
+        client.delete_snapshot(snapshot_id)
+    return {"unreferenced": paths["code_unreferenced"], "referenced": paths["code_referenced"],
+            "log_uris": log_uris}
 
 
 def killed() -> None:

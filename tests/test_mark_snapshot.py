@@ -102,7 +102,7 @@ def _reference_moved_between_reads(store: ScenarioStore, tmp_path: Path) -> None
     # first table before the move and the second after it sees no reference at all.
     victim = sorted(v for v, facts in store.versions.items()
                     if facts["status"] == "reachable" and facts["reasons"] == [second[2]])[0]
-    names = [name for name, _sql, _columns
+    names = [read.name for read
              in inputs._reads(engine, dialect_of(engine), schema, sa.inspect(engine), None)]
     after = names.index(f"ref_{tables.index(first[0])}") + 1
     assert after < names.index(f"ref_{tables.index(second[0])}") + 1

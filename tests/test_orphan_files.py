@@ -378,12 +378,19 @@ def test_s3_mark_and_sweep_of_orphan_files(
     report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions(
         batch_size=3, storage_options=dict(moto_s3.storage_options))))
     assert set(report.deleted) == expected and not report.failures
-    after = _bucket(moto_s3)
+    # The sweep's undo window (on by default) copies what it deletes into the store's
+    # trash prefix (the bucket has no versioning): exactly the deleted keys, nothing else.
+    trash = "zenml-store/.artifact-gc-trash/"
+    after = {k for k in _bucket(moto_s3) if not k.startswith(trash)}
+    trashed = {"zenml-store/" + k[len(trash):].split("/", 1)[1]
+               for k in _bucket(moto_s3) if k.startswith(trash)
+               and "/versioned/" not in k}
     prefix = f"s3://{moto_s3.bucket}/"
     gone = {k for k in before
             if any(k == p[len(prefix):] or k.startswith(p[len(prefix):] + "/")
                    for p in expected)}
     assert gone and after == before - gone
+    assert trashed == gone
 
 
 @pytest.mark.s3
@@ -417,3 +424,61 @@ def test_only_metadata_leaves_orphan_files_and_says_how_to_collect_them(
     pending = plan_sweep(str(manifest), store.db_url, SweepOptions())
     assert pending.orphan_files == len(
         [p for p, (s, _, _) in _orphan_rows(manifest).items() if s == "candidate"])
+
+
+def test_code_uploads_are_candidates_only_with_the_opt_in(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+) -> None:
+    store, traps = orphan_store
+    root = str(store.root)
+    archives = store.leaks["code_uploads"]
+    unreferenced, referenced = archives["unreferenced"], archives["referenced"]
+    assert unreferenced != referenced and os.path.exists(unreferenced)
+    assert os.path.exists(referenced)
+    # Without the opt-in every archive is unknown: one protected row for the folder.
+    rows = _orphan_rows(_mark(store, tmp_path / "plain.parquet"))
+    assert rows[f"{root}/code_uploads"] == ("protected", "unknown", ["unknown_layout"])
+    assert not any(p.startswith(f"{root}/code_uploads/") for p in rows)
+
+    manifest = _mark(store, tmp_path / "opt-in.parquet", orphan_code_uploads=True)
+    rows = _orphan_rows(manifest)
+    assert rows[unreferenced][:2] == ("candidate", "unreferenced_code_upload")
+    # The archive a snapshot names is live (no row); a file of another name in the
+    # folder (the trap) is still unknown.
+    assert referenced not in rows
+    assert rows[f"{root}/code_uploads"] == ("protected", "unknown", ["unknown_layout"])
+    report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions()))
+    assert unreferenced in report.deleted and not report.failures
+    assert not os.path.exists(unreferenced)
+    assert os.path.exists(referenced) and traps["code_upload"].exists()
+    assert os.path.isdir(f"{root}/code_uploads")
+
+
+def test_the_undo_trash_is_never_a_candidate_and_reported_on_its_own(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+) -> None:
+    from artifact_gc.manifest.format import read_info
+
+    store, _ = orphan_store
+    root = store.root
+    # The undo window's trash mirrors what it holds: a step output and a log file
+    # whose rows are gone, exactly what would be candidates outside it.
+    trash = root / ".artifact-gc-trash" / "sweep-1"
+    shaped = [trash / "trainer" / "model" / "0b6c2f2e-6a8e-4e0c-9a55-3f5a0f0f9c12" /
+              "abcdef12" / "data.bin",
+              trash / "logs" / "0b6c2f2e-6a8e-4e0c-9a55-3f5a0f0f9c13.log"]
+    for path in shaped:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"z" * 50)
+    backdate(trash, keep_fresh=None)
+    manifest = _mark(store, tmp_path / "mark.parquet")
+    rows = _orphan_rows(manifest)
+    assert rows[f"{root}/.artifact-gc-trash"] == ("protected", "undo_trash", ["undo_trash"])
+    assert not any(p.startswith(f"{root}/.artifact-gc-trash/") for p in rows)
+    summary = read_info(str(manifest)).orphan_files
+    assert summary is not None
+    assert summary["undo_trash"] == {"objects": 2, "bytes": 100}
+    assert {"orphan_class": "undo_trash", "status": "protected", "paths": 1, "objects": 2,
+            "bytes": 100} in summary["by_class"]
+    execute(plan_sweep(str(manifest), store.db_url, SweepOptions()))
+    assert all(path.exists() for path in shaped)

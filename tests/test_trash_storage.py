@@ -414,10 +414,10 @@ def test_orphan_file_marking_never_takes_the_trash() -> None:
     8-hex folder) is no unit of orphan-file marking: the trash is reserved."""
     import duckdb
 
-    from artifact_gc.mark.orphans.layout import unit_sql
+    from artifact_gc.mark.orphans.layout import kind_sql
 
     shaped = [TRASH_DIR, "sweep-1", "0f2d8c5e-1b7a-4c3e-9d2f-5a6b7c8d9e0f", "abcdef12", "a.bin"]
-    query = f"SELECT {unit_sql('seg', 'false')} FROM (SELECT ?::VARCHAR[] AS seg)"
+    query = f"SELECT {kind_sql('seg', 'false')} FROM (SELECT ?::VARCHAR[] AS seg)"
     with duckdb.connect() as con:
         assert con.execute(query, [shaped]).fetchone() == (None,)
         outside = ["step", *shaped[1:]]

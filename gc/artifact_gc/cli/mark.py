@@ -63,6 +63,13 @@ from artifact_gc.cli.render import (
               help="Also list every artifact store and add the files no row names, where "
                    "ZenML's layout says what they are, as candidates of kind orphan_file "
                    "(everything else is reported as unknown, never deleted).")
+@click.option("--orphan-code-uploads", is_flag=True,
+              help="Also make a content-addressed code archive "
+                   "(code_uploads/<sha1>.tar.gz) that no pipeline snapshot names a "
+                   "candidate (class unreferenced_code_upload). Off by default: ZenML "
+                   "reuses an archive without rewriting it, so a run starting during the "
+                   "sweep may name one just deleted. Without it code archives are unknown "
+                   "(implies --orphan-files).")
 @click.option("--inventory", metavar="URL",
               help="Classify orphan files from this listing instead of listing the store: "
                    "an S3 Inventory manifest.json, or a Parquet/CSV file of "
@@ -84,7 +91,7 @@ def mark_command(
     workers: int, storage_option_pairs: tuple[str, ...],
     max_requests_per_second: float | None, as_json: bool, orphan_files: bool = False,
     inventory: str | None = None, max_inventory_age: Any = None,
-    lock_timeout: Any = None,
+    lock_timeout: Any = None, orphan_code_uploads: bool = False,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -114,7 +121,8 @@ def mark_command(
         limits=RequestLimits(max_requests_per_second),
         keep_tags=_tag_names(keep_tags),
         release_unreachable_snapshots=release_unreachable_snapshots,
-        orphan_files=orphan_files or inventory is not None, inventory=inventory,
+        orphan_files=orphan_files or inventory is not None or orphan_code_uploads,
+        orphan_code_uploads=orphan_code_uploads, inventory=inventory,
         max_inventory_age=max_inventory_age,
         lock_timeout=lock_timeout,
     )
@@ -266,6 +274,10 @@ def render_orphan_files(orphans: dict[str, Any]) -> None:
         f"({human_bytes(orphans['live']['bytes'])}), unknown layout "
         f"{orphans['unknown']['objects']:,} ({human_bytes(orphans['unknown']['bytes'])}, "
         "never deleted).")
+    trash = orphans.get("undo_trash") or {}
+    if trash.get("objects"):
+        say(console, f"Undo trash (.artifact-gc-trash/): {trash['objects']:,} objects "
+                     f"({human_bytes(trash['bytes'])}), gc's own, never a candidate.")
     if not orphans["by_class"]:
         say(console, "No orphan files: every listed object is live or of unknown layout.")
         return

@@ -182,7 +182,10 @@ def show_command(manifest: str, by: str, top: int, fmt: str,
             f"orphan files ({orphans['source']}): {orphans['objects']:,} objects listed, "
             f"live {orphans['live']['objects']:,} ({human_bytes(orphans['live']['bytes'])}), "
             f"unknown layout {orphans['unknown']['objects']:,} "
-            f"({human_bytes(orphans['unknown']['bytes'])}, never deleted)"))
+            f"({human_bytes(orphans['unknown']['bytes'])}, never deleted)"
+            + (f", undo trash {orphans['undo_trash']['objects']:,} "
+               f"({human_bytes(orphans['undo_trash']['bytes'])}, never deleted)"
+               if (orphans.get("undo_trash") or {}).get("objects") else "")))
     if result.largest_candidates:
         _print_table(f"Largest candidate artifacts (top {top})", result.largest_candidates,
                      ["artifact_name", "project", "versions", "bytes", "oldest", "newest"],
@@ -425,9 +428,14 @@ def history_command(location: str | None, as_json: bool,
             ) if e.error is None else "",
             "cand bytes": e.bytes.get("candidate"),
             "sweep": e.sweep if e.error is None else "unreadable",
+            "undo": "; ".join(f"{u['window']} {u['state']}"
+                              + (f" until {u['expires_at'][:16].replace('T', ' ')}"
+                                 if u["state"] == "restorable" else "")
+                              for u in e.undo) or "-",
         })
     say(stdout_console(), f"Marks in {location}")
-    _print_table(None, rows, hide_first=["store", "mark", "cand bytes", "started (UTC)"],
+    _print_table(None, rows, hide_first=["undo", "store", "mark", "cand bytes",
+                                         "started (UTC)"],
                  whole=["manifest"])
     if any(e.derived for e in entries):
         click.echo("* derived by gc filter")

@@ -23,7 +23,7 @@ import pyarrow as pa
 from artifact_gc import __version__
 from artifact_gc.errors import ManifestRefused
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
-from artifact_gc.storage.urls import url_to_fs
+from artifact_gc.storage.urls import os_path, url_to_fs
 
 FORMAT_NAME = "artifact-gc-manifest"
 #: 1.1 added the item columns (``item_kind``, ``item_id``); 1.2 the ``referrers``
@@ -192,9 +192,12 @@ def read_info(url: str, storage_options: dict[str, Any] | None = None) -> Manife
     """Read a manifest's metadata from its footer, without reading its rows."""
     import pyarrow.parquet as pq
 
-    fs, path = url_to_fs(url, storage_options)
+    # A local manifest is opened without fsspec (not imported for a local mark).
+    on_disk = os_path(url)
+    if on_disk is None:
+        fs, path = url_to_fs(url, storage_options)
     try:
-        with fs.open(path, "rb") as handle:
+        with open(on_disk, "rb") if on_disk is not None else fs.open(path, "rb") as handle:
             schema = pq.read_schema(handle)
     except FileNotFoundError as exc:
         raise ManifestRefused(f"no manifest at {url}", url, "missing") from exc

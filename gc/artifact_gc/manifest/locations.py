@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from artifact_gc.errors import GCError, StorageError
-from artifact_gc.storage.urls import is_remote, local_path, url_to_fs
+from artifact_gc.storage.urls import is_remote, local_path, os_path, url_to_fs
 
 MANIFEST_SUFFIX = ".parquet"
 
@@ -39,9 +39,14 @@ def resolve_output(out: str | None, mark_id: str, started: datetime,
     if out is not None and not out.endswith("/") and out.endswith(MANIFEST_SUFFIX):
         return out
     if out is not None and not out.endswith("/"):
-        fs, path = url_to_fs(out, storage_options)
-        if not fs.isdir(path):
-            return out
+        on_disk = os_path(out)
+        if on_disk is not None:
+            if not os.path.isdir(on_disk):
+                return out
+        else:
+            fs, path = url_to_fs(out, storage_options)
+            if not fs.isdir(path):
+                return out
     return directory.rstrip("/") + "/" + manifest_name(mark_id, started)
 
 

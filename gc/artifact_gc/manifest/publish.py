@@ -30,7 +30,7 @@ from artifact_gc.manifest.format import (
 )
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
 from artifact_gc.manifest.views import connect_duckdb
-from artifact_gc.storage.urls import is_local_fs, url_to_fs
+from artifact_gc.storage.urls import is_local_fs, os_path, url_to_fs
 
 #: Rows per Parquet row group of a manifest written from parts.
 ROW_GROUP_ROWS = 122_880
@@ -75,6 +75,20 @@ def with_item_columns(table: pa.Table) -> pa.Table:
     return table.select([name for name in FILE_SCHEMA.names if name in table.column_names])
 
 
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table.cast(schema)``; where every column already has its field's type (the
+    rows DuckDB gives a mark), only the schema (nullability, metadata) is put on, the
+    same checks first, without the cast kernels that importing pyarrow.compute costs."""
+    if table.schema.names != schema.names or not all(
+            column.type.equals(f.type) for column, f in zip(table.columns, schema,
+                                                            strict=True)):
+        return table.cast(schema)
+    for column, f in zip(table.columns, schema, strict=True):
+        if not f.nullable and column.null_count > 0:
+            raise ValueError(f"Casting field {f.name!r} with null values to non-nullable")
+    return pa.Table.from_arrays(table.columns, schema=schema)
+
+
 def _file_columns_sql(connection: Any, relation_sql: str) -> str:
     """The select list that turns the rows of ``relation_sql`` into the columns of
     :data:`FILE_SCHEMA`, in order: item columns the rows lack are implied, as for a
@@ -98,7 +112,7 @@ def write_manifest(
     """Write the Arrow ``table`` with ``info`` to ``url`` atomically; return the URL."""
     connection = connect_duckdb()
     try:
-        connection.register("manifest_rows", with_item_columns(table).cast(FILE_SCHEMA))
+        connection.register("manifest_rows", conform(with_item_columns(table), FILE_SCHEMA))
         return write_manifest_from(connection, "SELECT * FROM manifest_rows", info, url,
                                    storage_options=storage_options)
     finally:
@@ -172,7 +186,7 @@ def write_manifest_parts(
             with ThreadPoolExecutor(max_workers=1) as encoder:
                 pending: Future[None] | None = None
                 for part in parts:
-                    part = with_item_columns(part).cast(FILE_SCHEMA)
+                    part = conform(with_item_columns(part), FILE_SCHEMA)
                     connection.register("_manifest_part", part)
                     try:
                         checksum.add_part(connection, "SELECT * FROM _manifest_part")
@@ -213,8 +227,9 @@ def _publish(url: str, info: ManifestInfo, write: Callable[[str], None],
     # A location that cannot be written is the user's to fix (exit 9), not a crash;
     # nothing is left behind that a sweep could take for a manifest either way.
     with writing(url, "manifest", duckdb.IOException):
-        fs, path = url_to_fs(url, storage_options)
-        if is_local_fs(fs):
+        on_disk = os_path(url)
+        fs, path = (None, on_disk) if on_disk is not None else url_to_fs(url, storage_options)
+        if fs is None or is_local_fs(fs):
             parent = os.path.dirname(path)
             if parent:
                 os.makedirs(parent, exist_ok=True)
@@ -247,9 +262,14 @@ def swept_mark_at(url: str, storage_options: dict[str, Any] | None = None) -> st
     from artifact_gc.manifest.format import read_info
     from artifact_gc.sweep.journal import Journal, recorded_journal
 
-    fs, path = url_to_fs(url, storage_options)
-    if not fs.exists(path):
-        return None
+    local = os_path(url)
+    if local is not None:
+        if not os.path.exists(local):
+            return None
+    else:
+        fs, path = url_to_fs(url, storage_options)
+        if not fs.exists(path):
+            return None
     try:
         old = read_info(url, storage_options)
     except Exception:  # noqa: BLE001 - not a manifest: nothing of a sweep to keep

@@ -39,11 +39,19 @@ ORPHAN_RUN_LOGS = "deleted_run_logs"
 #: An empty directory of ZenML's layout with nothing under it (left by a sweep or a
 #: ZenML delete of the files it held).
 ORPHAN_EMPTY_DIR = "empty_directory"
+#: A content-addressed code archive ``code_uploads/<sha1>.tar.gz`` that no snapshot
+#: (``code_path``, of any release) names: a candidate only with
+#: ``gc mark --orphan-code-uploads``, unknown otherwise.
+ORPHAN_CODE_UPLOAD = "unreferenced_code_upload"
 #: Everything ZenML's layout does not explain: reported with its bytes, never deleted.
 ORPHAN_UNKNOWN = "unknown"
+#: The undo window's trash at a store root (``.artifact-gc-trash/``): gc's own, never
+#: a candidate, reported on a line of its own.
+ORPHAN_UNDO_TRASH = "undo_trash"
 ORPHAN_CLASSES = (ORPHAN_DELETED_VERSION, ORPHAN_FAILED_STEP, ORPHAN_DELETED_RUN,
                   ORPHAN_CUSTOM_ARTIFACT, ORPHAN_EXTERNAL_ARTIFACT, ORPHAN_HOOK_OUTPUT,
-                  ORPHAN_RUN_LOGS, ORPHAN_EMPTY_DIR, ORPHAN_UNKNOWN)
+                  ORPHAN_RUN_LOGS, ORPHAN_EMPTY_DIR, ORPHAN_CODE_UPLOAD, ORPHAN_UNKNOWN,
+                  ORPHAN_UNDO_TRASH)
 
 STATUS_REACHABLE = "reachable"
 STATUS_CANDIDATE = "candidate"
@@ -69,6 +77,8 @@ PROTECT_NAMED_INSIDE = "named_inside"
 PROTECT_STEP_RUNNING = "step_running"
 #: Orphan files: not a path of ZenML's layout (``orphan_class = 'unknown'``).
 PROTECT_UNKNOWN_LAYOUT = "unknown_layout"
+#: Orphan files: the undo window's trash (``orphan_class = 'undo_trash'``).
+PROTECT_UNDO_TRASH = "undo_trash"
 #: Written by ``gc filter`` over the candidates a predicate leaves out.
 PROTECT_FILTERED_OUT = "filtered_out"
 

@@ -39,6 +39,10 @@ class MarkOptions:
     release_unreachable_snapshots: bool = False
     #: ``--orphan-files``: also list every store and classify what no row names.
     orphan_files: bool = False
+    #: ``--orphan-code-uploads``: a code archive (``code_uploads/<sha1>.tar.gz``) that no
+    #: snapshot names becomes a candidate (``unreferenced_code_upload``); without it,
+    #: every code archive is unknown and never deleted.
+    orphan_code_uploads: bool = False
     #: ``--inventory URL``: classify orphan files from this listing instead of LIST.
     inventory: str | None = None
     #: ``--max-inventory-age``: refuse an inventory taken longer ago than this.
@@ -60,5 +64,6 @@ class MarkOptions:
             "keep_tags": list(self.keep_tags),
             "release_unreachable_snapshots": self.release_unreachable_snapshots,
             "orphan_files": self.orphan_files,
+            "orphan_code_uploads": self.orphan_code_uploads,
             "inventory": self.inventory,
         }

@@ -18,11 +18,12 @@ import pyarrow as pa
 
 from artifact_gc.manifest.reasons import STATUS_CANDIDATE
 from artifact_gc.progress import NullProgress, Progress
-from artifact_gc.storage import s3
-from artifact_gc.storage.buckets import Scrubber
 from artifact_gc.storage.keys import keys_under_paths
 from artifact_gc.storage.limits import RateLimiter, RequestLimits
 from artifact_gc.zenml.stores import ArtifactStore
+
+# storage.s3 (and its bucket helpers) is imported by the functions that measure: the
+# sweep imports this module for footprint_paths alone.
 
 
 def footprint_paths(uri: str, visualization_uris: list[str] | None) -> list[str]:
@@ -55,7 +56,7 @@ def measure_candidates(
     progress: Progress | None = None,
 ) -> None:
     """Fill ``size_bytes`` and ``file_count`` of every candidate row of a DuckDB table,
-    and ``object_keys`` where the store's listing names the objects (S3)."""
+    and ``object_keys`` where the store's listing names the objects (S3, GCS, Azure)."""
     import fsspec
 
     progress = progress or NullProgress()
@@ -146,6 +147,7 @@ GROUP BY vid
 def _listable(fs: Any, store: ArtifactStore) -> bool:
     """Whether ``store`` is listed whole: S3, or a bucket store with its own bulk
     backend (GCS, Azure) whose root is a folder in a bucket."""
+    from artifact_gc.storage import s3
     from artifact_gc.storage.azure import is_azure
     from artifact_gc.storage.gcs import is_gcs
 
@@ -155,7 +157,7 @@ def _listable(fs: Any, store: ArtifactStore) -> bool:
 
 
 def _split_of(fs: Any) -> Callable[[str], tuple[str, str]]:
-    from artifact_gc.storage import azure, gcs
+    from artifact_gc.storage import azure, gcs, s3
 
     if s3.is_s3(fs):
         return s3.split_path
@@ -166,6 +168,9 @@ def _list_store(fs: Any, store: ArtifactStore, root: str, workers: int,
                 limits: RequestLimits) -> tuple[pa.Table, Callable[[str], tuple[str, str]]]:
     """``(key, size)`` of every object under ``root``, and how the store splits a URL
     into (bucket, key)."""
+    from artifact_gc.storage import s3
+    from artifact_gc.storage.buckets import Scrubber
+
     if s3.is_s3(fs):
         client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
                              scrub=Scrubber(store.storage_options))

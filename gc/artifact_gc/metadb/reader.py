@@ -14,7 +14,9 @@ Python string of each. So a read of several columns is *packed*: the database jo
 row's values into one text value (:meth:`~artifact_gc.metadb.dialect.Dialect.packed_row`)
 and DuckDB splits it again. A row that does not split into exactly its columns (a
 value holding the separator) makes the reader read that table again unpacked, in the
-same snapshot.
+same snapshot. On MySQL/MariaDB, a read that can be cut into key ranges
+(:class:`~artifact_gc.metadb.pages.KeyRanges`) has the server join each range's packed
+rows into one value (metadb/pages.py), so that the driver does no work per row at all.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from artifact_gc.metadb.dialect import dialect_of
+from artifact_gc.metadb.pages import KeyRanges, RangeReader, ReadAhead
 
 CHUNK_ROWS = 50_000
 
@@ -33,17 +36,23 @@ _SEPARATOR = "chr(30)"
 
 
 def load_table(
-    con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[tuple[str, str]]
+    con: Any, name: str, engine: Any, db_url: str, sql: str, columns: list[tuple[str, str]],
+    *, ranges: KeyRanges | None = None,
 ) -> None:
     """Run ``sql`` into DuckDB table ``name``.
 
     ``sql`` selects, as text, one column per ``(name, duckdb type)`` of ``columns``;
     each is typed on the way in (ids become 16-byte UUIDs). A value that does not
     parse becomes NULL. ``db_url`` is the store's URL (``engine`` reads it).
+    ``ranges``, when given, is the same read (``ranges.sql() == sql``) cut into key
+    ranges, which MySQL/MariaDB then sends one value per range.
     """
     del db_url  # the engine knows its store; kept for the callers' signature
     with engine.connect() as connection:
         dbapi_connection = connection.connection.dbapi_connection
+        if ranges is not None and engine.dialect.driver == "pymysql":
+            _load_ranges(con, name, engine, dbapi_connection, ranges, columns)
+            return
         if len(columns) > 1:
             names = [f"c{i + 1}" for i in range(len(columns))]
             packed = (f"WITH _gc_read({', '.join(names)}) AS ({sql}) "
@@ -55,6 +64,51 @@ def load_table(
                 columns)
 
 
+def _load_ranges(con: Any, name: str, engine: Any, dbapi_connection: Any,
+                 ranges: KeyRanges, columns: list[tuple[str, str]]) -> None:
+    names = [f"c{i + 1}" for i in range(len(columns))]
+    cursor = dbapi_connection.cursor()
+    try:
+        source = RangeReader(cursor, ranges, len(columns),
+                             dialect_of(engine).packed_row(names))
+        ahead = ReadAhead(source.batches())
+        try:
+            reader = pa.RecordBatchReader.from_batches(
+                pa.schema([pa.field("packed", pa.string())]), iter(ahead))
+            incoming = f"_incoming_{name}"
+            con.register(incoming, reader)
+            try:
+                con.execute(
+                    f"CREATE TABLE {name} AS SELECT {_split(columns)} FROM "
+                    f"(SELECT string_split(row, chr(30)) AS parts FROM "
+                    f"(SELECT unnest(string_split(packed, chr(29))) AS row FROM {incoming}))")
+            except Exception as exc:
+                if ahead.error is not None:
+                    raise ahead.error from exc
+                raise
+            finally:
+                con.unregister(incoming)
+        finally:
+            ahead.close()
+    finally:
+        cursor.close()
+    for sql in source.unread:
+        # A range whose value was cut, or held a separator: its rows one by one.
+        _ingest(con, name, _text_batches(engine, dbapi_connection, sql, len(columns)),
+                columns, into_existing=True)
+
+
+def _split(columns: list[tuple[str, str]]) -> str:
+    """The typed columns of ``parts``, a packed row split at chr(30).
+
+    A value is "v" + text, or "" for NULL: strip the mark, or make it NULL."""
+    return ", ".join(
+        _typed(f"CASE WHEN parts[{i + 1}] = '' THEN chr(31) ELSE parts[{i + 1}][2:] END",
+               column, kind)
+        for i, (column, kind) in enumerate(columns)
+    )
+
+
 def _typed(expression: str, column: str, kind: str) -> str:
     """``expression`` (text, with char(31) for NULL) as DuckDB column ``column``."""
     text = f"nullif({expression}, chr(31))"
@@ -63,7 +117,8 @@ def _typed(expression: str, column: str, kind: str) -> str:
     return f"TRY_CAST({text} AS {kind}) AS {column}"
 
 
-def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]) -> None:
+def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]],
+            *, into_existing: bool = False) -> None:
     incoming = f"_incoming_{name}"
     con.register(incoming, reader)
     try:
@@ -71,8 +126,8 @@ def _ingest(con: Any, name: str, reader: Any, columns: list[tuple[str, str]]) ->
             _typed(f"CAST(\"#{i + 1}\" AS VARCHAR)", column, kind)
             for i, (column, kind) in enumerate(columns)
         )
-        con.execute(f"CREATE TABLE {name} AS SELECT {_positional(select, reader)} "
-                    f"FROM {incoming}")
+        verb = f"INSERT INTO {name}" if into_existing else f"CREATE TABLE {name} AS"
+        con.execute(f"{verb} SELECT {_positional(select, reader)} FROM {incoming}")
     finally:
         con.unregister(incoming)
 
@@ -84,12 +139,7 @@ def _ingest_packed(con: Any, name: str, reader: Any, columns: list[tuple[str, st
     incoming = f"_incoming_{name}"
     con.register(incoming, reader)
     try:
-        # A value is "v" + text, or "" for NULL: strip the mark, or make it NULL.
-        select = ", ".join(
-            _typed(f"CASE WHEN parts[{i + 1}] = '' THEN chr(31) "
-                   f"ELSE parts[{i + 1}][2:] END", column, kind)
-            for i, (column, kind) in enumerate(columns)
-        )
+        select = _split(columns)
         field = '"' + reader.schema[0].name.replace('"', '""') + '"'
         con.execute(
             f"CREATE TABLE {name} AS SELECT {select}, len(parts) AS _gc_fields FROM "

@@ -124,7 +124,14 @@ def _add_entry(batcher: _Batcher, entry: os.DirEntry[str]) -> pa.RecordBatch | N
 
 
 def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
-    batcher = _Batcher()
+    # The hot loop of a local listing: one scandir per directory, one lstat per file
+    # (DirEntry caches it), appended to plain columns; Arrow converts them a batch
+    # at a time (times stay nanoseconds until then).
+    paths: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    empty_dirs: list[int] = []
+    is_regular = stat.S_ISREG
     stack = [top]
     while stack:
         directory = stack.pop()
@@ -136,22 +143,40 @@ def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                         continue
-                    batch = _add_entry(batcher, entry)
-                    if batch is not None:
-                        yield batch
+                    info = entry.stat(follow_symlinks=False)
+                    paths.append(entry.path)
+                    sizes.append(info.st_size if is_regular(info.st_mode) else 0)
+                    mtimes.append(info.st_mtime_ns)
             if empty:
-                info = os.lstat(directory)
-                batch = batcher.add(directory, 0, info.st_mtime_ns // 1000, True)
-                if batch is not None:
-                    yield batch
+                empty_dirs.append(len(paths))
+                paths.append(directory)
+                sizes.append(0)
+                mtimes.append(os.lstat(directory).st_mtime_ns)
         except FileNotFoundError:
             # Removed while we listed (a sweep, a ZenML delete): it holds nothing now.
             continue
         except OSError as exc:
             raise _fail(root, directory, exc) from exc
-    last = batcher.flush()
-    if last is not None:
-        yield last
+        if len(paths) >= BATCH_ROWS:
+            yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+            paths, sizes, mtimes, empty_dirs = [], [], [], []
+    if paths:
+        yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+
+
+def _columns_batch(paths: list[str], sizes: list[int], mtimes_ns: list[int],
+                   empty_dirs: list[int]) -> pa.RecordBatch:
+    """A batch of :data:`LISTING_SCHEMA` from plain columns; ``empty_dirs`` holds the
+    row numbers that are empty directories."""
+    is_dir = [False] * len(paths)
+    for row in empty_dirs:
+        is_dir[row] = True
+    return pa.RecordBatch.from_arrays(
+        [pa.array(paths, pa.string()), pa.array(sizes, pa.int64()),
+         pa.array(mtimes_ns, pa.int64()).cast(pa.timestamp("ns")).cast(
+             pa.timestamp("us"), safe=False),
+         pa.array(is_dir, pa.bool_())],
+        schema=LISTING_SCHEMA)
 
 
 def _parallel(root: str, prefixes: list[str],
@@ -320,11 +345,87 @@ def _s3_batch(contents: list[dict[str, Any]], prefix_of: str) -> pa.RecordBatch 
         key = str(entry["Key"])
         # A "directory marker" key (ending in "/") is an empty directory of the layout.
         is_dir = key.endswith("/")
-        modified = entry.get("LastModified")
-        mtime = _datetime_us(modified) if isinstance(modified, datetime) else \
-            _mtime_us({"mtime": modified})
-        batcher.add(prefix_of + key.rstrip("/"), int(entry.get("Size") or 0), mtime, is_dir)
+        batcher.add(prefix_of + key.rstrip("/"), int(entry.get("Size") or 0),
+                    _entry_mtime_us(entry), is_dir)
     return batcher.flush()
+
+
+# ---------------------------------------------------------------------------
+# The newest object under each of many S3 paths, in one ranged listing
+# ---------------------------------------------------------------------------
+
+
+def newest_s3(call: Callable[..., dict[str, Any]], bucket: str, keys: list[str], *,
+              page_keys: int = 1000) -> dict[str, int | None]:
+    """The newest ``LastModified`` (microseconds since the epoch) of the objects equal
+    to or under each of ``keys`` (object keys of ``bucket``); None where there is none.
+
+    One ranged listing serves them all, instead of a LIST per key: the keys are
+    sorted, and ListObjectsV2 pages through their common prefix from just before the
+    first key. Where a page ends in a gap before the next key that is still open (keys
+    of no interest: live objects between two candidates), the listing jumps to that
+    key with ``StartAfter`` instead of paging through the gap. So a batch costs at
+    most one request per key, and about one per 1,000 objects where its keys lie
+    close together, as a sweep's sorted candidates do. A key is done once the listing
+    has passed ``key + "0"``: every key under ``key/`` sorts below it (``/`` < ``0``)."""
+    from artifact_gc.storage.buckets import common_prefix
+
+    ordered = sorted(set(keys))
+    newest: dict[str, int | None] = dict.fromkeys(ordered)
+    if not ordered:
+        return newest
+    prefix = common_prefix(ordered[0], ordered[-1])
+    # StartAfter is exclusive: the key without its last character sorts right before
+    # it, so the key itself is listed (a few keys of no interest may come too).
+    start: str | None = ordered[0][:-1]
+    token: str | None = None
+    open_at = 0
+    while open_at < len(ordered):
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_keys}
+        if token:
+            kwargs["ContinuationToken"] = token
+        elif start and start >= prefix:
+            kwargs["StartAfter"] = start
+        page = call("list_objects_v2", **kwargs)
+        contents = page.get("Contents") or []
+        for entry in contents:
+            _newer(newest, str(entry["Key"]), _entry_mtime_us(entry))
+        if not page.get("IsTruncated") or not contents:
+            break
+        last = str(contents[-1]["Key"])
+        while open_at < len(ordered) and last >= ordered[open_at] + "0":
+            open_at += 1
+        if open_at == len(ordered):
+            break
+        following = ordered[open_at][:-1]
+        if last < following:
+            start, token = following, None
+        else:
+            token = page.get("NextContinuationToken")
+            if not token:
+                raise StorageError(f"could not list s3://{bucket}/{prefix}: a truncated "
+                                   "page without a continuation token",
+                                   path=f"s3://{bucket}/{prefix}")
+    return newest
+
+
+def _newer(newest: dict[str, int | None], key: str, mtime: int) -> None:
+    """Count ``key`` for itself and every ancestor among the keys asked about."""
+    probe = key
+    while True:
+        if probe in newest:
+            seen = newest[probe]
+            newest[probe] = mtime if seen is None else max(seen, mtime)
+        cut = probe.rfind("/")
+        if cut <= 0:
+            return
+        probe = probe[:cut]
+
+
+def _entry_mtime_us(entry: dict[str, Any]) -> int:
+    modified = entry.get("LastModified")
+    return _datetime_us(modified) if isinstance(modified, datetime) else \
+        _mtime_us({"mtime": modified})
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,17 @@ def local_path(url: str) -> str:
     return url[len("file://"):] if url.startswith("file://") else url
 
 
+def os_path(url: str) -> str | None:
+    """For an absolute local path (or ``file://`` URL), the path fsspec's local
+    filesystem would give for it (the trailing ``/`` stripped), so that the ``os``
+    module can act on it without importing fsspec (a tenth of a second); None for
+    anything else (remote, relative, ``~``), which fsspec's own rules resolve."""
+    path = local_path(url)
+    if is_remote(url) or not path.startswith("/"):
+        return None
+    return path.rstrip("/") or "/"
+
+
 def options_for(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     """The ``--storage-option`` values that apply to ``url``: all of them for a remote
     URL, none for a local path (the local filesystem takes no credentials)."""

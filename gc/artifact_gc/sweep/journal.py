@@ -46,7 +46,12 @@ import pyarrow as pa
 
 from artifact_gc.manifest.format import utc_now
 from artifact_gc.manifest.reasons import ITEM_KIND_VERSION
-from artifact_gc.manifest.views import connect_duckdb, create_manifest_view, duckdb_for
+from artifact_gc.manifest.views import (
+    connect_duckdb,
+    create_manifest_view,
+    duckdb_for,
+    register_fs,
+)
 from artifact_gc.storage.urls import is_local_fs, protocols, url_to_fs
 from artifact_gc.sweep.lock import SweepLock, lock_path
 
@@ -224,10 +229,12 @@ class Journal:
             and not p.rsplit("/", 1)[-1].startswith(".")
         )
 
-    def register(self, connection: Any, view: str = "journal", *, bound: bool = True) -> int:
+    def register(self, connection: Any, view: str = "journal", *, bound: bool = True,
+                 segments: list[str] | None = None) -> int:
         """Create the DuckDB view ``view`` over every segment (only this mark's events
-        when ``bound``); return how many segments there are."""
-        segments = self.segments()
+        when ``bound``); return how many segments there are. ``segments``: those
+        :meth:`segments` just returned, not listed again."""
+        segments = self.segments() if segments is None else segments
         if not segments:
             connection.register(f"{view}_empty", SCHEMA.empty_table())
             connection.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
@@ -261,12 +268,14 @@ class Journal:
         """Events in this journal's location that belong to another mark, by mark id
         (``?`` for an event of an older release written before this mark started).
         They are never counted or resumed."""
+        segments = self.segments()
+        if not segments:
+            return {}  # no DuckDB to start for an empty journal (a first sweep)
         con = connect_duckdb()
         try:
             if not self._local:
-                con.register_filesystem(self.fs)
-            if self.register(con, "all_events", bound=False) == 0:
-                return {}
+                register_fs(con, self.fs)
+            self.register(con, "all_events", bound=False, segments=segments)
             return {str(m): int(n) for m, n in con.execute(
                 f"SELECT coalesce(mark_id, '?'), count(*) FROM all_events "
                 f"WHERE NOT {self._mark_predicate()} GROUP BY 1 ORDER BY 1").fetchall()}
@@ -337,13 +346,15 @@ class Journal:
         return self._max("batch")
 
     def _max(self, column: str) -> int:
+        segments = self.segments()
+        if not segments:
+            return 0  # a first sweep's first write starts no DuckDB
         con = connect_duckdb()
         try:
             if not self._local:
-                con.register_filesystem(self.fs)
+                register_fs(con, self.fs)
             # Over every mark's events: seq and batch numbers stay unique in a location.
-            if self.register(con, bound=False) == 0:
-                return 0
+            self.register(con, bound=False, segments=segments)
             row = con.execute(f"SELECT coalesce(max({column}), 0) FROM journal").fetchone()
             return int(row[0]) if row else 0
         finally:
@@ -354,15 +365,10 @@ class Journal:
     def append(self, sweep_id: str, batch: int, mode: str, events: Sequence[Event]) -> None:
         """Write ``events`` as one new segment, durably, before returning.
 
-        Local segments are written to a hidden temporary name, fsynced, renamed into
-        place and the directory fsynced: a crash leaves either the whole segment or
-        nothing that a reader would take. Object stores publish an object only when
-        its upload completes, which gives the same guarantee.
+        See :func:`write_segment` for why a crash leaves the whole segment or none.
         """
         if not events:
             return
-        import pyarrow.parquet as pq
-
         if self._next_seq is None:
             self._next_seq = self.max_seq() + 1
         first = self._next_seq
@@ -388,23 +394,46 @@ class Journal:
             schema=SCHEMA,
         )
         name = f"{first:012d}-{sweep_id[:8]}-{batch:06d}.parquet"
-        if self._local:
-            os.makedirs(self.path, exist_ok=True)
-            final = os.path.join(self.path, name)
-            partial = os.path.join(self.path, f".{name}.{uuid.uuid4().hex[:8]}.partial")
-            with open(partial, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, final)
-            directory = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        else:
-            self.fs.makedirs(self.path, exist_ok=True)
-            with self.fs.open(f"{self.path}/{name}", "wb") as handle:
-                pq.write_table(table, handle)
+        write_segment(self.fs, self.path, name, table)
 
 
+def write_segment(fs: Any, directory: str, name: str, table: pa.Table) -> None:
+    """Write ``table`` as the Parquet file ``directory/name``, durably (:func:`write_file`)."""
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_file(fs, directory, name, buffer.getvalue().to_pybytes())
+
+
+def write_file(fs: Any, directory: str, name: str, data: bytes) -> None:
+    """Write ``data`` as the file ``directory/name``, durably, before returning.
+
+    Local files are written to a hidden temporary name, fsynced, renamed into place and
+    the directory fsynced: a crash leaves either the whole file or nothing that a
+    reader would take (readers skip names that start with a dot). Object stores
+    publish an object only when its upload completes, which gives the same guarantee.
+    """
+    if is_local_fs(fs):
+        os.makedirs(directory, exist_ok=True)
+        final = os.path.join(directory, name)
+        partial = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.partial")
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, final)
+        fsync_dir(directory)
+    else:
+        fs.makedirs(directory, exist_ok=True)
+        with fs.open(f"{directory}/{name}", "wb") as handle:
+            handle.write(data)
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or unlink in the local ``directory`` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -43,9 +43,10 @@ from artifact_gc.manifest.reasons import (
     ITEM_KIND_ORPHAN_FILE,
     PROTECT_GRACE,
     PROTECT_STEP_RUNNING,
+    PROTECT_UNDO_TRASH,
 )
 from artifact_gc.mark.orphans.classify import FINISHED_STATUSES
-from artifact_gc.mark.orphans.layout import SUFFIX_RE, UUID_RE
+from artifact_gc.mark.orphans.layout import CODE_UPLOADS_DIR, SUFFIX_RE, UNDO_TRASH_DIR, UUID_RE
 from artifact_gc.mark.orphans.named import (
     LOGS_TABLE,
     STEP_RUN_TABLE,
@@ -76,7 +77,8 @@ REVIVED_LOGS_ROW = "logs_row"
 _UUID = re.compile(UUID_RE)
 _SUFFIX = re.compile(SUFFIX_RE)
 #: Top-level folders of the layout that a sweep never removes, even empty.
-_LAYOUT_FOLDERS = frozenset({"logs", "custom_artifacts", "external_artifacts"})
+_LAYOUT_FOLDERS = frozenset({"logs", "custom_artifacts", "external_artifacts",
+                             CODE_UPLOADS_DIR})
 
 
 def orphan_grace(info: Any) -> timedelta:
@@ -98,6 +100,9 @@ def orphan_item(row: dict[str, Any]) -> BatchItem:
 
 def split_items(items: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(artifact versions, orphan files) of the plan's items, each in URI order."""
+    if ITEM_KIND_ORPHAN_FILE not in items.column("item_kind").to_pylist():
+        # The common case, without importing pyarrow.compute (a tenth of a second).
+        return items, items.slice(0, 0)
     import pyarrow.compute as pc
 
     is_orphan = pc.equal(items.column("item_kind"), ITEM_KIND_ORPHAN_FILE)
@@ -107,6 +112,12 @@ def split_items(items: pa.Table) -> tuple[pa.Table, pa.Table]:
 def _segments(item: BatchItem) -> list[str]:
     root = (item.store_root or "").rstrip("/")
     return item.footprint[0][len(root) + 1:].rstrip("/").split("/")
+
+
+def _in_trash(item: BatchItem) -> str | None:
+    """The undo window's trash is gc's own: a mark never proposes it, and a sweep of
+    orphan files never deletes in it (only the undo window's purge does)."""
+    return PROTECT_UNDO_TRASH if _segments(item)[0] == UNDO_TRASH_DIR else None
 
 
 def _step_run_id(item: BatchItem) -> str | None:
@@ -273,6 +284,25 @@ def newest_under(fs: Any, path: str) -> datetime | None:
     return datetime(1970, 1, 1) + timedelta(microseconds=newest)
 
 
+def newest_under_s3(backend: Any, items: Sequence[BatchItem]) -> dict[str, datetime | None]:
+    """:func:`newest_under` for a batch of one S3 store, in one ranged listing
+    (storage/listing.py ``newest_s3``) through the backend's client: its rate limit
+    and retries hold."""
+    from artifact_gc.storage.listing import newest_s3
+
+    def call(method: str, **kwargs: Any) -> dict[str, Any]:
+        backend.client.stats.add(lists=1)
+        result: dict[str, Any] = backend.client.call(method, **kwargs)
+        return result
+
+    key_of = {item.artifact_version_id: item.footprint[0].split("://", 1)[1].split("/", 1)[1]
+              .rstrip("/") for item in items}
+    found = newest_s3(call, backend.bucket, list(key_of.values()))
+    epoch = datetime(1970, 1, 1)
+    return {item_id: None if (us := found[key]) is None else epoch + timedelta(microseconds=us)
+            for item_id, key in key_of.items()}
+
+
 def _newest_local(path: str) -> datetime | None:
     try:
         newest = os.lstat(path).st_mtime_ns
@@ -332,7 +362,7 @@ class OrphanSweep:
             ready: list[BatchItem] = []
             fenced: list[Event] = []
             for item in items:
-                reason = fence(item, self.plan.stores, real_dirs)
+                reason = fence(item, self.plan.stores, real_dirs) or _in_trash(item)
                 if reason:
                     fenced.append(self._event(item, EVENT_PROTECTED, reason=reason))
                     self.report.protected[item.artifact_version_id] = reason
@@ -372,14 +402,30 @@ class OrphanSweep:
         from artifact_gc.manifest.format import utc_now
 
         cutoff = utc_now() - self.grace
+        by_store: dict[str, list[BatchItem]] = {}
+        for item in items:
+            by_store.setdefault(item.store_id or "", []).append(item)
+        newest: dict[str, datetime | None] = {}
+        for store_id, group in by_store.items():
+            newest.update(self._newest(self.plan.stores[store_id], group))
+        return {key: PROTECT_GRACE for key, time in newest.items()
+                if time is not None and time >= cutoff}
 
-        def check(item: BatchItem) -> tuple[str, bool]:
-            fs = self.effects.filesystem_factory(self.plan.stores[item.store_id or ""])
-            newest = newest_under(fs, item.footprint[0])
-            return item.artifact_version_id, newest is not None and newest >= cutoff
+    def _newest(self, store: Any, items: list[BatchItem]) -> dict[str, datetime | None]:
+        """Item -> the newest modification time under its path, asked of the store now:
+        one ranged listing for a batch on S3, a listing per path elsewhere."""
+        from artifact_gc.storage.s3 import S3Backend
+
+        backend = self.effects.store_files(items[0])
+        if isinstance(backend, S3Backend):
+            return newest_under_s3(backend, items)
+        fs = self.effects.filesystem_factory(store)
+
+        def check(item: BatchItem) -> tuple[str, datetime | None]:
+            return item.artifact_version_id, newest_under(fs, item.footprint[0])
 
         with ThreadPoolExecutor(max_workers=self.plan.options.workers) as pool:
-            return {key: PROTECT_GRACE for key, young in pool.map(check, items) if young}
+            return dict(pool.map(check, items))
 
     def _finish(self, batch_no: int, ready: list[BatchItem], kept: dict[str, str],
                 young: dict[str, str], errors: dict[str, str]) -> None:

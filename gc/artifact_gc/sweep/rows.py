@@ -26,7 +26,6 @@ from typing import Any
 
 from artifact_gc.metadb.dialect import DELETED_VERSIONS, dialect_of, steady_scans
 from artifact_gc.metadb.statements import execute_in, quoter, select_in
-from artifact_gc.sweep.verify import foreign_key_children
 from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
 
 #: The column of ``artifact_version`` that names its artifact.
@@ -37,6 +36,10 @@ VERSION_RESOURCE = "artifact_version"
 ARTIFACT_RESOURCE = "artifact"
 
 Count = Callable[[str, int], None]
+
+#: Told every row a delete removes, before the transaction commits: (table, column
+#: names, rows as the driver returned them). The undo window keeps them (undo/rows.py).
+RowSink = Callable[[str, list[str], list[Any]], None]
 
 
 @dataclass(frozen=True)
@@ -60,22 +63,35 @@ class Cascade:
             handled[owned] = (link, column)
         import sqlalchemy as sa
 
-        inspector = sa.inspect(engine)
+        from artifact_gc.metadb.reflection import foreign_keys
+
+        # The children of verify.foreign_key_children, from the reflection the schema's
+        # discovery just made (kept per SQLite schema) rather than a third one.
+        reflected = foreign_keys(sa.inspect(engine))
+
+        def children(parent: str) -> list[tuple[str, str]]:
+            return [(table, fk["constrained_columns"][0])
+                    for table, keys in reflected.items() for fk in keys
+                    if fk.get("referred_table") == parent]
+
         return cls(schema, {
-            table: [child for child in foreign_key_children(engine, table, inspector)
-                    if child != mine]
+            table: [child for child in children(table) if child != mine]
             for table, mine in handled.items()
         })
 
-    def delete(self, connection: Any, ids: list[str]) -> dict[str, int]:
+    def delete(self, connection: Any, ids: list[str], capture: RowSink | None = None
+               ) -> dict[str, int]:
         """Delete the versions ``ids`` and everything that belongs to them only;
-        return the rows deleted by table."""
+        return the rows deleted by table. ``capture`` is handed every deleted row."""
         q = quoter(connection)
         counts: dict[str, int] = {}
 
         def add(table: str, n: int) -> None:
             if n:
                 counts[table] = counts.get(table, 0) + n
+
+        def delete_rows(connection: Any, sql: str, ids: Any, **params: Any) -> int:
+            return _delete(connection, sql, ids, capture, **params)
 
         dependents = self.schema.dependents
         write_locked = dialect_of(connection).lock_blocks_all_writers
@@ -89,12 +105,13 @@ class Cascade:
                 # lock, so it stays empty until we commit.
                 continue
             if steady is not None and dependent.parent_table == VERSION_TABLE:
-                add(dependent.table, _delete_children(connection, steady, dependent, ids))
+                add(dependent.table, _delete_children(connection, steady, dependent, ids,
+                                                       capture))
                 continue
             where = _dependent_filter(q, dependent, dependents)
-            add(dependent.table, execute_in(
+            add(dependent.table, delete_rows(
                 connection, f"DELETE FROM {q(dependent.table)} WHERE {where}", ids))
-        self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add)
+        self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add, capture)
         parents = {str(r[0]) for r in select_in(
             connection,
             f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
@@ -109,7 +126,7 @@ class Cascade:
             # would wait for that writer and then cascade its new version away.
             # (No-op on SQLite, whose BEGIN IMMEDIATE holds back every writer.)
             dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
-        add(VERSION_TABLE, execute_in(
+        add(VERSION_TABLE, delete_rows(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
         if steady is not None:
             # The URI guard's kept read of rows created since the mark forgets these.
@@ -125,15 +142,20 @@ class Cascade:
             )}
             empty = parents - still - self._pointed_at(connection, ARTIFACT_TABLE, parents)
             if empty:
-                self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add)
-                add(ARTIFACT_TABLE, execute_in(
+                self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add,
+                                         capture)
+                add(ARTIFACT_TABLE, delete_rows(
                     connection, f"DELETE FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
                     empty))
         return counts
 
     def _delete_polymorphic(self, connection: Any, ids: Sequence[str], resource_type: str,
-                            add: Count) -> None:
+                            add: Count, capture: RowSink | None) -> None:
         q = quoter(connection)
+
+        def delete_rows(connection: Any, sql: str, ids: Any, **params: Any) -> int:
+            return _delete(connection, sql, ids, capture, **params)
+
         for table in self.schema.polymorphic_tables:
             names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
             column, owned = self.schema.owned_through().get(table, ("", ""))
@@ -142,7 +164,7 @@ class Cascade:
                 linked = {str(r[0]) for r in select_in(
                     connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}",
                     ids, t=resource_type)}
-            add(table, execute_in(connection, f"DELETE FROM {q(table)} WHERE {names}",
+            add(table, delete_rows(connection, f"DELETE FROM {q(table)} WHERE {names}",
                                   ids, t=resource_type))
             if linked and owned in self.schema.tables:
                 # A run_metadata row can be shared by several resources (a step and
@@ -153,7 +175,7 @@ class Cascade:
                     linked,
                 )}
                 orphans = linked - shared - self._pointed_at(connection, owned, linked)
-                add(owned, execute_in(
+                add(owned, delete_rows(
                     connection, f"DELETE FROM {q(owned)} WHERE {q('id')} IN :ids", orphans))
 
     def _pointed_at(self, connection: Any, table: str, ids: set[str]) -> set[str]:
@@ -175,7 +197,7 @@ class Cascade:
 
 
 def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Dependent,
-                     ids: Sequence[str]) -> int:
+                     ids: Sequence[str], capture: RowSink | None) -> int:
     """Delete the rows of ``dependent`` (a child of the versions) that name ``ids``, by
     rowid, from one kept read of the table (SQLite, metadb.dialect.SteadyScans).
 
@@ -196,8 +218,36 @@ def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Depende
             children.setdefault(str(owner), []).append(int(rowid))
         steady[key] = children
     rowids = [rowid for vid in ids for rowid in steady[key].pop(vid, ())]
-    return execute_in(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
-                      rowids)
+    return _delete(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
+                   rowids, capture)
+
+
+def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any
+            ) -> int:
+    """Run the ``DELETE FROM table WHERE ...`` ``sql`` over ``ids``; hand ``capture``
+    every row it removes, read in the same transaction under the same lock."""
+    if capture is None:
+        return execute_in(connection, sql, ids, **params)
+    table = sql.split(" ", 3)[2]
+    dialect = dialect_of(connection)
+    if dialect.deletes_returning(connection):
+        # One statement: exactly the rows the delete removed, nothing read twice.
+        rows = select_in(connection, f"{sql} RETURNING *", ids, **params)
+        if rows:
+            capture(_unquoted(table), list(rows[0]._fields), rows)
+        return len(rows)
+    # MySQL has no DELETE ... RETURNING: lock and read the rows, then delete them by
+    # the same filter in the same transaction.
+    where = sql.split(" WHERE ", 1)[1]
+    rows = select_in(connection, f"SELECT * FROM {table} WHERE {where} FOR UPDATE", ids,
+                     **params)
+    if rows:
+        capture(_unquoted(table), list(rows[0]._fields), rows)
+    return execute_in(connection, sql, ids, **params)
+
+
+def _unquoted(name: str) -> str:
+    return name.strip('`"')
 
 
 def _depth(dependent: Dependent, dependents: Sequence[Dependent]) -> int:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from artifact_gc.errors import SchemaError
+from artifact_gc.metadb.reflection import ForeignKeys
+from artifact_gc.metadb.reflection import foreign_keys as reflect_foreign_keys
 from artifact_gc.zenml.profiles import (
     PROFILES,
     Polymorphic,
@@ -131,7 +133,8 @@ def discover(engine: Any) -> ZenMLSchema:
             missing=missing,
         )
     version = _schema_version(engine, tables)
-    foreign_keys = {table: inspector.get_foreign_keys(table) for table in sorted(tables)}
+    reflected = reflect_foreign_keys(inspector)
+    foreign_keys = {table: reflected[table] for table in sorted(tables)}
     notes: list[str] = []
     profile = profile_for(version)
     unexplained: tuple[str, ...] = ()
@@ -242,7 +245,7 @@ def _reflected_profile(inspector: Any, tables: frozenset[str],
 
 
 def _unexplained(inspector: Any, tables: frozenset[str],
-                 foreign_keys: dict[str, list[dict[str, Any]]]) -> tuple[str, ...]:
+                 foreign_keys: ForeignKeys) -> tuple[str, ...]:
     """What the store has that the newest profile does not explain and that could name a
     version: a foreign key into artifact_version from a table it does not know, a column
     named like a reference without a foreign key, a new polymorphic table."""

@@ -101,6 +101,8 @@ def discover_snapshots(inspector: Any, tables: frozenset[str]) -> Snapshots | No
     """The store's snapshot model, or None when no profile fits (nothing is released).
 
     ``inspector`` is SQLAlchemy's, for the store's engine or connection."""
+    from artifact_gc.metadb.reflection import foreign_keys
+
     for name, profile in PROFILES.items():
         if name not in tables:
             continue
@@ -108,10 +110,13 @@ def discover_snapshots(inspector: Any, tables: frozenset[str]) -> Snapshots | No
         if not set(profile.runnable_when_set) <= columns or "created" not in columns:
             return None
         holders = []
+        reflected = foreign_keys(inspector)
         for table in sorted(tables):
             if table in profile.not_holders:
                 continue
-            for fk in inspector.get_foreign_keys(table):
+            # (A table gone since the schema was read: reflecting it raises as before.)
+            keys = reflected[table] if table in reflected else inspector.get_foreign_keys(table)
+            for fk in keys:
                 if fk.get("referred_table") == name:
                     holders.append((table, fk["constrained_columns"][0]))
         return Snapshots(profile, tuple(holders))

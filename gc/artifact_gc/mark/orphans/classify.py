@@ -49,6 +49,8 @@ class OrphanSummary:
     bytes: int = 0
     live: dict[str, int] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
+    #: The undo window's trash (``.artifact-gc-trash/``): gc's own, never a candidate.
+    undo_trash: dict[str, int] = field(default_factory=dict)
     by_status: dict[str, dict[str, int]] = field(default_factory=dict)
     by_class: list[dict[str, Any]] = field(default_factory=list)
     cutoff: str | None = None
@@ -57,21 +59,28 @@ class OrphanSummary:
         return {
             "source": self.source, "stores": self.stores, "objects": self.objects,
             "bytes": self.bytes, "live": self.live, "unknown": self.unknown,
+            "undo_trash": self.undo_trash,
             "by_status": self.by_status, "by_class": self.by_class, "cutoff": self.cutoff,
         }
 
 
-def classify_objects(con: Any, cutoff: datetime) -> None:
-    """Build ``orphan_rows`` (manifest columns) from the input tables."""
+def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> None:
+    """Build ``orphan_rows`` (manifest columns) from the input tables.
+
+    ``code_uploads`` (``--orphan-code-uploads``) makes a code archive that no row
+    names a candidate (layout.py says why that is an opt-in)."""
     INSIDE_ROOT.install(con)
     seg = "string_split(substr(rtrim(path, '/'), length(root) + 2), '/')"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_layout AS
-        SELECT *, {layout.unit_sql()} AS unit, {layout.kind_sql()} AS kind
+        SELECT *, {layout.unit_sql()} AS unit
         FROM (
-            SELECT store_id, root, rtrim(path, '/') AS path, size, mtime, is_dir,
-                   CASE WHEN inside_store_root(path, root) THEN {seg} END AS seg
-            FROM orphan_objects
+            SELECT *, {layout.kind_sql(code_uploads=code_uploads)} AS kind
+            FROM (
+                SELECT store_id, root, rtrim(path, '/') AS path, size, mtime, is_dir,
+                       CASE WHEN inside_store_root(path, root) THEN {seg} END AS seg
+                FROM orphan_objects
+            )
         )
     """)
     named_key = directory_key_sql("path")
@@ -140,6 +149,7 @@ def classify_objects(con: Any, cutoff: datetime) -> None:
                  WHEN u.kind = '{layout.KIND_CUSTOM}' THEN '{r.ORPHAN_CUSTOM_ARTIFACT}'
                  WHEN u.kind = '{layout.KIND_EXTERNAL}' THEN '{r.ORPHAN_EXTERNAL_ARTIFACT}'
                  WHEN u.kind = '{layout.KIND_HOOK}' THEN '{r.ORPHAN_HOOK_OUTPUT}'
+                 WHEN u.kind = '{layout.KIND_CODE_UPLOAD}' THEN '{r.ORPHAN_CODE_UPLOAD}'
                  WHEN sr.id IS NULL THEN '{r.ORPHAN_DELETED_RUN}'
                  WHEN lower(sr.status) IN ({failed}) THEN '{r.ORPHAN_FAILED_STEP}'
                  ELSE '{r.ORPHAN_DELETED_VERSION}'
@@ -170,6 +180,7 @@ def classify_objects(con: Any, cutoff: datetime) -> None:
 
 
 def _rows(con: Any) -> None:
+    trash = f"coalesce(seg[1] = '{layout.UNDO_TRASH_DIR}', false)"
     common = ("'' AS artifact_version_id, '' AS artifact_id, NULL::VARCHAR AS artifact_name, "
               "NULL::VARCHAR AS version, NULL::BIGINT AS version_number, "
               "NULL::VARCHAR AS project, NULL::VARCHAR AS project_id")
@@ -191,12 +202,15 @@ def _rows(con: Any) -> None:
         UNION ALL
         SELECT {common}, max(mtime) AS created,
                coalesce(root || '/' || seg[1], path) AS uri, store_id, root, NULL,
-               '{r.STATUS_PROTECTED}', ['{r.PROTECT_UNKNOWN_LAYOUT}'],
+               '{r.STATUS_PROTECTED}',
+               CASE WHEN {trash} THEN ['{r.PROTECT_UNDO_TRASH}']
+                    ELSE ['{r.PROTECT_UNKNOWN_LAYOUT}'] END,
                sum(size), count(*) FILTER (WHERE NOT is_dir), []::VARCHAR[],
                '{r.ITEM_KIND_ORPHAN_FILE}', coalesce(root || '/' || seg[1], path),
-               '{r.ORPHAN_UNKNOWN}', max(mtime)
+               CASE WHEN {trash} THEN '{r.ORPHAN_UNDO_TRASH}' ELSE '{r.ORPHAN_UNKNOWN}' END,
+               max(mtime)
         FROM orphan_loose WHERE NOT live
-        GROUP BY store_id, root, coalesce(root || '/' || seg[1], path)
+        GROUP BY store_id, root, coalesce(root || '/' || seg[1], path), {trash}
     """)
 
 
@@ -213,10 +227,13 @@ def summarize_objects(con: Any, summary: OrphanSummary) -> None:
             SELECT count(*) FILTER (WHERE NOT is_dir), sum(size) FROM orphan_loose WHERE live)
     """).fetchall()
     summary.live = {"objects": int(live_objects), "bytes": int(live_bytes)}
-    ((unknown_objects, unknown_bytes),) = con.execute(
-        "SELECT count(*) FILTER (WHERE NOT is_dir), coalesce(sum(size), 0) "
-        "FROM orphan_loose WHERE NOT live").fetchall()
-    summary.unknown = {"objects": int(unknown_objects), "bytes": int(unknown_bytes)}
+    loose = {bool(trash): {"objects": int(objects), "bytes": int(nbytes or 0)}
+             for trash, objects, nbytes in con.execute(
+                 f"SELECT coalesce(seg[1] = '{layout.UNDO_TRASH_DIR}', false), "
+                 "count(*) FILTER (WHERE NOT is_dir), sum(size) "
+                 "FROM orphan_loose WHERE NOT live GROUP BY 1").fetchall()}
+    summary.unknown = loose.get(False, {"objects": 0, "bytes": 0})
+    summary.undo_trash = loose.get(True, {"objects": 0, "bytes": 0})
     summary.by_status = {
         str(status): {"paths": int(n), "objects": int(o or 0), "bytes": int(b or 0)}
         for status, n, o, b in con.execute(

@@ -14,14 +14,26 @@ no row names it:
 | ``<run_id>/<hook_invocation_id>/<output>/...`` | first 3 segments | ``hook`` |
 | ``<run_id>/<hook_invocation_id>`` (empty) | itself | ``hook_empty`` |
 | ``logs/<logs_id>.log``, ``logs/<logs_id>/...`` | first 2 segments | ``logs`` |
+| ``code_uploads/<sha1>.tar.gz`` (only with ``code_uploads=True``) | itself | ``code_upload`` |
 
 Anything else has no unit: it is *unknown*, and never a candidate. So is anything
 under a top-level folder that ZenML or an integration keeps for its own
 (:data:`RESERVED_TOP_LEVEL`), whatever its shape below. A path matches the first row
-that fits, in the order of :func:`unit_sql`.
+that fits, in the order of :func:`kind_sql`.
+
+Code archives (``zenml.utils.code_utils.upload_code_if_necessary``) are content
+addressed and shared: a new snapshot of unchanged code names an archive uploaded long
+ago, without writing it again (so its age says nothing), and ZenML uploads it before
+the snapshot row that names it exists. That is why an archive no snapshot names is a
+candidate only behind an explicit opt-in (``gc mark --orphan-code-uploads``).
+
+The undo window's trash (:data:`UNDO_TRASH_DIR`, at a root's top level) mirrors the
+paths it holds, layout included: it is gc's own and never a unit, whatever is in it.
 """
 
 from __future__ import annotations
+
+from artifact_gc.storage.trash import TRASH_DIR
 
 #: A UUID as ZenML spells it in paths (``str(uuid)``: dashed), or undashed.
 UUID_RE = ("([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -35,8 +47,6 @@ RESERVED_TOP_LEVEL = (
     "code_uploads", "notebook_code", "kaniko-build-contexts", "cloud-build-contexts",
     "code-build-contexts", "mlflow", "great_expectations", "vertex_pipeline_root",
     "pipeline_root", "sagemaker", "azureml", "kubeflow", "tekton", "airflow",
-    # The undo window's trash (storage/trash.py TRASH_DIR): purged, never swept.
-    ".artifact-gc-trash",
 )
 
 KIND_STEP = "step"
@@ -47,6 +57,13 @@ KIND_EXTERNAL = "external"
 KIND_HOOK = "hook"
 KIND_HOOK_EMPTY = "hook_empty"
 KIND_LOGS = "logs"
+KIND_CODE_UPLOAD = "code_upload"
+#: The undo window's trash folder at a store root.
+UNDO_TRASH_DIR = TRASH_DIR
+#: The folder ZenML uploads code archives to, and an archive's name in it
+#: (``<sha1 of the archive>.tar.gz``).
+CODE_UPLOADS_DIR = "code_uploads"
+CODE_ARCHIVE_RE = "[0-9a-f]{40}[.]tar[.]gz"
 #: Kinds whose unit names a step run (its third segment).
 STEP_KINDS = (KIND_STEP, KIND_STEP_EMPTY)
 
@@ -76,23 +93,38 @@ def layout_cases(seg: str = "seg", is_dir: str = "is_dir") -> list[tuple[str, in
 
 
 def _reserved(seg: str) -> str:
-    names = ", ".join(f"'{name}'" for name in RESERVED_TOP_LEVEL)
+    names = ", ".join(f"'{name}'" for name in (*RESERVED_TOP_LEVEL, UNDO_TRASH_DIR))
     return f"{seg}[1] IN ({names})"
 
 
-def unit_sql(seg: str = "seg", is_dir: str = "is_dir") -> str:
-    """The unit of a path (its first N segments joined by ``/``), or NULL if unknown."""
-    cases = " ".join(
-        f"WHEN {condition} THEN array_to_string({seg}[1:{length}], '/')"
-        for condition, length, _ in layout_cases(seg, is_dir))
-    return f"CASE WHEN {_reserved(seg)} THEN NULL {cases} ELSE NULL END"
+def _code_upload(seg: str, is_dir: str) -> str:
+    return (f"{seg}[1] = '{CODE_UPLOADS_DIR}' AND len({seg}) = 2 AND NOT {is_dir} "
+            f"AND {_is(f'{seg}[2]', CODE_ARCHIVE_RE)}")
 
 
-def kind_sql(seg: str = "seg", is_dir: str = "is_dir") -> str:
-    """The kind of the unit that :func:`unit_sql` finds, or NULL."""
-    cases = " ".join(f"WHEN {condition} THEN '{kind}'"
-                     for condition, _, kind in layout_cases(seg, is_dir))
-    return f"CASE WHEN {_reserved(seg)} THEN NULL {cases} ELSE NULL END"
+def _cases(seg: str, is_dir: str, code_uploads: bool) -> list[tuple[str, int, str]]:
+    # The archive case goes before the reserved folders (code_uploads is one of them):
+    # only a file of exactly that name becomes a unit, the rest of the folder stays
+    # unknown.
+    opt_in = [(_code_upload(seg, is_dir), 2, KIND_CODE_UPLOAD)] if code_uploads else []
+    return [*opt_in, (_reserved(seg), 0, ""), *layout_cases(seg, is_dir)]
+
+
+def kind_sql(seg: str = "seg", is_dir: str = "is_dir", code_uploads: bool = False) -> str:
+    """The kind of a path's unit, or NULL if it has none (unknown)."""
+    cases = " ".join(f"WHEN {condition} THEN " + (f"'{kind}'" if kind else "NULL")
+                     for condition, _, kind in _cases(seg, is_dir, code_uploads))
+    return f"CASE {cases} ELSE NULL END"
+
+
+def unit_sql(kind: str = "kind", seg: str = "seg") -> str:
+    """The unit of a path (its first N segments joined by ``/``) from its ``kind``
+    (:func:`kind_sql`): each kind's unit has a fixed number of segments, so the
+    layout's conditions are evaluated once per path, not again for the unit."""
+    lengths = {k: n for _, n, k in _cases(seg, "is_dir", True) if k}
+    cases = " ".join(f"WHEN '{k}' THEN array_to_string({seg}[1:{n}], '/')"
+                     for k, n in sorted(lengths.items()))
+    return f"CASE {kind} {cases} ELSE NULL END"
 
 
 def step_run_id_sql(seg: str = "seg") -> str:

@@ -24,6 +24,9 @@ LOCATION_COLUMN = re.compile(r"^(uri|path|url)$|_(uri|path|url)$", re.IGNORECASE
 #: The step-run and logs tables, read for the classes of step-output and log paths.
 STEP_RUN_TABLE = "step_run"
 LOGS_TABLE = "logs"
+#: The column of a snapshot (``pipeline_deployment`` before 0.90) that names its code
+#: archive in the artifact store (``code_uploads/<sha1>.tar.gz``).
+CODE_PATH_COLUMN = "code_path"
 
 
 @dataclass(frozen=True)

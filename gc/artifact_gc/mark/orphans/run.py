@@ -16,6 +16,8 @@ from artifact_gc.mark.orphans.classify import (
     summarize_objects,
 )
 from artifact_gc.mark.orphans.named import (
+    CODE_PATH_COLUMN,
+    LocationColumn,
     load_named_paths,
     load_step_runs_and_logs,
     location_columns,
@@ -58,7 +60,10 @@ def mark_orphan_files(
             con.execute(f"DROP TABLE IF EXISTS {table}")
         skipped = check_roots(engine, listed)
         progress.stage("reading named paths")
-        load_named_paths(con, engine, db_url, location_columns(engine))
+        columns = location_columns(engine)
+        if options.orphan_code_uploads:
+            check_code_paths(columns, schema)
+        load_named_paths(con, engine, db_url, columns)
         load_step_runs_and_logs(con, engine, db_url, schema.tables)
         return skipped
 
@@ -77,7 +82,7 @@ def mark_orphan_files(
         cutoff = min(cutoff, _inventory_date(summary) - options.older_than)
     summary.cutoff = cutoff.isoformat()
     progress.stage("classifying orphan files")
-    classify_objects(con, cutoff)
+    classify_objects(con, cutoff, code_uploads=options.orphan_code_uploads)
     summarize_objects(con, summary)
     return summary
 
@@ -120,6 +125,19 @@ def check_roots(engine: Any, stores: list[ArtifactStore]) -> list[ArtifactStore]
             if not int(total):
                 skipped.append(store)
     return skipped
+
+
+def check_code_paths(columns: list[LocationColumn], schema: ZenMLSchema) -> None:
+    """Refuse ``--orphan-code-uploads`` on a schema whose snapshots cannot name a code
+    archive (no ``code_path`` column in the profile's deployment or snapshot table):
+    there, no row could ever vouch for an archive, and every one would look unnamed."""
+    from artifact_gc.errors import UsageError
+
+    table = schema.profile.deployment_table
+    if not any(c.table == table and c.column == CODE_PATH_COLUMN for c in columns):
+        raise UsageError(
+            f"--orphan-code-uploads: this store's {table} table has no {CODE_PATH_COLUMN} "
+            "column, so no snapshot can name a code archive; leave the flag out")
 
 
 def _inventory_date(summary: OrphanSummary) -> datetime:
