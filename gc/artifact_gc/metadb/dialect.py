@@ -44,7 +44,8 @@ class SteadyScans:
 
     ``PRAGMA data_version`` on a connection changes exactly when another connection
     (of any process) has committed to the database since the last time it was read
-    on that connection; our own commits leave it unchanged. Read under BEGIN IMMEDIATE,
+    on that connection; our own commits leave it unchanged (and our own writes are
+    counted by the connection's ``total_changes``). Read under BEGIN IMMEDIATE,
     an unchanged value therefore proves that the database is the one our last commit
     left, so what a scan found then is still true, less what we deleted ourselves:
     a kept read is either of rows the sweep never deletes (the link tables that
@@ -53,8 +54,8 @@ class SteadyScans:
     that does not commit leaves the scans to be cleared by the next one."""
 
     def __init__(self) -> None:
-        #: data_version of the last committed transaction that used the scans.
-        self.version: int | None = None
+        #: (data_version, total_changes) after the last commit that used the scans.
+        self.version: tuple[int, int] | None = None
         #: Inside a locked transaction whose data_version matched (or cleared them).
         self.active = False
         self.scans: dict[Any, Any] = {}
@@ -331,9 +332,13 @@ class SQLiteDialect(Dialect):
             steady = connection.info.setdefault(_STEADY_KEY, SteadyScans())
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-                # Under the write lock: unchanged since our last commit means no one
-                # else has committed since, and the kept scans are still true.
-                version = int(connection.exec_driver_sql("PRAGMA data_version").scalar_one())
+                # Under the write lock: both unchanged since our last commit means no
+                # other connection has committed since (data_version), and this one
+                # has written nothing outside these transactions (total_changes), so
+                # the kept scans are still true.
+                version = (
+                    int(connection.exec_driver_sql("PRAGMA data_version").scalar_one()),
+                    connection.connection.dbapi_connection.total_changes)
                 if version != steady.version:
                     steady.scans.clear()
                 # Valid again only once this transaction has committed.
@@ -344,7 +349,8 @@ class SQLiteDialect(Dialect):
                     connection.exec_driver_sql("ROLLBACK")
                     raise
                 connection.exec_driver_sql("COMMIT")
-                steady.version = version
+                steady.version = (version[0],
+                                  connection.connection.dbapi_connection.total_changes)
             finally:
                 steady.active = False
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
