@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from artifact_gc.metadb.dialect import dialect_of
+from artifact_gc.metadb.dialect import DELETED_VERSIONS, dialect_of, steady_scans
 from artifact_gc.metadb.statements import execute_in, quoter, select_in
 from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
 
@@ -95,6 +95,7 @@ class Cascade:
 
         dependents = self.schema.dependents
         write_locked = dialect_of(connection).lock_blocks_all_writers
+        steady = steady_scans(connection)
         for dependent in sorted(dependents, key=lambda d: -_depth(d, dependents)):
             if write_locked and dependent.parent_table != VERSION_TABLE and not self._any_row(
                     connection, dependent.table):
@@ -102,6 +103,10 @@ class Cascade:
                 # has nothing to delete, and its filter would scan the whole
                 # visualization table once more. BEGIN IMMEDIATE holds the write
                 # lock, so it stays empty until we commit.
+                continue
+            if steady is not None and dependent.parent_table == VERSION_TABLE:
+                add(dependent.table, _delete_children(connection, steady, dependent, ids,
+                                                       capture))
                 continue
             where = _dependent_filter(q, dependent, dependents)
             add(dependent.table, delete_rows(
@@ -123,6 +128,9 @@ class Cascade:
             dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
         add(VERSION_TABLE, delete_rows(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
+        if steady is not None:
+            # The URI guard's kept read of rows created since the mark forgets these.
+            steady.setdefault(DELETED_VERSIONS, set()).update(ids)
         # Each artifact left with no version is deleted once, whatever the number of its
         # versions in the batch.
         if parents:
@@ -186,6 +194,32 @@ class Cascade:
 
         q = quoter(connection)
         return connection.execute(sa.text(f"SELECT 1 FROM {q(table)} LIMIT 1")).first() is not None
+
+
+def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Dependent,
+                     ids: Sequence[str], capture: RowSink | None) -> int:
+    """Delete the rows of ``dependent`` (a child of the versions) that name ``ids``, by
+    rowid, from one kept read of the table (SQLite, metadb.dialect.SteadyScans).
+
+    The version column has no index (``artifact_visualization``): a filter on it scans
+    the whole table in every batch. The kept read stays exact: only another
+    connection's commit could add such a row, and that clears it; the rows deleted
+    here leave it in the same transaction, which, if it does not commit, leaves the
+    read to be cleared. ZenML's tables are all rowid tables, and a rowid changes only
+    by VACUUM, which is a commit of another connection too."""
+    import sqlalchemy as sa
+
+    q = quoter(connection)
+    key = ("children", dependent.table, dependent.column)
+    if key not in steady:
+        children: dict[str, list[int]] = {}
+        for rowid, owner in connection.execute(sa.text(
+                f"SELECT rowid, {q(dependent.column)} FROM {q(dependent.table)}")):
+            children.setdefault(str(owner), []).append(int(rowid))
+        steady[key] = children
+    rowids = [rowid for vid in ids for rowid in steady[key].pop(vid, ())]
+    return _delete(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
+                   rowids, capture)
 
 
 def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any

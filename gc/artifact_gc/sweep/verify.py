@@ -37,7 +37,13 @@ from artifact_gc.manifest.reasons import (
     PROTECT_TAG_PREFIX,
     REASON_CONFIG,
 )
-from artifact_gc.metadb.dialect import ReferenceGuard, RerunTransaction, dialect_of
+from artifact_gc.metadb.dialect import (
+    DELETED_VERSIONS,
+    ReferenceGuard,
+    RerunTransaction,
+    dialect_of,
+    steady_scans,
+)
 from artifact_gc.metadb.statements import quoter, select_in
 from artifact_gc.zenml.references import VERSION_ID, config_filter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
@@ -113,6 +119,8 @@ def verify_references(
     connection: Any, schema: ZenMLSchema, items: Sequence[BatchItem]
 ) -> Liveness:
     """Which of ``items`` still exist, and which a foreign key still points at."""
+    import sqlalchemy as sa
+
     q = quoter(connection)
     ids = [item.artifact_version_id for item in items]
     result = Liveness()
@@ -122,14 +130,27 @@ def verify_references(
         )
     }
     present = sorted(result.existing)
+    steady = steady_scans(connection)
     for reference in schema.references:
         column = q(reference.column)
-        for (value,) in select_in(
-            connection,
-            f"SELECT DISTINCT {column} FROM {q(reference.table)} WHERE {column} IN :ids",
-            present,
-        ):
-            result.referenced.setdefault(str(value), reference.reason)
+        if steady is not None:
+            # SQLite has no index on the link tables' version columns: each lookup
+            # scans the whole table. Under the write lock, one scan serves every
+            # batch until another connection commits (metadb.dialect.SteadyScans):
+            # the sweep never deletes link rows, so the set stays exact.
+            key = ("referenced", reference.table, reference.column)
+            if key not in steady:
+                steady[key] = frozenset(str(value) for (value,) in connection.execute(
+                    sa.text(f"SELECT {column} FROM {q(reference.table)}")))
+            found = [vid for vid in present if vid in steady[key]]
+        else:
+            found = [str(value) for (value,) in select_in(
+                connection,
+                f"SELECT DISTINCT {column} FROM {q(reference.table)} WHERE {column} IN :ids",
+                present,
+            )]
+        for value in found:
+            result.referenced.setdefault(value, reference.reason)
     return result
 
 
@@ -321,6 +342,22 @@ def _add_config_references(rows: Sequence[Any], wanted: set[str], result: Livene
 
 def _new_paths(connection: Any, schema: ZenMLSchema, since: datetime) -> list[tuple[str, str]]:
     """(path, owning version id) of every version and visualization created since."""
+    steady = steady_scans(connection)
+    if steady is None:
+        return _read_new_paths(connection, schema, since)
+    # ``created`` has no index: each read scans both tables. Under SQLite's write lock
+    # one read serves every batch until another connection commits (a new row is such
+    # a commit); the rows the sweep deleted since are left out, as a new read would.
+    key = ("new_paths", since)
+    if key not in steady:
+        steady[key] = _read_new_paths(connection, schema, since)
+        steady[DELETED_VERSIONS] = set()
+    deleted = steady[DELETED_VERSIONS]
+    return [(path, owner) for path, owner in steady[key] if owner not in deleted]
+
+
+def _read_new_paths(connection: Any, schema: ZenMLSchema, since: datetime
+                    ) -> list[tuple[str, str]]:
     import sqlalchemy as sa
 
     q = quoter(connection)
