@@ -139,6 +139,9 @@ class Bed:
 
     def sweep(self, manifest: Path, endpoint: str | None = None, **options: Any) -> SweepReport:
         options.setdefault("workers", 4)
+        # These suites hold each backend's plain deletes to their contract; the undo
+        # window's copy trash on these stores is tested in test_trash_storage.py.
+        options.setdefault("undo_window", None)
         plan = plan_sweep(str(manifest), self.url, SweepOptions(
             storage_options=self.emulator.options(endpoint), **options))
         return execute(plan)
@@ -239,7 +242,7 @@ def end_to_end(emulator: Emulator, tmp_path: Path) -> None:
     per_version = sum(len(b) for _, b in DATA_FILES)
     assert all(size >= per_version and count >= 2 for _, size, count in rows)
     swept = run(emulator, "sweep", str(manifest), "--db", bed.url, "--yes", "--json",
-                "--workers", "4", "--batch-size", "25", *options)
+                "--workers", "4", "--batch-size", "25", "--no-undo", *options)
     assert swept.returncode == 0, swept.stderr[-3000:]
     summary = json.loads(swept.stdout)["summary"]
     assert summary["deleted"] == len(bed.candidates) and summary["failed"] == 0
@@ -456,7 +459,7 @@ class CrashWorld:
 
     def args(self, manifest: Path) -> list[str]:
         return ["sweep", str(manifest), "--db", self.bed.url, "--yes", "--json",
-                "--workers", "2", "--batch-size", "4", *self.storage]
+                "--workers", "2", "--batch-size", "4", "--no-undo", *self.storage]
 
 
 def crash_world(emulator: Emulator, tmp_path: Path) -> CrashWorld:
@@ -466,7 +469,7 @@ def crash_world(emulator: Emulator, tmp_path: Path) -> CrashWorld:
     before_db, before = rows_snapshot(bed.url), bed.listing()
     reference = bed.fresh_manifest()
     done = run_gc(["sweep", str(reference), "--db", bed.url, "--yes", "--json", "--workers",
-                   "2", "--batch-size", "4", *storage], emulator.env(),
+                   "2", "--batch-size", "4", "--no-undo", *storage], emulator.env(),
                   journal=Path(str(reference) + ".journal"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.work_started is not None

@@ -7,6 +7,7 @@
     python tests/sweep_zenml.py delete_runs RUN_ID...     # delete pipeline runs
     python tests/sweep_zenml.py add_tags TAG VERSION ART  # tag a version and an artifact
     python tests/sweep_zenml.py run_snapshot SNAPSHOT_ID  # start a run of a snapshot
+    python tests/sweep_zenml.py describe                  # tags, metadata, model links
 
 ``load`` prints ``{"loaded": n, "failed": {id: error}}`` as JSON. ``revive`` runs a new
 pipeline that consumes the version CONSUME, links the version LINK to a model, and
@@ -230,6 +231,40 @@ def tag(name: str, version_id: str, artifact: str) -> None:
     print(json.dumps({"ok": True}))
 
 
+def describe() -> None:
+    """Every version as ZenML's client sees it: its tags, its artifact's tags, its run
+    metadata and the model versions it is linked to (by id)."""
+    from zenml.client import Client
+
+    client = Client()
+    out: dict[str, object] = {}
+    links: dict[str, list[str]] = {}
+    for model in client.list_models(size=1000).items:
+        for model_version in client.list_model_versions(model.id, size=1000).items:
+            for link in client.list_model_version_artifact_links(
+                    model_version_id=model_version.id, size=1000).items:
+                links.setdefault(link.artifact_version.id.hex, []).append(
+                    model_version.id.hex)
+    page = 1
+    while True:
+        versions = client.list_artifact_versions(page=page, size=100, hydrate=True)
+        for version in versions.items:
+            artifact = client.get_artifact(version.artifact.id)
+            out[version.id.hex] = {
+                "name": version.artifact.name, "version": str(version.version),
+                "uri": version.uri,
+                "tags": sorted(t.name for t in version.tags),
+                "artifact_tags": sorted(t.name for t in artifact.tags),
+                "metadata": {k: repr(v) for k, v in sorted(version.run_metadata.items())},
+                "models": sorted(links.get(version.id.hex, [])),
+                "visualizations": len(version.visualizations or []),
+            }
+        if page >= versions.total_pages:
+            break
+        page += 1
+    print(json.dumps(out))
+
+
 def run_snapshot(snapshot_id: str) -> None:
     from zenml.client import Client
     from zenml.pipelines.run_utils import create_placeholder_run
@@ -252,6 +287,8 @@ if __name__ == "__main__":
         tag(*sys.argv[2:5])
     elif sys.argv[1] == "run_snapshot":
         run_snapshot(sys.argv[2])
+    elif sys.argv[1] == "describe":
+        describe()
     elif sys.argv[1] == "orphans":
         orphans(int(sys.argv[2]), sys.argv[3])
     else:

@@ -4,7 +4,9 @@ GCS and Azure on their emulators, through a counting proxy).
 A count is deterministic where a time is not, so the S3 sweep's design is held to a
 number: at most ``TARGET_EXTRA_PER_1000`` requests per 1,000 objects deleted beyond
 the bare loop's own (boto3 ``delete_objects`` of the known keys, 1,000 a request),
-when ``gc mark --sizes`` recorded the candidates' keys. Every HTTP request the
+when ``gc mark --sizes`` recorded the candidates' keys, for a sweep without an undo
+window (the undo's own costs are counted by tests/test_trash_storage.py and
+benchmarks/bench_undo.py). Every HTTP request the
 sweep's own botocore client sends is counted by operation (``before-send``, which
 fires once per request actually sent, retries included); nothing is stubbed. GCS and
 Azure are held to the same number, with their own bulk requests (100 and 256 calls)
@@ -114,7 +116,8 @@ def test_sweep_with_recorded_keys_stays_within_target(moto_s3: MotoS3, tmp_path:
     _fill(moto_s3, [(late, b"late\n")])
 
     counting = CountingFilesystems(moto_s3)
-    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options))
+    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options,
+                                                      undo_window=None))
     report = execute(plan, filesystem_factory=counting)
 
     assert not report.failures
@@ -141,7 +144,8 @@ def test_sweep_without_recorded_keys_lists_and_still_deletes_all(
     doomed = _candidate_keys(manifest, objects)
 
     counting = CountingFilesystems(moto_s3)
-    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options))
+    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options,
+                                                      undo_window=None))
     report = execute(plan, filesystem_factory=counting)
 
     assert not report.failures

@@ -78,7 +78,8 @@ def _mark(url: str, manifest: Path, *options: str) -> list[str]:
 
 
 def _sweep(url: str, manifest: Path, *options: str) -> None:
-    _gc("sweep", str(manifest), "--db", url, "--yes", "--json",
+    # No undo window: the limit is measured on the plain deletes' requests.
+    _gc("sweep", str(manifest), "--db", url, "--yes", "--json", "--no-undo",
         "--max-requests-per-second", str(LIMIT), *options)
 
 

@@ -45,7 +45,10 @@ def test_transient_faults_are_retried_and_show_in_the_summary(
         made.append(fs)
         return fs
 
-    plan = plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=4, workers=2))
+    # No undo window: the faults are injected into the backend's filesystem, which a
+    # plain delete goes through (the trash's renames are tested in test_trash_storage).
+    plan = plan_sweep(str(manifest), store.sqlalchemy_url,
+                      SweepOptions(batch_size=4, workers=2, undo_window=None))
     report = execute(plan, filesystem_factory=factory)
     assert made and made[0].transient_raised > 0
     assert report.retries >= made[0].transient_raised
@@ -71,12 +74,13 @@ def test_permanent_failure_stops_and_resumes(scenario_store: ScenarioStore, tmp_
         return FaultyFileSystem(fail_first=0, permanent=(marker,))
 
     with pytest.raises(StorageError, match=victim):
-        execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions(batch_size=100)),
+        execute(plan_sweep(str(manifest), store.sqlalchemy_url,
+                           SweepOptions(batch_size=100, undo_window=None)),
                 filesystem_factory=broken)
     assert sweep_status(str(manifest)).as_dict()["failed"] >= 1
     report = execute(
         plan_sweep(str(manifest), store.sqlalchemy_url,
-                   SweepOptions(batch_size=2, ignore_errors=True)),
+                   SweepOptions(batch_size=2, ignore_errors=True, undo_window=None)),
         filesystem_factory=broken)
     assert [f.artifact_version_id for f in report.failures] == [victim]
     assert "Permission denied" in report.failures[0].cause
@@ -84,7 +88,8 @@ def test_permanent_failure_stops_and_resumes(scenario_store: ScenarioStore, tmp_
     assert status["failed"] == 1 and status["remaining"] == 1
     assert integrity_problems(store.sqlalchemy_url) == []
     assert victim not in version_ids(store.sqlalchemy_url)  # rows went, files wait
-    final = execute(plan_sweep(str(manifest), store.sqlalchemy_url, SweepOptions()))
+    final = execute(plan_sweep(str(manifest), store.sqlalchemy_url,
+                               SweepOptions(undo_window=None)))
     assert final.deleted == [victim]
     assert_swept(store, store.candidates, before, footprints, load=False)
 

@@ -21,6 +21,8 @@ EXIT_SWEEP_LOCKED = 7
 EXIT_PARTIAL = 8
 EXIT_STORAGE = 9
 EXIT_BRAKE = 10
+EXIT_RESTORE_CONFLICT = 11
+EXIT_NOT_RESTORABLE = 12
 #: As a shell reports a process that SIGINT (Ctrl-C) ended: 128 + 2.
 EXIT_INTERRUPTED = 130
 
@@ -41,6 +43,10 @@ Exit codes:
        asked (put the journal elsewhere with gc sweep --journal LOCATION)
    10  a brake of gc collect fired: nothing was swept, the manifests
        are left for review
+   11  gc restore refused: an id or a path was reused since the sweep
+       (the message names it); nothing was restored
+   12  gc restore refused: what was asked cannot come back (swept with
+       --no-undo, or purged by gc trash empty)
   130  interrupted (Ctrl-C); a sweep prints what it finished and the
        command that resumes it, a mark publishes nothing
 """
@@ -151,6 +157,20 @@ class BrakeFired(GCError):
     def __init__(self, message: str, brakes: tuple[str, ...]) -> None:
         super().__init__(message)
         self.brakes = brakes
+
+
+class RestoreConflict(GCError):
+    """``gc restore`` would overwrite something: a row id, a unique key or a path has
+    been reused since the sweep. Nothing is restored."""
+
+    exit_code = EXIT_RESTORE_CONFLICT
+
+
+class NotRestorable(GCError):
+    """``gc restore`` was asked for something whose undo data does not exist (a sweep
+    with ``--no-undo``) or was purged (``gc trash empty``)."""
+
+    exit_code = EXIT_NOT_RESTORABLE
 
 
 def caused_by_interrupt(error: BaseException) -> bool:

@@ -41,6 +41,8 @@ COMMANDS = {
     "why": "review:why_command",
     "demo": "demo:demo_command",
     "collect": "collect:collect_command",
+    "restore": "restore:restore_command",
+    "trash": "trash:trash_group",
 }
 
 
@@ -206,6 +208,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
       gc sweep MANIFEST       delete the candidates, re-verified against the live store
       gc demo                 the whole cycle on a sample store in a temporary folder
       gc collect --policy F   mark, brakes, then sweep under a policy file (for cron)
+      gc restore MANIFEST     undo a sweep inside its undo window (default 7 days)
+      gc trash empty LOC      purge what has passed its undo window
     """
     ctx.ensure_object(dict)
     ctx.obj["traceback"] = traceback

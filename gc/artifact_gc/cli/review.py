@@ -428,9 +428,14 @@ def history_command(location: str | None, as_json: bool,
             ) if e.error is None else "",
             "cand bytes": e.bytes.get("candidate"),
             "sweep": e.sweep if e.error is None else "unreadable",
+            "undo": "; ".join(f"{u['window']} {u['state']}"
+                              + (f" until {u['expires_at'][:16].replace('T', ' ')}"
+                                 if u["state"] == "restorable" else "")
+                              for u in e.undo) or "-",
         })
     say(stdout_console(), f"Marks in {location}")
-    _print_table(None, rows, hide_first=["store", "mark", "cand bytes", "started (UTC)"],
+    _print_table(None, rows, hide_first=["undo", "store", "mark", "cand bytes",
+                                         "started (UTC)"],
                  whole=["manifest"])
     if any(e.derived for e in entries):
         click.echo("* derived by gc filter")

@@ -53,6 +53,14 @@ SWEEP_HOOKS = "sweep_hooks"
                    "of MANIFEST.journal beside the manifest, e.g. when the manifest's folder "
                    "is read-only. Recorded on this machine, where a resumed sweep and gc "
                    "status, report and history find it; elsewhere pass it again.")
+@click.option("--undo-window", default="7d", show_default=True, callback=duration,
+              metavar="DURATION",
+              help="Keep what the sweep deletes restorable this long (gc restore MANIFEST): "
+                   "its rows in undo segments beside the journal, its files in the store's "
+                   "trash folder or soft delete. gc trash empty purges it afterwards. "
+                   "0 is --no-undo.")
+@click.option("--no-undo", is_flag=True,
+              help="Delete for good at once: no undo window, nothing to restore or purge.")
 @object_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and summary as JSON.")
 @click.pass_context
@@ -61,7 +69,8 @@ def sweep_command(
     only_artifact: bool, only_metadata: bool, workers: int, batch_size: int | None,
     ignore_errors: bool, max_manifest_age: Any, journal: str | None,
     storage_option_pairs: tuple[str, ...], max_requests_per_second: float | None,
-    as_json: bool, accept_schema: str | None = None,
+    as_json: bool, accept_schema: str | None = None, undo_window: Any = None,
+    no_undo: bool = False,
 ) -> None:
     """Delete the candidates of MANIFEST: files and metadata, re-verified live.
 
@@ -92,7 +101,8 @@ def sweep_command(
                            ignore_errors=ignore_errors, max_manifest_age=max_manifest_age,
                            storage_options=parse_storage_options(storage_option_pairs),
                            limits=RequestLimits(max_requests_per_second), journal=journal,
-                           accept_schema=accept_schema)
+                           accept_schema=accept_schema,
+                           undo_window=None if no_undo else undo_window)
     try:
         plan = plan_sweep(manifest, db_url, options)
     except KeyboardInterrupt:
@@ -114,8 +124,8 @@ def sweep_command(
         _render_plan(plan.as_dict())
     if plan.versions and not dry_run and not yes:
         orphans = plan.orphan_files
-        _confirm(f"{plan.versions - orphans:,} artifact versions"
-                 + (f" and {orphans:,} orphan-file paths" if orphans else ""))
+        confirm(f"Delete {plan.versions - orphans:,} artifact versions"
+                + (f" and {orphans:,} orphan-file paths" if orphans else "") + "?", "sweep")
     hooks = (ctx.obj or {}).get(SWEEP_HOOKS)
     if hooks is not None and not isinstance(hooks, SweepHooks):
         raise TypeError(f"ctx.obj[{SWEEP_HOOKS!r}] must be a SweepHooks, not {type(hooks)}")
@@ -140,6 +150,11 @@ def sweep_command(
         echo_json({"plan": plan.as_dict(), "summary": summary})
     else:
         _render_summary(summary)
+        undo = plan.undo_dict()
+        if undo is not None and not dry_run and report.deleted:
+            click.echo(f"Restorable for {undo['window']} with: gc restore {manifest} "
+                       "(files: " + "; ".join(list(undo["files"].values()) or ["rows only"])
+                       + ")")
     if report.failures:
         raise SweepIncomplete(
             f"{len(report.failures)} artifact version(s) failed; see gc status {manifest}",
@@ -147,21 +162,23 @@ def sweep_command(
         )
 
 
-def _confirm(what: str) -> None:
+def confirm(question: str, command: str) -> None:
+    """Ask ``question``; raise Aborted (6) or Interrupted (130) unless agreed."""
     from artifact_gc.errors import Aborted, Interrupted
 
+    changed = "deleted" if command == "sweep" else "changed"
     try:
-        agreed = click.confirm(f"Delete {what}?", default=False, err=True)
+        agreed = click.confirm(question, default=False, err=True)
     except click.Abort as exc:
         # click turns Ctrl-C and end of input alike into Abort; only Ctrl-C is an
         # interrupt (130), end of input is a declined prompt (6).
         if isinstance(exc.__context__, KeyboardInterrupt):
-            raise Interrupted("interrupted (Ctrl-C) at the confirmation prompt; nothing "
-                              "was deleted") from None
-        raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted") \
-            from None
+            raise Interrupted(f"interrupted (Ctrl-C) at the confirmation prompt; nothing "
+                              f"was {changed}") from None
+        raise Aborted(f"{command} aborted at the confirmation prompt; nothing was "
+                      f"{changed}") from None
     if not agreed:
-        raise Aborted("sweep aborted at the confirmation prompt; nothing was deleted")
+        raise Aborted(f"{command} aborted at the confirmation prompt; nothing was {changed}")
 
 
 #: Options whose values a resume command must not echo as they are.
@@ -193,7 +210,7 @@ def resume_command(ctx: click.Context) -> str:
                 words.append(flag)
         elif param.name == "db_url":
             words += [flag, redact(str(value))]
-        elif param.name == "max_manifest_age":
+        elif param.name in ("max_manifest_age", "undo_window"):
             words += [flag, _raw(ctx, param)]
         elif param.multiple:
             for item in value or ():
@@ -249,6 +266,15 @@ def _render_plan(plan: dict[str, Any]) -> None:
             else f"mark {mark_id[:8]}"
         console.print(plain(f"Ignored: {n:,} journal event(s) of {whose} at the same "
                             "location; this mark's sweep starts from its own."))
+    undo = plan.get("undo")
+    if undo is None:
+        console.print("Undo: none (--no-undo): what is deleted is gone for good.")
+    else:
+        console.print(plain(
+            f"Undo window: {undo['window']} (gc restore {plan['manifest']}; "
+            "gc trash empty purges it afterwards)."))
+        for store_id, described in sorted(undo["files"].items()):
+            console.print(plain(f"  files of store {store_id[:8]}: {described}"))
     done = {k: v for k, v in plan["journal_states"].items() if k != "pending"}
     if done:
         console.print("Journal so far: " + ", ".join(

@@ -25,6 +25,7 @@ from typing import Any
 from artifact_gc.durations import format_duration, parse_duration
 from artifact_gc.errors import UsageError
 from artifact_gc.mark.options import DEFAULT_GRACE, MarkOptions
+from artifact_gc.sweep.options import DEFAULT_UNDO_WINDOW
 
 #: Brake defaults: conservative, so a first unattended run of a new policy stops and
 #: asks rather than deleting a surprise.
@@ -46,12 +47,14 @@ _BYTE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6,
                "G": 10**9, "GB": 10**9, "T": 10**12, "TB": 10**12, "P": 10**15, "PB": 10**15,
                "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40, "PIB": 1 << 50}
 
-_TOP_KEYS = {"sweep", "sizes", "workers", "store", "manifests", "defaults", "rules", "brakes"}
+_TOP_KEYS = {"sweep", "sizes", "workers", "store", "manifests", "defaults", "rules", "brakes",
+             "undo"}
 _STORE_KEYS = {"db", "storage_options", "store_roots"}
 _MANIFEST_KEYS = {"location"}
 _RULE_KEYS = {"older_than", "keep_latest", "keep_tags", "orphan_files"}
 _SCOPE_KEYS = {"project", "artifact"}
 _BRAKE_KEYS = {"max_candidates", "max_fraction", "max_bytes", "jump_factor", "jump_min"}
+_UNDO_KEYS = {"window", "enabled"}
 
 
 class PolicyError(UsageError):
@@ -134,6 +137,9 @@ class Policy:
     defaults: Rule = field(default_factory=lambda: Rule(name="defaults"))
     rules: tuple[Rule, ...] = ()
     brakes: Brakes = field(default_factory=Brakes)
+    #: ``[undo] window``: how long each sweep stays restorable (``gc restore``);
+    #: None (``window = "0"`` or ``enabled = false``) deletes for good at once.
+    undo_window: timedelta | None = DEFAULT_UNDO_WINDOW
 
     def as_dict(self) -> dict[str, Any]:
         """The policy without its storage options (they may hold expanded secrets)."""
@@ -142,7 +148,9 @@ class Policy:
                 "store_roots": dict(self.store_roots),
                 "defaults": self.defaults.as_dict(),
                 "rules": [r.as_dict() for r in self.rules],
-                "brakes": self.brakes.as_dict()}
+                "brakes": self.brakes.as_dict(),
+                "undo_window": None if self.undo_window is None
+                else format_duration(self.undo_window)}
 
 
 def supported_mark_fields() -> frozenset[str]:
@@ -273,6 +281,7 @@ class _Reader:
             defaults=defaults,
             rules=rules,
             brakes=self.brakes(data.get("brakes")),
+            undo_window=self.undo(data.get("undo")),
         )
         if not policy.sizes and "max_bytes" in (data.get("brakes") or {}):
             raise self.fail("brakes", "max_bytes",
@@ -434,6 +443,18 @@ class _Reader:
                 raise self.fail(rule.name, None, f"has the same project and artifact as "
                                                  f"{seen[scope]}; merge them")
             seen[scope] = rule.name
+
+    def undo(self, data: Any) -> timedelta | None:
+        raw = self.table(data, "undo", _UNDO_KEYS)
+        if not self.boolean("undo", "enabled", raw.get("enabled", True)):
+            if "window" in raw:
+                raise self.fail("undo", "window", "has no effect with enabled = false; "
+                                "remove one of them")
+            return None
+        if "window" not in raw:
+            return DEFAULT_UNDO_WINDOW
+        window = self.duration("undo", "window", raw["window"])
+        return window if window > timedelta(0) else None
 
     def brakes(self, data: Any) -> Brakes:
         raw = self.table(data, "brakes", _BRAKE_KEYS)

@@ -184,7 +184,8 @@ def _sweep_all(report: CollectReport, policy: Policy, url: str, progress: Progre
     from artifact_gc.sweep.plan import plan_sweep
 
     totals = report.sweep = SweepTotals()
-    options = SweepOptions(workers=policy.workers, storage_options=policy.storage_options)
+    options = SweepOptions(workers=policy.workers, storage_options=policy.storage_options,
+                           undo_window=policy.undo_window)
     for marked in report.marks:
         if not marked.candidates:
             continue

@@ -110,7 +110,9 @@ def run_demo(
     marked = mark(store.url, manifest_url, MarkOptions(sizes=True), progress=progress)
     step("marked", marked)
 
-    plan = plan_sweep(manifest_url, store.url, SweepOptions())
+    # No undo window: the sample store is a throwaway folder, and the demo shows the
+    # bytes a sweep frees (with a window they wait in the trash until gc trash empty).
+    plan = plan_sweep(manifest_url, store.url, SweepOptions(undo_window=None))
     step("planned", plan)
     report = execute(plan, progress=progress)
     step("swept", report)

@@ -120,6 +120,17 @@ class Dialect:
         """``expression`` as text, for the bulk reader."""
         return f"CAST({expression} AS CHAR)"
 
+    def deletes_returning(self, bind: Any) -> bool:
+        """Whether ``DELETE ... RETURNING *`` works: MariaDB (10.0.5+), not MySQL."""
+        return bool(getattr(bind.dialect, "is_mariadb", False))
+
+    @contextmanager
+    def write_transaction(self, engine: Any) -> Iterator[Any]:
+        """A connection in one transaction, committed when the block ends (rolled back
+        on an error), with foreign keys enforced."""
+        with engine.begin() as connection:
+            yield connection
+
     def db_time(self, moment: datetime) -> Any:
         """A naive UTC datetime as a bound parameter compared with ZenML's columns."""
         return moment
@@ -211,6 +222,24 @@ class SQLiteDialect(Dialect):
     #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
     group_referenced_ids = False
     lock_blocks_all_writers = True
+
+    @contextmanager
+    def write_transaction(self, engine: Any) -> Iterator[Any]:
+        # Our SQLite connections run in autocommit mode (isolation_level=None), so
+        # the transaction is begun explicitly; foreign keys stay on.
+        with engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+
+    def deletes_returning(self, bind: Any) -> bool:
+        import sqlite3
+
+        return sqlite3.sqlite_version_info >= (3, 35)
 
     def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds back every writer."""

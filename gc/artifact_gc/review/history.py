@@ -26,6 +26,9 @@ class HistoryEntry:
     derived: bool = False
     sweep: str = SWEEP_NONE
     swept: int = 0
+    #: Each sweep with an undo window: its id, window, end and state (restorable,
+    #: expired: still restorable until gc trash empty, purged).
+    undo: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,8 +77,29 @@ def history(location: str, *, storage_options: StorageOptions = None) -> list[Hi
                 progress = sweep_progress(review)
                 entry.sweep = progress.state
                 entry.swept = progress.by_state.get("deleted", 0)
+                entry.undo = undo_windows(url, info, storage_options)
         except ManifestRefused as exc:
             entry.error = exc.message
         entries.append(entry)
     entries.sort(key=lambda e: (e.started_at or "", e.url))
     return entries
+
+
+def undo_windows(url: str, info: Any, storage_options: StorageOptions = None
+                 ) -> list[dict[str, Any]]:
+    """The undo window of each sweep of the manifest at ``url``, oldest first."""
+    from artifact_gc.durations import format_duration
+    from artifact_gc.sweep.journal import Journal
+    from artifact_gc.undo.area import UndoArea, sweep_state
+
+    journal = Journal.of(url, info, storage_options)
+    area = UndoArea(journal.url, storage_options)
+    records = area.sweeps()
+    if not records:
+        return []
+    purged = area.purged()
+    return [{"sweep_id": r.sweep_id, "started_at": r.started_at.isoformat(),
+             "window": format_duration(r.window), "expires_at": r.expires_at.isoformat(),
+             "state": sweep_state(r, purged),
+             "files": {k: v.describe for k, v in r.files.items()}}
+            for r in sorted(records.values(), key=lambda r: r.started_at)]

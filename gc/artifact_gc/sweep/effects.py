@@ -32,6 +32,7 @@ from artifact_gc.metadb.dialect import dialect_of
 from artifact_gc.metadb.engine import create_engine
 from artifact_gc.storage.backend import Backend, default_filesystem, open_backend
 from artifact_gc.storage.retry import RetryCounter, retry_transient
+from artifact_gc.storage.trash import open_file_undo
 from artifact_gc.sweep import hooks as points
 from artifact_gc.sweep.batch import Verdict, known_objects
 from artifact_gc.sweep.hooks import SweepHooks
@@ -49,6 +50,9 @@ from artifact_gc.sweep.verify import (
     verify_references,
     verify_unreferenced,
 )
+from artifact_gc.undo.area import UndoArea
+from artifact_gc.undo.files import TrashingFiles
+from artifact_gc.undo.sweeping import SweepUndoWriter
 from artifact_gc.zenml.schema import VERSION_TABLE, ZenMLSchema
 from artifact_gc.zenml.stores import ArtifactStore
 
@@ -124,15 +128,29 @@ def _live(plan: SweepPlan, sweep_id: str, hooks: SweepHooks, retries: RetryCount
             # Re-read the journal under the lock: another sweep may have finished
             # items between the plan and now.
             _, _, items = read_pending(journal, plan.options)
+            undo = _undo_writer(plan, journal, schema, sweep_id, items.num_rows)
             effects = LiveEffects(plan, engine, schema, cascade, journal, sweep_id, hooks,
                                   retries, filesystem_factory, items,
-                                  first_batch=journal.last_batch() + 1)
+                                  first_batch=journal.last_batch() + 1, undo=undo)
             try:
                 yield effects
             finally:
                 effects.close()
     finally:
         engine.dispose()
+
+
+def _undo_writer(plan: SweepPlan, journal: Journal, schema: ZenMLSchema, sweep_id: str,
+                 pending: int) -> SweepUndoWriter | None:
+    """The undo side of a sweep with an undo window, recorded before anything is
+    deleted; None without one."""
+    if not plan.options.undo or not pending:
+        return None
+    assert plan.options.undo_window is not None
+    writer = SweepUndoWriter(UndoArea(journal.url, plan.options.storage_options), schema,
+                             sweep_id)
+    writer.begin(plan.info.mark_id, plan.options.undo_window, plan.file_undo)
+    return writer
 
 
 class LiveEffects:
@@ -142,8 +160,8 @@ class LiveEffects:
 
     def __init__(self, plan: SweepPlan, engine: Any, schema: ZenMLSchema, cascade: Cascade,
                  journal: Journal, sweep_id: str, hooks: SweepHooks, retries: RetryCounter,
-                 filesystem_factory: FilesystemFactory, items: pa.Table, first_batch: int
-                 ) -> None:
+                 filesystem_factory: FilesystemFactory, items: pa.Table, first_batch: int,
+                 undo: SweepUndoWriter | None = None) -> None:
         self.plan = plan
         self.options = plan.options
         self.engine = engine
@@ -158,6 +176,7 @@ class LiveEffects:
         # The mark's --keep-tag and --release-unreachable-snapshots, re-verified.
         self.policy = SweepPolicy.of(plan.info.parameters, plan.info.started)
         self.first_batch = first_batch
+        self.undo = undo
         self._files: dict[str, Backend] = {}
 
     def close(self) -> None:
@@ -235,9 +254,10 @@ class LiveEffects:
                 return DatabaseOutcome(live, file_errors=errors, journaled=True)
             dead = [vid for vid in ids if vid in live.existing and not live.keep_reason(vid)]
             rows: dict[str, int] = {}
+            capture = self.undo.capture(batch) if self.undo is not None and dead else None
             if dead:
                 with self.hooks.phase(points.DELETE_ROWS):
-                    rows = self.cascade.delete(connection, dead)
+                    rows = self.cascade.delete(connection, dead, capture)
                 self.hooks.point(points.IN_DB_BATCH)
                 if guard is not None:
                     # Rolls the batch back (RerunTransaction, retried from the start)
@@ -246,6 +266,11 @@ class LiveEffects:
                         verify_before_commit(guard, connection, self.schema, items,
                                              self.plan.verify_since, live, deleted=dead,
                                              policy=self.policy)
+            if capture is not None and self.undo is not None:
+                # The deleted rows are durable before the commit (leaving this block):
+                # a committed delete can always be restored.
+                with self.hooks.phase(points.UNDO_ROWS):
+                    self.undo.keep(batch, capture)
             return DatabaseOutcome(live, rows)
 
     def _verify_locked(self, connection: Any, items: list[BatchItem],
@@ -312,9 +337,19 @@ class LiveEffects:
         """The one place the sweep opens an artifact store's files."""
         # The limits travel with the options: this runs on the file thread, which
         # must honour --max-requests-per-second as much as the main one.
-        return open_backend(store, root, self.filesystem_factory(store),
-                            workers=self.options.workers, retries=self.retries,
-                            limits=self.options.limits)
+        fs = self.filesystem_factory(store)
+        backend = open_backend(store, root, fs, workers=self.options.workers,
+                               retries=self.retries, limits=self.options.limits)
+        if self.undo is None:
+            return backend
+        # With an undo window every delete goes to the store's trash (or soft delete)
+        # under this sweep's id, restorable until gc trash empty.
+        try:
+            return TrashingFiles(backend, open_file_undo(store, root, fs, backend),
+                                 self.sweep_id)
+        except BaseException:
+            backend.close()
+            raise
 
 
 # ---------------------------------------------------------------------------

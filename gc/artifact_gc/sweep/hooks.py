@@ -29,7 +29,9 @@ DELETE_ROWS = "delete_rows"  # the cascade of row deletes
 DELETE_FILES = "delete_files"  # the files of a batch
 JOURNAL = "journal"  # one durable journal segment
 BATCH_FINISH = "batch_finish"  # the outcome: accounting and its journal segment
-PHASES = (BATCH_BEGIN, DATABASE, VERIFY, DELETE_ROWS, DELETE_FILES, JOURNAL, BATCH_FINISH)
+UNDO_ROWS = "undo_rows"  # the undo segment of a batch's deleted rows (before the commit)
+PHASES = (BATCH_BEGIN, DATABASE, VERIFY, DELETE_ROWS, DELETE_FILES, JOURNAL, BATCH_FINISH,
+          UNDO_ROWS)
 
 
 class SweepHooks:

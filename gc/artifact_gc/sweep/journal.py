@@ -354,15 +354,10 @@ class Journal:
     def append(self, sweep_id: str, batch: int, mode: str, events: Sequence[Event]) -> None:
         """Write ``events`` as one new segment, durably, before returning.
 
-        Local segments are written to a hidden temporary name, fsynced, renamed into
-        place and the directory fsynced: a crash leaves either the whole segment or
-        nothing that a reader would take. Object stores publish an object only when
-        its upload completes, which gives the same guarantee.
+        See :func:`write_segment` for why a crash leaves the whole segment or none.
         """
         if not events:
             return
-        import pyarrow.parquet as pq
-
         if self._next_seq is None:
             self._next_seq = self.max_seq() + 1
         first = self._next_seq
@@ -388,23 +383,46 @@ class Journal:
             schema=SCHEMA,
         )
         name = f"{first:012d}-{sweep_id[:8]}-{batch:06d}.parquet"
-        if self._local:
-            os.makedirs(self.path, exist_ok=True)
-            final = os.path.join(self.path, name)
-            partial = os.path.join(self.path, f".{name}.{uuid.uuid4().hex[:8]}.partial")
-            with open(partial, "wb") as handle:
-                pq.write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, final)
-            directory = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        else:
-            self.fs.makedirs(self.path, exist_ok=True)
-            with self.fs.open(f"{self.path}/{name}", "wb") as handle:
-                pq.write_table(table, handle)
+        write_segment(self.fs, self.path, name, table)
 
 
+def write_segment(fs: Any, directory: str, name: str, table: pa.Table) -> None:
+    """Write ``table`` as the Parquet file ``directory/name``, durably (:func:`write_file`)."""
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_file(fs, directory, name, buffer.getvalue().to_pybytes())
+
+
+def write_file(fs: Any, directory: str, name: str, data: bytes) -> None:
+    """Write ``data`` as the file ``directory/name``, durably, before returning.
+
+    Local files are written to a hidden temporary name, fsynced, renamed into place and
+    the directory fsynced: a crash leaves either the whole file or nothing that a
+    reader would take (readers skip names that start with a dot). Object stores
+    publish an object only when its upload completes, which gives the same guarantee.
+    """
+    if is_local_fs(fs):
+        os.makedirs(directory, exist_ok=True)
+        final = os.path.join(directory, name)
+        partial = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.partial")
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, final)
+        fsync_dir(directory)
+    else:
+        fs.makedirs(directory, exist_ok=True)
+        with fs.open(f"{directory}/{name}", "wb") as handle:
+            handle.write(data)
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or unlink in the local ``directory`` durable."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

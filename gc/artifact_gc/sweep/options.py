@@ -17,6 +17,8 @@ MODES = (MODE_ALL, MODE_ONLY_ARTIFACT, MODE_ONLY_METADATA)
 
 DEFAULT_WORKERS = 16
 DEFAULT_MAX_AGE = timedelta(days=7)
+#: How long a sweep can be undone (``gc restore``) before ``gc trash empty`` purges it.
+DEFAULT_UNDO_WINDOW = timedelta(days=7)
 
 #: The event that ends an item, per mode (besides revived and protected).
 DONE_EVENT = {
@@ -46,12 +48,21 @@ class SweepOptions:
     #: ``--journal``: where the journal lives (any fsspec URL) instead of beside the
     #: manifest, e.g. when the manifest's folder is read-only.
     journal: str | None = None
+    #: ``--undo-window``: how long this sweep stays restorable (its rows are kept in
+    #: undo segments beside the journal, its files in the store's trash or soft delete);
+    #: None (``--no-undo``, or a zero window) deletes for good at once, as before.
+    undo_window: timedelta | None = DEFAULT_UNDO_WINDOW
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UsageError(f"unknown sweep mode {self.mode!r}; use one of {', '.join(MODES)}")
         if (self.batch_size is not None and self.batch_size < 1) or self.workers < 1:
             raise UsageError("--batch-size and --workers must be at least 1")
+
+    @property
+    def undo(self) -> bool:
+        """Whether this sweep keeps what it deletes restorable."""
+        return self.undo_window is not None and self.undo_window > timedelta(0)
 
     @property
     def done_event(self) -> str:

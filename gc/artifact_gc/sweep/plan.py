@@ -21,6 +21,7 @@ from artifact_gc.metadb.engine import create_engine, redact
 from artifact_gc.metadb.fingerprint import DatabaseFingerprint, fingerprint
 from artifact_gc.sweep.journal import FINAL_EVENTS, STATE_PENDING, STATE_VIEW, Journal
 from artifact_gc.sweep.options import SweepOptions
+from artifact_gc.undo.area import StoreUndo
 from artifact_gc.zenml.config import resolve_database_url
 from artifact_gc.zenml.profiles import describe_unknown
 from artifact_gc.zenml.schema import KNOWN_SCHEMA_VERSIONS, ZenMLSchema, discover
@@ -55,6 +56,8 @@ class SweepPlan:
     #: Events at the journal's location that belong to another mark, by mark id:
     #: never counted or resumed.
     foreign_events: dict[str, int] = field(default_factory=dict)
+    #: With an undo window: how each store the sweep deletes from keeps its files.
+    file_undo: dict[str, StoreUndo] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -139,7 +142,19 @@ class SweepPlan:
             "complete": self.complete,
             "warnings": list(self.warnings),
             "foreign_events": dict(self.foreign_events),
+            "undo": self.undo_dict(),
         }
+
+    def undo_dict(self) -> dict[str, Any] | None:
+        """The undo window and how each store keeps its files; None with --no-undo."""
+        window = self.options.undo_window
+        if not self.options.undo or window is None:
+            return None
+        from artifact_gc.durations import format_duration
+
+        return {"window": format_duration(window),
+                "window_seconds": window.total_seconds(),
+                "files": {k: v.describe for k, v in self.file_undo.items()}}
 
 
 def plan_sweep(
@@ -212,10 +227,21 @@ def plan_sweep(
     if not options.dry_run and items.num_rows:
         # Before the prompt, not at the first batch: exit 9 with the --journal hint.
         journal.check_writable()
+    file_undo: dict[str, StoreUndo] = {}
+    if options.undo and options.deletes_files and items.num_rows:
+        # Before the prompt too: a store that cannot keep files restorable is refused
+        # here (exit 9, naming --no-undo), not halfway through the sweep.
+        from artifact_gc.undo.sweeping import describe_stores
+
+        file_undo = describe_stores(stores, (
+            (s, r) for s, r in zip(items.column("artifact_store_id").to_pylist(),
+                                   items.column("store_root").to_pylist(), strict=True)
+            if s and r))
     return SweepPlan(
         manifest_url=manifest_url, journal_url=journal.url, db_url=url, info=info,
         options=options, candidates=candidates, journal_states=states, items=items,
         stores=stores, warnings=warnings, foreign_events=journal.foreign_marks(),
+        file_undo=file_undo,
     )
 
 

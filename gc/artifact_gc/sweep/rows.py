@@ -38,6 +38,10 @@ ARTIFACT_RESOURCE = "artifact"
 
 Count = Callable[[str, int], None]
 
+#: Told every row a delete removes, before the transaction commits: (table, column
+#: names, rows as the driver returned them). The undo window keeps them (undo/rows.py).
+RowSink = Callable[[str, list[str], list[Any]], None]
+
 
 @dataclass(frozen=True)
 class Cascade:
@@ -67,15 +71,19 @@ class Cascade:
             for table, mine in handled.items()
         })
 
-    def delete(self, connection: Any, ids: list[str]) -> dict[str, int]:
+    def delete(self, connection: Any, ids: list[str], capture: RowSink | None = None
+               ) -> dict[str, int]:
         """Delete the versions ``ids`` and everything that belongs to them only;
-        return the rows deleted by table."""
+        return the rows deleted by table. ``capture`` is handed every deleted row."""
         q = quoter(connection)
         counts: dict[str, int] = {}
 
         def add(table: str, n: int) -> None:
             if n:
                 counts[table] = counts.get(table, 0) + n
+
+        def delete_rows(connection: Any, sql: str, ids: Any, **params: Any) -> int:
+            return _delete(connection, sql, ids, capture, **params)
 
         dependents = self.schema.dependents
         write_locked = dialect_of(connection).lock_blocks_all_writers
@@ -88,9 +96,9 @@ class Cascade:
                 # lock, so it stays empty until we commit.
                 continue
             where = _dependent_filter(q, dependent, dependents)
-            add(dependent.table, execute_in(
+            add(dependent.table, delete_rows(
                 connection, f"DELETE FROM {q(dependent.table)} WHERE {where}", ids))
-        self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add)
+        self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add, capture)
         parents = {str(r[0]) for r in select_in(
             connection,
             f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
@@ -105,7 +113,7 @@ class Cascade:
             # would wait for that writer and then cascade its new version away.
             # (No-op on SQLite, whose BEGIN IMMEDIATE holds back every writer.)
             dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
-        add(VERSION_TABLE, execute_in(
+        add(VERSION_TABLE, delete_rows(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
         # Each artifact left with no version is deleted once, whatever the number of its
         # versions in the batch.
@@ -118,15 +126,20 @@ class Cascade:
             )}
             empty = parents - still - self._pointed_at(connection, ARTIFACT_TABLE, parents)
             if empty:
-                self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add)
-                add(ARTIFACT_TABLE, execute_in(
+                self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add,
+                                         capture)
+                add(ARTIFACT_TABLE, delete_rows(
                     connection, f"DELETE FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
                     empty))
         return counts
 
     def _delete_polymorphic(self, connection: Any, ids: Sequence[str], resource_type: str,
-                            add: Count) -> None:
+                            add: Count, capture: RowSink | None) -> None:
         q = quoter(connection)
+
+        def delete_rows(connection: Any, sql: str, ids: Any, **params: Any) -> int:
+            return _delete(connection, sql, ids, capture, **params)
+
         for table in self.schema.polymorphic_tables:
             names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
             column, owned = self.schema.owned_through().get(table, ("", ""))
@@ -135,7 +148,7 @@ class Cascade:
                 linked = {str(r[0]) for r in select_in(
                     connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}",
                     ids, t=resource_type)}
-            add(table, execute_in(connection, f"DELETE FROM {q(table)} WHERE {names}",
+            add(table, delete_rows(connection, f"DELETE FROM {q(table)} WHERE {names}",
                                   ids, t=resource_type))
             if linked and owned in self.schema.tables:
                 # A run_metadata row can be shared by several resources (a step and
@@ -146,7 +159,7 @@ class Cascade:
                     linked,
                 )}
                 orphans = linked - shared - self._pointed_at(connection, owned, linked)
-                add(owned, execute_in(
+                add(owned, delete_rows(
                     connection, f"DELETE FROM {q(owned)} WHERE {q('id')} IN :ids", orphans))
 
     def _pointed_at(self, connection: Any, table: str, ids: set[str]) -> set[str]:
@@ -165,6 +178,34 @@ class Cascade:
 
         q = quoter(connection)
         return connection.execute(sa.text(f"SELECT 1 FROM {q(table)} LIMIT 1")).first() is not None
+
+
+def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any
+            ) -> int:
+    """Run the ``DELETE FROM table WHERE ...`` ``sql`` over ``ids``; hand ``capture``
+    every row it removes, read in the same transaction under the same lock."""
+    if capture is None:
+        return execute_in(connection, sql, ids, **params)
+    table = sql.split(" ", 3)[2]
+    dialect = dialect_of(connection)
+    if dialect.deletes_returning(connection):
+        # One statement: exactly the rows the delete removed, nothing read twice.
+        rows = select_in(connection, f"{sql} RETURNING *", ids, **params)
+        if rows:
+            capture(_unquoted(table), list(rows[0]._fields), rows)
+        return len(rows)
+    # MySQL has no DELETE ... RETURNING: lock and read the rows, then delete them by
+    # the same filter in the same transaction.
+    where = sql.split(" WHERE ", 1)[1]
+    rows = select_in(connection, f"SELECT * FROM {table} WHERE {where} FOR UPDATE", ids,
+                     **params)
+    if rows:
+        capture(_unquoted(table), list(rows[0]._fields), rows)
+    return execute_in(connection, sql, ids, **params)
+
+
+def _unquoted(name: str) -> str:
+    return name.strip('`"')
 
 
 def _depth(dependent: Dependent, dependents: Sequence[Dependent]) -> int:
