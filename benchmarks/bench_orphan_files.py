@@ -399,8 +399,10 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         doomed = doomed_keys([c.split("://", 1)[1].split("/", 1)[1] for c in candidates], keys)
         keys_file = work / "keys.txt"
         keys_file.write_text("\n".join(doomed) + "\n")
+        # --no-undo: the plain deletes, beside the bare loop's (the undo's copies are
+        # bench_undo.py's).
         sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
-                                    url, "--yes", "--json", env=env))
+                                    url, "--yes", "--no-undo", "--json", env=env))
         sweep_requests = moto.requests()
         from bench_s3 import BARE_LOOP
 

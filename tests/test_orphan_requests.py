@@ -4,24 +4,38 @@ Before deleting, the sweep asks the store again for the newest object under each
 orphan-file candidate (anything younger than the grace period keeps it). On S3 that is
 one ranged listing per batch (storage/listing.py ``newest_s3``), not a LIST per path:
 counted on the wire here (botocore ``before-send``, once per request actually sent).
+
+The mark records the keys it listed in each candidate (``object_keys``), so the sweep
+deletes them without listing first, as it does a version's: a whole sweep of orphan
+files is held to the version sweep's budget over a bare ``delete_objects`` loop.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.mark.options import MarkOptions
+from artifact_gc.mark.run import mark
 from artifact_gc.storage.backend import open_backend
 from artifact_gc.storage.limits import RequestLimits
 from artifact_gc.storage.retry import RetryCounter
+from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.options import SweepOptions
 from artifact_gc.sweep.orphan_files import newest_under_s3
+from artifact_gc.sweep.plan import plan_sweep
 from artifact_gc.sweep.verify import BatchItem
 from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
-from test_request_counts import CountingFilesystems, _fill
+from s3_support import list_bucket, object_plan
+from test_request_counts import TARGET_EXTRA_PER_1000, CountingFilesystems, _fill
 
 pytestmark = pytest.mark.s3
 
@@ -83,6 +97,65 @@ def test_a_sparse_batch_jumps_over_the_objects_between_its_paths(moto_s3: MotoS3
     assert all(found[moto_s3.url(k)] is not None for k in keys)
     print(f"sparse: {lists} LISTs for {len(keys)} paths, {len(objects)} objects in range")
     assert lists <= len(keys), lists
+
+
+def _backdate(moto: MotoS3, days: int) -> None:
+    """Make every object in the bucket ``days`` older (moto's own record of it)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[moto.bucket]
+    for key in bucket.keys.values():
+        key.last_modified -= timedelta(days=days)
+
+
+def test_an_orphan_file_sweep_with_recorded_keys_stays_within_target(
+        moto_s3: MotoS3, tmp_path: Path) -> None:
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    populate(url, SyntheticSpec(versions=200, store_root=moto_s3.url(ROOT_KEY),
+                                orphan_share=0.0, recent_share=0.0, seed=5))
+    live = object_plan(url, moto_s3.bucket)
+    # Outputs of deleted step runs (no row names them): 1,500 units of 8 objects.
+    names = [f"part-{n}" for n in range(8)]
+    units = [f"{ROOT_KEY}/deleted_step/output/{uuid.UUID(int=i + 1, version=4)}/{i:08x}"
+             for i in range(1500)]
+    orphans = [(f"{unit}/{name}", b"o") for unit in units for name in names]
+    _fill(moto_s3, live + orphans)
+    _backdate(moto_s3, days=2)
+    manifest = tmp_path / "mark.parquet"
+    mark(url, str(manifest), MarkOptions(older_than=timedelta(days=1), orphan_files=True,
+                                         storage_options=moto_s3.storage_options))
+    with duckdb.connect() as con:
+        rows = con.execute(f"SELECT uri, object_keys FROM '{manifest}' WHERE status = "
+                           "'candidate' AND item_kind = 'orphan_file'").fetchall()
+    assert {uri for uri, _ in rows} == {moto_s3.url(u) for u in units}
+    assert all(sorted(keys) == names for _, keys in rows)
+    # Written under a candidate after the mark: the sweep's grace check lists the path
+    # again before deleting and keeps it whole, recorded keys and all.
+    young = units[700]
+    _fill(moto_s3, [(f"{young}/written-after-mark", b"late")])
+
+    counting = CountingFilesystems(moto_s3)
+    # No undo window: the plain deletes are measured (the trash's copies are counted by
+    # tests/test_trash_storage.py).
+    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options,
+                                                      undo_window=None))
+    report = execute(plan, filesystem_factory=counting)
+
+    assert not report.failures and len(report.deleted) == len(units) - 1
+    assert report.protected == {moto_s3.url(young): "grace_period"}
+    kept = {k for k, _ in live} | {f"{young}/{n}" for n in [*names, "written-after-mark"]}
+    assert set(list_bucket(moto_s3.client(), moto_s3.bucket)) == kept
+    deleted = len(orphans) - len(names)
+    bare = math.ceil(deleted / 1000)  # the bare loop: DeleteObjects only
+    total = sum(counting.sent.values())
+    extra_per_1000 = (total - bare) * 1000 / deleted
+    print(f"orphan files, recorded keys: {dict(counting.sent)} for {deleted} objects, "
+          f"{extra_per_1000:.2f} per 1,000 beyond the bare loop's {bare}")
+    assert set(counting.sent) <= {"ListObjectsV2", "DeleteObjects"}, counting.sent
+    # The grace check's ranged listing is most of it (one LIST per 1,000 objects); the
+    # rest is the one listing after the deletes that proves the batch's range empty.
+    assert extra_per_1000 <= TARGET_EXTRA_PER_1000, counting.sent
 
 
 @pytest.fixture(autouse=True)

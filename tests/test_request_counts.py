@@ -215,7 +215,7 @@ def test_cloud_sweep_with_recorded_keys_stays_within_target(
     try:
         plan = plan_sweep(str(manifest), bed.url, SweepOptions(
             storage_options=emulator.options(proxy.endpoint_url), workers=4,
-            batch_size=1000))
+            batch_size=1000, undo_window=None))
         report = execute(plan)
     finally:
         proxy.stop()

@@ -71,7 +71,9 @@ ITEM_SCHEMA = pa.schema(
 REFERRER_SCHEMA = pa.schema([pa.field("referrers", pa.list_(pa.string()))])
 
 #: The objects ``gc mark --sizes`` found under a candidate's footprint, where its
-#: store's listing names them (S3): each relative to ``uri`` (``<uri>/<entry>``), or a
+#: store's listing names them (S3, GCS, Azure), or that ``gc mark --orphan-files``
+#: listed in an orphan-file candidate's path on such a store: each relative to ``uri``
+#: (``<uri>/<entry>``), or a
 #: full URL for an object outside it. NULL where nothing was listed. The sweep deletes
 #: these keys directly, and then lists the batch's range once to prove it empty.
 #: Not covered by the checksum (like the sizes): the sweep only ever deletes an entry

@@ -40,9 +40,14 @@ def batch_item(row: dict[str, Any]) -> BatchItem:
         file_count=row["file_count"],
         store_id=row["artifact_store_id"],
         store_root=row["store_root"],
-        object_keys=(None if row.get("object_keys") is None
-                     else tuple(row["object_keys"])),
+        object_keys=recorded_objects(row),
     )
+
+
+def recorded_objects(row: dict[str, Any]) -> tuple[str, ...] | None:
+    """A plan row's ``object_keys`` (None: nothing recorded, the sweep lists)."""
+    keys = row.get("object_keys")
+    return None if keys is None else tuple(keys)
 
 
 def known_objects(item: BatchItem) -> dict[str, list[str]]:

@@ -58,7 +58,7 @@ from artifact_gc.metadb.statements import quoter, select_in
 from artifact_gc.paths import directory_key
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.sweep import hooks as points
-from artifact_gc.sweep.batch import fence
+from artifact_gc.sweep.batch import fence, recorded_objects
 from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_FAILED,
@@ -95,6 +95,9 @@ def orphan_item(row: dict[str, Any]) -> BatchItem:
         artifact_version_id=row["item_id"], artifact_id="", footprint=(row["item_id"],),
         size_bytes=row["size_bytes"], file_count=row["file_count"],
         store_id=row["artifact_store_id"], store_root=row["store_root"],
+        # The objects the mark listed in it (object stores): the backend deletes them
+        # unlisted (effects.delete_files, known_objects) and lists the path afterwards.
+        object_keys=recorded_objects(row),
     )
 
 

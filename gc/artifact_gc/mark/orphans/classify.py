@@ -37,6 +37,9 @@ FAILED_STATUSES = ("failed", "stopped", "retried")
 
 OBJECTS_DDL = ("CREATE TABLE IF NOT EXISTS orphan_objects (store_id VARCHAR, root VARCHAR, "
                "path VARCHAR, size BIGINT, mtime TIMESTAMP, is_dir BOOLEAN)")
+#: The stores whose listing names every object by its key (S3, GCS, Azure Blob): their
+#: candidates get ``object_keys``, which the sweep deletes without listing first.
+KEYED_STORES_DDL = "CREATE TABLE IF NOT EXISTS orphan_keyed_stores (store_id VARCHAR)"
 
 
 @dataclass
@@ -177,6 +180,7 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
         SELECT loose.*, live.n IS NOT NULL AS live FROM loose LEFT JOIN live USING (n)
     """)
     _rows(con)
+    _object_keys(con)
 
 
 def _rows(con: Any) -> None:
@@ -212,6 +216,35 @@ def _rows(con: Any) -> None:
         FROM orphan_loose WHERE NOT live
         GROUP BY store_id, root, coalesce(root || '/' || seg[1], path), {trash}
     """)
+
+
+def _object_keys(con: Any) -> None:
+    """Add ``object_keys`` to ``orphan_rows``: for each candidate of a keyed store, the
+    objects the listing found in its unit (format.KEYS_SCHEMA's spelling, as ``gc mark
+    --sizes`` writes it: relative to the path when under it, else the full URL; a
+    directory marker keeps its ``/``). NULL elsewhere: the sweep lists those paths.
+
+    Why deleting them unlisted is safe: they are exactly the objects this mark
+    classified into the candidate's unit, the sweep takes an entry only under the
+    candidate's own path, lists the path again for the grace period before it deletes
+    (an object written since keeps the path) and lists it once more afterwards."""
+    con.execute(KEYED_STORES_DDL)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_unit_keys AS
+        SELECT u, list(CASE WHEN starts_with(listed, u || '/') THEN listed[length(u) + 2:]
+                            ELSE listed END ORDER BY listed) AS object_keys
+        FROM (
+            SELECT l.root || '/' || l.unit AS u,
+                   l.path || CASE WHEN l.is_dir THEN '/' ELSE '' END AS listed
+            FROM orphan_layout l
+            JOIN orphan_keyed_stores k USING (store_id)
+            WHERE l.unit IS NOT NULL
+        ) JOIN orphan_rows c ON c.item_id = u AND c.status = '{r.STATUS_CANDIDATE}'
+        GROUP BY u
+    """)
+    con.execute("ALTER TABLE orphan_rows ADD COLUMN object_keys VARCHAR[]")
+    con.execute("UPDATE orphan_rows SET object_keys = k.object_keys FROM orphan_unit_keys k "
+                "WHERE orphan_rows.item_id = k.u")
 
 
 def summarize_objects(con: Any, summary: OrphanSummary) -> None:

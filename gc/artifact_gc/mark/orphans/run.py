@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.orphans.classify import (
+    KEYED_STORES_DDL,
     OBJECTS_DDL,
     OrphanSummary,
     classify_objects,
@@ -43,6 +44,7 @@ def mark_orphan_files(
     snapshot of its own (metadb/snapshot.py), taken after the listing, so that a long
     listing never holds a read transaction that writers would wait for."""
     con.execute(OBJECTS_DDL)
+    con.execute(KEYED_STORES_DDL)
     listed = listed_stores(stores)
     summary = OrphanSummary(source="inventory" if options.inventory else "listing")
     if options.inventory:
@@ -161,10 +163,13 @@ def listed_stores(stores: dict[str, ArtifactStore]) -> list[ArtifactStore]:
 
 def list_stores(con: Any, stores: list[ArtifactStore], options: MarkOptions,
                 progress: Progress) -> list[dict[str, Any]]:
-    """Stream the listing of every store into ``orphan_objects``. A store that cannot
-    be listed completely raises (StorageError): the mark then writes nothing."""
+    """Stream the listing of every store into ``orphan_objects``, and name in
+    ``orphan_keyed_stores`` those listed by key (S3, GCS, Azure Blob). A store that
+    cannot be listed completely raises (StorageError): the mark then writes nothing."""
     from artifact_gc.storage.backend import default_filesystem, open_backend
+    from artifact_gc.storage.buckets import ObjectStoreBackend
     from artifact_gc.storage.retry import RetryCounter
+    from artifact_gc.storage.s3 import S3Backend
 
     described = []
     for store in stores:
@@ -178,6 +183,10 @@ def list_stores(con: Any, stores: list[ArtifactStore], options: MarkOptions,
             reader = pa.RecordBatchReader.from_batches(
                 LISTING_SCHEMA, _counted(backend.list_objects(), progress, failures))
             _insert(con, store, reader)
+            # Its listing spells each object's key, which its backend deletes unlisted
+            # (``known``); an inventory is left out: it may be older than the listing.
+            if isinstance(backend, S3Backend | ObjectStoreBackend):
+                con.execute("INSERT INTO orphan_keyed_stores VALUES (?)", [store.id])
         except Exception:
             # DuckDB wraps what the listing raised: raise the listing's own error.
             if failures:
