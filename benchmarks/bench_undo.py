@@ -74,6 +74,7 @@ def s3(orphans: int) -> str:
     from bench_s3 import AWS_ENV, Moto, candidates, retarget, sqlite_s3_store
     from s3_support import object_plan
 
+    os.environ.update(AWS_ENV)  # dummy credentials for moto, for this process and its children
     pristine, versions = sqlite_s3_store(orphans)
     rows: list[list[str]] = []
     counted: dict[str, dict[str, int]] = {}
