@@ -232,6 +232,8 @@ def test_restore_dry_run_changes_nothing(scenario_store: ScenarioStore, tmp_path
     report = execute_restore(plan_restore(str(manifest), store.sqlalchemy_url,
                                           RestoreOptions(dry_run=True)))
     assert report.items == len(store.candidates)
+    # The dry run names the files it would bring back, as the restore itself counts them.
+    assert report.files_restored > 0
     assert full_snapshot(store.sqlalchemy_url) == db_before
     assert list_tree(store.store_root, include_dirs=True) == tree_before
     assert sorted(os.listdir(str(manifest) + ".journal/undo")) == journal

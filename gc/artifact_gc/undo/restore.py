@@ -473,6 +473,9 @@ def execute_restore(plan: RestorePlan, *, progress: Progress | None = None
     progress = progress or NullProgress()
     report = RestoreReport(new_op_id(), plan.options.dry_run, items=len(plan.items))
     if plan.options.dry_run or not plan.items:
+        # What the plan holds, as the real restore would count it before finding any
+        # of it already back.
+        report.files_restored = sum(len(paths) for paths in plan.files.values())
         report.rows_inserted = {t: len(r) for t, r in plan.rows.items() if r}
         return report
     journal = Journal(plan.manifest_url, plan.options.storage_options, url=plan.journal_url,
