@@ -67,3 +67,6 @@ def restore_command(manifest: str, where: str | None, db_url: str | None,
                + (", ".join(f"{t} {n:,}" for t, n in sorted(summary["rows_inserted"].items()))
                   or "-")
                + f" (already there {summary['rows_already']:,}).")
+    if summary.get("files_absent"):
+        click.echo(f"{summary['files_absent']:,} path(s) had nothing to bring back: they were "
+                   "already gone when the sweep came to them.")

@@ -60,6 +60,10 @@ class RestoreOutcome:
     already: set[str] = field(default_factory=set)
     conflicts: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Paths with nothing in the trash and nothing in place: gone before the sweep
+    #: (the sweep counts a missing path as deleted), or purged behind gc's back (a
+    #: purge by gc trash empty is refused before any restore). Nothing to bring back.
+    absent: set[str] = field(default_factory=set)
 
 
 class FileUndo(Protocol):
@@ -359,8 +363,7 @@ class LocalTrash:
             if os.path.lexists(original):
                 outcome.already.add(path)
             else:
-                outcome.failed[path] = (f"nothing of {path} is in the trash (purged, or gone "
-                                        "before the sweep)")
+                outcome.absent.add(path)
             return
         if os.path.lexists(original):
             if same_tree(original, target):
@@ -383,6 +386,11 @@ class LocalTrash:
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
         sweep_dir = self._sweep_dir(sweep_id)
         if paths is None:
+            # The same fence as every move: a trash folder replaced by a symlink would
+            # have rmtree follow it out of the root.
+            if os.path.islink(self.trash) or os.path.islink(sweep_dir) \
+                    or not strictly_inside(sweep_dir, self.root, dirs=RealDirs()):
+                raise StorageError(f"refusing to purge {sweep_dir}: not inside {self.root}")
             return remove_tree(sweep_dir)
         pairs, _ = self._pairs(sweep_id, paths)
         count = 0

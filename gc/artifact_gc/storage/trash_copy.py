@@ -280,9 +280,8 @@ class CopyTrash:
             elif state.trash[k] or state.present[k]:
                 outcome.already.add(path)
             else:
-                outcome.failed[path] = (f"nothing of {path} is in the trash (purged, or gone "
-                                        "before the sweep)")
-        report(on_chunk, len(outcome.restored) + len(outcome.already))
+                outcome.absent.add(path)
+        report(on_chunk, len(outcome.restored) + len(outcome.already) + len(outcome.absent))
         return outcome
 
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
@@ -301,6 +300,27 @@ class CopyTrash:
 
     def trashed_sweeps(self) -> dict[str, datetime]:
         return dated_sweeps(self.ops, self.trash_key)
+
+
+def delete_copied(backend: Any, paths: list[str], found: pa.Table,
+                  on_chunk: Callable[[int], None] | None,
+                  split: Callable[[str], tuple[str, str]], url: Callable[[str], str]
+                  ) -> DeleteOutcome:
+    """Delete exactly the keys ``found`` (those just copied into the trash), and no
+    other: an object written under a path after that listing has no trash copy, so it
+    stays where it is rather than being deleted for good (the backend's own delete
+    would list again and take it too)."""
+    failed: dict[str, str] = backend._delete_found(found, on_chunk)
+    by_key = {split(p)[1]: p for p in paths}
+    outcome = DeleteOutcome()
+    for key, owner in zip(found.column("key").to_pylist(),
+                          found.column("path").to_pylist(), strict=True):
+        if key in failed and by_key[owner] not in outcome.failed:
+            outcome.failed[by_key[owner]] = f"{url(key)}: {failed[key]}"
+    outcome.deleted = {p for p in paths if p not in outcome.failed}
+    if on_chunk is not None:
+        on_chunk(len(outcome.deleted))
+    return outcome
 
 
 def fence_keys(ops: BucketOps, root: str, paths: Sequence[str]
@@ -391,19 +411,7 @@ class FsspecBucketOps:
 
     def delete_paths(self, paths: list[str], found: pa.Table,
                      on_chunk: Callable[[int], None] | None) -> DeleteOutcome:
-        # The keys were just listed for the copies: delete exactly those, as the
-        # backend's own delete would after its listing (buckets.py: no second LIST).
-        failed = self.backend._delete_found(found, on_chunk)
-        by_key = {self.split(p)[1]: p for p in paths}
-        outcome = DeleteOutcome()
-        for key, owner in zip(found.column("key").to_pylist(),
-                              found.column("path").to_pylist(), strict=True):
-            if key in failed and by_key[owner] not in outcome.failed:
-                outcome.failed[by_key[owner]] = f"{self._url(key)}: {failed[key]}"
-        outcome.deleted = {p for p in paths if p not in outcome.failed}
-        if on_chunk is not None:
-            on_chunk(len(outcome.deleted))
-        return outcome
+        return delete_copied(self.backend, paths, found, on_chunk, self.split, self._url)
 
     def read(self, key: str) -> bytes:
         data: bytes = self.backend.requests.call(self.fs.cat_file, self._url(key))

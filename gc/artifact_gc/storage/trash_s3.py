@@ -13,14 +13,20 @@ the sweep has no record of is refused by restore and left alone by purge.
 
 - restore: the versions under each path are listed (``ListObjectVersions``, one
   ranged listing for consecutive paths); for every key whose latest version is a
-  delete marker, the markers on top of its newest data version are deleted
-  (``DeleteObjects`` with ``VersionId``, 1,000 a request), which makes that version
-  current again, byte for byte. A key whose latest version is data *and* that holds
+  delete marker of the sweep (newer than its record), the sweep's markers on top of
+  the data version directly under them are deleted (``DeleteObjects`` with
+  ``VersionId``, 1,000 a request), which makes that version current again, byte for
+  byte. A marker older than the sweep under them means the key was deleted before the
+  sweep: nothing of it comes back. A key whose latest version is data *and* that holds
   one of the sweep's markers below it was written again since the sweep: its path is
   a conflict, and nothing of the path is touched.
 - purge: for every key under the path whose latest version is one of the sweep's
-  delete markers, every version of the key goes (the data the marker hides, the
-  marker itself); keys that are live again (restored, or reused) are left alone.
+  delete markers, the sweep's markers and the data version directly under them go;
+  older versions are the bucket's own history, kept by its versioning, and stay;
+  keys that are live again (restored, or reused) are left alone.
+
+Markers are told apart by time (newer than the sweep's record), so a key written
+again and deleted by someone else after the sweep is not told from the sweep's own.
 
 Cost: one PUT per delete call for the record, nothing per object. A lifecycle rule
 (``NoncurrentVersionExpiration`` a few days past the undo window, and
@@ -61,7 +67,13 @@ from artifact_gc.storage.trash import (
     check_sweep_id,
     report,
 )
-from artifact_gc.storage.trash_copy import CopyTrash, TrashStats, dated_sweeps, fence_keys
+from artifact_gc.storage.trash_copy import (
+    CopyTrash,
+    TrashStats,
+    dated_sweeps,
+    delete_copied,
+    fence_keys,
+)
 
 #: CopyObject copies at most 5 GiB in one request.
 MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -113,14 +125,8 @@ class S3BucketOps:
 
     def delete_paths(self, paths: list[str], found: pa.Table,
                      on_chunk: Callable[[int], None] | None) -> DeleteOutcome:
-        # The keys just copied are handed over as known: the backend deletes them
-        # without listing first, and still lists every path afterwards to prove it empty.
-        known: dict[str, list[str]] = {p: [] for p in paths}
-        by_key = {split_path(p)[1]: p for p in paths}
-        for key, owner in zip(found.column("key").to_pylist(),
-                              found.column("path").to_pylist(), strict=True):
-            known[by_key[owner]].append(f"s3://{self.bucket}/{key}")
-        return self.backend.delete(paths, on_chunk=on_chunk, known=known)
+        return delete_copied(self.backend, paths, found, on_chunk, split_path,
+                             lambda key: f"s3://{self.bucket}/{key}")
 
     def read(self, key: str) -> bytes:
         data: bytes = self.fs.cat_file(f"{self.bucket}/{key}")
@@ -289,6 +295,23 @@ class S3VersionedUndo:
     def _ours(version: Version, since: datetime) -> bool:
         return version.marker and version.modified >= since.replace(microsecond=0)
 
+    @classmethod
+    def _sweeps_layer(cls, history: list[Version], since: datetime
+                      ) -> tuple[list[Version], Version | None]:
+        """The delete markers on top of a key's history that are the sweep's (newer
+        than its record), and the data version directly under them, if that is what
+        lies there. A marker older than the sweep under them means the key was already
+        deleted before the sweep: the data below it is not the sweep's to bring back
+        or to purge, and neither is any version further down (the bucket's own
+        history, kept by its versioning)."""
+        run: list[Version] = []
+        for version in history:
+            if not cls._ours(version, since):
+                break
+            run.append(version)
+        below = history[len(run)] if len(run) < len(history) else None
+        return run, below if below is not None and not below.marker else None
+
     # -- the protocol ----------------------------------------------------------------
 
     def delete(self, sweep_id: str, paths: Sequence[str], *,
@@ -334,9 +357,9 @@ class S3VersionedUndo:
                             "deleted it")
                         break
                     continue
-                data = next((i for i, v in enumerate(history) if not v.marker), None)
-                if data is not None and self._ours(top, start):
-                    todo += history[:data]
+                ours, data = self._sweeps_layer(history, start)
+                if ours and data is not None:
+                    todo += ours
             markers[path_key] = todo
         return by_key, refused, conflicts, markers, live
 
@@ -361,9 +384,8 @@ class S3VersionedUndo:
             elif path_key in live:
                 outcome.already.add(path)
             else:
-                outcome.failed[path] = (f"nothing of {path} is under a delete marker of the "
-                                        "sweep (purged, or gone before the sweep)")
-        report(on_chunk, len(outcome.restored) + len(outcome.already))
+                outcome.absent.add(path)
+        report(on_chunk, len(outcome.restored) + len(outcome.already) + len(outcome.absent))
         return outcome
 
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
@@ -379,8 +401,11 @@ class S3VersionedUndo:
             for history in keys.values():
                 # Only keys the sweep's marker still hides: live keys (restored, or
                 # written again) keep every version.
-                if self._ours(history[0], start):
-                    doomed += history
+                ours, data = self._sweeps_layer(history, start)
+                if ours:
+                    # The sweep's markers and the version they hide; older versions
+                    # are the bucket's own history (its lifecycle rule expires them).
+                    doomed += ours + ([data] if data is not None else [])
                     purged += 1
         failed = self._delete_versions(doomed)
         if failed:

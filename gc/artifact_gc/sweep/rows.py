@@ -24,7 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from artifact_gc.metadb.dialect import DELETED_VERSIONS, dialect_of, steady_scans
+from artifact_gc.metadb.dialect import (
+    DELETED_VERSIONS,
+    RerunTransaction,
+    dialect_of,
+    steady_scans,
+)
 from artifact_gc.metadb.statements import execute_in, quoter, select_in
 from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
 
@@ -243,7 +248,12 @@ def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **para
                      **params)
     if rows:
         capture(_unquoted(table), list(rows[0]._fields), rows)
-    return execute_in(connection, sql, ids, **params)
+    deleted = execute_in(connection, sql, ids, **params)
+    if deleted != len(rows):
+        # READ COMMITTED takes no gap locks: a row committed between the read and the
+        # delete would go without being kept. Run the batch again from the start.
+        raise RerunTransaction(f"{table}: {deleted} row(s) deleted, {len(rows)} kept")
+    return deleted
 
 
 def _unquoted(name: str) -> str:

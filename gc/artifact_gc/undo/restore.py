@@ -168,12 +168,14 @@ class RestoreReport:
     items: int = 0
     files_restored: int = 0
     files_already: int = 0
+    files_absent: int = 0
     rows_inserted: dict[str, int] = field(default_factory=dict)
     rows_already: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"restore_id": self.restore_id, "dry_run": self.dry_run, "items": self.items,
                 "files_restored": self.files_restored, "files_already": self.files_already,
+                "files_absent": self.files_absent,
                 "rows_inserted": dict(self.rows_inserted), "rows_already": self.rows_already}
 
 
@@ -511,6 +513,9 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
             backend.close()
         report.files_restored += len(outcome.restored)
         report.files_already += len(outcome.already)
+        # Nothing was there to keep: the rows come back as they were at the sweep,
+        # without files, and the report says how many.
+        report.files_absent += len(outcome.absent)
         if outcome.conflicts:
             path, why = sorted(outcome.conflicts.items())[0]
             raise RestoreConflict(f"refusing to restore: path {path}: {why}; run gc restore "
