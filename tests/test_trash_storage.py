@@ -310,6 +310,43 @@ def test_s3_round_trip_conflict_resume_and_purge(moto_s3: MotoS3, versioned: boo
         backend.close()
 
 
+def test_s3_versioned_undo_keeps_what_was_deleted_before_the_sweep(moto_s3: MotoS3) -> None:
+    """A key someone deleted before the sweep (its delete marker is older than the
+    sweep's record) stays deleted through a restore and is left alone by a purge; a
+    key the sweep deleted comes back as its newest version, and its purge leaves no
+    version of it that could become current again."""
+    import time
+
+    client = moto_s3.client()
+    bucket = _bucket(moto_s3, f"trash-old-{moto_s3.bucket[-8:]}", True)
+    root = f"s3://{bucket}/store"
+    gone, kept = f"store/{_version(0)}/gone.bin", f"store/{_version(0)}/kept.bin"
+    client.put_object(Bucket=bucket, Key=gone, Body=b"deleted by its owner")
+    client.put_object(Bucket=bucket, Key=kept, Body=b"v1")
+    client.put_object(Bucket=bucket, Key=kept, Body=b"v2")
+    client.delete_object(Bucket=bucket, Key=gone)
+    path, prefix = f"{root}/{_version(0)}", f"store/{_version(0)}/"
+    owners = sorted(v for v in _all_versions(client, bucket, prefix) if v == gone)
+    time.sleep(1.1)  # markers are told apart by time, to the second
+    backend, undo = _open(root, moto_s3.filesystem())
+    try:
+        # The mark recorded both keys (gone was listed before its owner deleted it).
+        known = {path: [f"s3://{bucket}/{gone}", f"s3://{bucket}/{kept}"]}
+        assert undo.delete("s1", [path], known=known).deleted == {path}
+        assert _current(client, bucket, prefix) == {}
+        assert undo.restore("s1", [path]).restored == {path}
+        assert _current(client, bucket, prefix) == {kept: b"v2"}
+        time.sleep(1.1)
+        assert undo.delete("s2", [path]).deleted == {path}
+        undo.purge("s2")
+        left = _all_versions(client, bucket, prefix)
+        assert kept not in left and _current(client, bucket, prefix) == {}
+        assert sorted(v for v in left if v == gone) == owners
+    finally:
+        undo.close()
+        backend.close()
+
+
 def _counts(backend: Any, undo: Any) -> dict[str, int]:
     """Requests sent by the backend and by the undo, by kind (nonzero ones)."""
     mine = undo.ops.stats

@@ -21,9 +21,10 @@ the sweep has no record of is refused by restore and left alone by purge.
   one of the sweep's markers below it was written again since the sweep: its path is
   a conflict, and nothing of the path is touched.
 - purge: for every key under the path whose latest version is one of the sweep's
-  delete markers, the sweep's markers and the data version directly under them go;
-  older versions are the bucket's own history, kept by its versioning, and stay;
-  keys that are live again (restored, or reused) are left alone.
+  delete markers, every version of the key goes (the data the marker hides, any
+  older version of the same key, the marker itself): leaving an older version would
+  make it current again. Keys that are live again (restored, or reused), or whose
+  latest marker is older than the sweep, are left alone.
 
 Markers are told apart by time (newer than the sweep's record), so a key written
 again and deleted by someone else after the sweep is not told from the sweep's own.
@@ -401,11 +402,12 @@ class S3VersionedUndo:
             for history in keys.values():
                 # Only keys the sweep's marker still hides: live keys (restored, or
                 # written again) keep every version.
-                ours, data = self._sweeps_layer(history, start)
-                if ours:
-                    # The sweep's markers and the version they hide; older versions
-                    # are the bucket's own history (its lifecycle rule expires them).
-                    doomed += ours + ([data] if data is not None else [])
+                if self._ours(history[0], start):
+                    # Every version of the key: deleting only the sweep's markers and
+                    # the version under them would make an older version current
+                    # again, a file coming back after its purge. A key someone
+                    # deleted before the sweep has an older marker on top, and stays.
+                    doomed += history
                     purged += 1
         failed = self._delete_versions(doomed)
         if failed:
