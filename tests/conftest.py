@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -87,6 +88,18 @@ class _Pristine:
     live: Path  # the fixed absolute path the store lives at (paths in the DB point here)
     copy: Path  # untouched copy restored into ``live``
     error: str | None = None
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handled() -> Iterator[None]:
+    """Every test starts with Ctrl-C raising KeyboardInterrupt in this process. An
+    ignored SIGINT survives exec: if anything earlier in the session (an in-process
+    command past its point of no return, a library) left it ignored, every gc
+    subprocess after it could not be interrupted, and the Ctrl-C tests would see a
+    sweep run to the end."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(scope="session")

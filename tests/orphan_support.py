@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artifact_gc.storage.trash import TRASH_DIR
+
 SCRIPT = Path(__file__).with_name("orphan_zenml.py")
 #: How far back the store's objects are dated (the tests mark with a 1-day grace).
 BACKDATE_SECONDS = 30 * 86400
@@ -91,9 +93,21 @@ def backdate(root: Path, keep_fresh: Path | None, seconds: int = BACKDATE_SECOND
 
 
 def tree(root: Path) -> set[str]:
-    """Every file and directory under ``root``, relative."""
+    """Every file and directory under ``root``, relative, the undo trash's sweep
+    folders named alike (:func:`any_sweep`)."""
     found = set()
     for directory, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
-            found.add(str((Path(directory) / name).relative_to(root)))
+            found.add(any_sweep(str((Path(directory) / name).relative_to(root))))
     return found
+
+
+def any_sweep(path: str) -> str:
+    """``path`` with the undo trash's sweep id replaced: a killed sweep and its resume
+    trash their halves under two sweep ids, an uninterrupted sweep under one."""
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == TRASH_DIR:
+            parts[i + 1] = "<sweep>"
+            break
+    return "/".join(parts)
