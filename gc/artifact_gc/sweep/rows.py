@@ -70,7 +70,7 @@ class Cascade:
 
         from artifact_gc.metadb.reflection import foreign_keys
 
-        # The children of verify.foreign_key_children, from the reflection the schema's
+        # Every foreign key pointing at a table, from the reflection the schema's
         # discovery just made (kept per SQLite schema) rather than a third one.
         reflected = foreign_keys(sa.inspect(engine))
 

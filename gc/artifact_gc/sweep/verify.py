@@ -429,20 +429,3 @@ def _overlap(path: str, owners: dict[str, set[str]], ordered: list[str], me: str
         if foreign(other):
             return other
     return None
-
-
-def foreign_key_children(engine: Any, table: str, inspector: Any = None
-                         ) -> list[tuple[str, str]]:
-    """(child table, column) of every foreign key that points at ``table``.
-
-    ``inspector``: one ``sa.inspect(engine)`` shared by several calls, which then
-    reflect each table's foreign keys once (the inspector caches them)."""
-    import sqlalchemy as sa
-
-    inspector = inspector if inspector is not None else sa.inspect(engine)
-    children = []
-    for child in inspector.get_table_names():
-        for fk in inspector.get_foreign_keys(child):
-            if fk.get("referred_table") == table:
-                children.append((child, fk["constrained_columns"][0]))
-    return children
