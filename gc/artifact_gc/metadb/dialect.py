@@ -269,14 +269,8 @@ class SQLiteDialect(Dialect):
     def write_transaction(self, engine: Any) -> Iterator[Any]:
         # Our SQLite connections run in autocommit mode (isolation_level=None), so
         # the transaction is begun explicitly; foreign keys stay on.
-        with engine.connect() as connection:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.exec_driver_sql("ROLLBACK")
-                raise
-            connection.exec_driver_sql("COMMIT")
+        with engine.connect() as connection, _immediate(connection):
+            yield connection
 
     def deletes_returning(self, bind: Any) -> bool:
         import sqlite3
@@ -333,29 +327,27 @@ class SQLiteDialect(Dialect):
             connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             steady = connection.info.setdefault(_STEADY_KEY, SteadyScans())
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                # Under the write lock: both unchanged since our last commit means no
-                # other connection has committed since (data_version), and this one
-                # has written nothing outside these transactions (total_changes), so
-                # the kept scans are still true.
-                version = (
-                    int(connection.exec_driver_sql("PRAGMA data_version").scalar_one()),
-                    connection.connection.dbapi_connection.total_changes)
-                # Kept reads are made only after a quiet interval: a whole-table read
-                # costs more than one batch's filtered scan (0.65 against 0.4 CPU s for
-                # 608k link rows), so while another connection commits between
-                # batches (a busy ZenML server) each batch scans as before.
-                quiet = version == steady.version
-                if not quiet:
-                    steady.scans.clear()
-                # Valid again only once this transaction has committed.
-                steady.version, steady.active = None, quiet
-                try:
+                with _immediate(connection):
+                    # Under the write lock: both unchanged since our last commit
+                    # means no other connection has committed since (data_version),
+                    # and this one has written nothing outside these transactions
+                    # (total_changes), so the kept scans are still true.
+                    version = (
+                        int(connection.exec_driver_sql("PRAGMA data_version")
+                            .scalar_one()),
+                        connection.connection.dbapi_connection.total_changes)
+                    # Kept reads are made only after a quiet interval: a whole-table
+                    # read costs more than one batch's filtered scan (0.65 against
+                    # 0.4 CPU s for 608k link rows), so while another connection
+                    # commits between batches (a busy ZenML server) each batch scans
+                    # as before.
+                    quiet = version == steady.version
+                    if not quiet:
+                        steady.scans.clear()
+                    # Valid again only once this transaction has committed.
+                    steady.version, steady.active = None, quiet
                     yield connection
-                except BaseException:
-                    connection.exec_driver_sql("ROLLBACK")
-                    raise
-                connection.exec_driver_sql("COMMIT")
+                # Committed: the kept scans hold from here until someone else commits.
                 steady.version = (version[0],
                                   connection.connection.dbapi_connection.total_changes)
             finally:
@@ -366,6 +358,19 @@ class SQLiteDialect(Dialect):
                 # whole of each scanned table again (0.8 s of shrinking alone over 20
                 # batches of 5,000). The pooled connection belongs to the sweep's own
                 # engine, disposed of when the sweep ends, so the memory goes then.
+
+
+@contextmanager
+def _immediate(connection: Any) -> Iterator[None]:
+    """A SQLite write transaction on an autocommit connection: ``BEGIN IMMEDIATE``
+    (the write lock at once), ``COMMIT`` at the end, ``ROLLBACK`` on any exception."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK")
+        raise
+    connection.exec_driver_sql("COMMIT")
 
 
 _SQLITE = SQLiteDialect()
