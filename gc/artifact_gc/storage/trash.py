@@ -65,6 +65,10 @@ class RestoreOutcome:
     #: purge by gc trash empty is refused before any restore). Nothing to bring back.
     absent: set[str] = field(default_factory=set)
 
+    def settled(self) -> int:
+        """How many paths this call settled (back, already back, or nothing to bring)."""
+        return len(self.restored) + len(self.already) + len(self.absent)
+
 
 class FileUndo(Protocol):
     """Restorable deletes of one store's files (see the module docstring)."""

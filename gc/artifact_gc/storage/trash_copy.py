@@ -281,7 +281,7 @@ class CopyTrash:
                 outcome.already.add(path)
             else:
                 outcome.absent.add(path)
-        report(on_chunk, len(outcome.restored) + len(outcome.already) + len(outcome.absent))
+        report(on_chunk, outcome.settled())
         return outcome
 
     def purge(self, sweep_id: str, paths: Sequence[str] | None = None) -> int:
