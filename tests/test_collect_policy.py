@@ -79,6 +79,12 @@ def test_check_prints_the_validated_policy(tmp_path: Path) -> None:
     (MINIMAL + "[[rules]]\nartifact = \"[z-a]\"\n", 4, "rules[1].artifact", "empty"),
     (MINIMAL + "[[rules]]\nproject = \"a\"\norphan_files = true\n", 5,
      "rules[1].orphan_files", "store-wide"),
+    (MINIMAL + "[[rules]]\nproject = \"a\"\norphan_code_uploads = true\n", 5,
+     "rules[1].orphan_code_uploads", "store-wide"),
+    (MINIMAL + "[defaults]\norphan_code_uploads = true\n", 4,
+     "defaults.orphan_code_uploads", "needs orphan_files = true"),
+    (MINIMAL + "[defaults]\norphan_files = true\norphan_code_uploads = 1\n", 5,
+     "defaults.orphan_code_uploads", "true or false"),
     (MINIMAL + "[[rules]]\nproject = \"a\"\nkeep_tags = \"prod\"\n", 5,
      "rules[1].keep_tags", "list of tag names"),
     (MINIMAL + "[[rules]]\nproject = \"a\"\n[[rules]]\nproject = \"a\"\n", 5, "rules[2]",
@@ -255,3 +261,18 @@ def test_the_previous_collection_is_the_newest_record_of_the_same_store(
     assert found is not None and found["collection_id"].endswith("aaaaaaaa.json")
     assert found["totals"]["candidates"] == 7
     assert found["record"] == str(tmp_path / "collection-20260101T000000Z-aaaaaaaa.json")
+
+
+def test_orphan_code_uploads_reach_one_mark_with_orphan_files() -> None:
+    """Files found by listing belong to no rule: only the last mark of a collection
+    lists the stores, and it carries ``orphan_code_uploads`` with ``orphan_files``."""
+    policy = parse_policy(MINIMAL + "[defaults]\norphan_files = true\norphan_code_uploads = true\n"
+                                    "[[rules]]\nartifact = \"m*\"\nolder_than = \"7d\"\n", {})
+    assert policy.defaults.orphan_code_uploads and policy.rules[0].orphan_code_uploads
+    options = [scope.options for scope in mark_scopes(policy, None)]
+    assert len(options) == 2
+    assert [(o.orphan_files, o.orphan_code_uploads) for o in options] == [
+        (False, False), (True, True)]
+    assert policy.as_dict()["defaults"]["orphan_code_uploads"] is True
+    plain = parse_policy(MINIMAL + "[defaults]\norphan_files = true\n", {})
+    assert not mark_scopes(plain, None)[0].options.orphan_code_uploads

@@ -482,3 +482,36 @@ def test_the_undo_trash_is_never_a_candidate_and_reported_on_its_own(
             "bytes": 100} in summary["by_class"]
     execute(plan_sweep(str(manifest), store.db_url, SweepOptions()))
     assert all(path.exists() for path in shaped)
+
+
+def test_code_upload_opt_in_is_refused_where_no_snapshot_can_name_an_archive(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+) -> None:
+    """A schema whose snapshot table has no ``code_path`` column could never vouch for
+    an archive: every one would look unnamed. The opt-in is refused before anything is
+    written; without it the same store marks as usual."""
+    import shutil
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from artifact_gc.cli import cli
+    from artifact_gc.errors import EXIT_USAGE
+
+    store, _ = orphan_store
+    db = tmp_path / "zenml.db"
+    shutil.copyfile(store.db_url.removeprefix("sqlite:///"), db)
+    with sqlite3.connect(db) as con:
+        con.execute("ALTER TABLE pipeline_snapshot DROP COLUMN code_path")
+    out = tmp_path / "mark.parquet"
+    args = ["mark", "--db", f"sqlite:///{db}", "--out", str(out), "--orphan-files",
+            "--older-than", "0s", "--store-root", f"{store.store_id}={store.root}"]
+    refused = CliRunner().invoke(cli, [*args, "--orphan-code-uploads"])
+    assert refused.exit_code == EXIT_USAGE, refused.output
+    message = [line for line in refused.output.splitlines() if "code_path" in line]
+    assert len(message) == 1 and "pipeline_snapshot" in message[0], refused.output
+    assert "--orphan-code-uploads" in message[0]
+    assert not out.exists()
+    marked = CliRunner().invoke(cli, args)
+    assert marked.exit_code == 0, marked.output
+    assert out.exists()

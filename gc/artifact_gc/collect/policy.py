@@ -51,7 +51,7 @@ _TOP_KEYS = {"sweep", "sizes", "workers", "store", "manifests", "defaults", "rul
              "undo"}
 _STORE_KEYS = {"db", "storage_options", "store_roots"}
 _MANIFEST_KEYS = {"location"}
-_RULE_KEYS = {"older_than", "keep_latest", "keep_tags", "orphan_files"}
+_RULE_KEYS = {"older_than", "keep_latest", "keep_tags", "orphan_files", "orphan_code_uploads"}
 _SCOPE_KEYS = {"project", "artifact"}
 _BRAKE_KEYS = {"max_candidates", "max_fraction", "max_bytes", "jump_factor", "jump_min"}
 _UNDO_KEYS = {"window", "enabled"}
@@ -73,8 +73,9 @@ class PolicyError(UsageError):
 @dataclass(frozen=True)
 class Rule:
     """What to keep in one scope: ``[defaults]`` (no project, no artifact) or one
-    ``[[rules]]`` entry. ``keep_tags`` and ``orphan_files`` go to the mark only when this
-    build's :class:`MarkOptions` has them (see :func:`supported_mark_fields`)."""
+    ``[[rules]]`` entry. ``keep_tags``, ``orphan_files`` and ``orphan_code_uploads`` go to
+    the mark only when this build's :class:`MarkOptions` has them (see
+    :func:`supported_mark_fields`)."""
 
     name: str
     project: str | None = None
@@ -83,6 +84,9 @@ class Rule:
     keep_latest: int | None = None
     keep_tags: tuple[str, ...] = ()
     orphan_files: bool = False
+    #: ``gc mark --orphan-code-uploads``: code archives no snapshot names become
+    #: candidates (store-wide, like ``orphan_files``, which it needs).
+    orphan_code_uploads: bool = False
     line: int | None = None
 
     @property
@@ -100,7 +104,8 @@ class Rule:
         return {"name": self.name, "project": self.project, "artifact": self.artifact,
                 "older_than": format_duration(self.older_than),
                 "keep_latest": self.keep_latest, "keep_tags": list(self.keep_tags),
-                "orphan_files": self.orphan_files}
+                "orphan_files": self.orphan_files,
+                "orphan_code_uploads": self.orphan_code_uploads}
 
 
 @dataclass(frozen=True)
@@ -422,12 +427,24 @@ class _Reader:
             orphan_files = self.boolean(name, "orphan_files", data["orphan_files"])
             if orphan_files:
                 self.supported(name, "orphan_files", "--orphan-files")
+        orphan_code_uploads = base.orphan_code_uploads
+        if "orphan_code_uploads" in data:
+            if defaults is not None:
+                raise self.fail(name, "orphan_code_uploads", "is store-wide (code archives "
+                                "belong to no project or artifact): set it in [defaults]")
+            orphan_code_uploads = self.boolean(name, "orphan_code_uploads",
+                                               data["orphan_code_uploads"])
+            if orphan_code_uploads:
+                self.supported(name, "orphan_code_uploads", "--orphan-code-uploads")
+                if not orphan_files:
+                    raise self.fail(name, "orphan_code_uploads", "needs orphan_files = true "
+                                    "(code archives are found by the orphan-file listing)")
         return Rule(
             name=name, project=project, artifact=artifact,
             older_than=self.duration(name, "older_than", data["older_than"])
             if "older_than" in data else base.older_than,
             keep_latest=keep_latest, keep_tags=keep_tags, orphan_files=orphan_files,
-            line=self.lines.line(name),
+            orphan_code_uploads=orphan_code_uploads, line=self.lines.line(name),
         )
 
     def supported(self, table: str, key: str, flag: str) -> None:

@@ -83,6 +83,8 @@ def _scope(policy: Policy, rule: Rule, projects: tuple[str, ...],
         extra["keep_tags"] = rule.keep_tags
     if "orphan_files" in supported:
         extra["orphan_files"] = rule.orphan_files
+    if "orphan_code_uploads" in supported:
+        extra["orphan_code_uploads"] = rule.orphan_code_uploads
     options = MarkOptions(
         older_than=rule.older_than, keep_latest=rule.keep_latest, projects=projects,
         artifacts=artifacts, exclude_artifacts=excluded, sizes=policy.sizes,
@@ -99,5 +101,7 @@ def _orphan_files_once(scopes: list[MarkScope]) -> list[MarkScope]:
         return scopes
     last = len(scopes) - 1
     off: dict[str, Any] = {"orphan_files": False}
+    if "orphan_code_uploads" in supported_mark_fields():
+        off["orphan_code_uploads"] = False
     return [scope if i == last else MarkScope(scope.rule, replace(scope.options, **off))
             for i, scope in enumerate(scopes)]
