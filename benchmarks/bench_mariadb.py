@@ -302,6 +302,7 @@ def bench_sweep(base: Path, sizes: list[int], prefix: str = "gcbench_sweep"
         plan.write_text(json.dumps([ids, paths]))
         with watching(store.database) as bare_watch:
             bare = python(f"bare {orphans:,}", BARE_SWEEP.format(plan=str(plan), url=store.url))
+        bare_load = os.getloadavg()[0]
         # Ours, on an identical copy (the manifest names the same database and paths).
         store.reset()
         with watching(store.database) as ours_watch:
@@ -314,7 +315,7 @@ def bench_sweep(base: Path, sizes: list[int], prefix: str = "gcbench_sweep"
             f"{len(ids):,}", f"{ours.seconds:.2f}", f"{rate:,.0f}", f"{ours.peak_rss_mb:,.0f}",
             _held(ours_watch), str(summary["retries"]), f"{bare.seconds:.2f}",
             f"{len(ids) / bare.seconds:,.0f}", _held(bare_watch),
-            f"{ours.seconds / bare.seconds:.2f}x",
+            f"{ours.seconds / bare.seconds:.2f}x", f"{bare_load:.1f} / {os.getloadavg()[0]:.1f}",
         ])
         print("sweep | " + " | ".join(rows[-1]), flush=True)
     return rows
@@ -369,7 +370,8 @@ def main() -> int:
             "**gc sweep on MariaDB + local files** (bare: `shutil.rmtree` loop in one "
             "thread, then one bulk `DELETE` per table)\n\n" + markdown_table(
                 ["orphans", "gc sweep s", "versions/s", "peak RSS MB", "longest trx s",
-                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare"],
+                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare",
+                 "load avg (1 min) after bare / gc"],
                 bench_sweep(base, sweep_sizes, args.database_prefix)))
     if args.connectorx_python and mark_sizes:
         sections.append(
