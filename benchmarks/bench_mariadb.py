@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_mariadb.py [--mark-sizes 10000,100000,1000000]
         [--sweep-sizes 10000,100000] [--connectorx-python /path/to/python]
+        [--database-prefix gcbench_sweep]
 
 Stores are made once (ZenML's own migrations create the schema, then bulk inserts)
 and cached: databases ``gcbench_*`` on 127.0.0.1:3306, files under
@@ -234,15 +235,16 @@ class SweepStore:
         subprocess.run(["cp", "-al", f"{self.root}.pristine", str(self.root)], check=True)
 
 
-def sweep_store(base: Path, orphans: int) -> SweepStore:
-    """A cached store of ``orphans`` orphans (70% of its versions) with their files."""
+def sweep_store(base: Path, orphans: int, prefix: str = "gcbench_sweep") -> SweepStore:
+    """A cached store of ``orphans`` orphans (70% of its versions) with their files,
+    in the databases ``<prefix>_<orphans>`` (working copy) and ``..._pristine``."""
     versions = int(orphans / 0.7)
     pristine: BenchStore = mariadb_store(base, versions, orphan_share=0.7, files=True,
-                                         database=f"gcbench_sweep_{orphans}_pristine")
+                                         database=f"{prefix}_{orphans}_pristine")
     root = Path(pristine.root)
     if not Path(f"{root}.pristine").exists():
         shutil.move(str(root), f"{root}.pristine")
-    database = f"gcbench_sweep_{orphans}"
+    database = f"{prefix}_{orphans}"
     url = pristine.url.rsplit("/", 1)[0] + "/" + database
     return SweepStore(database, url, root, pristine.orphans)
 
@@ -283,10 +285,11 @@ def bench_mark(base: Path, sizes: list[int]) -> list[list[str]]:
     return rows
 
 
-def bench_sweep(base: Path, sizes: list[int]) -> list[list[str]]:
+def bench_sweep(base: Path, sizes: list[int], prefix: str = "gcbench_sweep"
+                ) -> list[list[str]]:
     rows: list[list[str]] = []
     for orphans in sizes:
-        store = sweep_store(base, orphans)
+        store = sweep_store(base, orphans, prefix)
         work = base / f"sweep-mariadb-{orphans}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -299,6 +302,7 @@ def bench_sweep(base: Path, sizes: list[int]) -> list[list[str]]:
         plan.write_text(json.dumps([ids, paths]))
         with watching(store.database) as bare_watch:
             bare = python(f"bare {orphans:,}", BARE_SWEEP.format(plan=str(plan), url=store.url))
+        bare_load = os.getloadavg()[0]
         # Ours, on an identical copy (the manifest names the same database and paths).
         store.reset()
         with watching(store.database) as ours_watch:
@@ -311,7 +315,7 @@ def bench_sweep(base: Path, sizes: list[int]) -> list[list[str]]:
             f"{len(ids):,}", f"{ours.seconds:.2f}", f"{rate:,.0f}", f"{ours.peak_rss_mb:,.0f}",
             _held(ours_watch), str(summary["retries"]), f"{bare.seconds:.2f}",
             f"{len(ids) / bare.seconds:,.0f}", _held(bare_watch),
-            f"{ours.seconds / bare.seconds:.2f}x",
+            f"{ours.seconds / bare.seconds:.2f}x", f"{bare_load:.1f} / {os.getloadavg()[0]:.1f}",
         ])
         print("sweep | " + " | ".join(rows[-1]), flush=True)
     return rows
@@ -343,6 +347,9 @@ def main() -> int:
     parser.add_argument("--mark-sizes", default="10000,100000,1000000")
     parser.add_argument("--sweep-sizes", default="10000,100000")
     parser.add_argument("--connectorx-python", help="an interpreter with connectorx")
+    parser.add_argument("--database-prefix", default="gcbench_sweep",
+                        help="names of the sweep's databases: PREFIX_<orphans> and "
+                             "PREFIX_<orphans>_pristine (two runs side by side need two)")
     args = parser.parse_args()
     base = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
     mark_sizes = [int(s) for s in args.mark_sizes.split(",") if s]
@@ -363,8 +370,9 @@ def main() -> int:
             "**gc sweep on MariaDB + local files** (bare: `shutil.rmtree` loop in one "
             "thread, then one bulk `DELETE` per table)\n\n" + markdown_table(
                 ["orphans", "gc sweep s", "versions/s", "peak RSS MB", "longest trx s",
-                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare"],
-                bench_sweep(base, sweep_sizes)))
+                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare",
+                 "load avg (1 min) after bare / gc"],
+                bench_sweep(base, sweep_sizes, args.database_prefix)))
     if args.connectorx_python and mark_sizes:
         sections.append(
             "**Reading the versions table** (9 text columns; each its own process)\n\n"

@@ -272,3 +272,140 @@ def test_configuration_written_after_the_last_check_waits_for_the_commit(
         engine.dispose()
     assert not errors, errors
     assert committed["sweep"] < committed["writer"]
+
+
+# ---------------------------------------------------------------------------
+# The URI guard's kept reads (verify.NewPaths): a path created between two batches
+# ---------------------------------------------------------------------------
+
+
+def _sweep_order(manifest: Path) -> list[str]:
+    """Candidates in the order the sweep takes them (by URI, then id)."""
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT artifact_version_id FROM read_parquet('{manifest}') "
+        "WHERE status = 'candidate' ORDER BY uri, artifact_version_id").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _live(store: ScenarioStore) -> str:
+    """A version that no sweep deletes."""
+    return sorted(store.all_ids - store.candidates)[0]
+
+
+def _store_row_inside(cur: Any, table: str, path: str, **changes: Any) -> str:
+    """Insert a copy of a row ZenML wrote to ``table``, with a new id, created now,
+    whose ``uri`` is ``path`` (and ``changes``); return its id."""
+    cur.execute(f"SELECT * FROM `{table}` LIMIT 1")
+    columns = [d[0] for d in cur.description]
+    row = dict(zip(columns, cur.fetchone(), strict=True))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row.update(id=uuid.uuid4().hex, uri=path, created=now, updated=now, **changes)
+    names = ", ".join(f"`{c}`" for c in row)
+    marks = ", ".join(["%s"] * len(row))
+    cur.execute(f"INSERT INTO `{table}` ({names}) VALUES ({marks})", tuple(row.values()))
+    return str(row["id"])
+
+
+def test_path_created_between_batches_keeps_the_files(
+    mariadb_scenario_store: ScenarioStore, tmp_path: Path
+) -> None:
+    """A real ``gc sweep`` (one version a batch) is stopped between two batches, when
+    the URI guard has read the new rows and kept its answer. Another session then
+    commits a version whose URI lies inside a candidate ahead, and a visualization
+    inside another: the next batches must see both (the digest of the ids changed),
+    keep those two candidates with their files, and delete the rest."""
+    store = mariadb_scenario_store
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    order = _sweep_order(manifest)
+    assert len(order) >= 8, order
+    nest_version, nest_visualization = order[5], order[7]
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ZENML_") and k not in (KILL_ENV, PAUSE_ENV)}
+    env[PAUSE_ENV] = f"after_intent:3:{pause}"
+    proc = subprocess.Popen(
+        [*gc_command(env), "sweep", str(manifest), "--db", store.db_url, "--yes", "--json",
+         "--batch-size", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until(lambda: (pause / "paused").exists(), "the sweep's pause", proc)
+        with _writer(store) as writer:
+            with writer.cursor() as cur:
+                _store_row_inside(
+                    cur, "artifact_version",
+                    os.path.join(store.versions[nest_version]["uri"], "nested_since_mark"),
+                    version=f"nested-{uuid.uuid4().hex[:8]}", version_number=None)
+                _store_row_inside(
+                    cur, "artifact_visualization",
+                    os.path.join(store.versions[nest_visualization]["uri"], "viz_since_mark"),
+                    artifact_version_id=_live(store))
+            writer.commit()
+    finally:
+        (pause / "resume").touch()
+    summary = _summary(proc)
+    kept = {nest_version, nest_visualization}
+    assert set(summary["protected_versions"]) == kept, summary
+    assert all(reason.startswith("uri_overlap_since_mark")
+               for reason in summary["protected_versions"].values()), summary
+    assert summary["deleted"] == len(store.candidates) - 2 and summary["failed"] == 0
+    remaining = version_ids(store.sqlalchemy_url)
+    assert kept <= remaining and not (store.candidates - kept) & remaining
+    for vid in kept:
+        assert Path(store.versions[vid]["uri"]).exists()
+    assert integrity_problems(store.sqlalchemy_url) == []
+
+
+def test_kept_new_paths_are_read_again_when_a_row_is_added(
+    mariadb_scenario_store: ScenarioStore,
+) -> None:
+    """NewPaths, driven batch by batch: the first read is in full; while nothing but
+    the batches' own rows goes, the next reads are kept (and give what a full read
+    would); a row added by someone else makes the next read a full one, which finds it."""
+    from artifact_gc.sweep.rows import Cascade
+    from artifact_gc.sweep.verify import NewPaths, _read_new_paths
+
+    store = mariadb_scenario_store
+    engine = create_engine(store.sqlalchemy_url)
+    schema = discover(engine)
+    since = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    kept = NewPaths.of(engine, schema, since)
+    assert kept is not None
+    victims = sorted(store.candidates)[:2]
+
+    def item(vid: str) -> BatchItem:
+        return BatchItem(vid, store.versions[vid]["artifact_id"], (store.versions[vid]["uri"],))
+
+    def read(vid: str) -> set[tuple[str, str]]:
+        with engine.connect() as connection:
+            found = set(kept.read(connection, [item(vid)]))
+            assert found == set(_read_new_paths(connection, schema, since))
+        return found
+
+    def delete(vid: str) -> None:
+        # As a batch deletes: the version and every row that goes with it.
+        with engine.begin() as connection:
+            Cascade.discover(engine, schema).delete(connection, [vid])
+
+    try:
+        first = read(victims[0])
+        assert (kept.full_reads, kept.kept_reads) == (1, 0)
+        delete(victims[0])  # the batch's own rows: the digest still vouches
+        second = read(victims[1])
+        assert (kept.full_reads, kept.kept_reads) == (1, 1)
+        assert second == {p for p in first if p[1] != victims[0]}
+        with _writer(store) as writer:
+            with writer.cursor() as cur:
+                _store_row_inside(cur, "artifact_visualization", "/elsewhere/new",
+                                  artifact_version_id=_live(store))
+            writer.commit()
+        third = read(victims[1])
+        assert (kept.full_reads, kept.kept_reads) == (2, 1)
+        assert third - second == {("/elsewhere/new", _live(store))}
+        read(victims[1])
+        assert (kept.full_reads, kept.kept_reads) == (2, 2)
+    finally:
+        engine.dispose()
+

@@ -44,6 +44,7 @@ from artifact_gc.sweep.rows import Cascade
 from artifact_gc.sweep.verify import (
     BatchItem,
     Liveness,
+    NewPaths,
     SweepPolicy,
     verify_batch,
     verify_before_commit,
@@ -178,6 +179,8 @@ class LiveEffects:
         self.first_batch = first_batch
         self.undo = undo
         self._files: dict[str, Backend] = {}
+        #: The URI guard's reads, kept from batch to batch while no row is added.
+        self.new_paths = NewPaths.of(engine, schema, plan.verify_since)
 
     def close(self) -> None:
         for files in self._files.values():
@@ -232,7 +235,7 @@ class LiveEffects:
             unlocked = Liveness()
             with self.hooks.phase(points.VERIFY), self.engine.connect() as reader:
                 verify_unreferenced(reader, self.schema, items, self.plan.verify_since,
-                                    unlocked, self.policy)
+                                    unlocked, self.policy, self.new_paths)
         # The guard is entered first so that it ends after the batch's commit: its
         # locks hold back new step configurations until the deletes are durable.
         with dialect.reference_guard(self.engine) as guard, \
