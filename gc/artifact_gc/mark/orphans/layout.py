@@ -66,6 +66,9 @@ CODE_UPLOADS_DIR = "code_uploads"
 CODE_ARCHIVE_RE = "[0-9a-f]{40}[.]tar[.]gz"
 #: Kinds whose unit names a step run (its third segment).
 STEP_KINDS = (KIND_STEP, KIND_STEP_EMPTY)
+#: The most segments a unit has (a step output's ``<step>/<output>/<run>/<suffix>``);
+#: ``layout_cases`` checks it.
+MAX_UNIT_SEGMENTS = 4
 
 
 def _is(segment: str, pattern: str) -> str:
