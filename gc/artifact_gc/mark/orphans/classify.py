@@ -1,8 +1,9 @@
 """Classifying every listed object of the artifact stores, in DuckDB.
 
 Input tables (DuckDB): ``orphan_objects(store_id, root, path, size, mtime, is_dir)``
-(the listing, or an inventory), ``orphan_named(path)`` (named.py), ``orphan_step_runs``
-and ``orphan_logs``. Output: ``orphan_rows``, in the manifest's shape, and a summary.
+(the listing, or an inventory; read once, then emptied), ``orphan_named(path)``
+(named.py), ``orphan_step_runs`` and ``orphan_logs``. Output: ``orphan_rows``, in the
+manifest's shape, and ``orphan_totals``, the summary's counts.
 
 Why a candidate is safe (invariant 9). An object becomes part of a candidate only when
 
@@ -19,6 +20,7 @@ Why a candidate is safe (invariant 9). An object becomes part of a candidate onl
 
 Each comparison is an equality join on keys generated from a path's own segments (a
 few per path), never a join of every object with every named path.
+tests/test_orphan_classify.py holds these rules against a plain Python model of them.
 """
 
 from __future__ import annotations
