@@ -3,7 +3,8 @@ disk and on S3 (moto), side by side in one run.
 
     python benchmarks/bench_orphan_files.py [--versions N] [--orphan-share 0.4]
         [--leak-share 0.75] [--s3-versions 5000,50000] [--inventory-rows 1000000]
-        [--base DIR] [--readme]
+        [--base DIR] [--readme] [--inventory-only [--reuse-store]]
+        [--inventory-baseline SRC]
 
 Each store is a synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk
 rows). Of its unreferenced versions, ``--leak-share`` lose their rows only (SQL, as
@@ -203,9 +204,17 @@ def measure(results: list[list[str]], measured: Measured) -> Measured:
 # ---------------------------------------------------------------------------
 
 
-def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Path, str]:
-    store = sqlite_store(args.base, args.versions, files=True, orphan_share=args.orphan_share)
+def local_store(args: argparse.Namespace) -> tuple[Path, str, Path, int, int]:
+    """The local store of ``--versions`` versions with orphan files of every class,
+    everything back-dated: (work directory, database URL, root, objects, bytes)."""
     work = args.base / f"orphans-{args.versions}"
+    prepared = work / "prepared.json"
+    if args.reuse_store and prepared.exists():
+        # The tree of an earlier run, untouched since (no sweep ran on it): only the
+        # inventory side reads it.
+        count, nbytes = json.loads(prepared.read_text())
+        return work, f"sqlite:///{work / 'zenml.db'}", work / "root", count, nbytes
+    store = sqlite_store(args.base, args.versions, files=True, orphan_share=args.orphan_share)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -241,7 +250,60 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
     url = f"sqlite:///{db}"
     count, nbytes = tree_stats(root)
     print(f"[local] {count:,} objects, {nbytes:,} bytes; load {load_average()}", flush=True)
+    prepared.write_text(json.dumps([count, nbytes]))
+    return work, url, root, count, nbytes
 
+
+def inventory_side(args: argparse.Namespace, work: Path, url: str, root: Path,
+                   results: list[list[str]]) -> list[str]:
+    """The inventory of ``root`` padded to ``--inventory-rows``, classified by this
+    tree's code and, with ``--inventory-baseline SRC``, by the package under SRC (the
+    code before a change), each side its own process: ``mark_orphan_files`` timed
+    inside after start-up, and the whole ``gc mark --orphan-files --inventory``."""
+    inventory = work / f"inventory-{args.inventory_rows}.parquet"
+    if not (args.reuse_store and inventory.exists()):
+        write_inventory(root, inventory, args.inventory_rows)
+    sides = [("", None)]
+    if args.inventory_baseline:
+        sides.insert(0, ("baseline: ", {"PYTHONPATH": str(args.inventory_baseline)}))
+    notes = []
+    for prefix, env in sides:
+        inv = run("inventory classification", [sys.executable, "-c", INVENTORY_CLASSIFY, url,
+                                               str(inventory)], env=env)
+        timed = json.loads(inv.stdout.strip().splitlines()[-1])
+        results.append([f"{prefix}inventory classification ({timed['objects']:,} objects; "
+                        "timed inside, after start-up)", f"{timed['seconds']:.2f}",
+                        f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
+        print(" | ".join(results[-1]), flush=True)
+        out = work / f"inventory-mark{len(notes)}.parquet"
+        out.unlink(missing_ok=True)
+        whole = measure(results, gc(f"{prefix}gc mark --orphan-files --inventory (whole)",
+                                    "mark", "--db", url, "--out", str(out),
+                                    "--older-than",
+                                    "1d", "--orphan-files", "--inventory", str(inventory),
+                                    "--json", env=env))
+        listed = None
+        if args.inventory_only:
+            out = work / f"listing-mark{len(notes)}.parquet"
+            out.unlink(missing_ok=True)
+            listed = measure(results, gc(f"{prefix}gc mark --orphan-files (listing the root)",
+                                         "mark", "--db", url, "--out", str(out),
+                                         "--older-than", "1d", "--orphan-files", "--json",
+                                         env=env))
+        notes.append(
+            f"- {prefix}inventory: {timed['objects']:,} objects classified in "
+            f"{timed['seconds']:.2f} s ({timed['cpu']:.2f} s CPU), peak RSS "
+            f"{inv.peak_rss_mb:.0f} MB; whole `gc mark --orphan-files --inventory` "
+            f"{whole.seconds:.2f} s ({whole.cpu_seconds:.2f} s CPU), peak RSS "
+            f"{whole.peak_rss_mb:.0f} MB" + (
+                "" if listed is None else
+                f"; `gc mark --orphan-files` listing the root {listed.seconds:.2f} s "
+                f"({listed.cpu_seconds:.2f} s CPU), peak RSS {listed.peak_rss_mb:.0f} MB"))
+    return notes
+
+
+def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Path, str]:
+    work, url, root, count, nbytes = local_store(args)
     results: list[list[str]] = []
     find = measure(results, run("find -printf", ["sh", "-c",
                                 f"find {root} -printf '%s %T@ %p\\n' > /dev/null"]))
@@ -257,15 +319,7 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
                                   "--orphan-code-uploads", "--json"))
     candidates = orphan_candidates(manifest)
     reclaim = candidate_bytes(orphans)
-    inventory = work / "inventory.parquet"
-    write_inventory(root, inventory, args.inventory_rows)
-    inv = run("inventory classification", [sys.executable, "-c", INVENTORY_CLASSIFY, url,
-                                           str(inventory)])
-    timed = json.loads(inv.stdout.strip().splitlines()[-1])
-    results.append([f"inventory classification ({timed['objects']:,} objects; "
-                    "timed inside, after start-up)", f"{timed['seconds']:.2f}",
-                    f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
-    print(" | ".join(results[-1]), flush=True)
+    inventory_notes = inventory_side(args, work, url, root, results)
     backup = work / "root.links"
     subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
     sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
@@ -297,8 +351,7 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
         f"- sweep of the orphan files: {len(candidates) / sweep.seconds:,.0f} paths/s, bare "
         f"{len(candidates) / bare.seconds:,.0f} paths/s "
         f"({100 * bare.seconds / sweep.seconds:.0f}% of bare)",
-        f"- inventory: {timed['objects']:,} objects classified in {timed['seconds']:.2f} s "
-        f"({timed['cpu']:.2f} s CPU), peak RSS {inv.peak_rss_mb:.0f} MB",
+        *inventory_notes,
     ]
     return notes, results, work, url
 
@@ -444,11 +497,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--inventory-only", action="store_true",
+                        help="only the local store's inventory classification")
+    parser.add_argument("--reuse-store", action="store_true",
+                        help="with --inventory-only: the local store (and inventory) an "
+                             "earlier run prepared, if there is one")
+    parser.add_argument("--inventory-baseline", type=Path, default=None,
+                        help="a source root (holding artifact_gc/) to classify the "
+                             "inventory with too, side by side: the code before a change")
     parser.add_argument("--readme", action="store_true")
     args = parser.parse_args(argv)
 
     headers = ["side", "wall s", "cpu s", "peak RSS MB", "load avg (1, 5, 15 min) after"]
     parts: list[str] = []
+    # A reused store is one no sweep has run on: only the inventory side may take it.
+    args.reuse_store = args.reuse_store and args.inventory_only
+    if args.inventory_only:
+        work, url, root, count, nbytes = local_store(args)
+        results: list[list[str]] = []
+        notes = inventory_side(args, work, url, root, results)
+        print(f"[local] {count:,} objects, {nbytes:,} bytes")
+        print(markdown_table(headers, results))
+        print("\n".join(notes))
+        return 0
     if not args.skip_local:
         notes, results, _, _ = local_side(args)
         parts += [f"#### Local disk: {args.versions:,} synthetic versions", "",

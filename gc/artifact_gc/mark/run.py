@@ -201,6 +201,8 @@ def _duckdb_connection() -> Any:
 #: The orphan-file rows (``--orphan-files``), in item order: after every version, since
 #: ``orphan_file`` sorts after ``artifact_version``.
 ORPHAN_ROWS_SQL = "SELECT * FROM orphan_rows ORDER BY item_id"
+#: Orphan rows per manifest part.
+ORPHAN_PART_ROWS = 100_000
 
 
 def _parts(
@@ -230,9 +232,17 @@ def _parts(
     if with_orphans:
         # Not in summary_rows: the summary counts artifact versions; the orphan files
         # have their own in the manifest's metadata (orphan_files).
-        # Fetched whole (one row per orphan path, not per object): the writer below
-        # uses the connection while a part is out.
-        rows = con.sql(ORPHAN_ROWS_SQL).to_arrow_table()
-        for start in range(0, rows.num_rows, 100_000):
-            yield rows.slice(start, 100_000)
+        # Numbered once in item order, then fetched a part at a time: the writer
+        # below uses the connection while a part is out (so no result can stay
+        # open), and a million orphan paths fetched whole would sit in Python's
+        # memory, outside DuckDB's limit.
+        con.execute("CREATE OR REPLACE TEMP TABLE orphan_rows_ordered AS SELECT *, "
+                    "row_number() OVER (ORDER BY item_id) AS _part_row FROM orphan_rows")
+        ((total,),) = con.execute("SELECT count(*) FROM orphan_rows_ordered").fetchall()
+        for start in range(0, int(total), ORPHAN_PART_ROWS):
+            yield con.sql(
+                "SELECT * EXCLUDE (_part_row) FROM orphan_rows_ordered "
+                f"WHERE _part_row > {start} AND _part_row <= {start + ORPHAN_PART_ROWS} "
+                "ORDER BY _part_row").to_arrow_table()
+        con.execute("DROP TABLE orphan_rows_ordered")
     finish(summarize(con, "summary_rows"))

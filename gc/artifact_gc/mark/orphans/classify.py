@@ -1,8 +1,9 @@
 """Classifying every listed object of the artifact stores, in DuckDB.
 
 Input tables (DuckDB): ``orphan_objects(store_id, root, path, size, mtime, is_dir)``
-(the listing, or an inventory), ``orphan_named(path)`` (named.py), ``orphan_step_runs``
-and ``orphan_logs``. Output: ``orphan_rows``, in the manifest's shape, and a summary.
+(the listing, or an inventory; read once, then emptied), ``orphan_named(path)``
+(named.py), ``orphan_step_runs`` and ``orphan_logs``. Output: ``orphan_rows``, in the
+manifest's shape, and ``orphan_totals``, the summary's counts.
 
 Why a candidate is safe (invariant 9). An object becomes part of a candidate only when
 
@@ -19,6 +20,7 @@ Why a candidate is safe (invariant 9). An object becomes part of a candidate onl
 
 Each comparison is an equality join on keys generated from a path's own segments (a
 few per path), never a join of every object with every named path.
+tests/test_orphan_classify.py holds these rules against a plain Python model of them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from artifact_gc.manifest import reasons as r
 from artifact_gc.mark.orphans import layout
-from artifact_gc.paths import INSIDE_ROOT, directory_key_sql
+from artifact_gc.paths import INSIDE_ROOT, Arg, TrimSlashes, directory_key_sql
 
 #: Step-run statuses after which a step writes nothing more (ZenML's ExecutionStatus).
 FINISHED_STATUSES = ("completed", "failed", "cached", "stopped", "retried")
@@ -68,79 +70,167 @@ class OrphanSummary:
 
 
 def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> None:
-    """Build ``orphan_rows`` (manifest columns) from the input tables.
+    """Build ``orphan_rows`` (manifest columns) and ``orphan_totals`` (the summary's
+    counts) from the input tables, and drop ``orphan_objects`` once it is read: at a
+    million objects every table held beside the next one is memory the mark's DuckDB
+    must otherwise spill to disk.
 
     ``code_uploads`` (``--orphan-code-uploads``) makes a code archive that no row
-    names a candidate (layout.py says why that is an opt-in)."""
+    names a candidate (layout.py says why that is an opt-in).
+
+    Paths below a root are carried relative to it (``rel``), with the store as a small
+    number (``sid``): the root's spelling is added back only to the rows written."""
     INSIDE_ROOT.install(con)
-    seg = "string_split(substr(rtrim(path, '/'), length(root) + 2), '/')"
+    _layout(con, code_uploads)
+    _named(con)
+    _unit_state(con, cutoff)
+    _loose(con)
+    _rows(con)
+    _object_keys(con)
+    _totals(con)
+    for table in ("orphan_layout", "orphan_named_keys", "orphan_named_below",
+                  "orphan_named_ancestors", "orphan_root_named", "orphan_unit_state",
+                  "orphan_loose", "orphan_unit_keys"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _trimmed(path: str) -> str:
+    """SQL: the path ``path`` without its trailing slashes."""
+    return TrimSlashes(Arg("path")).sql({"path": path})
+
+
+def _layout(con: Any, code_uploads: bool) -> None:
+    """``orphan_stores(sid, store_id, root)`` and ``orphan_layout``: each object's path
+    relative to its root (``rel``; the whole path when it is not inside the root, then
+    ``inside`` is false) and, where the layout gives it a unit, its kind and the
+    unit's length in characters (``ulen``: the unit is ``left(rel, ulen)``)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE orphan_stores AS
+        SELECT (row_number() OVER (ORDER BY store_id, root))::INTEGER AS sid, store_id, root
+        FROM (SELECT DISTINCT store_id, root FROM orphan_objects)
+    """)
+    trimmed = _trimmed("path")
+    rel = f"substr({trimmed}, length(root) + 2)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_layout AS
-        SELECT *, {layout.unit_sql()} AS unit
+        SELECT sid, rel, inside, size, mtime, is_dir, kind,
+               length({layout.unit_sql()}) AS ulen
         FROM (
             SELECT *, {layout.kind_sql(code_uploads=code_uploads)} AS kind
             FROM (
-                SELECT store_id, root, rtrim(path, '/') AS path, size, mtime, is_dir,
-                       CASE WHEN inside_store_root(path, root) THEN {seg} END AS seg
-                FROM orphan_objects
+                SELECT s.sid, o.size, o.mtime, o.is_dir, inside,
+                       CASE WHEN inside THEN {rel} ELSE {trimmed} END AS rel,
+                       CASE WHEN inside THEN string_split({rel}, '/') END AS seg
+                FROM (SELECT *, inside_store_root(path, root) AS inside FROM orphan_objects) o
+                JOIN orphan_stores s USING (store_id, root)
             )
         )
     """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE orphan_totals AS
+        SELECT count(*) FILTER (WHERE NOT is_dir) AS objects, coalesce(sum(size), 0) AS bytes
+        FROM orphan_layout
+    """)
+    # Read once into orphan_layout: its rows are not needed again.
+    con.execute("DROP TABLE orphan_objects")
+    con.execute(OBJECTS_DDL)
+
+
+def _named(con: Any) -> None:
+    """The named paths as keys, relative to each root they lie below.
+
+    - ``orphan_root_named(sid)``: a named path is the root or contains it: every path
+      of that store is live.
+    - ``orphan_named_below(sid, key)``: the named keys below a root, relative to it
+      (``a/b/`` for ``<root>/a/b``). A path below the root equals or lies inside a
+      named path exactly when one of its own relative ancestor keys (itself included)
+      is here, the same equality as ``<root>/<key>`` against every named key.
+    - ``orphan_named_ancestors(sid, key)``: every relative ancestor key (itself
+      included) of each named path inside a root, up to a unit's greatest length: a
+      unit among them has a named path inside it, or equal to it. Longer keys can never
+      equal a unit's key (a unit has at most that many segments, and roots never nest:
+      run.listed_stores)."""
     named_key = directory_key_sql("path")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_named_keys AS
-        SELECT DISTINCT {named_key} AS key FROM orphan_named
+        SELECT DISTINCT {named_key} AS key FROM orphan_named WHERE path IS NOT NULL
     """)
-    # Ancestors (itself included) of every named path inside a listed root: a unit
-    # among them has a named path inside it, or equal to it.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_root_named AS
+        SELECT DISTINCT s.sid FROM orphan_stores s
+        JOIN orphan_named_keys k ON starts_with({directory_key_sql('s.root')}, k.key)
+    """)
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE orphan_named_ancestors AS
-        WITH roots AS (SELECT DISTINCT root FROM orphan_objects),
-        inside AS (
-            SELECT roots.root,
-                   string_split(substr(rtrim(n.path, '/'), length(roots.root) + 2), '/') AS seg
-            FROM orphan_named n JOIN roots ON inside_store_root(n.path, roots.root)
-        )
-        SELECT DISTINCT root || '/' || array_to_string(seg[1:j], '/') || '/' AS key
-        FROM (SELECT root, seg, unnest(range(1, len(seg) + 1)) AS j FROM inside)
+        CREATE OR REPLACE TEMP TABLE orphan_named_below AS
+        SELECT sid, key, length(key) - length(replace(key, '/', '')) AS segments
+        FROM (SELECT DISTINCT s.sid, substr(k.key, length(s.root) + 2) AS key
+              FROM orphan_named_keys k JOIN orphan_stores s
+                ON starts_with(k.key, s.root || '/')
+                   AND length(k.key) > length(s.root) + 1)
     """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_named_ancestors AS
+        WITH inside AS (
+            SELECT s.sid,
+                   string_split(substr({_trimmed('n.path')}, length(s.root) + 2), '/') AS seg
+            FROM orphan_named n JOIN orphan_stores s ON inside_store_root(n.path, s.root)
+        )
+        SELECT DISTINCT sid, array_to_string(seg[1:j], '/') || '/' AS key
+        FROM (SELECT sid, seg,
+                     unnest(range(1, least(len(seg), {layout.MAX_UNIT_SEGMENTS}) + 1)) AS j
+              FROM inside)
+    """)
+    con.execute("DROP TABLE orphan_named_keys")
+
+
+def _unit_state(con: Any, cutoff: datetime) -> None:
     finished = ", ".join(f"'{s}'" for s in FINISHED_STATUSES)
     failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
     step_kinds = ", ".join(f"'{k}'" for k in layout.STEP_KINDS)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE orphan_units AS
-        SELECT store_id, root, root || '/' || unit AS path, any_value(kind) AS kind,
-               any_value(CASE WHEN kind IN ({step_kinds}) THEN {layout.step_run_id_sql()}
-                         END) AS step_run_id,
-               any_value(CASE WHEN kind = '{layout.KIND_LOGS}' THEN {layout.logs_id_sql()}
-                         END) AS logs_id,
-               sum(size) AS bytes, count(*) FILTER (WHERE NOT is_dir) AS objects,
-               max(mtime) AS newest
-        FROM orphan_layout WHERE unit IS NOT NULL
-        GROUP BY store_id, root, unit
-    """)
+    # A unit's relative ancestor keys, itself included: ``a/``, ``a/b/``, ... (NULL past
+    # its last segment; a unit has at most MAX_UNIT_SEGMENTS).
+    keys = ["useg[1] || '/'"]
+    for j in range(2, layout.MAX_UNIT_SEGMENTS + 1):
+        keys.append(f"CASE WHEN len(useg) >= {j} THEN {keys[-1]} || useg[{j}] || '/' END")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_unit_state AS
-        WITH unit_ancestors AS (
-            SELECT path, root || '/' || array_to_string(seg[1:j], '/') || '/' AS key
-            FROM (SELECT path, root, seg, unnest(range(1, len(seg) + 1)) AS j
-                  FROM (SELECT path, root,
-                               string_split(substr(path, length(root) + 2), '/') AS seg
-                        FROM orphan_units))
+        WITH units AS (
+            SELECT sid, rel[1:ulen] AS unit, any_value(kind) AS kind,
+                   sum(size) AS bytes, count(*) FILTER (WHERE NOT is_dir) AS objects,
+                   max(mtime) AS newest
+            FROM orphan_layout WHERE ulen IS NOT NULL
+            GROUP BY sid, rel[1:ulen]
         ),
-        contained AS (
-            SELECT DISTINCT a.path FROM unit_ancestors a JOIN orphan_named_keys k USING (key)
+        ids AS (
+            SELECT *,
+                   CASE WHEN kind IN ({step_kinds}) THEN {layout.step_run_id_sql('useg')}
+                   END AS step_run_id,
+                   CASE WHEN kind = '{layout.KIND_LOGS}' THEN {layout.logs_id_sql('useg')}
+                   END AS logs_id
+            FROM (SELECT *, string_split(unit, '/') AS useg FROM units)
         ),
-        root_named AS (
-            -- A named path that is the root or contains it makes the whole store live.
-            SELECT DISTINCT r.root FROM (SELECT DISTINCT root FROM orphan_objects) r
-            JOIN orphan_named_keys k ON starts_with({directory_key_sql('r.root')}, k.key)
+        named AS (
+            -- For each unit with a named path equal to it, around it or inside it: one
+            -- join of its few ancestor keys against both kinds of named keys.
+            SELECT a.sid, a.unit, bool_or(k.named) AS contained,
+                   bool_or(k.inside AND a.key = a.unit || '/') AS named_inside
+            FROM (SELECT sid, unit, unnest([{", ".join(keys)}]) AS key FROM ids) a
+            JOIN (
+                SELECT sid, key, bool_or(named) AS named, bool_or(inside) AS inside
+                FROM (SELECT sid, key, true AS named, false AS inside
+                      FROM orphan_named_below
+                      WHERE segments <= {layout.MAX_UNIT_SEGMENTS}
+                      UNION ALL
+                      SELECT sid, key, false, true FROM orphan_named_ancestors)
+                GROUP BY sid, key
+            ) k ON k.sid = a.sid AND k.key = a.key
+            WHERE a.key IS NOT NULL
+            GROUP BY a.sid, a.unit
         )
-        SELECT u.*,
-               (c.path IS NOT NULL OR rn.root IS NOT NULL
+        SELECT u.sid, u.unit, u.kind, u.bytes, u.objects, u.newest,
+               (coalesce(c.contained, false) OR rn.sid IS NOT NULL
                 OR (u.kind = '{layout.KIND_LOGS}' AND l.id IS NOT NULL)) AS live,
-               (na.key IS NOT NULL) AS named_inside,
-               sr.status AS step_status,
+               coalesce(c.named_inside, false) AS named_inside,
                (u.kind IN ({step_kinds}) AND sr.id IS NOT NULL
                 AND lower(coalesce(sr.status, '')) NOT IN ({finished})) AS step_running,
                (u.newest IS NULL OR u.newest >= TIMESTAMP '{cutoff.isoformat(sep=' ')}')
@@ -157,39 +247,57 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
                  WHEN lower(sr.status) IN ({failed}) THEN '{r.ORPHAN_FAILED_STEP}'
                  ELSE '{r.ORPHAN_DELETED_VERSION}'
                END AS orphan_class
-        FROM orphan_units u
-        LEFT JOIN contained c ON c.path = u.path
-        LEFT JOIN root_named rn ON rn.root = u.root
-        LEFT JOIN orphan_named_ancestors na ON na.key = u.path || '/'
+        FROM ids u
+        LEFT JOIN named c ON c.sid = u.sid AND c.unit = u.unit
+        LEFT JOIN orphan_root_named rn ON rn.sid = u.sid
         LEFT JOIN orphan_step_runs sr ON sr.id = u.step_run_id
         LEFT JOIN orphan_logs l ON l.id = u.logs_id
     """)
-    # Objects outside every unit: live when a named path is one of their ancestors
-    # (themselves included), else unknown.
+
+
+def _loose(con: Any) -> None:
+    """``orphan_loose``: the objects outside every unit, each live when a named path is
+    one of its ancestors (itself included) below the root, else unknown. Liveness is a
+    function of the path, so each distinct path is looked up once."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE orphan_loose AS
-        WITH loose AS (
-            SELECT row_number() OVER () AS n, * FROM orphan_layout WHERE unit IS NULL
-        ),
+        WITH loose AS (SELECT * FROM orphan_layout WHERE ulen IS NULL),
+        paths AS (SELECT DISTINCT sid, rel FROM loose WHERE inside),
         keys AS (
-            SELECT n, root || '/' || array_to_string(seg[1:j], '/') || '/' AS key
-            FROM (SELECT n, root, seg, unnest(range(1, len(seg) + 1)) AS j
-                  FROM loose WHERE seg IS NOT NULL)
+            SELECT sid, rel, unnest(list_transform(range(1, len(seg) + 1),
+                                    lambda j: array_to_string(seg[1:j], '/') || '/')) AS key
+            FROM (SELECT sid, rel, string_split(rel, '/') AS seg FROM paths)
         ),
-        live AS (SELECT DISTINCT n FROM keys JOIN orphan_named_keys USING (key))
-        SELECT loose.*, live.n IS NOT NULL AS live FROM loose LEFT JOIN live USING (n)
+        live AS (
+            SELECT DISTINCT keys.sid, keys.rel FROM keys
+            JOIN orphan_named_below k ON k.sid = keys.sid AND k.key = keys.key
+        )
+        SELECT loose.sid, loose.rel, loose.inside, loose.size, loose.mtime, loose.is_dir,
+               CASE WHEN loose.inside THEN split_part(loose.rel, '/', 1) END AS top,
+               loose.inside AND live.rel IS NOT NULL AS live
+        FROM loose LEFT JOIN live ON live.sid = loose.sid AND live.rel = loose.rel
     """)
-    _rows(con)
-    _object_keys(con)
 
 
 def _rows(con: Any) -> None:
-    trash = f"coalesce(seg[1] = '{layout.UNDO_TRASH_DIR}', false)"
+    trash = f"coalesce(top = '{layout.UNDO_TRASH_DIR}', false)"
     common = ("'' AS artifact_version_id, '' AS artifact_id, NULL::VARCHAR AS artifact_name, "
               "NULL::VARCHAR AS version, NULL::BIGINT AS version_number, "
               "NULL::VARCHAR AS project, NULL::VARCHAR AS project_id")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_rows AS
+        WITH units AS (
+            SELECT s.root || '/' || u.unit AS path, s.store_id, s.root, u.*
+            FROM orphan_unit_state u JOIN orphan_stores s USING (sid) WHERE NOT u.live
+        ),
+        unknown AS (
+            SELECT s.store_id, s.root,
+                   CASE WHEN l.inside THEN s.root || '/' || l.top ELSE l.rel END AS uri,
+                   {trash} AS trash, max(l.mtime) AS newest, sum(l.size) AS bytes,
+                   count(*) FILTER (WHERE NOT l.is_dir) AS objects
+            FROM orphan_loose l JOIN orphan_stores s USING (sid) WHERE NOT l.live
+            GROUP BY s.store_id, s.root, uri, trash
+        )
         SELECT {common}, newest AS created, path AS uri, store_id AS artifact_store_id,
                root AS store_root, NULL::VARCHAR AS save_type,
                CASE WHEN named_inside OR step_running OR young THEN '{r.STATUS_PROTECTED}'
@@ -202,19 +310,15 @@ def _rows(con: Any) -> None:
                bytes AS size_bytes, objects AS file_count, []::VARCHAR[] AS visualization_uris,
                '{r.ITEM_KIND_ORPHAN_FILE}' AS item_kind, path AS item_id,
                orphan_class, newest AS newest_mtime
-        FROM orphan_unit_state WHERE NOT live
+        FROM units
         UNION ALL
-        SELECT {common}, max(mtime) AS created,
-               coalesce(root || '/' || seg[1], path) AS uri, store_id, root, NULL,
-               '{r.STATUS_PROTECTED}',
-               CASE WHEN {trash} THEN ['{r.PROTECT_UNDO_TRASH}']
+        SELECT {common}, newest, uri, store_id, root, NULL, '{r.STATUS_PROTECTED}',
+               CASE WHEN trash THEN ['{r.PROTECT_UNDO_TRASH}']
                     ELSE ['{r.PROTECT_UNKNOWN_LAYOUT}'] END,
-               sum(size), count(*) FILTER (WHERE NOT is_dir), []::VARCHAR[],
-               '{r.ITEM_KIND_ORPHAN_FILE}', coalesce(root || '/' || seg[1], path),
-               CASE WHEN {trash} THEN '{r.ORPHAN_UNDO_TRASH}' ELSE '{r.ORPHAN_UNKNOWN}' END,
-               max(mtime)
-        FROM orphan_loose WHERE NOT live
-        GROUP BY store_id, root, coalesce(root || '/' || seg[1], path), {trash}
+               bytes, objects, []::VARCHAR[], '{r.ITEM_KIND_ORPHAN_FILE}', uri,
+               CASE WHEN trash THEN '{r.ORPHAN_UNDO_TRASH}' ELSE '{r.ORPHAN_UNKNOWN}' END,
+               newest
+        FROM unknown
     """)
 
 
@@ -229,44 +333,64 @@ def _object_keys(con: Any) -> None:
     candidate's own path, lists the path again for the grace period before it deletes
     (an object written since keeps the path) and lists it once more afterwards."""
     con.execute(KEYED_STORES_DDL)
+    con.execute("ALTER TABLE orphan_rows ADD COLUMN object_keys VARCHAR[]")
+    ((keyed,),) = con.execute(
+        "SELECT count(*) FROM orphan_stores JOIN orphan_keyed_stores USING (store_id)"
+    ).fetchall()
+    if not keyed:
+        return
+    # ``rel`` under ``unit/`` is the object's key within the candidate; anything else
+    # (the unit itself) is spelled in full, its root added back.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_unit_keys AS
-        SELECT u, list(CASE WHEN starts_with(listed, u || '/') THEN listed[length(u) + 2:]
-                            ELSE listed END ORDER BY listed) AS object_keys
+        SELECT u, list(CASE WHEN starts_with(listed, unit || '/')
+                            THEN listed[length(unit) + 2:]
+                            ELSE root || '/' || listed END ORDER BY listed) AS object_keys
         FROM (
-            SELECT l.root || '/' || l.unit AS u,
-                   l.path || CASE WHEN l.is_dir THEN '/' ELSE '' END AS listed
+            SELECT s.root || '/' || left(l.rel, l.ulen) AS u, left(l.rel, l.ulen) AS unit,
+                   s.root, l.rel || CASE WHEN l.is_dir THEN '/' ELSE '' END AS listed
             FROM orphan_layout l
+            JOIN orphan_stores s USING (sid)
             JOIN orphan_keyed_stores k USING (store_id)
-            WHERE l.unit IS NOT NULL
+            WHERE l.ulen IS NOT NULL
         ) JOIN orphan_rows c ON c.item_id = u AND c.status = '{r.STATUS_CANDIDATE}'
         GROUP BY u
     """)
-    con.execute("ALTER TABLE orphan_rows ADD COLUMN object_keys VARCHAR[]")
     con.execute("UPDATE orphan_rows SET object_keys = k.object_keys FROM orphan_unit_keys k "
                 "WHERE orphan_rows.item_id = k.u")
 
 
-def summarize_objects(con: Any, summary: OrphanSummary) -> None:
-    """Fill ``summary`` with counts and bytes: listed, live, unknown, by status and class."""
-    ((objects, nbytes),) = con.execute(
-        "SELECT count(*) FILTER (WHERE NOT is_dir), coalesce(sum(size), 0) "
-        "FROM orphan_objects").fetchall()
-    summary.objects, summary.bytes = int(objects), int(nbytes)
-    ((live_objects, live_bytes),) = con.execute("""
-        SELECT coalesce(sum(o), 0), coalesce(sum(b), 0) FROM (
+def _totals(con: Any) -> None:
+    """Add the live, unknown and trash counts to ``orphan_totals`` (one row)."""
+    trash = f"coalesce(top = '{layout.UNDO_TRASH_DIR}', false)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_totals AS
+        SELECT t.*, live.objects AS live_objects, live.bytes AS live_bytes,
+               unknown.objects AS unknown_objects, unknown.bytes AS unknown_bytes,
+               trash.objects AS trash_objects, trash.bytes AS trash_bytes
+        FROM orphan_totals t,
+        (SELECT coalesce(sum(o), 0) AS objects, coalesce(sum(b), 0) AS bytes FROM (
             SELECT objects AS o, bytes AS b FROM orphan_unit_state WHERE live
             UNION ALL
-            SELECT count(*) FILTER (WHERE NOT is_dir), sum(size) FROM orphan_loose WHERE live)
-    """).fetchall()
+            SELECT count(*) FILTER (WHERE NOT is_dir), sum(size) FROM orphan_loose
+            WHERE live)) live,
+        (SELECT count(*) FILTER (WHERE NOT is_dir) AS objects, coalesce(sum(size), 0) AS bytes
+         FROM orphan_loose WHERE NOT live AND NOT {trash}) unknown,
+        (SELECT count(*) FILTER (WHERE NOT is_dir) AS objects, coalesce(sum(size), 0) AS bytes
+         FROM orphan_loose WHERE NOT live AND {trash}) trash
+    """)
+
+
+def summarize_objects(con: Any, summary: OrphanSummary) -> None:
+    """Fill ``summary`` with counts and bytes: listed, live, unknown, by status and class."""
+    ((objects, nbytes, live_objects, live_bytes, unknown_objects, unknown_bytes,
+      trash_objects, trash_bytes),) = con.execute(
+        "SELECT objects, bytes, live_objects, live_bytes, unknown_objects, unknown_bytes, "
+        "trash_objects, trash_bytes FROM orphan_totals").fetchall()
+    summary.objects, summary.bytes = int(objects), int(nbytes)
     summary.live = {"objects": int(live_objects), "bytes": int(live_bytes)}
-    loose = {bool(trash): {"objects": int(objects), "bytes": int(nbytes or 0)}
-             for trash, objects, nbytes in con.execute(
-                 f"SELECT coalesce(seg[1] = '{layout.UNDO_TRASH_DIR}', false), "
-                 "count(*) FILTER (WHERE NOT is_dir), sum(size) "
-                 "FROM orphan_loose WHERE NOT live GROUP BY 1").fetchall()}
-    summary.unknown = loose.get(False, {"objects": 0, "bytes": 0})
-    summary.undo_trash = loose.get(True, {"objects": 0, "bytes": 0})
+    summary.unknown = {"objects": int(unknown_objects), "bytes": int(unknown_bytes)}
+    summary.undo_trash = {"objects": int(trash_objects), "bytes": int(trash_bytes)}
     summary.by_status = {
         str(status): {"paths": int(n), "objects": int(o or 0), "bytes": int(b or 0)}
         for status, n, o, b in con.execute(

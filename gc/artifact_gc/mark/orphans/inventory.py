@@ -92,6 +92,9 @@ def load_inventory(con: Any, url: str, stores: list[ArtifactStore], options: Mar
         raise UsageError(f"--inventory {url}: {total - inside:,} of its {total:,} paths lie "
                          "outside every artifact store root")
     progress.advance(int(inside))
+    # Its rows are in orphan_objects now: a million of them held twice is memory the
+    # classification would have to spill.
+    con.execute("DROP TABLE orphan_inventory")
     return [{"id": s.id, "root": s.root, "as_of": as_of.isoformat(), "inventory": url}
             for s in stores]
 
@@ -199,14 +202,19 @@ def _insert(con: Any, batches: Any, s3_bucket: str | None) -> None:
             raise UsageError("an inventory file needs the columns path, size, last_modified "
                              f"(it has {', '.join(first.schema.names)})") from exc
         path_sql = f"CAST(\"{key}\" AS VARCHAR)"
+    kind = first.schema.field(modified).type
+    mtime_sql = f"CAST(CAST(\"{modified}\" AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        # Already naive UTC: the round trip through TIMESTAMPTZ (in UTC) would give the
+        # same value back, at the cost of a time zone conversion per row.
+        mtime_sql = f"CAST(\"{modified}\" AS TIMESTAMP)"
     reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches))
     con.register("_inventory_part", reader)
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"""
             INSERT INTO orphan_inventory
-            SELECT {path_sql}, CAST("{size}" AS BIGINT),
-                   CAST(CAST("{modified}" AS TIMESTAMPTZ) AS TIMESTAMP)
+            SELECT {path_sql}, CAST("{size}" AS BIGINT), {mtime_sql}
             FROM _inventory_part
         """)
     finally:

@@ -66,6 +66,9 @@ CODE_UPLOADS_DIR = "code_uploads"
 CODE_ARCHIVE_RE = "[0-9a-f]{40}[.]tar[.]gz"
 #: Kinds whose unit names a step run (its third segment).
 STEP_KINDS = (KIND_STEP, KIND_STEP_EMPTY)
+#: The most segments a unit has (a step output's ``<step>/<output>/<run>/<suffix>``);
+#: ``layout_cases`` checks it.
+MAX_UNIT_SEGMENTS = 4
 
 
 def _is(segment: str, pattern: str) -> str:
@@ -134,4 +137,7 @@ def step_run_id_sql(seg: str = "seg") -> str:
 
 def logs_id_sql(seg: str = "seg") -> str:
     """The ``logs`` row a log path names, as 32 lowercase hex digits."""
-    return f"lower(replace(regexp_replace({seg}[2], '[.]log$', ''), '-', ''))"
+    # Without its ".log" suffix (a regular expression per log file costs more).
+    name = f"{seg}[2]"
+    stem = f"CASE WHEN ends_with({name}, '.log') THEN {name}[:-5] ELSE {name} END"
+    return f"lower(replace({stem}, '-', ''))"
