@@ -515,3 +515,23 @@ def test_code_upload_opt_in_is_refused_where_no_snapshot_can_name_an_archive(
     marked = CliRunner().invoke(cli, args)
     assert marked.exit_code == 0, marked.output
     assert out.exists()
+
+
+def test_a_store_root_of_slash_is_refused_before_anything_is_listed(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], tmp_path: Path
+) -> None:
+    """Paths are classified relative to ``root + '/'``: a root of ``/`` (every file of
+    the machine) is refused with a one-line error, and no manifest is written."""
+    from click.testing import CliRunner
+
+    from artifact_gc.cli import cli
+    from artifact_gc.errors import EXIT_USAGE
+
+    store, _ = orphan_store
+    out = tmp_path / "mark.parquet"
+    result = CliRunner().invoke(cli, [
+        "mark", "--db", store.db_url, "--out", str(out), "--orphan-files",
+        "--store-root", f"{store.store_id}=/"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "the whole filesystem" in result.output
+    assert not out.exists()

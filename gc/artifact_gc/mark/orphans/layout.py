@@ -79,7 +79,7 @@ def layout_cases(seg: str = "seg", is_dir: str = "is_dir") -> list[tuple[str, in
     """(condition, unit length in segments, kind), in the order they are tried."""
     n = f"len({seg})"
     s1, s2, s3, s4 = (f"{seg}[{i}]" for i in range(1, 5))
-    return [
+    cases = [
         (f"{s1} = 'logs' AND {n} = 2 AND NOT {is_dir} AND {_is(s2, UUID_RE + '[.]log')}",
          2, KIND_LOGS),
         (f"{s1} = 'logs' AND {n} >= 2 AND {_is(s2, UUID_RE)}", 2, KIND_LOGS),
@@ -93,6 +93,12 @@ def layout_cases(seg: str = "seg", is_dir: str = "is_dir") -> list[tuple[str, in
         (f"{n} >= 4 AND {_is(s3, UUID_RE)} AND {_is(s4, SUFFIX_RE)}", 4, KIND_STEP),
         (f"{n} = 3 AND {is_dir} AND {_is(s3, UUID_RE)}", 3, KIND_STEP_EMPTY),
     ]
+    # The classification matches a unit against named paths by its first
+    # MAX_UNIT_SEGMENTS segments only: a longer unit that a live row names exactly
+    # would match no key and could become a candidate.
+    if max(length for _, length, _ in cases) > MAX_UNIT_SEGMENTS:
+        raise AssertionError("a layout unit is longer than MAX_UNIT_SEGMENTS")
+    return cases
 
 
 def _reserved(seg: str) -> str:

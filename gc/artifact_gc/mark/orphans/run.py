@@ -46,6 +46,7 @@ def mark_orphan_files(
     con.execute(OBJECTS_DDL)
     con.execute(KEYED_STORES_DDL)
     listed = listed_stores(stores)
+    refuse_filesystem_root(listed)
     summary = OrphanSummary(source="inventory" if options.inventory else "listing")
     if options.inventory:
         from artifact_gc.mark.orphans.inventory import load_inventory
@@ -87,6 +88,19 @@ def mark_orphan_files(
     classify_objects(con, cutoff, code_uploads=options.orphan_code_uploads)
     summarize_objects(con, summary)
     return summary
+
+
+def refuse_filesystem_root(stores: list[ArtifactStore]) -> None:
+    """Refuse to classify a whole filesystem: a store whose root is ``/`` holds every
+    file of the machine, and the classification's paths are relative to ``root + '/'``,
+    which a root of ``/`` does not have."""
+    from artifact_gc.errors import UsageError
+
+    for store in stores:
+        if store.root is not None and store.root.rstrip("/") == "":
+            raise UsageError(
+                f"--orphan-files: the root of artifact store {store.name} ({store.id}) is "
+                "'/', the whole filesystem; give the store's own folder with --store-root")
 
 
 def check_roots(engine: Any, stores: list[ArtifactStore]) -> list[ArtifactStore]:
