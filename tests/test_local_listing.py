@@ -104,7 +104,8 @@ LIST_IN_CHILD = """
 import sys
 from artifact_gc.errors import StorageError
 from artifact_gc.storage.listing import gnu_find, list_local_find, list_local_scandir
-walk = {"find": lambda r: list_local_find(r, gnu_find()), "scandir": list_local_scandir}
+walk = {"find": lambda r: list_local_find(r, gnu_find()),
+        "scandir": list_local_scandir}
 try:
     for _ in walk[sys.argv[1]](sys.argv[2]):
         pass
