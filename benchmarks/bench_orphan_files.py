@@ -3,8 +3,8 @@ disk and on S3 (moto), side by side in one run.
 
     python benchmarks/bench_orphan_files.py [--versions N] [--orphan-share 0.4]
         [--leak-share 0.75] [--s3-versions 5000,50000] [--inventory-rows 1000000]
-        [--base DIR] [--readme] [--inventory-only [--reuse-store]]
-        [--inventory-baseline SRC]
+        [--base DIR] [--skip-local] [--prepare-only] [--mark-only] [--readme]
+        [--inventory-only [--reuse-store]] [--inventory-baseline SRC]
 
 Each store is a synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk
 rows). Of its unreferenced versions, ``--leak-share`` lose their rows only (SQL, as
@@ -28,8 +28,9 @@ outputs of deleted runs, code archives no snapshot names, empty step directories
   with stale rows of log files), classified on its own: ``mark_orphan_files`` from
   the inventory, timed in a process of its own after the database is open.
 
-Prints every figure with the load average; ``--readme`` writes the section
-``orphan-files`` of benchmarks/README.md.
+``--mark-only`` runs the listing sides alone (bare listings, ``gc mark`` without and with
+``--orphan-files``): no inventory, no sweep. Prints every figure with the load average;
+``--readme`` writes the section ``orphan-files`` of benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -204,21 +205,13 @@ def measure(results: list[list[str]], measured: Measured) -> Measured:
 # ---------------------------------------------------------------------------
 
 
-def local_store(args: argparse.Namespace) -> tuple[Path, str, Path, int, int]:
-    """The local store of ``--versions`` versions with orphan files of every class,
-    everything back-dated: (work directory, database URL, root, objects, bytes)."""
-    work = args.base / f"orphans-{args.versions}"
-    prepared = work / "prepared.json"
-    if args.reuse_store and prepared.exists():
-        # The tree of an earlier run, untouched since (no sweep ran on it): only the
-        # inventory side reads it.
-        count, nbytes = json.loads(prepared.read_text())
-        return work, f"sqlite:///{work / 'zenml.db'}", work / "root", count, nbytes
+def prepare_local(args: argparse.Namespace, work: Path, db: Path, root: Path) -> None:
+    """The local store of the run in ``work``: rows leaked, orphans of every class
+    written, everything back-dated."""
     store = sqlite_store(args.base, args.versions, files=True, orphan_share=args.orphan_share)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    db, root = work / "zenml.db", work / "root"
     shutil.copy(Path(store.url.removeprefix("sqlite:///")), db)
     print(f"[local] copying the store's files (hard links) to {root}", flush=True)
     subprocess.run(["cp", "-al", store.root, str(root)], check=True)
@@ -247,11 +240,26 @@ def local_store(args: argparse.Namespace) -> tuple[Path, str, Path, int, int]:
     # Everything is old: the grace period is not what the benchmark measures.
     subprocess.run(["find", str(root), "-exec", "touch", "-h", "-d", "30 days ago", "{}",
                     "+"], check=True)
-    url = f"sqlite:///{db}"
-    count, nbytes = tree_stats(root)
-    print(f"[local] {count:,} objects, {nbytes:,} bytes; load {load_average()}", flush=True)
-    prepared.write_text(json.dumps([count, nbytes]))
-    return work, url, root, count, nbytes
+
+
+def local_store(args: argparse.Namespace) -> tuple[Path, str, Path, int, int]:
+    """The local store of ``--versions`` versions with orphan files of every class,
+    everything back-dated: (work directory, database URL, root, objects, bytes).
+
+    A mark changes nothing: the listing sides alone (``--mark-only``) and the inventory
+    side alone (``--inventory-only --reuse-store``) can measure a tree prepared before
+    (``--prepare-only``, or an earlier run that swept nothing), outside the bench lock."""
+    work = args.base / f"orphans-{args.versions}"
+    db, root = work / "zenml.db", work / "root"
+    prepared = work / "prepared.json"
+    key = json.dumps({"orphan_share": args.orphan_share, "leak_share": args.leak_share})
+    if not ((args.mark_only or args.reuse_store) and prepared.exists()
+            and json.loads(prepared.read_text())["key"] == key):
+        prepare_local(args, work, db, root)
+        count, nbytes = tree_stats(root)
+        prepared.write_text(json.dumps({"key": key, "objects": count, "bytes": nbytes}))
+    tree = json.loads(prepared.read_text())
+    return work, f"sqlite:///{db}", root, int(tree["objects"]), int(tree["bytes"])
 
 
 def inventory_side(args: argparse.Namespace, work: Path, url: str, root: Path,
@@ -304,6 +312,10 @@ def inventory_side(args: argparse.Namespace, work: Path, url: str, root: Path,
 
 def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Path, str]:
     work, url, root, count, nbytes = local_store(args)
+    if args.prepare_only:
+        return [], [], work, ""
+    print(f"[local] {count:,} objects, {nbytes:,} bytes; load {load_average()}", flush=True)
+
     results: list[list[str]] = []
     find = measure(results, run("find -printf", ["sh", "-c",
                                 f"find {root} -printf '%s %T@ %p\\n' > /dev/null"]))
@@ -319,7 +331,16 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
                                   "--orphan-code-uploads", "--json"))
     candidates = orphan_candidates(manifest)
     reclaim = candidate_bytes(orphans)
+    notes = [
+        f"- local store: {count:,} objects, {nbytes:,} bytes; orphan-file candidates "
+        f"{len(candidates):,} paths, {reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% "
+        f"of the bytes): {by_class(orphans)}",
+        *listing_notes(find, walk, plain, orphans),
+    ]
+    if args.mark_only:
+        return notes, results, work, url
     inventory_notes = inventory_side(args, work, url, root, results)
+    (work / "prepared.json").unlink()  # the sweep below changes the store
     backup = work / "root.links"
     subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
     sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
@@ -333,27 +354,30 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
         f"for p in open({str(paths)!r}).read().split():\n"
         "    shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)\n"
     )))
-    extra = orphans.seconds - plain.seconds
-    notes = [
-        f"- local store: {count:,} objects, {nbytes:,} bytes; orphan-file candidates "
-        f"{len(candidates):,} paths, {reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% "
-        f"of the bytes): {by_class(orphans)}",
-        f"- `gc mark --orphan-files` whole: {orphans.seconds / find.seconds:.2f}x `find` "
-        f"wall ({orphans.cpu_seconds / max(0.01, find.cpu_seconds):.2f}x CPU), "
-        f"{orphans.seconds / walk.seconds:.2f}x `os.walk` wall "
-        f"({orphans.cpu_seconds / max(0.01, walk.cpu_seconds):.2f}x CPU)",
-        f"- its orphan-file part (`--orphan-files` minus plain `gc mark`): {extra:.2f} s = "
-        f"{extra / find.seconds:.2f}x `find`, {extra / walk.seconds:.2f}x `os.walk` (wall); "
-        f"CPU {orphans.cpu_seconds - plain.cpu_seconds:.2f} s = "
-        f"{(orphans.cpu_seconds - plain.cpu_seconds) / max(0.01, find.cpu_seconds):.2f}x "
-        f"`find`, {(orphans.cpu_seconds - plain.cpu_seconds) / max(0.01, walk.cpu_seconds):.2f}x "
-        "`os.walk`",
+    notes += [
         f"- sweep of the orphan files: {len(candidates) / sweep.seconds:,.0f} paths/s, bare "
         f"{len(candidates) / bare.seconds:,.0f} paths/s "
         f"({100 * bare.seconds / sweep.seconds:.0f}% of bare)",
         *inventory_notes,
     ]
     return notes, results, work, url
+
+
+def listing_notes(find: Measured, walk: Measured, plain: Measured,
+                  orphans: Measured) -> list[str]:
+    """``gc mark --orphan-files`` against the bare listings, whole and its own part."""
+    extra = orphans.seconds - plain.seconds
+    extra_cpu = orphans.cpu_seconds - plain.cpu_seconds
+    return [
+        f"- `gc mark --orphan-files` whole: {orphans.seconds / find.seconds:.2f}x `find` "
+        f"wall ({orphans.cpu_seconds / max(0.01, find.cpu_seconds):.2f}x CPU), "
+        f"{orphans.seconds / walk.seconds:.2f}x `os.walk` wall "
+        f"({orphans.cpu_seconds / max(0.01, walk.cpu_seconds):.2f}x CPU)",
+        f"- its orphan-file part (`--orphan-files` minus plain `gc mark`): {extra:.2f} s = "
+        f"{extra / find.seconds:.2f}x `find`, {extra / walk.seconds:.2f}x `os.walk` (wall); "
+        f"CPU {extra_cpu:.2f} s = {extra_cpu / max(0.01, find.cpu_seconds):.2f}x `find`, "
+        f"{extra_cpu / max(0.01, walk.cpu_seconds):.2f}x `os.walk`",
+    ]
 
 
 def tree_stats(root: Path) -> tuple[int, int]:
@@ -450,6 +474,21 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         candidates = orphan_candidates(manifest)
         keys = [k for k, _ in plan]
         doomed = doomed_keys([c.split("://", 1)[1].split("/", 1)[1] for c in candidates], keys)
+        reclaim = candidate_bytes(orphans)
+        extra_s = orphans.seconds - plain.seconds
+        notes = [
+            f"- S3 store ({versions:,} versions): {len(plan):,} objects, {nbytes:,} bytes; "
+            f"orphan-file candidates {len(candidates):,} paths, {len(doomed):,} objects, "
+            f"{reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% of the bytes): "
+            f"{by_class(orphans)}",
+            f"- S3 `gc mark --orphan-files` whole: {orphans.seconds / bare_list.seconds:.2f}x "
+            f"the bare paginated listing (wall), "
+            f"{orphans.cpu_seconds / bare_list.cpu_seconds:.2f}x (CPU); its orphan-file part: "
+            f"{extra_s / bare_list.seconds:.2f}x (wall). LIST requests: bare "
+            f"{bare_list_requests.get('LIST', 0):,}, mark {mark_requests.get('LIST', 0):,}",
+        ]
+        if args.mark_only:
+            return notes, results
         keys_file = work / "keys.txt"
         keys_file.write_text("\n".join(doomed) + "\n")
         # --no-undo: the plain deletes, beside the bare loop's (the undo's copies are
@@ -468,18 +507,7 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         assert not left & set(doomed) and left == set(list_bucket(client, "bare-side"))
     finally:
         moto.stop()
-    reclaim = candidate_bytes(orphans)
-    extra_s = orphans.seconds - plain.seconds
-    notes = [
-        f"- S3 store ({versions:,} versions): {len(plan):,} objects, {nbytes:,} bytes; "
-        f"orphan-file candidates {len(candidates):,} paths, {len(doomed):,} objects, "
-        f"{reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% of the bytes): "
-        f"{by_class(orphans)}",
-        f"- S3 `gc mark --orphan-files` whole: {orphans.seconds / bare_list.seconds:.2f}x the "
-        f"bare paginated listing (wall), {orphans.cpu_seconds / bare_list.cpu_seconds:.2f}x "
-        f"(CPU); its orphan-file part: {extra_s / bare_list.seconds:.2f}x (wall). LIST "
-        f"requests: bare {bare_list_requests.get('LIST', 0):,}, mark "
-        f"{mark_requests.get('LIST', 0):,}",
+    notes += [
         f"- S3 sweep of the orphan files: {len(doomed) / sweep.seconds:,.0f} objects/s, bare "
         f"delete_objects {len(doomed) / bare.seconds:,.0f} objects/s "
         f"({100 * bare.seconds / sweep.seconds:.0f}% of bare); requests: sweep "
@@ -497,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="prepare the local store and stop (then --mark-only reuses it)")
+    parser.add_argument("--mark-only", action="store_true",
+                        help="only the listing sides: no inventory, no sweep")
     parser.add_argument("--inventory-only", action="store_true",
                         help="only the local store's inventory classification")
     parser.add_argument("--reuse-store", action="store_true",
@@ -509,7 +541,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     headers = ["side", "wall s", "cpu s", "peak RSS MB", "load avg (1, 5, 15 min) after"]
-    parts: list[str] = []
     # A reused store is one no sweep has run on: only the inventory side may take it.
     args.reuse_store = args.reuse_store and args.inventory_only
     if args.inventory_only:
@@ -520,8 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(headers, results))
         print("\n".join(notes))
         return 0
+    parts: list[str] = []
     if not args.skip_local:
         notes, results, _, _ = local_side(args)
+        if args.prepare_only:
+            return 0
         parts += [f"#### Local disk: {args.versions:,} synthetic versions", "",
                   markdown_table(headers, results), "", *notes, ""]
     for versions in [int(v) for v in args.s3_versions.split(",") if v]:

@@ -158,6 +158,57 @@ def test_an_orphan_file_sweep_with_recorded_keys_stays_within_target(
     assert extra_per_1000 <= TARGET_EXTRA_PER_1000, counting.sent
 
 
+def _count_lists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the LIST requests (V1 and V2) the in-process moto server answers."""
+    from moto.s3.responses import S3Response
+
+    served = [0]
+    for name in ("list_objects", "list_objects_v2"):
+        answer = getattr(S3Response, name)
+
+        def counted(self: Any, _answer: Any = answer) -> Any:
+            served[0] += 1
+            return _answer(self)
+
+        monkeypatch.setattr(S3Response, name, counted)
+    return served
+
+
+def test_the_mark_lists_the_root_once_page_by_page_whatever_its_layout(
+        moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    populate(url, SyntheticSpec(versions=200, store_root=moto_s3.url(ROOT_KEY),
+                                orphan_share=0.3, recent_share=0.0, seed=7))
+    objects = object_plan(url, moto_s3.bucket)
+    # Every hook output's run folder is a top-level prefix of its own, with a few
+    # objects: 400 of them, and 1,200 log files of deleted runs.
+    objects += [(f"{ROOT_KEY}/{uuid.UUID(int=i + 1, version=4)}/"
+                 f"{uuid.UUID(int=i + 10_000, version=4)}/output/{name}", b"h")
+                for i in range(400) for name in ("data", "meta")]
+    objects += [(f"{ROOT_KEY}/logs/{uuid.UUID(int=i + 20_000, version=4)}.log", b"l")
+                for i in range(1200)]
+    _fill(moto_s3, objects)
+    _backdate(moto_s3, days=2)
+    served = _count_lists(monkeypatch)
+    mark(url, str(tmp_path / "plain.parquet"),
+         MarkOptions(older_than=timedelta(days=1), storage_options=moto_s3.storage_options))
+    plain = served[0]
+    served[0] = 0
+    manifest = tmp_path / "mark.parquet"
+    mark(url, str(manifest), MarkOptions(older_than=timedelta(days=1), orphan_files=True,
+                                         storage_options=moto_s3.storage_options))
+    with duckdb.connect() as con:
+        hooks = con.execute(f"SELECT count(*) FROM '{manifest}' WHERE status = 'candidate' "
+                            "AND orphan_class = 'hook_output'").fetchone()
+    assert hooks == (400,)
+    # The bare paginated listing of the root: one LIST per 1,000 objects (one LIST per
+    # top-level prefix would be 400 more).
+    bare = math.ceil(len(objects) / 1000)
+    print(f"mark --orphan-files: {served[0]} LISTs for {len(objects)} objects "
+          f"(plain mark {plain}, bare listing {bare})")
+    assert served[0] - plain == bare, (served[0], plain, bare)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_moto_backend(tmp_path: Path) -> Any:
     yield

@@ -20,9 +20,13 @@ its contents, and an empty one is something ZenML's layout (or a sweep) left beh
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
+import shutil
 import stat
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from artifact_gc.errors import StorageError
 
@@ -86,8 +91,15 @@ def _fail(root: str, path: str, exc: BaseException) -> StorageError:
 
 
 # ---------------------------------------------------------------------------
-# Local disks: os.scandir, one thread per top-level directory
+# Local disks: GNU find, parsed by Arrow; os.scandir where there is no GNU find
 # ---------------------------------------------------------------------------
+
+#: One record per entry, NUL-terminated (a file name may hold any other byte): type,
+#: depth, size, mtime (seconds, fraction to the nanosecond) and the path last, so
+#: that spaces in it need no quoting.
+FIND_FORMAT = "%y %d %s %T@ %p\\0"
+#: Bytes read from find's output at a time (about 60,000 entries).
+FIND_BLOCK = 8 << 20
 
 
 def list_local(root: str, *, workers: int = 4) -> Iterator[pa.RecordBatch]:
@@ -95,9 +107,131 @@ def list_local(root: str, *, workers: int = 4) -> Iterator[pa.RecordBatch]:
 
     Symlinks are listed as themselves (``lstat``), never followed: a link out of the
     root is an object of the root, and a sweep removes the link, not its target. A
-    root that does not exist holds nothing."""
+    root that does not exist holds nothing.
+
+    GNU find walks the tree where there is one (about three times faster than the
+    same walk in Python, which spends its time per entry in the interpreter); its
+    output is split and converted by Arrow a block at a time, never a Python object
+    per entry. Elsewhere (BSD find has no ``-printf``), os.scandir in threads."""
     if not os.path.lexists(root):
         return
+    if not os.path.isdir(root):
+        raise _fail(root, root, NotADirectoryError(f"not a directory: {root}"))
+    find = gnu_find()
+    if find is not None and os.path.isabs(root):
+        yield from list_local_find(root, find)
+    else:
+        yield from list_local_scandir(root, workers=workers)
+
+
+@functools.cache
+def gnu_find() -> str | None:
+    """The path of GNU find, or None (absent, or another find without ``-printf``)."""
+    found = shutil.which("find")
+    if found is None:
+        return None
+    try:
+        version = subprocess.run([found, "--version"], capture_output=True, text=True,
+                                 timeout=10, env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if "GNU findutils" in version else None
+
+
+def list_local_find(root: str, find: str) -> Iterator[pa.RecordBatch]:
+    """The listing of ``root`` by GNU find (see :func:`list_local`).
+
+    Complete or failed: find reports every entry it cannot read (a directory without
+    permission, a root that vanished) on stderr and exits non-zero, and that exit
+    fails the listing after its last batch, so the INSERT streaming it fails too.
+    ``-ignore_readdir_race`` only spares an entry that vanished between its
+    directory's read and its own ``lstat``: it holds nothing now, as a scandir walk
+    that meets FileNotFoundError skips it. ``-H`` follows a root that is a symlink,
+    and nothing below it (``-P``, the default, for every other entry).
+
+    One find process: several over the root's directories were measured too (1M
+    objects, 2 loaded cores), no faster than one, with 10% more CPU."""
+    top = root.rstrip("/") or "/"
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [find, "-H", top, "-ignore_readdir_race", "-mindepth", "1",
+             "-printf", FIND_FORMAT],
+            stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"})
+        assert proc.stdout is not None
+        try:
+            yield from _find_batches(root, proc.stdout)
+            code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                message = errors.read().decode(errors="replace").strip()
+                raise _fail(root, root, OSError(
+                    f"find exited with status {code}: {message[-2000:]}"))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def _find_batches(root: str, stream: Any) -> Iterator[pa.RecordBatch]:
+    # find walks depth first and prints a directory right before its entries, so a
+    # directory is empty exactly when the next entry is not deeper than it. The last
+    # complete record of each block waits for the next block, which holds its follower.
+    carry = b""
+    while True:
+        block = stream.read(FIND_BLOCK)
+        data = carry + block if carry else block
+        if not block:
+            break
+        end = data.rfind(b"\0")
+        held = data.rfind(b"\0", 0, end) if end > 0 else -1
+        if held < 0:
+            carry = data
+            continue
+        carry = data[held + 1:]
+        following = int(carry.split(b" ", 2)[1])
+        yield _find_batch(root, data[:held], following)
+    if carry:
+        if not carry.endswith(b"\0"):
+            raise _fail(root, root, OSError("find's output ended inside an entry"))
+        yield _find_batch(root, carry[:-1], 0)
+
+
+def _find_batch(root: str, data: bytes, following: int) -> pa.RecordBatch:
+    """A batch of :data:`LISTING_SCHEMA` from find records (NUL-separated, without the
+    last NUL); ``following`` is the depth of the record after the last one (0: none)."""
+    offsets = pa.array([0, len(data)], pa.int64())
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets.buffers()[1],
+                                                        pa.py_buffer(data)])
+    records = pc.list_flatten(pc.split_pattern(text, "\0"))
+    fields = pc.split_pattern(records, " ", max_splits=4)
+    if pc.min(pc.list_value_length(fields)).as_py() != 5:
+        raise _fail(root, root, OSError("find printed an entry that is not "
+                                        "'type depth size mtime path'"))
+    kind = pc.list_element(fields, 0)
+    depth = pc.cast(pc.list_element(fields, 1), pa.int32())
+    following_depth = pa.concat_arrays([depth.slice(1), pa.array([following], pa.int32())])
+    is_dir = pc.equal(kind, "d")
+    empty_dir = pc.and_(is_dir, pc.less_equal(following_depth, depth))
+    keep = pc.or_(pc.invert(is_dir), empty_dir)
+    size = pc.if_else(pc.equal(kind, "f"), pc.cast(pc.list_element(fields, 2), pa.int64()),
+                      pa.scalar(0, pa.int64()))
+    seconds = pc.cast(pc.list_element(fields, 3), pa.decimal128(24, 10))
+    mtime = pc.cast(pc.cast(pc.multiply(seconds, pa.scalar(1_000_000, pa.decimal128(7, 0))),
+                            pa.int64(), safe=False), pa.timestamp("us"))
+    path = pc.cast(pc.list_element(fields, 4), pa.string())
+    try:
+        path.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise _fail(root, root, ValueError(f"a path under the root is not UTF-8: {exc}")
+                    ) from exc
+    batch = pa.RecordBatch.from_arrays([path, size, mtime, empty_dir], schema=LISTING_SCHEMA)
+    return batch.filter(keep)
+
+
+def list_local_scandir(root: str, *, workers: int = 4) -> Iterator[pa.RecordBatch]:
+    """The listing of ``root`` by os.scandir, one thread per top-level directory."""
     top: list[str] = []
     files = _Batcher()
     try:
@@ -281,38 +415,28 @@ def _datetime_us(value: datetime) -> int:
 
 
 # ---------------------------------------------------------------------------
-# S3: ListObjectsV2 pages, one thread per top-level prefix
+# S3: one paginated ListObjectsV2 of the root
 # ---------------------------------------------------------------------------
 
 
-def list_s3(call: Callable[..., dict[str, Any]], root: str, *, workers: int = 16,
+def list_s3(call: Callable[..., dict[str, Any]], root: str, *,
             page_keys: int = 1000) -> Iterator[pa.RecordBatch]:
     """Every object under the S3 ``root`` (``s3://bucket/prefix``).
 
     ``call(method, **kwargs)`` sends one request (the backend's client: rate limit,
-    retries). The root's first level is listed with a delimiter, then each top-level
-    prefix is paged through in a thread of its own."""
+    retries). One listing of the whole root, page after page, as a bare paginated
+    ``list_objects_v2`` sends: one LIST per 1,000 objects, whatever the layout. (A
+    listing per top-level prefix sent one LIST per hook output's run folder, each a
+    prefix of its own with a few objects: 8 times the bare count on a real layout.)
+    The pages are fetched in a thread of their own, so that the next request is in
+    flight while DuckDB takes in the last page."""
     scheme, rest = root.split("://", 1)
     bucket, _, root_key = rest.partition("/")
     root_key = root_key.strip("/")
     base = root_key + "/" if root_key else ""
     prefix_of = f"{scheme}://{bucket}/"
-    try:
-        page = call("list_objects_v2", Bucket=bucket, Prefix=base, Delimiter="/",
-                    MaxKeys=page_keys)
-    except Exception as exc:  # noqa: BLE001 - any failure makes the listing partial
-        raise _fail(root, root, exc) from exc
-    if page.get("IsTruncated"):
-        # A wide first level: one sequential pass over everything.
-        yield from _s3_pages(call, root, bucket, base, prefix_of, page_keys)
-        return
-    first = _s3_batch(page.get("Contents") or [], prefix_of)
-    if first is not None:
-        yield first
-    prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes") or []]
     yield from _parallel(
-        root, prefixes,
-        lambda p: _s3_pages(call, root, bucket, p, prefix_of, page_keys), workers)
+        root, [base], lambda p: _s3_pages(call, root, bucket, p, prefix_of, page_keys), 1)
 
 
 def _s3_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str, prefix: str,

@@ -376,7 +376,7 @@ class S3Backend:
             self.client.stats.add(lists=1)
             return self.client.call(method, **kwargs)
 
-        return list_s3(call, self.root, workers=self.workers)
+        return list_s3(call, self.root)
 
     def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
         """S3 has no directories: a prefix is gone with its last key."""
