@@ -145,3 +145,71 @@ def test_a_root_that_is_a_file_fails_the_listing(tmp_path: Path) -> None:
     not_a_dir.write_text("x")
     with pytest.raises(StorageError, match="could not list"):
         list(list_local(str(not_a_dir)))
+
+
+@pytest.mark.parametrize("walker", ["find", "scandir"])
+def test_a_name_that_is_not_utf8_fails_the_listing_naming_it(tmp_path: Path,
+                                                             walker: str) -> None:
+    root = tmp_path / "root"
+    (root / "step").mkdir(parents=True)
+    (root / "step" / "fine.txt").write_bytes(b"f")
+    with open(os.fsencode(root / "step") + b"/bad\xffname", "wb") as handle:
+        handle.write(b"x")
+    walk = {"find": lambda r: list_local_find(r, str(gnu_find())),
+            "scandir": list_local_scandir}[walker]
+    with pytest.raises(StorageError, match="not UTF-8") as failed:
+        list(walk(str(root)))
+    assert "\n" not in str(failed.value)
+    if walker == "scandir":
+        assert "bad" in str(failed.value)
+
+
+def test_a_file_removed_during_the_scandir_walk_skips_only_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file deleted between its directory's read and its lstat (a ZenML delete, a
+    sweep) holds nothing now: the walk leaves out that entry and lists the rest of its
+    directory, subdirectories included (dropping them would be a partial listing)."""
+    root = tmp_path / "root"
+    folder = root / "step" / "output"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "kept.bin").write_bytes(b"k")
+    for i in range(20):
+        (folder / f"f{i:02d}").write_bytes(b"x")
+    real_scandir = os.scandir
+    removed: list[str] = []
+
+    class Vanishing:
+        """A real DirEntry whose file another process deletes just before its lstat."""
+
+        def __init__(self, entry: os.DirEntry[str]) -> None:
+            self._entry = entry
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._entry, name)
+
+        def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+            if not removed and not self._entry.is_dir(follow_symlinks=False):
+                os.unlink(self._entry.path)
+                removed.append(self._entry.path)
+            return self._entry.stat(follow_symlinks=follow_symlinks)
+
+    class Entries:
+        def __init__(self, path: str) -> None:
+            self._inner = real_scandir(path)
+            self._wrap = os.fspath(path) == str(folder)
+
+        def __enter__(self) -> Entries:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+        def __iter__(self) -> object:
+            return (Vanishing(e) if self._wrap else e for e in self._inner)
+
+    monkeypatch.setattr(listing.os, "scandir", Entries)
+    listed = set(_table(list_local_scandir(str(root))).column("path").to_pylist())
+    monkeypatch.undo()
+    assert len(removed) == 1 and removed[0] not in listed
+    expected = {str(p) for p in folder.rglob("*") if p.is_file()}
+    assert listed == expected and str(folder / "sub" / "kept.bin") in listed

@@ -190,7 +190,11 @@ def _find_batches(root: str, stream: Any) -> Iterator[pa.RecordBatch]:
             carry = data
             continue
         carry = data[held + 1:]
-        following = int(carry.split(b" ", 2)[1])
+        try:
+            following = int(carry.split(b" ", 2)[1])
+        except (IndexError, ValueError) as exc:
+            raise _fail(root, root, OSError("find printed an entry that is not "
+                                            "'type depth size mtime path'")) from exc
         yield _find_batch(root, data[:held], following)
     if carry:
         if not carry.endswith(b"\0"):
@@ -252,7 +256,10 @@ def list_local_scandir(root: str, *, workers: int = 4) -> Iterator[pa.RecordBatc
 
 
 def _add_entry(batcher: _Batcher, entry: os.DirEntry[str]) -> pa.RecordBatch | None:
-    info = entry.stat(follow_symlinks=False)
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # removed while we listed: it holds nothing now
     return batcher.add(entry.path, info.st_size if stat.S_ISREG(info.st_mode) else 0,
                        info.st_mtime_ns // 1000, False)
 
@@ -277,7 +284,13 @@ def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                         continue
-                    info = entry.stat(follow_symlinks=False)
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        # Removed between the directory's read and its lstat: it holds
+                        # nothing now. Only this entry is skipped, never the rest of
+                        # its directory (that would be a partial listing).
+                        continue
                     paths.append(entry.path)
                     sizes.append(info.st_size if is_regular(info.st_mode) else 0)
                     mtimes.append(info.st_mtime_ns)
@@ -292,10 +305,30 @@ def _walk_local(root: str, top: str) -> Iterator[pa.RecordBatch]:
         except OSError as exc:
             raise _fail(root, directory, exc) from exc
         if len(paths) >= BATCH_ROWS:
-            yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+            yield _checked_batch(root, paths, sizes, mtimes, empty_dirs)
             paths, sizes, mtimes, empty_dirs = [], [], [], []
     if paths:
-        yield _columns_batch(paths, sizes, mtimes, empty_dirs)
+        yield _checked_batch(root, paths, sizes, mtimes, empty_dirs)
+
+
+def _checked_batch(root: str, paths: list[str], sizes: list[int], mtimes_ns: list[int],
+                   empty_dirs: list[int]) -> pa.RecordBatch:
+    """:func:`_columns_batch`, failing the listing (one line, the path named) on a file
+    name that is not UTF-8, as the find listing does."""
+    try:
+        return _columns_batch(paths, sizes, mtimes_ns, empty_dirs)
+    except UnicodeEncodeError:
+        bad = next(p for p in paths if not _is_utf8(p))
+        raise _fail(root, ascii(bad), ValueError("a path under the root is not UTF-8")
+                    ) from None
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _columns_batch(paths: list[str], sizes: list[int], mtimes_ns: list[int],
