@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from artifact_gc.errors import StorageError
 
@@ -205,6 +204,10 @@ def _find_batches(root: str, stream: Any) -> Iterator[pa.RecordBatch]:
 def _find_batch(root: str, data: bytes, following: int) -> pa.RecordBatch:
     """A batch of :data:`LISTING_SCHEMA` from find records (NUL-separated, without the
     last NUL); ``following`` is the depth of the record after the last one (0: none)."""
+    # Imported here: a sweep imports this module for its grace re-check and never
+    # lists a tree (pyarrow.compute costs about 0.1 s to import).
+    import pyarrow.compute as pc
+
     offsets = pa.array([0, len(data)], pa.int64())
     text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets.buffers()[1],
                                                         pa.py_buffer(data)])
