@@ -72,8 +72,15 @@ def gc_external() -> None:
     consume(ExternalArtifact(value=4242))
 
 
-def _last_run(name: str) -> Any:
-    return Client().get_pipeline(name).runs[0]
+def _new_run(name: str, seen: set[Any]) -> Any:
+    """The one run of pipeline ``name`` that is not in ``seen``. Not "the newest": on
+    MySQL/MariaDB ``created`` has whole seconds, and two runs of one second come back
+    in either order."""
+    new = [r for r in Client().get_pipeline(name).runs if r.id not in seen]
+    if len(new) != 1:
+        sys.exit(f"expected one new run of {name}, found {len(new)}")
+    seen.add(new[0].id)
+    return new[0]
 
 
 def _outputs(run: Any) -> list[str]:
@@ -127,15 +134,16 @@ def main(out: Path) -> None:
         scenarios.setdefault(scenario, {}).setdefault(status, []).extend(ids)
 
     runs = []
+    seen: set[Any] = set()
     for seed in range(3):
         gc_runs(seed=seed)
-        runs.append(_last_run("gc_runs"))
+        runs.append(_new_run("gc_runs", seen))
     claim("deleted_runs", "candidate", _outputs(runs[0]))
     claim("deleted_runs", "reachable", _outputs(runs[1]) + _outputs(runs[2]))
     client.delete_pipeline_run(runs[0].id)
 
     gc_external()
-    run = _last_run("gc_external")
+    run = _new_run("gc_external", set())
     step_run = next(iter(run.steps.values()))
     external = [v.id.hex for v in _flatten(step_run.inputs.values())]
     claim("config_reference", "reachable", external)
