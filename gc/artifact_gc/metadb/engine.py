@@ -83,10 +83,16 @@ def create_engine(url: str, *, readonly: bool = False) -> Any:
             raise DatabaseError(
                 f"the SQLite URL's ?timeout= must be a number of seconds, not {raw_timeout!r}"
             ) from None
+        # Pooled, read-only engines too: a new SQLite connection parses the whole
+        # schema (ZenML's 53 tables and their indexes) at its first statement, about
+        # 1 ms, and an engine without a pool opens one per statement: a sweep's plan
+        # opened 62 (one per table reflected). A pooled connection holds no
+        # transaction between uses (autocommit; the pool rolls back on return), so it
+        # sees every commit as a new connection would; ``dispose`` closes it.
         engine = sa.create_engine(
             "sqlite://",
             creator=_sqlite_creator(target, uri=readonly, timeout=timeout),
-            poolclass=sa.pool.NullPool if readonly else sa.pool.QueuePool,
+            poolclass=sa.pool.QueuePool,
         )
 
         @event.listens_for(engine, "connect")

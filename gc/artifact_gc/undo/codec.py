@@ -56,10 +56,17 @@ def _decode(value: Any) -> Any:
     raise ValueError(f"unknown value tag {tag!r} in an undo segment")
 
 
+#: What ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` would build
+#: anew for every row (a sweep keeps thousands of rows per batch).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: The types JSON keeps as they are (what :func:`_encode` returns unchanged).
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def encode_row(columns: Sequence[str], values: Sequence[Any]) -> str:
     """One row as JSON text: column -> tagged value."""
-    return json.dumps({c: _encode(v) for c, v in zip(columns, values, strict=True)},
-                      separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode({c: v if type(v) in _AS_IS else _encode(v)
+                            for c, v in zip(columns, values, strict=True)})
 
 
 def decode_row(text: str) -> dict[str, Any]:
