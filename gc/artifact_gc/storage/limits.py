@@ -14,6 +14,8 @@ from dataclasses import dataclass
 STRATEGY_RANGE = "range"
 STRATEGY_PREFIX = "prefix"
 STRATEGIES = (STRATEGY_RANGE, STRATEGY_PREFIX)
+#: Listing streams of one S3 root (``--list-workers``).
+DEFAULT_LIST_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class RequestLimits:
 
     max_requests_per_second: float | None = None
     s3_strategy: str = STRATEGY_RANGE
+    #: ``--list-workers``: paginated listings of one S3 root at a time, over contiguous
+    #: key ranges (storage/listing.py ``s3_pages``); 1 lists it page after page.
+    list_workers: int = DEFAULT_LIST_WORKERS
 
 
 class RateLimiter:
