@@ -528,7 +528,6 @@ def s3_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str, base: 
                          stop=stop)
 
 
-
 @dataclass
 class _KeyRange:
     """Keys ``k`` with ``after < k <= upto`` (None: unbounded on that side)."""
