@@ -471,9 +471,13 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
                                     "--json", env=env))
         manifest = work / "orphans.parquet"
         moto.requests()
-        orphans = measure(results, gc("gc mark --orphan-files", "mark", "--db", url, "--out",
-                                      str(manifest), "--older-than", "0s", "--orphan-files",
-                                      "--orphan-code-uploads", "--json", env=env))
+        streams = ([] if args.s3_list_workers is None
+                   else ["--list-workers", str(args.s3_list_workers)])
+        orphans = measure(results, gc(
+            "gc mark --orphan-files" + (f" --list-workers {args.s3_list_workers}"
+                                        if streams else ""),
+            "mark", "--db", url, "--out", str(manifest), "--older-than", "0s",
+            "--orphan-files", "--orphan-code-uploads", *streams, "--json", env=env))
         mark_requests = moto.requests()
         candidates = orphan_candidates(manifest)
         keys = [k for k, _ in plan]
@@ -526,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orphan-share", type=float, default=0.4)
     parser.add_argument("--leak-share", type=float, default=0.75)
     parser.add_argument("--s3-versions", default="5000,50000")
+    parser.add_argument("--s3-list-workers", type=int, default=None,
+                        help="gc mark --list-workers on S3 (default: gc's own default)")
     parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
     parser.add_argument("--skip-local", action="store_true")

@@ -13,6 +13,8 @@ files is held to the version sweep's budget over a bare ``delete_objects`` loop.
 from __future__ import annotations
 
 import math
+import random
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -22,10 +24,12 @@ import duckdb
 import pytest
 
 from artifact_gc.demo.synthetic import SyntheticSpec, create_sqlite_store, populate
+from artifact_gc.errors import StorageError
 from artifact_gc.mark.options import MarkOptions
 from artifact_gc.mark.run import mark
 from artifact_gc.storage.backend import open_backend
 from artifact_gc.storage.limits import RequestLimits
+from artifact_gc.storage.listing import list_s3, s3_pages
 from artifact_gc.storage.retry import RetryCounter
 from artifact_gc.sweep.execute import execute
 from artifact_gc.sweep.options import SweepOptions
@@ -35,7 +39,13 @@ from artifact_gc.sweep.verify import BatchItem
 from artifact_gc.zenml.stores import ArtifactStore
 from conftest import MotoS3
 from s3_support import list_bucket, object_plan
-from test_request_counts import TARGET_EXTRA_PER_1000, CountingFilesystems, _fill
+from test_request_counts import (
+    TARGET_EXTRA_PER_1000,
+    CountingFilesystems,
+    _fill,
+    count_lists,
+    list_bound,
+)
 
 pytestmark = pytest.mark.s3
 
@@ -158,24 +168,10 @@ def test_an_orphan_file_sweep_with_recorded_keys_stays_within_target(
     assert extra_per_1000 <= TARGET_EXTRA_PER_1000, counting.sent
 
 
-def _count_lists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the LIST requests (V1 and V2) the in-process moto server answers."""
-    from moto.s3.responses import S3Response
-
-    served = [0]
-    for name in ("list_objects", "list_objects_v2"):
-        answer = getattr(S3Response, name)
-
-        def counted(self: Any, _answer: Any = answer) -> Any:
-            served[0] += 1
-            return _answer(self)
-
-        monkeypatch.setattr(S3Response, name, counted)
-    return served
-
-
+@pytest.mark.parametrize("streams", [1, 4])
 def test_the_mark_lists_the_root_once_page_by_page_whatever_its_layout(
-        moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        streams: int) -> None:
     url = create_sqlite_store(tmp_path / "zenml.db")
     populate(url, SyntheticSpec(versions=200, store_root=moto_s3.url(ROOT_KEY),
                                 orphan_share=0.3, recent_share=0.0, seed=7))
@@ -189,24 +185,186 @@ def test_the_mark_lists_the_root_once_page_by_page_whatever_its_layout(
                 for i in range(1200)]
     _fill(moto_s3, objects)
     _backdate(moto_s3, days=2)
-    served = _count_lists(monkeypatch)
+    served = count_lists(monkeypatch)
+    limits = RequestLimits(list_workers=streams)
     mark(url, str(tmp_path / "plain.parquet"),
-         MarkOptions(older_than=timedelta(days=1), storage_options=moto_s3.storage_options))
+         MarkOptions(older_than=timedelta(days=1), storage_options=moto_s3.storage_options,
+                     limits=limits))
     plain = served[0]
     served[0] = 0
     manifest = tmp_path / "mark.parquet"
     mark(url, str(manifest), MarkOptions(older_than=timedelta(days=1), orphan_files=True,
-                                         storage_options=moto_s3.storage_options))
+                                         storage_options=moto_s3.storage_options,
+                                         limits=limits))
     with duckdb.connect() as con:
         hooks = con.execute(f"SELECT count(*) FROM '{manifest}' WHERE status = 'candidate' "
                             "AND orphan_class = 'hook_output'").fetchone()
     assert hooks == (400,)
     # The bare paginated listing of the root: one LIST per 1,000 objects (one LIST per
-    # top-level prefix would be 400 more).
+    # top-level prefix would be 400 more). One stream sends exactly that; more streams
+    # at most one more LIST per range split off.
     bare = math.ceil(len(objects) / 1000)
-    print(f"mark --orphan-files: {served[0]} LISTs for {len(objects)} objects "
-          f"(plain mark {plain}, bare listing {bare})")
-    assert served[0] - plain == bare, (served[0], plain, bare)
+    print(f"mark --orphan-files, {streams} streams: {served[0] - plain} LISTs for "
+          f"{len(objects)} objects (plain mark {plain}, bare listing {bare})")
+    if streams == 1:
+        assert served[0] - plain == bare, (served[0], plain, bare)
+    else:
+        assert bare <= served[0] - plain <= list_bound(bare, streams), (served[0], plain, bare)
+
+
+# ---------------------------------------------------------------------------
+# The parallel listing lists exactly what the sequential one lists
+# ---------------------------------------------------------------------------
+
+#: Segments of odd characters: spaces, URL and glob metacharacters, non-ASCII (UTF-8
+#: order is not UTF-16's: the emoji sorts after the CJK), and names that are each
+#: other's prefixes.
+ODD = ("a b", "a+b", "a%2Fb", "[1]*?", "a&b=c", "'q'", "#h", "~", "!", "x.y", "-", "_",
+       "ü", "ñandú", "日本", "😀", "\uff61", "ab", "ab-c", "ab0", "ab.", "a", "b", "logs")
+
+
+def _random_keys(rnd: random.Random) -> set[str]:
+    """A key set of every shape the listing must get right: keys at the root, deep
+    keys, uuid hex folders (where the listing cuts its ranges), families of keys that
+    are each other's prefixes (``k``, ``k/``, ``k/x``, ``k0``, ``k-``), odd characters,
+    directory markers, and keys beside the root (``store``, ``storex/``)."""
+    keys: set[str] = set()
+    for _ in range(rnd.randint(100, 400)):
+        shape = rnd.random()
+        if shape < 0.15:
+            key = rnd.choice(ODD) + rnd.choice(["", ".log", "/"])
+        elif shape < 0.65:
+            folder = rnd.choice(["trainer/model", "logs", "custom_artifacts/n", ""])
+            unit = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+            key = "/".join(p for p in (folder, unit, rnd.choice(["a", "b/c", ""])) if p)
+        else:
+            key = "/".join(rnd.choice(ODD) for _ in range(rnd.randint(2, 6)))
+        keys.add(f"{ROOT_KEY}/{key}")
+        if rnd.random() < 0.1:
+            keys |= {f"{ROOT_KEY}/{key}{tail}" for tail in ("/", "/x", "0", "-", ".")}
+    return keys | {f"{ROOT_KEY}/", ROOT_KEY, f"{ROOT_KEY}x/y", "other/z", "stora"}
+
+
+def _cuts(rnd: random.Random, keys: list[str]) -> list[str]:
+    """Cut points of every kind: listed keys, their prefixes and successors, points
+    between keys, before the root and after everything."""
+    cuts = []
+    for _ in range(rnd.randint(1, 12)):
+        key = rnd.choice(keys)
+        cuts.append(rnd.choice([key, key[:rnd.randint(0, len(key))], key + "0", key + "/",
+                                key + "~", key + "ÿ", f"{ROOT_KEY}/", "a", "zzz"]))
+    return cuts
+
+
+def _listed(moto: MotoS3, streams: int, page_keys: int, cuts: list[str] | None = None
+            ) -> tuple[list[str], int]:
+    """The raw keys a listing of the root yields (every page, in the order taken) and
+    the LISTs it sent."""
+    client = moto.client()
+    sent = [0]
+    lock = threading.Lock()
+
+    def call(method: str, **kwargs: Any) -> Any:
+        with lock:
+            sent[0] += 1
+        return getattr(client, method)(**kwargs)
+
+    pages = s3_pages(call, moto.url(ROOT_KEY), moto.bucket, f"{ROOT_KEY}/", streams=streams,
+                     page_keys=page_keys, convert=lambda entries: [e["Key"] for e in entries],
+                     cuts=cuts or ())
+    return [key for page in pages for key in page], sent[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_parallel_listing_lists_exactly_the_sequential_one(moto_s3: MotoS3,
+                                                             seed: int) -> None:
+    rnd = random.Random(seed)
+    keys = _random_keys(rnd)
+    _fill(moto_s3, [(k, b"x") for k in keys])
+    truth = sorted(k for k in list_bucket(moto_s3.client(), moto_s3.bucket)
+                   if k.startswith(f"{ROOT_KEY}/"))
+    assert truth == sorted(k for k in keys if k.startswith(f"{ROOT_KEY}/"))
+    page_keys = rnd.choice([7, 20])
+    bare = max(1, math.ceil(len(truth) / page_keys))
+    sequential, lists = _listed(moto_s3, 1, page_keys)
+    assert sequential == truth and lists == bare
+    for streams in (2, 3, 8):
+        # Cut as the streams cut their ranges while they list, from the pages they see.
+        listed, lists = _listed(moto_s3, streams, page_keys)
+        assert sorted(listed) == truth and len(listed) == len(set(listed)), streams
+        assert lists <= list_bound(bare, streams), (streams, lists, bare)
+        print(f"seed {seed}, {streams} streams: {lists} LISTs, bare {bare}")
+        # And at cut points of every kind, given beforehand: wherever a cut falls, the
+        # ranges tile the key space (a range costs at most one LIST beyond its pages).
+        cuts = _cuts(rnd, truth)
+        listed, lists = _listed(moto_s3, streams, page_keys, cuts)
+        assert sorted(listed) == truth and len(listed) == len(set(listed)), (streams, cuts)
+        assert lists <= list_bound(bare, streams) + len(set(cuts)), (streams, lists, cuts)
+    # The batches the mark takes in: the same paths as the sequential listing's.
+    client = moto_s3.client()
+
+    def call(method: str, **kwargs: Any) -> Any:
+        return getattr(client, method)(**kwargs)
+
+    def paths(streams: int) -> list[str]:
+        return sorted(p for batch in list_s3(call, moto_s3.url(ROOT_KEY), streams=streams,
+                                             page_keys=page_keys)
+                      for p in batch.column("path").to_pylist())
+
+    assert paths(4) == paths(1)
+
+
+def _hex_store(moto: MotoS3, units: int) -> list[str]:
+    rnd = random.Random(units)
+    keys = [f"{ROOT_KEY}/trainer/model/{uuid.UUID(int=rnd.getrandbits(128), version=4)}/"
+            f"{name}" for _ in range(units) for name in ("a", "b")]
+    _fill(moto, [(k, b"x") for k in keys])
+    return keys
+
+
+def _no_listing_threads() -> bool:
+    return not [t for t in threading.enumerate() if t.name.startswith("gc-list")]
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 6, 11])
+def test_any_stream_that_fails_fails_the_whole_listing(moto_s3: MotoS3,
+                                                       fail_at: int) -> None:
+    """A LIST refused in any stream (the first, or one of a range split off later)
+    fails the listing: never a partial one (juicefs#6479), and no stream is left
+    running."""
+    from botocore.exceptions import ClientError
+
+    _hex_store(moto_s3, 1500)
+    client = moto_s3.client()
+    sent = [0]
+    lock = threading.Lock()
+
+    def call(method: str, **kwargs: Any) -> Any:
+        with lock:
+            sent[0] += 1
+            refuse = sent[0] == fail_at
+        if refuse:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}},
+                              "ListObjectsV2")
+        return getattr(client, method)(**kwargs)
+
+    taken = 0
+    with pytest.raises(StorageError, match="AccessDenied"):
+        for batch in list_s3(call, moto_s3.url(ROOT_KEY), streams=4, page_keys=100):
+            taken += batch.num_rows
+    assert taken < 3000
+    assert _no_listing_threads()
+
+
+def test_a_listing_stopped_early_leaves_no_stream_running(moto_s3: MotoS3) -> None:
+    _hex_store(moto_s3, 1500)
+    client = moto_s3.client()
+    batches = list_s3(lambda method, **kwargs: getattr(client, method)(**kwargs),
+                      moto_s3.url(ROOT_KEY), streams=4, page_keys=100)
+    for _ in range(8):
+        next(batches)
+    batches.close()  # type: ignore[attr-defined]
+    assert _no_listing_threads()
 
 
 @pytest.fixture(autouse=True)

@@ -98,9 +98,62 @@ def _candidate_keys(manifest: Path, objects: list[tuple[str, bytes]]) -> list[st
     return [k for k, _ in objects if under(k)]
 
 
-def _mark(url: str, manifest: Path, moto: MotoS3, sizes: bool) -> None:
+def _mark(url: str, manifest: Path, moto: MotoS3, sizes: bool,
+          limits: RequestLimits | None = None) -> None:
     mark(url, str(manifest), MarkOptions(older_than=timedelta(0), sizes=sizes,
-                                         storage_options=moto.storage_options))
+                                         storage_options=moto.storage_options,
+                                         limits=limits or RequestLimits()))
+
+
+def count_lists(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the LIST requests (V1 and V2) the in-process moto server answers."""
+    from moto.s3.responses import S3Response
+
+    served = [0]
+    for name in ("list_objects", "list_objects_v2"):
+        answer = getattr(S3Response, name)
+
+        def counted(self: Any, _answer: Any = answer) -> Any:
+            served[0] += 1
+            return _answer(self)
+
+        monkeypatch.setattr(S3Response, name, counted)
+    return served
+
+
+def list_bound(bare: int, streams: int) -> int:
+    """The most LISTs a listing of ``streams`` streams sends where a bare paginated
+    listing sends ``bare`` (storage/listing.py ``s3_pages``): one more per range split
+    off, at most ``SPLITS_PER_STREAM`` per stream beyond the first, and a split only
+    after ``PAGES_PER_SPLIT`` pages per split, so never more than 4/3 of ``bare``."""
+    from artifact_gc.storage.listing import PAGES_PER_SPLIT, SPLITS_PER_STREAM
+
+    extra = SPLITS_PER_STREAM * (streams - 1)
+    return min(bare + extra, bare * PAGES_PER_SPLIT // (PAGES_PER_SPLIT - 1))
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_mark_sizes_lists_the_root_as_the_bare_paginated_listing(
+        moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        streams: int) -> None:
+    """``gc mark --sizes`` lists the store root with the orphan-file listing: one stream
+    sends exactly the bare paginated listing's LISTs; more streams, at most one more per
+    range split off (the earlier listing per top-level prefix sent one more LIST per
+    prefix, and a delimiter listing of the root)."""
+    url, objects = _store(moto_s3, tmp_path)
+    served = count_lists(monkeypatch)
+    limits = RequestLimits(list_workers=streams)
+    _mark(url, tmp_path / "plain.parquet", moto_s3, sizes=False, limits=limits)
+    plain = served[0]
+    served[0] = 0
+    _mark(url, tmp_path / "sized.parquet", moto_s3, sizes=True, limits=limits)
+    bare = math.ceil(len(objects) / 1000)
+    print(f"mark --sizes, {streams} streams: {served[0] - plain} LISTs for {len(objects)} "
+          f"objects (bare listing {bare})")
+    if streams == 1:
+        assert served[0] - plain == bare, (served[0], plain, bare)
+    else:
+        assert bare <= served[0] - plain <= list_bound(bare, streams), (served[0], plain, bare)
 
 
 def test_sweep_with_recorded_keys_stays_within_target(moto_s3: MotoS3, tmp_path: Path

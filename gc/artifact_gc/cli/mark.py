@@ -18,6 +18,7 @@ from artifact_gc.cli.render import (
     say,
     stdout_console,
 )
+from artifact_gc.storage.limits import DEFAULT_LIST_WORKERS
 
 
 @click.command("mark")
@@ -59,6 +60,10 @@ from artifact_gc.cli.render import (
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
               help="Threads for --sizes.")
+@click.option("--list-workers", type=click.IntRange(min=1), default=DEFAULT_LIST_WORKERS,
+              show_default=True,
+              help="Paginated listings of one S3 store root at a time (--orphan-files, "
+                   "--sizes), over contiguous key ranges; 1 lists it page after page.")
 @click.option("--orphan-files", is_flag=True,
               help="Also list every artifact store and add the files no row names, where "
                    "ZenML's layout says what they are, as candidates of kind orphan_file "
@@ -92,6 +97,7 @@ def mark_command(
     max_requests_per_second: float | None, as_json: bool, orphan_files: bool = False,
     inventory: str | None = None, max_inventory_age: Any = None,
     lock_timeout: Any = None, orphan_code_uploads: bool = False,
+    list_workers: int = DEFAULT_LIST_WORKERS,
 ) -> None:
     """Decide which artifact versions are garbage, and write the decision as a manifest.
 
@@ -118,7 +124,7 @@ def mark_command(
         artifacts=artifacts, exclude_artifacts=exclude_artifacts, sizes=sizes,
         store_roots=parse_store_root_overrides(store_roots), workers=workers,
         storage_options=parse_storage_options(storage_option_pairs),
-        limits=RequestLimits(max_requests_per_second),
+        limits=RequestLimits(max_requests_per_second, list_workers=list_workers),
         keep_tags=_tag_names(keep_tags),
         release_unreachable_snapshots=release_unreachable_snapshots,
         orphan_files=orphan_files or inventory is not None or orphan_code_uploads,

@@ -174,7 +174,7 @@ def _list_store(fs: Any, store: ArtifactStore, root: str, workers: int,
     if s3.is_s3(fs):
         client = s3.S3Client(fs, limiter=RateLimiter(limits.max_requests_per_second),
                              scrub=Scrubber(store.storage_options))
-        return s3.list_root(client, root, workers=workers), s3.split_path
+        return s3.list_root(client, root, streams=limits.list_workers), s3.split_path
     from artifact_gc.storage.backend import open_backend
     from artifact_gc.storage.buckets import ObjectStoreBackend
     from artifact_gc.storage.retry import RetryCounter

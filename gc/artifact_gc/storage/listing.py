@@ -20,7 +20,9 @@ its contents, and an empty one is something ZenML's layout (or a sweep) left beh
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import os
 import queue
 import shutil
@@ -28,14 +30,18 @@ import stat
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from artifact_gc.errors import StorageError
+
+_T = TypeVar("_T")
+_P = TypeVar("_P")
 
 LISTING_SCHEMA = pa.schema(
     [
@@ -349,20 +355,20 @@ def _columns_batch(paths: list[str], sizes: list[int], mtimes_ns: list[int],
         schema=LISTING_SCHEMA)
 
 
-def _parallel(root: str, prefixes: list[str],
-              walk: Callable[[str], Iterator[pa.RecordBatch]], workers: int
-              ) -> Iterator[pa.RecordBatch]:
+def _parallel(root: str, prefixes: list[_P], walk: Callable[[_P], Iterator[_T]],
+              workers: int, *, stop: threading.Event | None = None) -> Iterator[_T]:
     """The batches of ``walk(prefix)`` for every prefix, listed ``workers`` at a time.
 
     A bounded queue keeps memory flat: a lister waits while DuckDB catches up. The
-    first error stops the listing and is raised here."""
+    first error stops the listing and is raised here; ``stop`` is set once the
+    listing ends, however it ends."""
     if not prefixes:
         return
     done = object()
     out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
-    def run(prefix: str) -> None:
+    def run(prefix: _P) -> None:
         try:
             for batch in walk(prefix):
                 if stop.is_set():
@@ -451,50 +457,246 @@ def _datetime_us(value: datetime) -> int:
 
 
 # ---------------------------------------------------------------------------
-# S3: one paginated ListObjectsV2 of the root
+# S3: paginated ListObjectsV2 streams over contiguous key ranges
 # ---------------------------------------------------------------------------
 
+#: Pages a listing must have fetched for each range it splits off. A root of fewer
+#: than this many pages is listed by one stream, exactly as a bare paginated listing,
+#: and the LISTs the splits add stay within a third of the bare count.
+PAGES_PER_SPLIT = 4
+#: Ranges a listing may split off for each stream beyond the first: the later splits
+#: rebalance, where a stream ran dry early and another still has far to go.
+SPLITS_PER_STREAM = 4
+#: Characters of a key that a split point is computed to.
+SPLIT_DIGITS = 6
 
-def list_s3(call: Callable[..., dict[str, Any]], root: str, *,
+
+def list_s3(call: Callable[..., dict[str, Any]], root: str, *, streams: int,
             page_keys: int = 1000) -> Iterator[pa.RecordBatch]:
     """Every object under the S3 ``root`` (``s3://bucket/prefix``).
 
     ``call(method, **kwargs)`` sends one request (the backend's client: rate limit,
-    retries). One listing of the whole root, page after page, as a bare paginated
-    ``list_objects_v2`` sends: one LIST per 1,000 objects, whatever the layout. (A
-    listing per top-level prefix sent one LIST per hook output's run folder, each a
-    prefix of its own with a few objects: 8 times the bare count on a real layout.)
-    The pages are fetched in a thread of their own, so that the next request is in
-    flight while DuckDB takes in the last page."""
+    retries). ``streams`` paginated listings run at once over contiguous key ranges
+    (:func:`s3_pages`); with one, the root is listed page after page exactly as a bare
+    paginated ``list_objects_v2`` lists it, the next page in flight while DuckDB takes
+    in the last. (A listing per top-level prefix sent one LIST per hook output's run
+    folder, each a prefix of its own with a few objects: 8 times the bare count on a
+    real layout.)"""
     scheme, rest = root.split("://", 1)
     bucket, _, root_key = rest.partition("/")
     root_key = root_key.strip("/")
     base = root_key + "/" if root_key else ""
     prefix_of = f"{scheme}://{bucket}/"
-    yield from _parallel(
-        root, [base], lambda p: _s3_pages(call, root, bucket, p, prefix_of, page_keys), 1)
+    yield from s3_pages(call, root, bucket, base, streams=streams, page_keys=page_keys,
+                        convert=lambda contents: _s3_batch(contents, prefix_of))
 
 
-def _s3_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str, prefix: str,
-              prefix_of: str, page_keys: int) -> Iterator[pa.RecordBatch]:
+def s3_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str, base: str, *,
+             streams: int, page_keys: int,
+             convert: Callable[[list[dict[str, Any]]], _T | None],
+             cuts: Sequence[str] = ()) -> Iterator[_T]:
+    """``convert(entries)`` of every page of the keys under ``base`` in ``bucket``, each
+    key exactly once, listed by ``streams`` paginated ListObjectsV2 streams at a time.
+
+    S3 returns keys in UTF-8 binary order (Python's order of ``str``), so the key space
+    cuts into contiguous ranges ``(after, upto]``: a stream lists its range from
+    ``StartAfter=after``, page by page, and stops at the first key above ``upto``. The
+    ranges tile the key space exactly, whatever the cut points are (a key at the root,
+    a prefix of odd characters, a key equal to a cut point: each lies in one range),
+    so the cut points decide only the balance, never what is listed.
+
+    The listing starts as one stream over the whole space (a small root costs exactly
+    the bare listing). Once it has fetched :data:`PAGES_PER_SPLIT` pages per split so
+    far, a stream with nothing to do cuts the remaining part of a running range in two
+    (:func:`split_point`) and takes the upper half; at most
+    ``SPLITS_PER_STREAM * (streams - 1)`` times. A range's LISTs are its full pages
+    plus one last page, so the whole listing sends at most ``bare + splits`` LISTs:
+    ``bare + 4 (streams - 1)``, and never more than 4/3 of the bare count.
+
+    Complete or failed: any stream's failure fails the listing (never a partial one:
+    invariant 9). Memory stays flat: a bounded queue of pages between the streams and
+    the consumer. ``cuts``: points to cut the key space at from the start (tests)."""
+    stop = threading.Event()
+    space = _KeySpace(base, stop=stop, max_splits=SPLITS_PER_STREAM * max(0, streams - 1),
+                      cuts=cuts)
+
+    def stream(_: object) -> Iterator[_T]:
+        while (part := space.take_range()) is not None:
+            yield from _range_pages(call, root, bucket, space, part, page_keys, convert)
+
+    yield from _parallel(root, list(range(max(1, streams))), stream, max(1, streams),
+                         stop=stop)
+
+
+@dataclass
+class _KeyRange:
+    """Keys ``k`` with ``after < k <= upto`` (None: unbounded on that side)."""
+
+    after: str | None
+    upto: str | None
+    #: The keys its stream took from its latest page (where a split is cut).
+    page: list[str] = field(default_factory=list)
+
+
+class _KeySpace:
+    """The ranges of one listing: pending, running, and how they are cut."""
+
+    def __init__(self, base: str, *, stop: threading.Event, max_splits: int,
+                 cuts: Sequence[str] = ()) -> None:
+        self.base = base
+        self.stop = stop
+        self.max_splits = max_splits
+        self.splits = 0
+        self.pages = 0
+        bounds: list[str | None] = [None, *sorted(set(cuts)), None]
+        self.pending = [_KeyRange(low, high) for low, high in itertools.pairwise(bounds)]
+        self.running: list[_KeyRange] = []
+        self.cond = threading.Condition()
+
+    def take_range(self) -> _KeyRange | None:
+        """A range to list, or None once every range is listed (or the listing stops)."""
+        with self.cond:
+            while not self.stop.is_set():
+                part = self.pending.pop() if self.pending else self._split()
+                if part is not None:
+                    self.running.append(part)
+                    return part
+                if not self.running:
+                    return None
+                self.cond.wait(timeout=0.2)
+            return None
+
+    def _split(self) -> _KeyRange | None:
+        if self.splits >= self.max_splits or self.pages < PAGES_PER_SPLIT * (self.splits + 1):
+            return None
+        best: tuple[tuple[int, float], _KeyRange, str] | None = None
+        for part in self.running:
+            cut = split_point(part.page, part.upto)
+            if cut is not None and (best is None or cut[1] > best[0]):
+                best = (cut[1], part, cut[0])
+        if best is None:
+            return None
+        _, part, at = best
+        # The running stream took keys up to its page's last, below ``at``: it goes
+        # on to ``at`` and stops there; the new range starts right after ``at``.
+        upper = _KeyRange(at, part.upto)
+        part.upto = at
+        self.splits += 1
+        return upper
+
+    def take_page(self, part: _KeyRange, entries: list[dict[str, Any]], truncated: bool
+                  ) -> tuple[list[dict[str, Any]], bool]:
+        """The entries of a page that lie in ``part``, and whether ``part`` is done."""
+        with self.cond:
+            self.pages += 1
+            done = not truncated
+            upto = part.upto
+            if upto is not None and entries and str(entries[-1]["Key"]) >= upto:
+                # Keys ascend: this page reaches the range's end (a key equal to
+                # ``upto`` is the range's own; everything after it, the next range's).
+                entries = [e for e in entries if str(e["Key"]) <= upto]
+                done = True
+            if entries:
+                part.page = [str(e["Key"]) for e in entries]
+            if done:
+                self.running.remove(part)
+            self.cond.notify_all()
+            return entries, done
+
+
+def _range_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str,
+                 space: _KeySpace, part: _KeyRange, page_keys: int,
+                 convert: Callable[[list[dict[str, Any]]], _T | None]) -> Iterator[_T]:
+    prefix = space.base
+    if part.after is not None and part.upto is not None:
+        # Every key between two keys starts with their common prefix: where that is
+        # narrower than the base, it lists the same keys of the range, fewer others.
+        common = _common_prefix(part.after, part.upto)
+        if common.startswith(space.base):
+            prefix = common
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_keys}
         if token:
             kwargs["ContinuationToken"] = token
+        elif part.after is not None:
+            kwargs["StartAfter"] = part.after
         try:
             page = call("list_objects_v2", **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure makes the listing partial
-            raise _fail(root, prefix_of + prefix, exc) from exc
-        batch = _s3_batch(page.get("Contents") or [], prefix_of)
-        if batch is not None:
-            yield batch
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated"):
+            raise _fail(root, f"s3://{bucket}/{prefix}", exc) from exc
+        entries, done = space.take_page(part, list(page.get("Contents") or []),
+                                        bool(page.get("IsTruncated")))
+        if entries:
+            item = convert(entries)
+            if item is not None:
+                yield item
+        if done:
             return
+        token = page.get("NextContinuationToken")
         if not token:
-            raise _fail(root, prefix_of + prefix,
+            raise _fail(root, f"s3://{bucket}/{prefix}",
                         RuntimeError("a truncated page without a continuation token"))
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+def split_point(page: list[str], upto: str | None) -> tuple[str, tuple[int, float]] | None:
+    """Where to cut the rest of a range whose stream took ``page`` (its latest page's
+    keys, ascending) and ends at ``upto``: a key about halfway between the page's last
+    key and ``upto``, and how much the cut leaves to the upper part (for choosing the
+    range to cut: the shallowest level first, then the widest). None where there is
+    no such key.
+
+    Any cut is correct (the ranges tile the key space whatever the points); this one
+    aims at balance. The page shows which level of the key hierarchy the listing is
+    moving through: the path segment where its first and last keys differ (in a ZenML
+    store, a run or step-run id: uuid hex). The rest of the range is read as a number
+    in that segment's alphabet (the characters the page shows there), from the last
+    key to ``upto`` (or to the level's end), and cut at the middle."""
+    if not page:
+        return None
+    first, last = page[0], page[-1]
+    differ = len(_common_prefix(first, last))
+    start = last.rfind("/", 0, differ) + 1
+    level = last[:start]
+    alphabet = "".join(sorted({ch for key in page
+                               for ch in key[start:].split("/", 1)[0]}))
+    if len(alphabet) < 2:
+        return None
+    low = _fraction(last[start:], alphabet)
+    high = _fraction(upto[start:], alphabet) \
+        if upto is not None and upto.startswith(level) else 1.0
+    if high <= low:
+        return None
+    middle = (low + high) / 2
+    digits = []
+    for _ in range(SPLIT_DIGITS):
+        middle *= len(alphabet)
+        rank = min(int(middle), len(alphabet) - 1)
+        digits.append(alphabet[rank])
+        middle -= rank
+    at = level + "".join(digits)
+    if not (last < at and (upto is None or at < upto)):
+        return None
+    return at, (-level.count("/"), high - low)
+
+
+def _fraction(text: str, alphabet: str) -> float:
+    """``text`` read as a fraction in base ``len(alphabet)`` (its first digits), each
+    character counted by its rank in ``alphabet`` (one not in it, by where it sorts)."""
+    value, scale = 0.0, 1.0
+    for ch in text[:SPLIT_DIGITS]:
+        scale /= len(alphabet)
+        value += min(bisect.bisect_left(alphabet, ch), len(alphabet)) * scale
+    return min(value, 1.0)
 
 
 def _s3_batch(contents: list[dict[str, Any]], prefix_of: str) -> pa.RecordBatch | None:

@@ -355,6 +355,7 @@ class S3Backend:
         self.bucket, self.root_key = split_path(root)
         self.workers = max(1, workers)
         self.strategy = limits.s3_strategy
+        self.list_workers = limits.list_workers
         self.rounds = rounds
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 1")
@@ -376,7 +377,7 @@ class S3Backend:
             self.client.stats.add(lists=1)
             return self.client.call(method, **kwargs)
 
-        return list_s3(call, self.root)
+        return list_s3(call, self.root, streams=self.list_workers)
 
     def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
         """S3 has no directories: a prefix is gone with its last key."""
@@ -568,26 +569,30 @@ VERIFY_RUN_PATHS = 1000
 # ---------------------------------------------------------------------------
 
 
-def list_root(client: S3Client, root: str, *, workers: int = 16) -> pa.Table:
-    """``(key, size)`` of every object under the store root: one LIST per 1,000 objects.
+def list_root(client: S3Client, root: str, *, streams: int) -> pa.Table:
+    """``(key, size)`` of every object under the store root, by the listing of
+    ``gc mark --orphan-files`` (storage/listing.py ``s3_pages``): ``streams`` paginated
+    listings over contiguous key ranges, at most the bare paginated listing's LIST
+    count plus one per range split off (one LIST per 1,000 objects, whatever the
+    layout)."""
+    from artifact_gc.storage.listing import s3_pages
 
-    The root's first level is listed with a delimiter, then each top-level prefix is
-    listed in its own thread (ListObjectsV2 pages are sequential within a prefix).
-    """
     bucket, root_key = split_path(root)
     base = root_key + "/" if root_key else ""
-    page = client.call("list_objects_v2", Bucket=bucket, Prefix=base, Delimiter="/",
-                       MaxKeys=MAX_LIST_KEYS)
-    client.stats.add(lists=1)
-    keys = [str(e["Key"]) for e in page.get("Contents") or []]
-    sizes = [int(e.get("Size") or 0) for e in page.get("Contents") or []]
-    prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes") or []]
-    if page.get("IsTruncated"):
-        # A wide first level: list everything in one sequential pass instead.
-        keys, sizes, _ = client.list_keys(bucket, base)
-        prefixes = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for more, more_sizes, _ in pool.map(lambda p: client.list_keys(bucket, p), prefixes):
-            keys += more
-            sizes += more_sizes
-    return pa.table({"key": pa.array(keys, pa.string()), "size": pa.array(sizes, pa.int64())})
+
+    def call(method: str, **kwargs: Any) -> dict[str, Any]:
+        client.stats.add(lists=1)
+        return client.call(method, **kwargs)
+
+    def convert(entries: list[dict[str, Any]]) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays(
+            [pa.array([str(e["Key"]) for e in entries], pa.string()),
+             pa.array([int(e.get("Size") or 0) for e in entries], pa.int64())],
+            schema=_ROOT_LISTING)
+
+    return pa.Table.from_batches(
+        list(s3_pages(call, root, bucket, base, streams=streams, page_keys=MAX_LIST_KEYS,
+                      convert=convert)), schema=_ROOT_LISTING)
+
+
+_ROOT_LISTING = pa.schema([pa.field("key", pa.string()), pa.field("size", pa.int64())])
