@@ -59,7 +59,8 @@ from artifact_gc.storage.limits import DEFAULT_LIST_WORKERS
 @click.option("--store-root", "store_roots", multiple=True, metavar="COMPONENT_ID=URL",
               help="Override the root of an artifact store component (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Threads for --sizes.")
+              help="Threads for --sizes on local and fsspec stores (an S3 root follows "
+                   "--list-workers).")
 @click.option("--list-workers", type=click.IntRange(min=1), default=DEFAULT_LIST_WORKERS,
               show_default=True,
               help="Paginated listings of one S3 store root at a time (--orphan-files, "
