@@ -491,15 +491,12 @@ def test_sweep_of_20k_orphans_holds_short_transactions_beside_a_live_pipeline(
 # ---------------------------------------------------------------------------
 
 
-def _first_candidates(manifest: Path, n: int) -> list[str]:
-    """The first ``n`` candidates in the sweep's order (by URI, then id)."""
-    import duckdb
+def _first_candidates(store: Store, manifest: Path, n: int) -> list[str]:
+    """The first ``n`` candidates in the sweep's order (``plan.sweep_order``: on
+    MariaDB, a local store's versions by id)."""
+    from artifact_gc.sweep.plan import sweep_order
 
-    rows = duckdb.sql(
-        f"SELECT artifact_version_id FROM read_parquet('{manifest}') "
-        "WHERE status = 'candidate' ORDER BY uri, artifact_version_id "
-        f"LIMIT {n}").fetchall()
-    return [str(r[0]) for r in rows]
+    return sweep_order(str(manifest), store.sweep_url)[:n]
 
 
 def _wait_for(condition: Callable[[], bool], what: str, sweep: subprocess.Popen[str],
@@ -520,7 +517,7 @@ def test_lock_wait_timeout_is_retried(make_store: Callable[..., Store], tmp_path
     store = make_store(600, 0.5)
     manifest = tmp_path / "mark.parquet"
     candidates = _mark(store, manifest)
-    target = _first_candidates(manifest, 1)[0]
+    target = _first_candidates(store, manifest, 1)[0]
     holder = mariadb_admin_connect(store.database)
     try:
         holder.autocommit(False)
@@ -557,7 +554,7 @@ def test_deadlock_is_retried(make_store: Callable[..., Store], tmp_path: Path) -
     store = make_store(600, 0.5)
     manifest = tmp_path / "mark.parquet"
     candidates = _mark(store, manifest)
-    batch = sorted(_first_candidates(manifest, 100))
+    batch = sorted(_first_candidates(store, manifest, 100))
     first, last = batch[0], batch[-1]
     holder = mariadb_admin_connect(store.database)
     try:

@@ -47,8 +47,6 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from artifact_gc.manifest.reasons import STATUS_CANDIDATE
-from artifact_gc.manifest.views import duckdb_for, parquet_source
 from artifact_gc.sweep.journal import (
     EVENT_DELETED,
     EVENT_INTENT,
@@ -123,16 +121,13 @@ def _roles(order: list[str], done: list[str], paused: str, ahead: list[str]) -> 
     return roles
 
 
-def _sweep_order(manifest: Path) -> list[str]:
-    """Candidates in the order the sweep takes them today (``_read_pending``: by URI,
-    then id). Only the racers' aim depends on it: what the writers must see follows
-    from the database and the journal at the pause."""
-    with duckdb_for(str(manifest)) as con:
-        rows = con.execute(
-            f"SELECT artifact_version_id FROM read_parquet({parquet_source(str(manifest))}) "
-            f"WHERE status = '{STATUS_CANDIDATE}' ORDER BY uri, artifact_version_id"
-        ).fetchall()
-    return [str(r[0]) for r in rows]
+def _sweep_order(store: ScenarioStore, manifest: Path) -> list[str]:
+    """Candidates in the order the sweep takes them (``plan.sweep_order``: by URI on
+    SQLite, by id on MariaDB). Only the racers' aim depends on it: what the writers
+    must see follows from the database and the journal at the pause."""
+    from artifact_gc.sweep.plan import sweep_order
+
+    return sweep_order(str(manifest), store.sqlalchemy_url)
 
 
 def _clean_env(store: ScenarioStore | None = None) -> dict[str, str]:
@@ -272,7 +267,7 @@ def _race(store: ScenarioStore, manifest: Path, work: Path, writers: dict[str, W
     try:
         _wait_for(pause / "paused", sweep, "the sweep")
         paused_at = time.monotonic()
-        order, now = _sweep_order(manifest), version_ids(store.sqlalchemy_url)
+        order, now = _sweep_order(store, manifest), version_ids(store.sqlalchemy_url)
         journal = _journal_state(manifest)
         intent = [v for v in order if v in now and journal.get(v, ("",))[0] == EVENT_INTENT]
         assert len(intent) == 1, intent  # one version a batch

@@ -93,7 +93,7 @@ class Bench:
     root: str
     manifest: Path
     work: Path
-    candidates: list[str]  # in the sweep's order (by URI)
+    candidates: list[str]  # in the sweep's order (plan.sweep_order)
     all_ids: set[str]
     pristine: dict[str, int]  # files (local: relative to root; S3: bucket keys) -> size
     files_of: dict[str, set[str]]  # candidate -> its files in ``pristine``
@@ -280,10 +280,12 @@ def _query(sql: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def _candidates(manifest: Path) -> list[str]:
-    rows = _query(f"SELECT artifact_version_id FROM read_parquet('{manifest}') "
-                  "WHERE status = 'candidate' ORDER BY uri, artifact_version_id")
-    return [str(r[0]) for r in rows]
+def _candidates(manifest: Path, url: str) -> list[str]:
+    """In the sweep's order (plan.sweep_order: on MariaDB, a local store's versions by
+    id; by URI otherwise)."""
+    from artifact_gc.sweep.plan import sweep_order
+
+    return sweep_order(str(manifest), url)
 
 
 def _uris(url: str) -> dict[str, str]:
@@ -332,7 +334,7 @@ def make_bench(kind: str, tmp_path: Path, moto: MotoS3 | None = None, *,
         base = root
     manifest = work / "mark.parquet"
     mark(url, str(manifest), MarkOptions(older_than=timedelta(0)))
-    candidates = _candidates(manifest)
+    candidates = _candidates(manifest, url)
     assert len(candidates) >= versions // 4
     (work / "pristine").mkdir()
     shutil.copy(db, work / "pristine" / "zenml.db")
@@ -691,7 +693,7 @@ def maria(make_store: Callable[..., Store], tmp_path: Path  # noqa: F811
     store = make_store(300, 0.5)
     manifest = tmp_path / "mark.parquet"
     mark(store.sweep_url, str(manifest), MarkOptions(older_than=timedelta(0)))
-    candidates = _candidates(manifest)
+    candidates = _candidates(manifest, store.sweep_url)
     uris = _uris(store.sweep_url)
     pristine = list_tree(store.root)
     return MariaView(store, manifest, candidates, set(uris), pristine,

@@ -279,14 +279,12 @@ def test_configuration_written_after_the_last_check_waits_for_the_commit(
 # ---------------------------------------------------------------------------
 
 
-def _sweep_order(manifest: Path) -> list[str]:
-    """Candidates in the order the sweep takes them (by URI, then id)."""
-    import duckdb
+def _sweep_order(store: ScenarioStore, manifest: Path) -> list[str]:
+    """Candidates in the order the sweep takes them (plan.sweep_order: on MariaDB, a
+    local store's versions by id)."""
+    from artifact_gc.sweep.plan import sweep_order
 
-    rows = duckdb.sql(
-        f"SELECT artifact_version_id FROM read_parquet('{manifest}') "
-        "WHERE status = 'candidate' ORDER BY uri, artifact_version_id").fetchall()
-    return [str(r[0]) for r in rows]
+    return sweep_order(str(manifest), store.sqlalchemy_url)
 
 
 def _live(store: ScenarioStore) -> str:
@@ -318,7 +316,7 @@ def test_path_created_between_batches_keeps_the_files(
     keep those two candidates with their files, and delete the rest."""
     store = mariadb_scenario_store
     manifest = mark_store(store, tmp_path / "mark.parquet")
-    order = _sweep_order(manifest)
+    order = _sweep_order(store, manifest)
     assert len(order) >= 8, order
     nest_version, nest_visualization = order[5], order[7]
     pause = tmp_path / "pause"

@@ -153,6 +153,11 @@ class Dialect:
     #: Whether the write lock of :meth:`locked_transaction` holds back every writer
     #: (SQLite), or only new foreign-key references to the locked rows (MySQL).
     lock_blocks_all_writers = False
+    #: Whether the sweep takes the versions of local stores in the order of their ids
+    #: (sweep/plan.py ``pending_sql``). InnoDB stores each table in primary-key order,
+    #: so a batch of consecutive ids shares its pages; a batch in URI order (random in
+    #: id) reads about one page per version of every table and index it touches.
+    batches_in_key_order = True
 
     def quote(self, bind: Any, name: str) -> str:
         """``name`` quoted as an identifier for ``bind`` (an engine or connection)."""
@@ -277,6 +282,10 @@ class SQLiteDialect(Dialect):
     #: No index to walk: SQLite would sort. Every row is sent and DuckDB groups them.
     group_referenced_ids = False
     lock_blocks_all_writers = True
+    #: ZenML's SQLite tables are rowid tables, stored in the order rows were inserted,
+    #: not by id; the sweep's kept scans (SteadyScans) read the link tables once. The
+    #: URI order stays (not measured in id order).
+    batches_in_key_order = False
 
     @contextmanager
     def write_transaction(self, engine: Any) -> Iterator[Any]:

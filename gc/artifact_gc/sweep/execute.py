@@ -57,7 +57,7 @@ from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event, journal_url, record_journal
 from artifact_gc.sweep.options import MODE_ALL
 from artifact_gc.sweep.orphan_files import OrphanSweep, orphan_grace, split_items
-from artifact_gc.sweep.plan import SweepPlan
+from artifact_gc.sweep.plan import SweepPlan, batch_slices
 from artifact_gc.sweep.report import SweepReport
 from artifact_gc.sweep.verify import BatchItem
 
@@ -178,8 +178,9 @@ class _Sweep:
         in_flight: tuple[_Begun, Future[dict[str, str]]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files") as files:
             try:
-                for start in range(0, total, size):
-                    rows = items.slice(start, size).to_pylist()
+                # Batches of ``size``, a family of nested URIs never cut in two.
+                for start, length in batch_slices(items, size):
+                    rows = items.slice(start, length).to_pylist()
                     batch = [batch_item(row) for row in rows]
                     # Items an earlier sweep of this mark started: rows found gone are
                     # its own work, finished now, not someone else's.
