@@ -1,20 +1,27 @@
 """gc mark --orphan-files and the sweep of orphan files against the bare limits, on local
 disk and on S3 (moto), side by side in one run.
 
-    python benchmarks/bench_orphan_files.py [--versions N] [--orphan-share 0.4]
-        [--leak-share 0.75] [--s3-versions 5000,50000] [--inventory-rows 1000000]
+    python benchmarks/bench_orphan_files.py [--versions 500000] [--orphan-share 0.4]
+        [--leak-share 0.5] [--s3-versions 5000] [--inventory-rows 1000000]
         [--base DIR] [--skip-local] [--prepare-only] [--mark-only] [--readme]
-        [--inventory-only [--reuse-store]] [--inventory-baseline SRC]
+        [--reuse-store] [--inventory-only] [--inventory-baseline SRC]
 
 Each store is a synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk
 rows). Of its unreferenced versions, ``--leak-share`` lose their rows only (SQL, as
 ``delete_artifact_version``'s default or ``zenml artifact prune --only-metadata``
 leave them: their files stay) and the rest are gone entirely (rows and files, as a
-sweep leaves them). Then files of every other orphan class are written with no row:
-log files of deleted runs (``logs/<id>.log``), ``custom_artifacts/<name>/<uuid>``,
+sweep leaves them). Then (EXTRAS, counts per 1,000 versions) files of every orphan
+class are written with no row: log files and log folders of deleted runs
+(``logs/<id>.log``, ``logs/<id>/``), ``custom_artifacts/<name>/<uuid>``,
 ``external_artifacts/external_<uuid>``, hook outputs ``<run>/<hook>/<output>``, step
-outputs of deleted runs, code archives no snapshot names, empty step directories
-(local only). Sides, each its own process (wall, CPU, peak RSS):
+outputs of deleted versions (their step run finished), of failed steps and of deleted
+runs, empty directories (local only); beside them, files that must outlive every
+sweep: log files of live runs (a ``logs`` row names each), and unknown paths
+(``code_uploads/``, an integration's ``mlflow/``, a user's ``datasets/``). With the
+defaults about 30% of the bytes are in orphan files, and the local store holds about
+988,000 objects; each side prints the bytes by class as ``gc mark`` found them, and
+after the sweep checks that every live log file and unknown path is still there.
+Sides, each its own process (wall, CPU, peak RSS, the load average before and after):
 
 - local disk: a bare listing of the root (``find -printf`` of size, mtime, path, and
   Python ``os.walk`` + ``lstat``); ``gc mark`` without and with ``--orphan-files``;
@@ -29,8 +36,10 @@ outputs of deleted runs, code archives no snapshot names, empty step directories
   the inventory, timed in a process of its own after the database is open.
 
 ``--mark-only`` runs the listing sides alone (bare listings, ``gc mark`` without and with
-``--orphan-files``): no inventory, no sweep. Prints every figure with the load average;
-``--readme`` writes the section ``orphan-files`` of benchmarks/README.md.
+``--orphan-files``): no inventory, no sweep. ``--prepare-only`` builds the local store
+and stops; ``--reuse-store`` (or ``--mark-only``) then measures that tree, unswept,
+instead of building it again. ``--readme`` writes the section ``orphan-files`` of
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -46,12 +55,15 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from harness import Measured, gc, markdown_table, python, run, write_section  # noqa: E402
+import harness  # noqa: E402
+from harness import Measured, markdown_table, write_section  # noqa: E402
 from stores import sqlite_store  # noqa: E402
 
 README = Path(__file__).with_name("README.md")
@@ -100,6 +112,26 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+#: The load average just before each side started, taken by run/gc/python below and
+#: printed beside the one after it by ``measure``.
+_LOAD_BEFORE: list[str] = []
+
+
+def run(label: str, argv: list[str], env: dict[str, str] | None = None) -> Measured:
+    _LOAD_BEFORE.append(load_average())
+    return harness.run(label, argv, env=env)
+
+
+def gc(label: str, *args: str, env: dict[str, str] | None = None) -> Measured:
+    _LOAD_BEFORE.append(load_average())
+    return harness.gc(label, *args, env=env)
+
+
+def python(label: str, code: str, env: dict[str, str] | None = None) -> Measured:
+    _LOAD_BEFORE.append(load_average())
+    return harness.python(label, code, env=env)
+
+
 def leak_rows(store_dir: Path, db: Path, leak_share: float) -> tuple[list[str], list[str]]:
     """Delete the rows of the first ``leak_share`` of the unreferenced versions (their
     files stay) and of the rest; returns (leaked URIs, fully removed URIs)."""
@@ -131,29 +163,136 @@ def leak_rows(store_dir: Path, db: Path, leak_share: float) -> tuple[list[str], 
     return uris[1], uris[0]
 
 
-def extra_objects(versions: int, body_size: int, seed: int = 12
-                  ) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """Root-relative (key, body) of every orphan class but deleted versions' outputs
-    (bodies of ``body_size`` bytes, about a version file's, so that the deleted
-    versions stay most of the orphan bytes), and empty step directories (a
-    filesystem's only)."""
+#: Bytes of a version's files in the synthetic store (a visualization and a data
+#: file: 84 bytes a version on local disk, 129 on S3), the scale the others follow.
+UNIT_FILES = (("artifact.bin", 64), ("metadata.json", 20))
+#: Per 1,000 versions: (label, units, files of a unit as (name, bytes); no file is an
+#: empty directory). Log files are larger than the synthetic versions' files, as they
+#: are in real stores; code archives larger still. With ``--orphan-share 0.4
+#: --leak-share 0.5`` this puts about 30% of the store's bytes in orphan files.
+EXTRAS: tuple[tuple[str, float, tuple[tuple[str, int], ...]], ...] = (
+    ("live_logs", 140, (("", 1024),)),
+    ("deleted_run_logs", 60, (("", 1024),)),
+    ("deleted_run_logs_folder", 10, (("step.log", 512), ("hook.log", 512))),
+    ("custom_artifact", 16, UNIT_FILES),
+    ("external_artifact", 8, UNIT_FILES),
+    ("hook_output", 16, UNIT_FILES),
+    ("deleted_version_output", 10, UNIT_FILES),
+    ("deleted_run_output", 10, UNIT_FILES),
+    ("failed_step_output", 10, UNIT_FILES),
+    ("empty_step_directory", 10, ()),
+    ("empty_custom_directory", 1, ()),
+    ("empty_hook_directory", 1, ()),
+    ("unknown_code_upload", 5, (("", 4096),)),
+    ("unknown_integration", 10, (("", 256),)),
+    ("unknown_user_file", 1, (("", 2048),)),
+)
+
+
+@dataclass
+class Extras:
+    """What the orphan store adds beside the versions' files: objects as root-relative
+    (key, size), empty directories (a filesystem's only), the rows that make some of
+    them live or give them their class, and the keys that must outlive any sweep."""
+
+    objects: list[tuple[str, int]] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
+    #: ``logs`` rows (id, root-relative key) of live runs' log files.
+    live_logs: list[tuple[str, str]] = field(default_factory=list)
+    #: ``step_run`` rows (id as 32 hex, status) of steps whose output directories stay
+    #: with no version row: finished (the version was deleted) or failed.
+    step_runs: list[tuple[str, str]] = field(default_factory=list)
+    #: Keys no sweep may delete: live log files and every unknown path written.
+    keep: list[str] = field(default_factory=list)
+
+
+def extras(versions: int, seed: int = 12) -> Extras:
+    """The orphan store's extra objects for ``versions`` versions (EXTRAS)."""
     rng = random.Random(seed)
 
     def uid() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    n = max(1, versions // 50)
-    body = b"o" * body_size
-    objects = [(f"logs/{uid()}.log", b"l" * body_size) for _ in range(versions // 10)]
-    objects += [(f"custom_artifacts/orphan_custom/{uid()}/data.json", body) for _ in range(n)]
-    objects += [(f"external_artifacts/external_{uid()}/data.bin", body) for _ in range(n)]
-    objects += [(f"{uid()}/{uid()}/output/data.bin", body) for _ in range(n)]
-    objects += [(f"deleted_step/output/{uid()}/{rng.getrandbits(32):08x}/data.bin", body)
-                for _ in range(n)]
-    objects += [(f"code_uploads/{hashlib.sha1(uid().encode()).hexdigest()}.tar.gz",
-                 b"c" * body_size) for _ in range(max(1, versions // 200))]
-    empty = [f"failed_step/output/{uid()}" for _ in range(n)]
-    return objects, empty
+    def suffix() -> str:
+        return f"{rng.getrandbits(32):08x}"
+
+    out = Extras()
+    for label, per_1000, files in EXTRAS:
+        for k in range(max(1, round(versions * per_1000 / 1000))):
+            if label == "live_logs":
+                logs_id = uid()
+                out.live_logs.append((logs_id.replace("-", ""), f"logs/{logs_id}.log"))
+                unit = f"logs/{logs_id}.log"
+            elif label == "deleted_run_logs":
+                unit = f"logs/{uid()}.log"
+            elif label == "deleted_run_logs_folder":
+                unit = f"logs/{uid()}"
+            elif label == "custom_artifact":
+                unit = f"custom_artifacts/abandoned_model/{uid()}"
+            elif label == "external_artifact":
+                unit = f"external_artifacts/external_{uid()}"
+            elif label == "hook_output":
+                unit = f"{uid()}/{uid()}/output"
+            elif label in ("deleted_version_output", "failed_step_output"):
+                step_run = uid()
+                status = "completed" if label == "deleted_version_output" else "failed"
+                out.step_runs.append((step_run.replace("-", ""), status))
+                unit = f"{status}_step/output/{step_run}/{suffix()}"
+            elif label == "deleted_run_output":
+                unit = f"deleted_step/output/{uid()}/{suffix()}"
+            elif label == "empty_step_directory":
+                unit = f"killed_step/output/{uid()}"
+            elif label == "empty_custom_directory":
+                unit = f"custom_artifacts/emptied_{k}"
+            elif label == "empty_hook_directory":
+                unit = f"{uid()}/{uid()}"
+            elif label == "unknown_code_upload":
+                unit = f"code_uploads/{hashlib.sha1(uid().encode()).hexdigest()}.tar.gz"
+            elif label == "unknown_integration":
+                unit = f"mlflow/{k % 50}/{uid().replace('-', '')}/artifacts/model.pkl"
+            elif label == "unknown_user_file":
+                unit = f"datasets/raw/part-{k:05d}.csv"
+            else:
+                raise AssertionError(label)
+            keys = [(f"{unit}/{name}" if name else unit, size) for name, size in files]
+            out.objects += keys
+            if not files:
+                out.empty.append(unit)
+            if label == "live_logs" or label.startswith("unknown_"):
+                out.keep += [key for key, _ in keys]
+    return out
+
+
+def seed_rows(db: Path, root: str, extra: Extras) -> None:
+    """Add the rows ``extra`` needs: a ``logs`` row naming each live log file (under
+    ``root``, as the rows spell the store's root), and the ``step_run`` of each step
+    output directory whose step run is still there (copies of a step run of the store,
+    finished or failed)."""
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    template = dict(con.execute("SELECT * FROM step_run LIMIT 1").fetchone())
+    store_id = con.execute(
+        "SELECT artifact_store_id FROM artifact_version LIMIT 1").fetchone()[0]
+    columns = list(template)
+    rows = []
+    for n, (step_run, status) in enumerate(extra.step_runs):
+        rows.append(tuple({**template, "id": step_run, "name": f"{status}_step_{n}",
+                           "status": status}[c] for c in columns))
+    con.executemany(f"INSERT INTO step_run ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' * len(columns))})", rows)
+    con.executemany(
+        "INSERT INTO logs (id, created, updated, uri, source, project_id, user_id, "
+        "pipeline_run_id, step_run_id, artifact_store_id) VALUES (?, ?, ?, ?, 'step', ?, ?, ?, "
+        "?, ?)",
+        [(logs_id, template["created"], template["updated"], f"{root}/{key}",
+          template["project_id"], template["user_id"], template["pipeline_run_id"],
+          template["id"], store_id) for logs_id, key in extra.live_logs])
+    con.commit()
+    con.close()
+
+
+def body(size: int, cache: dict[int, bytes] = {}) -> bytes:  # noqa: B006 - a memo
+    return cache.setdefault(size, b"o" * size)
 
 
 def doomed_keys(candidates: list[str] | set[str], keys: list[str]) -> list[str]:
@@ -189,8 +328,60 @@ def by_class(mark: Measured) -> str:
                      if x["status"] == "candidate")
 
 
+def bytes_table(mark: Measured, manifest: Path) -> tuple[str, float]:
+    """The store's bytes as ``gc mark --orphan-files`` classified them (live, each
+    candidate class, protected, unknown), as a markdown table; and the orphan-file
+    candidates' share of the bytes."""
+    summary = json.loads(mark.stdout)["orphan_files"]
+    total = max(1, int(summary["bytes"]))
+    rows: list[tuple[str, int, int]] = [
+        ("live (a row names it)", summary["live"]["objects"], summary["live"]["bytes"])]
+    candidates = [x for x in summary["by_class"] if x["status"] == "candidate"]
+    rows += [(f"orphan: {x['orphan_class']} ({x['paths']:,} paths)", x["objects"],
+              x["bytes"]) for x in candidates]
+    rows += [(f"protected: {x['orphan_class']} ({x['paths']:,} paths)", x["objects"],
+              x["bytes"]) for x in summary["by_class"]
+             if x["status"] == "protected" and x["orphan_class"] not in ("unknown",
+                                                                         "undo_trash")]
+    rows.append(("unknown (never deleted)", summary["unknown"]["objects"],
+                 summary["unknown"]["bytes"]))
+    rows += [(f"- unknown: {path.rsplit('/', 1)[-1]}/", objects, nbytes)
+             for path, objects, nbytes in unknown_folders(manifest)]
+    if summary["undo_trash"]["objects"]:
+        rows.append(("undo trash", summary["undo_trash"]["objects"],
+                     summary["undo_trash"]["bytes"]))
+    orphan = sum(int(x["bytes"]) for x in candidates)
+    rows.append(("orphan files, all classes", sum(int(x["objects"]) for x in candidates),
+                 orphan))
+    rows.append(("store", summary["objects"], summary["bytes"]))
+    table = markdown_table(["class", "objects", "bytes", "% of store bytes"], [
+        [label, f"{int(n):,}", f"{int(b):,}", f"{100 * int(b) / total:.1f}"]
+        for label, n, b in rows])
+    return table, orphan / total
+
+
+def unknown_folders(manifest: Path) -> list[tuple[str, int, int]]:
+    """The unknown rows of ``manifest`` (one per top-level folder): path, objects, bytes."""
+    import duckdb
+
+    return [(str(p), int(n), int(b)) for p, n, b in duckdb.sql(
+        f"SELECT item_id, file_count, size_bytes FROM '{manifest}' "
+        "WHERE item_kind = 'orphan_file' AND orphan_class = 'unknown' "
+        "ORDER BY size_bytes DESC").fetchall()]
+
+
+def check_kept(exists: Callable[[str], bool], keep: list[str]) -> str:
+    """Every live log file and unknown path written must outlive the sweep."""
+    lost = [key for key in keep if not exists(key)]
+    if lost:
+        raise SystemExit(f"the sweep deleted {len(lost):,} kept paths, e.g. {lost[:3]}")
+    return f"- kept: all {len(keep):,} live log files and unknown paths are still there"
+
+
 def row(m: Measured, load: str) -> list[str]:
-    return [m.label, f"{m.seconds:.2f}", f"{m.cpu_seconds:.2f}", f"{m.peak_rss_mb:.0f}", load]
+    before = _LOAD_BEFORE.pop() if _LOAD_BEFORE else ""
+    return [m.label, f"{m.seconds:.2f}", f"{m.cpu_seconds:.2f}", f"{m.peak_rss_mb:.0f}",
+            before, load]
 
 
 def measure(results: list[list[str]], measured: Measured) -> Measured:
@@ -230,13 +421,15 @@ def prepare_local(args: argparse.Namespace, work: Path, db: Path, root: Path) ->
             shutil.rmtree(uri)
         elif os.path.lexists(uri):
             os.unlink(uri)
-    objects, empty = extra_objects(args.versions, body_size=1024)
-    for key, body in objects:
+    extra = extras(args.versions)
+    seed_rows(db, str(root), extra)
+    for key, size in extra.objects:
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-    for key in empty:
+        path.write_bytes(body(size))
+    for key in extra.empty:
         (root / key).mkdir(parents=True, exist_ok=True)
+    (work / "keep.txt").write_text("\n".join(extra.keep))
     # Everything is old: the grace period is not what the benchmark measures.
     subprocess.run(["find", str(root), "-exec", "touch", "-h", "-d", "30 days ago", "{}",
                     "+"], check=True)
@@ -252,7 +445,8 @@ def local_store(args: argparse.Namespace) -> tuple[Path, str, Path, int, int]:
     work = args.base / f"orphans-{args.versions}"
     db, root = work / "zenml.db", work / "root"
     prepared = work / "prepared.json"
-    key = json.dumps({"orphan_share": args.orphan_share, "leak_share": args.leak_share})
+    key = json.dumps({"orphan_share": args.orphan_share, "leak_share": args.leak_share,
+                      "extras": EXTRAS})
     if not ((args.mark_only or args.reuse_store) and prepared.exists()
             and json.loads(prepared.read_text())["key"] == key):
         prepare_local(args, work, db, root)
@@ -281,7 +475,8 @@ def inventory_side(args: argparse.Namespace, work: Path, url: str, root: Path,
         timed = json.loads(inv.stdout.strip().splitlines()[-1])
         results.append([f"{prefix}inventory classification ({timed['objects']:,} objects; "
                         "timed inside, after start-up)", f"{timed['seconds']:.2f}",
-                        f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}", load_average()])
+                        f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}",
+                        _LOAD_BEFORE.pop(), load_average()])
         print(" | ".join(results[-1]), flush=True)
         out = work / f"inventory-mark{len(notes)}.parquet"
         out.unlink(missing_ok=True)
@@ -330,16 +525,20 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
     plain = measure(results, gc("gc mark", "mark", "--db", url, "--out",
                                 str(work / "plain.parquet"), "--older-than", "1d", "--json"))
     manifest = work / "orphans.parquet"
+    # No --orphan-code-uploads: code archives stay unknown, never deleted.
     orphans = measure(results, gc("gc mark --orphan-files", "mark", "--db", url, "--out",
                                   str(manifest), "--older-than", "1d", "--orphan-files",
-                                  "--orphan-code-uploads", "--json"))
+                                  "--json"))
     candidates = orphan_candidates(manifest)
     reclaim = candidate_bytes(orphans)
+    table, share = bytes_table(orphans, manifest)
+    print(table, flush=True)
     notes = [
         f"- local store: {count:,} objects, {nbytes:,} bytes; orphan-file candidates "
-        f"{len(candidates):,} paths, {reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% "
-        f"of the bytes): {by_class(orphans)}",
+        f"{len(candidates):,} paths, {reclaim:,} bytes ({100 * share:.1f}% of the bytes): "
+        f"{by_class(orphans)}",
         *listing_notes(find, walk, plain, orphans),
+        "", "The store's bytes as `gc mark --orphan-files` classified them:", "", table, "",
     ]
     if args.mark_only:
         return notes, results, work, url
@@ -349,6 +548,8 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
     subprocess.run(["cp", "-al", str(root), str(backup)], check=True)
     sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
                                 url, "--yes", "--json"))
+    kept = check_kept(lambda key: os.path.lexists(root / key),
+                      (work / "keep.txt").read_text().split())
     shutil.rmtree(root)
     backup.rename(root)
     paths = work / "paths.txt"
@@ -362,6 +563,7 @@ def local_side(args: argparse.Namespace) -> tuple[list[str], list[list[str]], Pa
         f"- sweep of the orphan files: {len(candidates) / sweep.seconds:,.0f} paths/s, bare "
         f"{len(candidates) / bare.seconds:,.0f} paths/s "
         f"({100 * bare.seconds / sweep.seconds:.0f}% of bare)",
+        kept,
         *inventory_notes,
     ]
     return notes, results, work, url
@@ -451,8 +653,9 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
     gone = {u.split("://", 1)[1].split("/", 1)[1] for u in removed}
     removed_keys = set(doomed_keys(gone, [k for k, _ in plan]))
     plan = [(k, b) for k, b in plan if k not in removed_keys]
-    extra, _empty = extra_objects(versions, body_size=40)
-    plan += [(f"store/{k}", b) for k, b in extra]
+    extra = extras(versions)  # S3 has no empty directories: extra.empty is not written
+    seed_rows(db, "s3://gc-side/store", extra)
+    plan += [(f"store/{k}", body(size)) for k, size in extra.objects]
     nbytes = sum(len(b) for _, b in plan)
     moto = Moto()
     moto.start({"gc-side": plan, "bare-side": plan}, work)
@@ -477,23 +680,26 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
             "gc mark --orphan-files" + (f" --list-workers {args.s3_list_workers}"
                                         if streams else ""),
             "mark", "--db", url, "--out", str(manifest), "--older-than", "0s",
-            "--orphan-files", "--orphan-code-uploads", *streams, "--json", env=env))
+            "--orphan-files", *streams, "--json", env=env))
         mark_requests = moto.requests()
         candidates = orphan_candidates(manifest)
         keys = [k for k, _ in plan]
         doomed = doomed_keys([c.split("://", 1)[1].split("/", 1)[1] for c in candidates], keys)
         reclaim = candidate_bytes(orphans)
+        table, share = bytes_table(orphans, manifest)
+        print(table, flush=True)
         extra_s = orphans.seconds - plain.seconds
         notes = [
             f"- S3 store ({versions:,} versions): {len(plan):,} objects, {nbytes:,} bytes; "
             f"orphan-file candidates {len(candidates):,} paths, {len(doomed):,} objects, "
-            f"{reclaim:,} bytes ({100 * reclaim / max(1, nbytes):.0f}% of the bytes): "
-            f"{by_class(orphans)}",
+            f"{reclaim:,} bytes ({100 * share:.1f}% of the bytes): {by_class(orphans)}",
             f"- S3 `gc mark --orphan-files` whole: {orphans.seconds / bare_list.seconds:.2f}x "
             f"the bare paginated listing (wall), "
             f"{orphans.cpu_seconds / bare_list.cpu_seconds:.2f}x (CPU); its orphan-file part: "
             f"{extra_s / bare_list.seconds:.2f}x (wall). LIST requests: bare "
             f"{bare_list_requests.get('LIST', 0):,}, mark {mark_requests.get('LIST', 0):,}",
+            "", "The store's bytes as `gc mark --orphan-files` classified them:", "", table,
+            "",
         ]
         if args.mark_only:
             return notes, results
@@ -513,6 +719,7 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         client = moto.client()
         left = set(list_bucket(client, "gc-side"))
         assert not left & set(doomed) and left == set(list_bucket(client, "bare-side"))
+        kept = check_kept(lambda key: f"store/{key}" in left, extra.keep)
     finally:
         moto.stop()
     notes += [
@@ -520,39 +727,41 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         f"delete_objects {len(doomed) / bare.seconds:,.0f} objects/s "
         f"({100 * bare.seconds / sweep.seconds:.0f}% of bare); requests: sweep "
         f"{dict(sorted(sweep_requests.items()))}, bare {dict(sorted(bare_requests.items()))}",
+        kept,
     ]
     return notes, results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", type=int, default=250_000)
+    parser.add_argument("--versions", type=int, default=500_000)
     parser.add_argument("--orphan-share", type=float, default=0.4)
-    parser.add_argument("--leak-share", type=float, default=0.75)
-    parser.add_argument("--s3-versions", default="5000,50000")
+    parser.add_argument("--leak-share", type=float, default=0.5)
+    parser.add_argument("--s3-versions", default="5000")
     parser.add_argument("--s3-list-workers", type=int, default=None,
                         help="gc mark --list-workers on S3 (default: gc's own default)")
     parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--prepare-only", action="store_true",
-                        help="prepare the local store and stop (then --mark-only reuses it)")
+                        help="prepare the local store and stop (then --mark-only or "
+                             "--reuse-store reuses it)")
     parser.add_argument("--mark-only", action="store_true",
                         help="only the listing sides: no inventory, no sweep")
     parser.add_argument("--inventory-only", action="store_true",
                         help="only the local store's inventory classification")
     parser.add_argument("--reuse-store", action="store_true",
-                        help="with --inventory-only: the local store (and inventory) an "
-                             "earlier run prepared, if there is one")
+                        help="the local store (and inventory) that --prepare-only or an "
+                             "earlier run that swept nothing prepared, if there is one")
     parser.add_argument("--inventory-baseline", type=Path, default=None,
                         help="a source root (holding artifact_gc/) to classify the "
                              "inventory with too, side by side: the code before a change")
     parser.add_argument("--readme", action="store_true")
     args = parser.parse_args(argv)
 
-    headers = ["side", "wall s", "cpu s", "peak RSS MB", "load avg (1, 5, 15 min) after"]
-    # A reused store is one no sweep has run on: only the inventory side may take it.
-    args.reuse_store = args.reuse_store and args.inventory_only
+    headers = ["side", "wall s", "cpu s", "peak RSS MB", "load avg (1, 5, 15 min) before",
+               "after"]
+    # A reused store is one no sweep has run on: its prepared.json goes before a sweep.
     if args.inventory_only:
         work, url, root, count, nbytes = local_store(args)
         results: list[list[str]] = []
