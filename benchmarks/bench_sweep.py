@@ -1,7 +1,8 @@
 """gc sweep beside `zenml artifact prune -y` and beside the bare limit, in one run.
 
     .venv/bin/python benchmarks/bench_sweep.py vs-zenml [--orphans 1000,10000]
-    .venv/bin/python benchmarks/bench_sweep.py raw [--orphans 100000]
+    .venv/bin/python benchmarks/bench_sweep.py raw [--orphans 100000] [--batch-sizes default]
+                                                   [--no-undo]
 
 Both cases use SQLite stores whose schema ZenML's own migrations created, with real
 files in a local artifact store; every side works on its own identical copy.
@@ -15,7 +16,8 @@ each row carries the 1-minute load average right after each side ran.
 
 raw: ``gc sweep --yes`` of a ready manifest against the bare loop over the same
 orphans: ``shutil.rmtree`` of each directory and one bulk ``DELETE`` per table with
-foreign keys off.
+foreign keys off. The sweep keeps its undo window (its default: the rows saved, the
+files renamed into the store's trash) unless ``--no-undo``; the bare loop keeps nothing.
 """
 
 from __future__ import annotations
@@ -152,11 +154,13 @@ def vs_zenml(orphan_counts: list[int]) -> str:
          "whenever it is above 2.")
 
 
-def raw(orphan_counts: list[int], batch_sizes: list[int | None]) -> str:
+def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool = True) -> str:
     rows = []
     cases = [(orphans, size) for orphans in orphan_counts for size in batch_sizes]
     for orphans, batch_size in cases:
         batch = ["--batch-size", str(batch_size)] if batch_size else []
+        if not undo:
+            batch.append("--no-undo")
         versions = int(orphans / 0.4)
         store = sqlite_store(BASE, versions, files=True, orphan_share=0.4)
         with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
@@ -177,6 +181,7 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None]) -> str:
                             str(bare.directory / "zenml.db"), str(ids_file)])
         rows.append([
             f"{deleted:,}", f"{store.versions:,}", f"{batch_size or 'default'}",
+            "yes" if undo else "no",
             f"{sweep_run.seconds:.1f}", f"{deleted / sweep_run.seconds:,.0f}",
             f"{sweep_run.peak_rss_mb:,.0f}",
             f"{bare_run.seconds:.1f}", f"{len(candidates) / bare_run.seconds:,.0f}",
@@ -187,7 +192,8 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None]) -> str:
         ])
         print(" | ".join(rows[-1]), flush=True)
     return markdown_table(
-        ["deleted", "versions", "batch size", "gc sweep s", "gc versions/s", "gc peak RSS MB",
+        ["deleted", "versions", "batch size", "undo window", "gc sweep s", "gc versions/s",
+         "gc peak RSS MB",
          "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc sweep CPU s",
          "gc mark s", "load avg (1 min)"],
         rows,
@@ -212,11 +218,14 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="default",
                         help="raw: comma-separated gc sweep --batch-size values, each its "
                              "own row ('default': the sweep's own)")
+    parser.add_argument("--no-undo", action="store_true",
+                        help="raw: gc sweep --no-undo (files deleted, no trash, no saved rows)")
     args = parser.parse_args()
     default = "1000,10000" if args.case == "vs-zenml" else "100000"
     counts = [int(n) for n in (args.orphans or default).split(",")]
     sizes = [None if b == "default" else int(b) for b in args.batch_sizes.split(",")]
-    table = vs_zenml(counts) if args.case == "vs-zenml" else raw(counts, sizes)
+    table = (vs_zenml(counts) if args.case == "vs-zenml"
+             else raw(counts, sizes, undo=not args.no_undo))
     print(table)
     write_section(README, f"sweep-{args.case}", table)
     return 0

@@ -65,11 +65,14 @@ class LocalBackend(GenericBackend):
         return list_fsspec(self.fs, self.root)
 
     def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
-        from artifact_gc.storage.fence import strictly_inside
+        from artifact_gc.storage.fence import RealDirs, strictly_inside
         from artifact_gc.storage.listing import remove_empty_local_dirs
 
-        # Never the root, never outside it (symlinks resolved).
-        return remove_empty_local_dirs([d for d in dirs if strictly_inside(d, self.root)])
+        # Never the root, never outside it (symlinks resolved; the grandparents, shared
+        # by the batch's folders, once per call, as the fence does before a delete).
+        real = RealDirs()
+        return remove_empty_local_dirs([d for d in dirs
+                                        if strictly_inside(d, self.root, dirs=real)])
 
     def _exists(self, path: str) -> bool:
         return os.path.lexists(path)

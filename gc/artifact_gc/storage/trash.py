@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -215,14 +215,30 @@ def _copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def move(source: str, target: str, staging: str) -> None:
+def ensure_dir(directory: str, made: set[str] | None = None) -> None:
+    """Create ``directory`` (and its parents) unless it exists; ``made`` remembers the
+    folders one call already holds, so that each is created (or found) once per call."""
+    if made is not None and directory in made:
+        return
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+    if made is not None:
+        made.add(directory)
+
+
+def move(source: str, target: str, staging: str, made: set[str] | None = None) -> None:
     """Move ``source`` to ``target`` without replacing anything at ``target``.
 
     One rename where the two lie on one filesystem. Across filesystems (a mount point
     inside the store) the copy goes to ``staging`` (beside ``target``) first, is renamed
     into place whole, and only then is ``source`` removed: a crash in between leaves
-    two identical copies, which a rerun recognises (``same_tree``) and finishes."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    two identical copies, which a rerun recognises (``same_tree``) and finishes.
+    ``made``: see :func:`ensure_dir`."""
+    ensure_dir(os.path.dirname(target), made)
     try:
         rename_noreplace(source, target)
         return
@@ -278,6 +294,9 @@ class LocalTrash:
         inside, refused = fence(paths, self.root_uri)
         pairs: list[tuple[str, str, str]] = []
         dirs = RealDirs()
+        # Once per call, as the fence's memo: a trash folder swapped for a symlink is
+        # seen by the next call at the latest.
+        trash_is_link = os.path.islink(self.trash)
         for path in inside:
             original = str(self.fs._strip_protocol(path)).rstrip("/")
             relative = relative_key(original, self.root)
@@ -287,7 +306,7 @@ class LocalTrash:
             target = os.path.join(sweep_dir, relative)
             # realpath resolves every folder of the trash location that exists: a
             # trash folder swapped for a symlink out of the root is caught here.
-            if os.path.islink(self.trash) or not strictly_inside(target, self.root, dirs=dirs):
+            if trash_is_link or not strictly_inside(target, self.root, dirs=dirs):
                 refused[path] = f"the trash location of {path} is not inside {self.trash}"
                 continue
             pairs.append((path, original, target))
@@ -298,15 +317,29 @@ class LocalTrash:
 
     # -- the protocol ----------------------------------------------------------------
 
+    #: :meth:`delete` takes ``parents`` (see there).
+    takes_parents = True
+
     def delete(self, sweep_id: str, paths: Sequence[str], *,
                on_chunk: Callable[[int], None] | None = None,
-               known: Mapping[str, Sequence[str]] | None = None) -> DeleteOutcome:
+               known: Mapping[str, Sequence[str]] | None = None,
+               parents: Collection[str] = ()) -> DeleteOutcome:
+        """``parents``: folders the caller removes anyway once they are empty (a
+        version's own ``<step_run_id>`` folder; never the root, never above the step's
+        folder). A path that is all its parent holds goes to the trash with that parent
+        (:meth:`_take_parent`): one rename, where the path alone costs a folder made in
+        the trash and one removed in the store, each far dearer than a rename (one
+        allocates a block, the other frees it)."""
         pairs, refused = self._pairs(sweep_id, paths)
         outcome = DeleteOutcome(failed=refused)
+        movable = {str(self.fs._strip_protocol(p)).rstrip("/") for p in parents}
+        made: set[str] = set()
         done = 0
         for path, original, target in pairs:
             try:
-                self._trash_one(original, target)
+                if not (os.path.dirname(original) in movable
+                        and self._take_parent(original, target, made)):
+                    self._trash_one(original, target, made)
                 outcome.deleted.add(path)
             except OSError as exc:
                 outcome.failed[path] = f"{type(exc).__name__}: {exc}"
@@ -316,7 +349,44 @@ class LocalTrash:
         report(on_chunk, done % PROGRESS_EVERY)
         return outcome
 
-    def _trash_one(self, original: str, target: str) -> None:
+    def _take_parent(self, original: str, target: str, made: set[str]) -> bool:
+        """Move ``original``'s parent folder into the trash with it when ``original`` is
+        all that folder holds; False, with nothing moved, otherwise.
+
+        The trash then holds what a move of ``original`` alone leaves there (the
+        parent's name at the parent's place, ``original`` inside it), so restore and
+        purge, which go path by path, cannot tell the two apart.
+
+        Why this is safe: the folder is read right before the rename, and anything in
+        it besides ``original`` (a live sibling version, a visualization, anyone's
+        file) keeps the folder in place; ``original`` then moves alone, as always.
+        Whatever lands in the folder between that read and the rename is found by the
+        same read of the moved folder right after it and renamed back at once, never
+        over anything: it was not deleted, only in the trash for that instant. (Only
+        the step run that owns a ``<step_run_id>`` folder writes into it, and its
+        output is a candidate past the grace period: nothing is expected there.)"""
+        parent, name = os.path.split(original)
+        try:
+            if not stat.S_ISDIR(os.lstat(parent).st_mode) or os.listdir(parent) != [name]:
+                return False
+        except OSError:
+            return False
+        moved = os.path.dirname(target)
+        ensure_dir(os.path.dirname(moved), made)
+        try:
+            rename_noreplace(parent, moved)
+        except OSError:
+            # Taken in the trash already (a sibling went first in this sweep), another
+            # filesystem, or gone: the path moves alone, as it always could.
+            return False
+        strays = [entry for entry in os.listdir(moved) if entry != name]
+        if strays:
+            ensure_dir(parent)
+            for entry in strays:
+                rename_noreplace(os.path.join(moved, entry), os.path.join(parent, entry))
+        return True
+
+    def _trash_one(self, original: str, target: str, made: set[str] | None = None) -> None:
         if not os.path.lexists(original):
             # Already in the trash (a resumed delete), or gone before: deleted either way.
             return
@@ -328,7 +398,7 @@ class LocalTrash:
                 return
             raise FileExistsError(errno.EEXIST, "the trash already holds a different "
                                   "object for this path; neither was touched", target)
-        move(original, target, target + ".artifact-gc-partial")
+        move(original, target, target + ".artifact-gc-partial", made)
 
     def conflicts(self, sweep_id: str, paths: Sequence[str]) -> dict[str, str]:
         pairs, _ = self._pairs(sweep_id, paths)

@@ -304,6 +304,12 @@ class LiveEffects:
                 known = {path: urls for item in group
                          for path, urls in known_objects(item).items()}
                 extra: dict[str, Any] = {"known": known} if known else {}
+                # The folders these deletes may leave empty, up to the step's folder;
+                # a local trash takes a path's own folder along with it when the path
+                # is all it holds (one rename instead of a folder made and one removed).
+                emptied = empty_dirs_after(group)
+                if getattr(files, "takes_parents", False):
+                    extra["parents"] = emptied
                 try:
                     outcome = files.delete(
                         paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES),
@@ -319,8 +325,10 @@ class LiveEffects:
                             break
                 # The directories these deletes left empty, up to the step's folder
                 # (rmdir: a directory that is not empty stays).
+                failed = [i for i in group if i.artifact_version_id in errors]
                 files.remove_empty_dirs(empty_dirs_after(
-                    [i for i in group if i.artifact_version_id not in errors]))
+                    [i for i in group if i.artifact_version_id not in errors])
+                    if failed else emptied)
             return errors
 
     def store_files(self, item: BatchItem) -> Backend:

@@ -176,17 +176,20 @@ class _Sweep:
         # event, so a crash anywhere leaves at most two batches with an intent and no
         # final event, and the next sweep finishes both.
         in_flight: tuple[_Begun, Future[dict[str, str]]] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files") as files:
+        # The next batch is read and fenced while this one is in the database: reads
+        # only, see _prepare.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-files") as files, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="gc-ahead") as ahead:
             try:
                 # Batches of ``size``, a family of nested URIs never cut in two.
-                for start, length in batch_slices(items, size):
-                    rows = items.slice(start, length).to_pylist()
-                    batch = [batch_item(row) for row in rows]
-                    # Items an earlier sweep of this mark started: rows found gone are
-                    # its own work, finished now, not someone else's.
-                    resumed = {row["artifact_version_id"] for row in rows
-                               if row["last_event"] is not None}
-                    begun = self._guarded(self._begin, batch_no, batch, resumed)
+                slices = batch_slices(items, size)
+                upcoming = ahead.submit(self._prepare, items, *slices[0]) if slices else None
+                for n, _ in enumerate(slices):
+                    assert upcoming is not None
+                    batch, resumed, fenced = upcoming.result()
+                    upcoming = (ahead.submit(self._prepare, items, *slices[n + 1])
+                                if n + 1 < len(slices) else None)
+                    begun = self._guarded(self._begin, batch_no, batch, resumed, fenced)
                     if in_flight is not None:
                         previous, in_flight = in_flight, None
                         self._guarded(self._finish, previous[0], previous[1].result())
@@ -219,15 +222,32 @@ class _Sweep:
             self.report.failures.append(failed.failure)
             raise failed.error from failed
 
-    def _begin(self, batch_no: int, items: list[BatchItem], resumed: set[str]
-               ) -> _Begun | None:
-        """Fence, journal the intent, and do the batch's database step."""
+    def _prepare(self, items: pa.Table, start: int, length: int
+                 ) -> tuple[list[BatchItem], set[str], list[str | None]]:
+        """The batch of ``length`` items at ``start``: its items, the ids an earlier sweep of this mark
+        began, and the root fence's verdict on each item (None: inside its root).
+
+        Reads only, so it runs while the batch before is in the database. The fence
+        here is the early check that keeps a path outside its root away from the
+        database step; a verdict a few seconds old is as good as a fresh one for that,
+        because every storage backend fences each path again right before it deletes
+        (storage/fence.py), and that check is the one that guards the files."""
+        rows = items.slice(start, length).to_pylist()
+        batch = [batch_item(row) for row in rows]
+        # Items an earlier sweep of this mark started: rows found gone are its own
+        # work, finished now, not someone else's.
+        resumed = {row["artifact_version_id"] for row in rows
+                   if row["last_event"] is not None}
+        real_dirs = RealDirs()  # symlinks resolved afresh for every batch
+        return batch, resumed, [fence(item, self.plan.stores, real_dirs) for item in batch]
+
+    def _begin(self, batch_no: int, items: list[BatchItem], resumed: set[str],
+               reasons: list[str | None]) -> _Begun | None:
+        """Journal the fence's refusals and the intent, and do the database step."""
         with self.hooks.phase(points.BATCH_BEGIN):
-            real_dirs = RealDirs()  # symlinks resolved afresh for every batch
             ready: list[BatchItem] = []
             fenced: list[Event] = []
-            for item in items:
-                reason = fence(item, self.plan.stores, real_dirs)
+            for item, reason in zip(items, reasons, strict=True):
                 if reason:
                     fenced.append(protected_event(item, reason))
                     self.report.protected[item.artifact_version_id] = reason

@@ -3,7 +3,7 @@ opened the one way the sweep, the restore and the purge all use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from artifact_gc.storage.backend import Backend, DeleteOutcome, default_filesystem, open_backend
@@ -39,9 +39,16 @@ class TrashingFiles:
         self.undo = undo
         self.sweep_id = sweep_id
 
+    @property
+    def takes_parents(self) -> bool:
+        """Whether :meth:`delete` takes ``parents`` (local trash: see LocalTrash.delete)."""
+        return bool(getattr(self.undo, "takes_parents", False))
+
     def delete(self, paths: Sequence[str], on_chunk: Callable[[int], None] | None = None,
-               known: Mapping[str, Sequence[str]] | None = None) -> DeleteOutcome:
-        return self.undo.delete(self.sweep_id, paths, on_chunk=on_chunk, known=known)
+               known: Mapping[str, Sequence[str]] | None = None,
+               parents: Collection[str] = ()) -> DeleteOutcome:
+        extra: dict[str, Any] = {"parents": parents} if parents and self.takes_parents else {}
+        return self.undo.delete(self.sweep_id, paths, on_chunk=on_chunk, known=known, **extra)
 
     def remove_empty_dirs(self, dirs: Sequence[str]) -> int:
         return self.backend.remove_empty_dirs(dirs)
