@@ -224,8 +224,9 @@ class _Sweep:
 
     def _prepare(self, items: pa.Table, start: int, length: int
                  ) -> tuple[list[BatchItem], set[str], list[str | None]]:
-        """The batch of ``length`` items at ``start``: its items, the ids an earlier sweep of this mark
-        began, and the root fence's verdict on each item (None: inside its root).
+        """The batch of ``length`` items at ``start``: its items, the ids an earlier
+        sweep of this mark began, and the root fence's verdict on each item (None:
+        inside its root).
 
         Reads only, so it runs while the batch before is in the database. The fence
         here is the early check that keeps a path outside its root away from the
