@@ -142,3 +142,71 @@ def test_a_file_written_during_the_move_comes_back(
     assert _tree(folder) == {"late.txt": b"written meanwhile"}
     assert _tree(root / TRASH_DIR / "s4") == {f"{RUN_A}/a1/artifact.bin": b"a1"}
     backend.close()
+
+
+def test_a_folder_made_again_and_written_keeps_every_file(
+    store: tuple[Path, Backend, LocalTrash], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer's file lands in the folder before its rename, and the writer makes the
+    folder again in the store right after it and writes there too: the folder cannot
+    go back whole, so the writer's first file goes back alone; nothing of the writer's
+    stays in the trash (a purge would delete it)."""
+    root, backend, undo = store
+    folder = root / RUN_A
+    real_listdir = os.listdir
+    real_rename = trash_module.rename_noreplace
+    events: list[str] = []
+
+    def listdir_then_write(path: Any) -> list[str]:
+        names = real_listdir(path)
+        if str(path) == str(folder) and "late" not in events:
+            (folder / "late.txt").write_bytes(b"written meanwhile")
+            events.append("late")
+        return names
+
+    def rename_then_write_again(source: str, target: str) -> None:
+        real_rename(source, target)
+        if source == str(folder) and "again" not in events:
+            folder.mkdir()
+            (folder / "again.txt").write_bytes(b"written after the rename")
+            events.append("again")
+
+    monkeypatch.setattr(trash_module.os, "listdir", listdir_then_write)
+    monkeypatch.setattr(trash_module, "rename_noreplace", rename_then_write_again)
+    path = str(folder / "a1")
+    outcome = undo.delete("s5", [path], parents=[str(folder)])
+    monkeypatch.undo()
+    assert events == ["late", "again"]
+    assert outcome.deleted == {path} and not outcome.failed
+    assert _tree(folder) == {"late.txt": b"written meanwhile",
+                             "again.txt": b"written after the rename"}
+    assert _tree(root / TRASH_DIR / "s5") == {f"{RUN_A}/a1/artifact.bin": b"a1"}
+    assert undo.restore("s5", [path]).restored == {path}
+    assert _tree(folder)["a1/artifact.bin"] == b"a1"
+    backend.close()
+
+
+def test_only_a_step_runs_own_output_folder_is_offered(tmp_path: Path) -> None:
+    """sweep/orphan_files.py ``own_folders``: the ``<step>/<output>/<step_run_id>``
+    folder of a suffixed step output, which only that step run writes into; never a
+    folder other writers share."""
+    from artifact_gc.sweep.orphan_files import own_folders
+    from artifact_gc.sweep.verify import BatchItem
+
+    root = str(tmp_path / "store")
+    run = "0" * 8 + "-1111-2222-3333-" + "4" * 12
+
+    def item(relative: str) -> BatchItem:
+        return BatchItem(artifact_version_id=relative, artifact_id="a",
+                         footprint=(f"{root}/{relative}",), store_root=root)
+
+    offered = own_folders([
+        item(f"trainer/model/{run}/0a1b2c3d"),          # ZenML's suffixed layout
+        item(f"trainer/model/{run}"),                   # older: the parent is shared
+        item(f"custom_artifacts/name/{run}"),           # every save of the name
+        item(f"external_artifacts/external_{run}"),
+        item("datasets/user/file.csv"),                 # a user's
+        BatchItem(artifact_version_id="x", artifact_id="a",
+                  footprint=(f"{root}/trainer/model/{run}/0a1b2c3d",)),  # no store root
+    ])
+    assert offered == [f"{root}/trainer/model/{run}"]

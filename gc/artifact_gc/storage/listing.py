@@ -591,6 +591,10 @@ class _KeySpace:
             self.pages += 1
             done = not truncated
             upto = part.upto
+            if part.after is not None and entries and str(entries[0]["Key"]) <= part.after:
+                # A server that ignores StartAfter: its keys up to ``after`` belong to
+                # the range below, so the ranges still tile the key space exactly.
+                entries = [e for e in entries if str(e["Key"]) > part.after]
             if upto is not None and entries and str(entries[-1]["Key"]) >= upto:
                 # Keys ascend: this page reaches the range's end (a key equal to
                 # ``upto`` is the range's own; everything after it, the next range's).

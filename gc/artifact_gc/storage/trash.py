@@ -357,14 +357,16 @@ class LocalTrash:
         parent's name at the parent's place, ``original`` inside it), so restore and
         purge, which go path by path, cannot tell the two apart.
 
-        Why this is safe: the folder is read right before the rename, and anything in
-        it besides ``original`` (a live sibling version, a visualization, anyone's
-        file) keeps the folder in place; ``original`` then moves alone, as always.
-        Whatever lands in the folder between that read and the rename is found by the
-        same read of the moved folder right after it and renamed back at once, never
-        over anything: it was not deleted, only in the trash for that instant. (Only
-        the step run that owns a ``<step_run_id>`` folder writes into it, and its
-        output is a candidate past the grace period: nothing is expected there.)"""
+        Why this is safe: the caller offers only folders one finished writer owns (a
+        ``<step>/<output>/<step_run_id>`` folder: sweep/orphan_files.py
+        ``own_folders``), never a folder others write into. The folder is read right
+        before the rename, and anything in it besides ``original`` (a sibling, a
+        visualization, anyone's file) keeps the folder in place; ``original`` then
+        moves alone, as always. Whatever lands in the folder between that read and the
+        rename is found by a read of the moved folder right after it, and the take is
+        undone at once (:meth:`_untake_parent`: the folder renamed back, never over
+        anything, and ``original`` then moves alone). Where an entry cannot go back,
+        the error names where it lies, and the path is reported failed, not deleted."""
         parent, name = os.path.split(original)
         try:
             if not stat.S_ISDIR(os.lstat(parent).st_mode) or os.listdir(parent) != [name]:
@@ -379,12 +381,37 @@ class LocalTrash:
             # Taken in the trash already (a sibling went first in this sweep), another
             # filesystem, or gone: the path moves alone, as it always could.
             return False
-        strays = [entry for entry in os.listdir(moved) if entry != name]
-        if strays:
+        if os.listdir(moved) == [name]:
+            return True
+        return not self._untake_parent(parent, moved, name)
+
+    @staticmethod
+    def _untake_parent(parent: str, moved: str, name: str) -> bool:
+        """Put back what a take moved besides ``name`` (see :meth:`_take_parent`): True
+        when the folder went back whole (``name`` with it, still to be moved alone),
+        False when only the other entries did (``name`` stays in the trash, where a
+        move of it alone puts it). Never over anything: a writer that made the folder
+        again in the store, empty, loses nothing by its rmdir (rmdir refuses a folder
+        that is not empty); an entry that cannot go back is left in place and named."""
+        try:
+            if os.path.isdir(parent) and not os.path.islink(parent):
+                os.rmdir(parent)
+            rename_noreplace(moved, parent)
+            return True
+        except OSError:
+            pass
+        # The folder is in use in the store again: the other entries go back one by one.
+        try:
             ensure_dir(parent)
-            for entry in strays:
-                rename_noreplace(os.path.join(moved, entry), os.path.join(parent, entry))
-        return True
+            for entry in os.listdir(moved):
+                if entry != name:
+                    rename_noreplace(os.path.join(moved, entry), os.path.join(parent, entry))
+        except OSError as exc:
+            raise OSError(exc.errno or errno.EEXIST,
+                          f"a folder taken into the trash held another writer's files "
+                          f"that could not be put back ({exc}); they are in {moved}",
+                          parent) from exc
+        return False
 
     def _trash_one(self, original: str, target: str, made: set[str] | None = None) -> None:
         if not os.path.lexists(original):

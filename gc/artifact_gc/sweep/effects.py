@@ -38,7 +38,7 @@ from artifact_gc.sweep.batch import Verdict, known_objects
 from artifact_gc.sweep.hooks import SweepHooks
 from artifact_gc.sweep.journal import Event, Journal
 from artifact_gc.sweep.options import MODE_ONLY_ARTIFACT
-from artifact_gc.sweep.orphan_files import empty_dirs_after
+from artifact_gc.sweep.orphan_files import empty_dirs_after, own_folders
 from artifact_gc.sweep.plan import SweepPlan, discover_schema, read_pending
 from artifact_gc.sweep.rows import Cascade
 from artifact_gc.sweep.verify import (
@@ -304,12 +304,12 @@ class LiveEffects:
                 known = {path: urls for item in group
                          for path, urls in known_objects(item).items()}
                 extra: dict[str, Any] = {"known": known} if known else {}
-                # The folders these deletes may leave empty, up to the step's folder;
-                # a local trash takes a path's own folder along with it when the path
-                # is all it holds (one rename instead of a folder made and one removed).
+                # A local trash takes a step output's own <step_run_id> folder along
+                # with it when the output is all it holds (one rename instead of a
+                # folder made and one removed); only folders no other writer shares.
                 emptied = empty_dirs_after(group)
                 if getattr(files, "takes_parents", False):
-                    extra["parents"] = emptied
+                    extra["parents"] = own_folders(group)
                 try:
                     outcome = files.delete(
                         paths, on_chunk=lambda _n: self.hooks.point(points.IN_FILES),

@@ -152,6 +152,23 @@ def empty_parents(item: BatchItem) -> list[str]:
     return [root + "/" + "/".join(seg[:depth]) for depth in range(len(seg) - 1, stop - 1, -1)]
 
 
+def own_folders(items: Sequence[BatchItem]) -> list[str]:
+    """The ``<step>/<output>/<step_run_id>`` folders of step outputs that lie one level
+    inside one (``.../<step_run_id>/<8 hex>``, ZenML's layout since the suffix came):
+    the folder of one output of one step run, which only that step run writes into. A
+    local trash may take such a folder along with its path (LocalTrash.delete's
+    ``parents``). A folder that other writers share (``<step>/<output>`` of the older
+    layout, ``custom_artifacts/<name>``, a user's) is never one of them."""
+    folders = set()
+    for item in items:
+        if not item.store_root or _step_run_id(item) is None:
+            continue
+        seg = _segments(item)
+        if len(seg) == 4:
+            folders.add(item.store_root.rstrip("/") + "/" + "/".join(seg[:3]))
+    return sorted(folders)
+
+
 def empty_dirs_after(items: Sequence[BatchItem]) -> list[str]:
     """The directories the deletes of ``items`` may leave empty, deepest first."""
     dirs = {d for item in items if item.store_root for d in empty_parents(item)}

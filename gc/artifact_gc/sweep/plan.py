@@ -335,9 +335,11 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool) -> pa.Table:
     **Families.** Versions whose URIs equal or lie inside one another are one family:
     deleting the outer directory deletes the inner version's files, so they are
     verified and deleted in one batch (:func:`batch_slices`), and no file of a version
-    still in the database goes with another batch's directory. (``gc mark`` protects
-    every version whose footprint overlaps another's, so a mark's manifest has no
-    family of more than one; the sweep does not rely on that.) Directory keys
+    still in the database goes with another batch's directory. Within one batch, an
+    outer version deletable beside an inner one revived would still take the inner's
+    files: what prevents that is ``gc mark``, which protects every version whose
+    footprint overlaps another's, so a mark's (checksummed) manifest has no family of
+    more than one. Directory keys
     (``paths.directory_key``) sort every path inside a key right after it, so in that
     order a path belongs to the family of the last path that is not inside another.
 
