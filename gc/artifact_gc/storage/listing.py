@@ -615,7 +615,7 @@ def _range_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str,
     if part.after is not None and part.upto is not None:
         # Every key between two keys starts with their common prefix: where that is
         # narrower than the base, it lists the same keys of the range, fewer others.
-        common = _common_prefix(part.after, part.upto)
+        common = os.path.commonprefix([part.after, part.upto])
         if common.startswith(space.base):
             prefix = common
     token: str | None = None
@@ -643,15 +643,6 @@ def _range_pages(call: Callable[..., dict[str, Any]], root: str, bucket: str,
                         RuntimeError("a truncated page without a continuation token"))
 
 
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
-
-
 def split_point(page: list[str], upto: str | None) -> tuple[str, tuple[int, float]] | None:
     """Where to cut the rest of a range whose stream took ``page`` (its latest page's
     keys, ascending) and ends at ``upto``: a key about halfway between the page's last
@@ -668,7 +659,7 @@ def split_point(page: list[str], upto: str | None) -> tuple[str, tuple[int, floa
     if not page:
         return None
     first, last = page[0], page[-1]
-    differ = len(_common_prefix(first, last))
+    differ = len(os.path.commonprefix([first, last]))
     start = last.rfind("/", 0, differ) + 1
     level = last[:start]
     alphabet = "".join(sorted({ch for key in page
