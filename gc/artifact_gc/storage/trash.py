@@ -324,12 +324,12 @@ class LocalTrash:
                on_chunk: Callable[[int], None] | None = None,
                known: Mapping[str, Sequence[str]] | None = None,
                parents: Collection[str] = ()) -> DeleteOutcome:
-        """``parents``: folders the caller removes anyway once they are empty (a
-        version's own ``<step_run_id>`` folder; never the root, never above the step's
-        folder). A path that is all its parent holds goes to the trash with that parent
-        (:meth:`_take_parent`): one rename, where the path alone costs a folder made in
-        the trash and one removed in the store, each far dearer than a rename (one
-        allocates a block, the other frees it)."""
+        """``parents``: folders that one finished writer owns and the caller removes
+        anyway once they are empty (a step output's own ``<step_run_id>`` folder:
+        sweep/orphan_files.py ``own_folders``). A path that is all its parent holds
+        goes to the trash with that parent (:meth:`_take_parent`): one rename, where
+        the path alone costs a folder made in the trash and one removed in the store,
+        each far dearer than a rename (one allocates a block, the other frees it)."""
         pairs, refused = self._pairs(sweep_id, paths)
         outcome = DeleteOutcome(failed=refused)
         movable = {str(self.fs._strip_protocol(p)).rstrip("/") for p in parents}

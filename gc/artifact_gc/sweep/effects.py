@@ -307,7 +307,6 @@ class LiveEffects:
                 # A local trash takes a step output's own <step_run_id> folder along
                 # with it when the output is all it holds (one rename instead of a
                 # folder made and one removed); only folders no other writer shares.
-                emptied = empty_dirs_after(group)
                 if getattr(files, "takes_parents", False):
                     extra["parents"] = own_folders(group)
                 try:
@@ -325,10 +324,8 @@ class LiveEffects:
                             break
                 # The directories these deletes left empty, up to the step's folder
                 # (rmdir: a directory that is not empty stays).
-                failed = [i for i in group if i.artifact_version_id in errors]
                 files.remove_empty_dirs(empty_dirs_after(
-                    [i for i in group if i.artifact_version_id not in errors])
-                    if failed else emptied)
+                    [i for i in group if i.artifact_version_id not in errors]))
             return errors
 
     def store_files(self, item: BatchItem) -> Backend:
