@@ -43,6 +43,7 @@ idempotent, so every retry is safe.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -508,9 +509,6 @@ def runs(path_keys: list[str], min_paths: int = RUN_PATHS) -> list[list[str]]:
 
 
 def common_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
+    """The longest string both ``a`` and ``b`` start with: every key between them
+    starts with it too."""
+    return os.path.commonprefix([a, b])
