@@ -707,8 +707,14 @@ def s3_side(versions: int, args: argparse.Namespace) -> tuple[list[str], list[li
         keys_file.write_text("\n".join(doomed) + "\n")
         # --no-undo: the plain deletes, beside the bare loop's (the undo's copies are
         # bench_undo.py's).
-        sweep = measure(results, gc("gc sweep (orphan files)", "sweep", str(manifest), "--db",
-                                    url, "--yes", "--no-undo", "--json", env=env))
+        sweep_args = ("sweep", str(manifest), "--db", url, "--yes", "--no-undo", "--json")
+        if args.s3_sweep_profile is not None:
+            # Under cProfile (slower): its figures are for the profile, not the table.
+            sweep = measure(results, run("gc sweep (orphan files), profiled", [
+                sys.executable, "-m", "cProfile", "-o", str(args.s3_sweep_profile),
+                "-m", "artifact_gc.cli", *sweep_args], env=env))
+        else:
+            sweep = measure(results, gc("gc sweep (orphan files)", *sweep_args, env=env))
         sweep_requests = moto.requests()
         from bench_s3 import BARE_LOOP
 
@@ -740,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s3-versions", default="5000")
     parser.add_argument("--s3-list-workers", type=int, default=None,
                         help="gc mark --list-workers on S3 (default: gc's own default)")
+    parser.add_argument("--s3-sweep-profile", type=Path, default=None,
+                        help="run the S3 sweep under cProfile, writing its stats here")
     parser.add_argument("--inventory-rows", type=int, default=1_000_000)
     parser.add_argument("--base", type=Path, default=Path("/tmp/artifact-gc-bench"))
     parser.add_argument("--skip-local", action="store_true")

@@ -5,9 +5,12 @@ orphan-file candidate (anything younger than the grace period keeps it). On S3 t
 one ranged listing per batch (storage/listing.py ``newest_s3``), not a LIST per path:
 counted on the wire here (botocore ``before-send``, once per request actually sent).
 
-The mark records the keys it listed in each candidate (``object_keys``), so the sweep
-deletes them without listing first, as it does a version's: a whole sweep of orphan
-files is held to the version sweep's budget over a bare ``delete_objects`` loop.
+That listing is also the delete's: the sweep deletes exactly the keys it found there
+(old enough, under a path the database still calls garbage), with no listing before
+it and none after to prove the path empty. So a whole sweep of orphan files costs one
+LIST per 1,000 objects listed on top of the bare ``delete_objects`` loop, held here to
+the target; and an object written under a candidate after that listing is never
+deleted, having never been checked.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import math
 import random
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from artifact_gc.storage.limits import RequestLimits
 from artifact_gc.storage.listing import list_s3, s3_pages
 from artifact_gc.storage.retry import RetryCounter
 from artifact_gc.sweep.execute import execute
+from artifact_gc.sweep.hooks import DELETE_FILES, SweepHooks
 from artifact_gc.sweep.options import SweepOptions
 from artifact_gc.sweep.orphan_files import newest_under_s3
 from artifact_gc.sweep.plan import plan_sweep
@@ -164,9 +170,61 @@ def test_an_orphan_file_sweep_with_recorded_keys_stays_within_target(
     print(f"orphan files, recorded keys: {dict(counting.sent)} for {deleted} objects, "
           f"{extra_per_1000:.2f} per 1,000 beyond the bare loop's {bare}")
     assert set(counting.sent) <= {"ListObjectsV2", "DeleteObjects"}, counting.sent
-    # The grace check's ranged listing is most of it (one LIST per 1,000 objects); the
-    # rest is the one listing after the deletes that proves the batch's range empty.
+    # The grace check's ranged listing is all of it: one LIST per 1,000 objects listed
+    # (the candidates' and the live objects between them), plus at most one per batch
+    # where a page ends; the deletes take its keys, nothing lists again.
+    listed = len(orphans) + 1 + sum(1 for k, _ in live if k > units[0] and k < units[-1])
+    batches = math.ceil(len(units) / 1000)
+    assert counting.sent["ListObjectsV2"] <= math.ceil(listed / 1000) + batches, counting.sent
+    assert counting.sent["DeleteObjects"] <= bare + batches, counting.sent
     assert extra_per_1000 <= TARGET_EXTRA_PER_1000, counting.sent
+
+
+class _WriteWhenDeleting(SweepHooks):
+    """Writes objects under a candidate between the grace check's listing and the
+    deletes (the delete phase begins), as a step might."""
+
+    def __init__(self, moto: MotoS3, keys: list[str]) -> None:
+        self.moto = moto
+        self.keys = keys
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if name == DELETE_FILES and self.keys:
+            _fill(self.moto, [(k, b"late") for k in self.keys])
+            # Old by its date, even: it is kept because no check saw it.
+            _backdate(self.moto, days=2)
+            self.keys = []
+        yield
+
+
+def test_an_object_written_after_the_listing_is_never_deleted(
+        moto_s3: MotoS3, tmp_path: Path) -> None:
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    populate(url, SyntheticSpec(versions=50, store_root=moto_s3.url(ROOT_KEY),
+                                orphan_share=0.0, recent_share=0.0, seed=9))
+    live = object_plan(url, moto_s3.bucket)
+    units = [f"{ROOT_KEY}/deleted_step/output/{uuid.UUID(int=i + 1, version=4)}/{i:08x}"
+             for i in range(300)]
+    orphans = [(f"{unit}/{name}", b"o") for unit in units for name in ("a", "b", "c")]
+    _fill(moto_s3, live + orphans)
+    _backdate(moto_s3, days=2)
+    manifest = tmp_path / "mark.parquet"
+    mark(url, str(manifest), MarkOptions(older_than=timedelta(days=1), orphan_files=True,
+                                         storage_options=moto_s3.storage_options))
+    late = [f"{units[17]}/written-after-listing", f"{units[17]}/a/deeper"]
+    counting = CountingFilesystems(moto_s3)
+    plan = plan_sweep(str(manifest), url, SweepOptions(storage_options=moto_s3.storage_options,
+                                                      undo_window=None))
+    report = execute(plan, filesystem_factory=counting,
+                     hooks=_WriteWhenDeleting(moto_s3, late))
+
+    assert not report.failures and not report.protected
+    assert len(report.deleted) == len(units)
+    # Every object the listing found went; the two written after it stayed.
+    assert set(list_bucket(moto_s3.client(), moto_s3.bucket)) == {k for k, _ in live} | set(late)
+    # One batch: one ranged listing, one DeleteObjects; nothing listed after the deletes.
+    assert counting.sent == {"ListObjectsV2": 1, "DeleteObjects": 1}, counting.sent
 
 
 @pytest.mark.parametrize("streams", [1, 4])

@@ -33,6 +33,11 @@ deletes took (S3 is strongly consistent since 2020) and catches any object creat
 under a candidate's prefix after our listing; those are deleted in another round.
 A path is reported deleted only when that re-listing finds nothing under it.
 
+A caller that has just listed the paths itself and checked what it found (the orphan
+sweep: its grace check, under the database lock) passes that listing as
+:class:`ListedObjects`: exactly those keys are deleted, with no listing before or
+after. An object written since is then left in place rather than deleted unchecked.
+
 Every request waits for the rate limiter (storage/limits.py): one request is one
 ``ListObjectsV2`` or ``DeleteObjects`` call.
 """
@@ -411,13 +416,70 @@ class S3Backend:
                 outcome.failed[path] = f"{path} is not strictly inside the store root"
             else:
                 by_key[key] = path
-        self._delete_keys_under(by_key, outcome, on_chunk, known)
+        if isinstance(known, ListedObjects):
+            self._delete_listed(by_key, outcome, on_chunk, known)
+        else:
+            self._delete_keys_under(by_key, outcome, on_chunk, known)
         for path in by_key.values():
             if path not in outcome.failed:
                 outcome.deleted.add(path)
         if on_chunk is not None:
             on_chunk(len(outcome.deleted))
         return outcome
+
+    def _delete_listed(self, by_key: dict[str, str], outcome: DeleteOutcome,
+                       on_chunk: Callable[[int], None] | None, listed: ListedObjects) -> None:
+        """Delete exactly the objects ``listed`` names under each path: no listing before
+        (the caller's listing is the one its checks were made on) and none after (an
+        object written under a path since that listing was never checked, so it is not
+        deleted; it stays for a later mark to find). A path the listing does not cover
+        is refused: it could not be told deleted."""
+        for path_key, path in list(by_key.items()):
+            if path not in listed:
+                outcome.failed[path] = f"{path} was not listed before its delete"
+                del by_key[path_key]
+        # Only keys under their own path and inside the root (recorded_keys' fence).
+        found, _ = recorded_keys(by_key, listed, split_path, self.bucket, self._inside_root)
+        if not found.num_rows:
+            return
+        failed_keys = self._delete_found(found, on_chunk)
+        for key, path_key in zip(found.column("key").to_pylist(),
+                                 found.column("path").to_pylist(), strict=True):
+            if key in failed_keys and by_key[path_key] not in outcome.failed:
+                outcome.failed[by_key[path_key]] = \
+                    f"s3://{self.bucket}/{key}: {failed_keys[key]}"
+
+    def objects_under(self, path_keys: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Path key -> ``{key: LastModified in microseconds}`` of every object equal to
+        or under it, by one ranged listing of the paths (storage/listing.py
+        ``newest_s3``: about one LIST per 1,000 objects where the paths lie close
+        together, at most one per path where they are spread out) through this
+        backend's client, so its rate limit and retries hold. The listing is complete
+        or raises: a failed LIST fails the whole call (never a partial answer)."""
+        from artifact_gc.storage.listing import _entry_mtime_us, newest_s3
+
+        found: dict[str, dict[str, int]] = {key: {} for key in path_keys}
+
+        def call(method: str, **kwargs: Any) -> dict[str, Any]:
+            self.client.stats.add(lists=1)
+            page = self.client.call(method, **kwargs)
+            for entry in page.get("Contents") or []:
+                key = str(entry["Key"])
+                mtime = _entry_mtime_us(entry)
+                # The key counts for itself and for every path it lies under; a
+                # sibling (``path-x/...``) is no path's.
+                probe = key
+                while True:
+                    if probe in found:
+                        found[probe][key] = mtime
+                    cut = probe.rfind("/")
+                    if cut <= 0:
+                        break
+                    probe = probe[:cut]
+            return page
+
+        newest_s3(call, self.bucket, list(found))
+        return found
 
     def _delete_keys_under(self, by_key: dict[str, str], outcome: DeleteOutcome,
                            on_chunk: Callable[[int], None] | None,
@@ -550,6 +612,14 @@ class S3Backend:
             if on_chunk is not None:
                 on_chunk(0)
         return failed
+
+
+class ListedObjects(dict[str, list[str]]):
+    """Path URL -> the object URLs (``s3://bucket/key``) that a listing made right before
+    the delete found under it: given to :meth:`S3Backend.delete` as ``known``, exactly
+    these are deleted, with no listing before or after (``_delete_listed``). The orphan
+    sweep hands it the listing on which it checked the grace period under the
+    database lock, so only objects seen old enough can go."""
 
 
 _EMPTY = pa.table({"key": pa.array([], pa.string()), "size": pa.array([], pa.int64()),

@@ -21,7 +21,7 @@ lock timeout rolls the batch back whole, so it is run again from the start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -89,8 +89,12 @@ class Effects(Protocol):
     def database_step(self, batch: int, items: list[BatchItem]) -> DatabaseOutcome:
         """Re-verify ``items`` against the live database and delete what is dead."""
 
-    def delete_files(self, items: Sequence[BatchItem]) -> dict[str, str]:
-        """Delete the footprints of ``items``; return the errors by version id."""
+    def delete_files(self, items: Sequence[BatchItem],
+                     listed: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+                     ) -> dict[str, str]:
+        """Delete the footprints of ``items``; return the errors by version id.
+        ``listed``: by store id, the objects a listing made just now found under each
+        path, handed to that store's backend instead of the recorded ones."""
 
     def freed(self, nbytes: int) -> int:
         """Of ``nbytes`` counted as freed, how many really left the store."""
@@ -290,19 +294,25 @@ class LiveEffects:
 
     # -- the files --------------------------------------------------------
 
-    def delete_files(self, items: Sequence[BatchItem]) -> dict[str, str]:
+    def delete_files(self, items: Sequence[BatchItem],
+                     listed: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+                     ) -> dict[str, str]:
         with self.hooks.phase(points.DELETE_FILES):
             by_store: dict[str, list[BatchItem]] = {}
             for item in items:
                 by_store.setdefault(item.store_id or "", []).append(item)
             errors: dict[str, str] = {}
-            for group in by_store.values():
+            for store_id, group in by_store.items():
                 files = self._store_files(group[0])
                 paths = [p for item in group for p in item.footprint]
                 # The objects the mark listed, where it recorded them: deleted without
-                # a listing first (the bucket stores: S3, GCS, Azure).
-                known = {path: urls for item in group
-                         for path, urls in known_objects(item).items()}
+                # a listing first (the bucket stores: S3, GCS, Azure). Or those the
+                # caller's own listing found just now (the orphan sweep's grace check):
+                # the backend deletes exactly those.
+                known: Mapping[str, Sequence[str]] | None = (listed or {}).get(store_id)
+                if known is None:
+                    known = {path: urls for item in group
+                             for path, urls in known_objects(item).items()}
                 extra: dict[str, Any] = {"known": known} if known else {}
                 # A local trash takes a step output's own <step_run_id> folder along
                 # with it when the output is all it holds (one rename instead of a
@@ -400,7 +410,9 @@ class DryRunEffects:
             connection.rollback()
         return DatabaseOutcome(live)
 
-    def delete_files(self, items: Sequence[BatchItem]) -> dict[str, str]:
+    def delete_files(self, items: Sequence[BatchItem],
+                     listed: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+                     ) -> dict[str, str]:
         return {}
 
     def freed(self, nbytes: int) -> int:

@@ -19,6 +19,13 @@ and what must be proved before they go is that they are *still* garbage. A batch
    top-level folder of the layout, never the root), and journals the outcome before
    the lock goes.
 
+On S3, step 4 is one ranged listing of the batch's paths (about one LIST per 1,000
+objects) and step 5 deletes exactly the objects that listing found under the paths it
+passed: no other listing before the deletes and none after them. An object written
+under a path after that listing was never checked against the grace period, so it is
+not deleted; it stays for a later mark to find. Elsewhere the backend lists each path
+as it deletes.
+
 A crash anywhere leaves ``intent`` as an item's last event; the next sweep runs the
 batch again from step 3, and a path already gone counts as deleted (invariant 7).
 
@@ -35,7 +42,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -70,6 +77,9 @@ from artifact_gc.sweep.journal import (
 from artifact_gc.sweep.verify import BatchItem
 from artifact_gc.zenml.schema import VERSION_TABLE
 
+if TYPE_CHECKING:
+    from artifact_gc.storage.s3 import ListedObjects
+
 #: Reasons a revived orphan file is journaled with.
 REVIVED_NAMED = "named_by"
 REVIVED_LOGS_ROW = "logs_row"
@@ -97,6 +107,7 @@ def orphan_item(row: dict[str, Any]) -> BatchItem:
         store_id=row["artifact_store_id"], store_root=row["store_root"],
         # The objects the mark listed in it (object stores): the backend deletes them
         # unlisted (effects.delete_files, known_objects) and lists the path afterwards.
+        # On S3 the grace check's own listing takes their place (OrphanSweep._young).
         object_keys=recorded_objects(row),
     )
 
@@ -305,22 +316,26 @@ def newest_under(fs: Any, path: str) -> datetime | None:
 
 
 def newest_under_s3(backend: Any, items: Sequence[BatchItem]) -> dict[str, datetime | None]:
-    """:func:`newest_under` for a batch of one S3 store, in one ranged listing
-    (storage/listing.py ``newest_s3``) through the backend's client: its rate limit
-    and retries hold."""
-    from artifact_gc.storage.listing import newest_s3
+    """:func:`newest_under` for a batch of one S3 store, in one ranged listing."""
+    return {item_id: newest for item_id, (newest, _) in survey_s3(backend, items).items()}
 
-    def call(method: str, **kwargs: Any) -> dict[str, Any]:
-        backend.client.stats.add(lists=1)
-        result: dict[str, Any] = backend.client.call(method, **kwargs)
-        return result
 
+def survey_s3(backend: Any, items: Sequence[BatchItem]
+              ) -> dict[str, tuple[datetime | None, list[str]]]:
+    """Item -> (the newest modification time under its path, or None if nothing is
+    there; the object URLs under it), for a batch of one S3 store, by one ranged
+    listing of the batch's paths (``S3Backend.objects_under``): the listing the grace
+    check is made on is the one the deletes take their keys from."""
     key_of = {item.artifact_version_id: item.footprint[0].split("://", 1)[1].split("/", 1)[1]
               .rstrip("/") for item in items}
-    found = newest_s3(call, backend.bucket, list(key_of.values()))
+    found = backend.objects_under(sorted(set(key_of.values())))
     epoch = datetime(1970, 1, 1)
-    return {item_id: None if (us := found[key]) is None else epoch + timedelta(microseconds=us)
-            for item_id, key in key_of.items()}
+    out: dict[str, tuple[datetime | None, list[str]]] = {}
+    for item_id, key in key_of.items():
+        objects = found[key]
+        newest = epoch + timedelta(microseconds=max(objects.values())) if objects else None
+        out[item_id] = (newest, [f"s3://{backend.bucket}/{k}" for k in objects])
+    return out
 
 
 def _newest_local(path: str) -> datetime | None:
@@ -407,18 +422,25 @@ class OrphanSweep:
         with dialect.locked_transaction(engine, VERSION_TABLE, []) as connection:
             with self.hooks.phase(points.VERIFY):
                 kept = verify_orphans(connection, self.columns, self.tables, ready)
-                young = self._young([i for i in ready if i.artifact_version_id not in kept])
+                young, listed = self._young(
+                    [i for i in ready if i.artifact_version_id not in kept])
             deletable = [i for i in ready
                          if i.artifact_version_id not in kept and i.artifact_version_id
                          not in young]
-            # The backend also removes the directories these deletes leave empty.
-            errors = self.effects.delete_files(deletable) if deletable else {}
+            # The backend also removes the directories these deletes leave empty. Where
+            # the grace check listed the objects (S3), exactly those are deleted: an
+            # object written under a path after that listing was never checked, so it
+            # stays (a later mark finds it) instead of being deleted unchecked.
+            errors = self.effects.delete_files(deletable, listed=listed) if deletable else {}
             self.hooks.point(points.AFTER_COMMIT)
             self.hooks.point(points.BEFORE_FINAL)
             self._finish(batch_no, ready, kept, young, errors)
 
-    def _young(self, items: list[BatchItem]) -> dict[str, str]:
-        """Items under which something is younger than the grace period now."""
+    def _young(self, items: list[BatchItem]
+               ) -> tuple[dict[str, str], dict[str, ListedObjects]]:
+        """Items under which something is younger than the grace period now, and, by
+        store id, the objects the listing found under each path where the store's
+        listing gives them (S3): the deletes take exactly those."""
         from artifact_gc.manifest.format import utc_now
 
         cutoff = utc_now() - self.grace
@@ -426,26 +448,39 @@ class OrphanSweep:
         for item in items:
             by_store.setdefault(item.store_id or "", []).append(item)
         newest: dict[str, datetime | None] = {}
+        listed: dict[str, ListedObjects] = {}
         for store_id, group in by_store.items():
-            newest.update(self._newest(self.plan.stores[store_id], group))
-        return {key: PROTECT_GRACE for key, time in newest.items()
-                if time is not None and time >= cutoff}
+            found, objects = self._newest(self.plan.stores[store_id], group)
+            newest.update(found)
+            if objects is not None:
+                listed[store_id] = objects
+        young = {key: PROTECT_GRACE for key, time in newest.items()
+                 if time is not None and time >= cutoff}
+        return young, listed
 
-    def _newest(self, store: Any, items: list[BatchItem]) -> dict[str, datetime | None]:
-        """Item -> the newest modification time under its path, asked of the store now:
-        one ranged listing for a batch on S3, a listing per path elsewhere."""
-        from artifact_gc.storage.s3 import S3Backend
+    def _newest(self, store: Any, items: list[BatchItem]
+                ) -> tuple[dict[str, datetime | None], ListedObjects | None]:
+        """Item -> the newest modification time under its path, asked of the store now
+        (one ranged listing for a batch on S3, a listing per path elsewhere), and on
+        S3 the objects that listing found under each path."""
+        from artifact_gc.storage.s3 import ListedObjects, S3Backend
 
         backend = self.effects.store_files(items[0])
-        if isinstance(backend, S3Backend):
-            return newest_under_s3(backend, items)
+        # With an undo window the backend is wrapped (TrashingFiles): the listing is
+        # the store's own either way.
+        inner = getattr(backend, "backend", backend)
+        if isinstance(inner, S3Backend):
+            survey = survey_s3(inner, items)
+            listed = ListedObjects({item.footprint[0]: survey[item.artifact_version_id][1]
+                                    for item in items})
+            return {key: newest for key, (newest, _) in survey.items()}, listed
         fs = self.effects.filesystem_factory(store)
 
         def check(item: BatchItem) -> tuple[str, datetime | None]:
             return item.artifact_version_id, newest_under(fs, item.footprint[0])
 
         with ThreadPoolExecutor(max_workers=self.plan.options.workers) as pool:
-            return dict(pool.map(check, items))
+            return dict(pool.map(check, items)), None
 
     def _finish(self, batch_no: int, ready: list[BatchItem], kept: dict[str, str],
                 young: dict[str, str], errors: dict[str, str]) -> None:
