@@ -33,6 +33,10 @@ class RerunTransaction(Exception):
     says to run it again from the start."""
 
 
+#: Key, in a connection's ``info``, of the ids :meth:`Dialect.locked_transaction`
+#: locked (set only inside it).
+_LOCKED_KEY = "artifact_gc.locked_ids"
+
 #: Key of :class:`SteadyScans` in a pooled connection's ``info`` (it follows the DBAPI
 #: connection from one checkout to the next).
 _STEADY_KEY = "artifact_gc.steady_scans"
@@ -231,13 +235,26 @@ class Dialect:
                 # READ COMMITTED makes the checks that follow see every committed
                 # reference.
                 q = self.quote(connection, "id")
-                select_in(
+                locked = select_in(
                     connection,
                     f"SELECT {q} FROM {self.quote(connection, version_table)} "
                     f"WHERE {q} IN :ids FOR UPDATE",
                     ids,
                 )
-                yield connection
+                # The rows found are the ones that exist (the latest committed
+                # versions), and no one else can delete them until we commit: the
+                # batch's existence check is this read (see locked_ids).
+                connection.info[_LOCKED_KEY] = {str(row[0]) for row in locked}
+                try:
+                    yield connection
+                finally:
+                    connection.info.pop(_LOCKED_KEY, None)
+
+    def locked_ids(self, connection: Any) -> set[str] | None:
+        """The ids that :meth:`locked_transaction` found and locked, inside it: they
+        exist until the commit. None where the lock reads no rows (SQLite)."""
+        found = connection.info.get(_LOCKED_KEY)
+        return set(found) if found is not None else None
 
     def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
         """Lock the rows ``ids`` of ``table`` until the transaction ends (FOR UPDATE).
@@ -301,6 +318,9 @@ class SQLiteDialect(Dialect):
 
     def lock_rows(self, connection: Any, table: str, ids: Sequence[str] | set[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds back every writer."""
+
+    def locked_ids(self, connection: Any) -> set[str] | None:
+        return None
 
     def text(self, expression: str, nullable: bool = True) -> str:
         # SQLite keeps ZenML's ids, names, URIs and datetimes as TEXT already. A column

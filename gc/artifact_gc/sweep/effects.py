@@ -278,14 +278,20 @@ class LiveEffects:
                 # a committed delete can always be restored.
                 with self.hooks.phase(points.UNDO_ROWS):
                     self.undo.keep(batch, capture)
-            return DatabaseOutcome(live, rows)
+        if self.new_paths is not None and dead:
+            # Committed: the URI guard's digests lose exactly these rows. (An error
+            # before this line leaves them to differ, and the next read is in full.)
+            self.new_paths.deleted(dead)
+        return DatabaseOutcome(live, rows)
 
     def _verify_locked(self, connection: Any, items: list[BatchItem],
                        unlocked: Liveness | None) -> Liveness:
         if unlocked is None:
             return verify_batch(connection, self.schema, items, self.plan.verify_since,
                                 self.policy)
-        live = verify_references(connection, self.schema, items)
+        # The version rows the lock found are the ones that exist (MySQL/MariaDB).
+        live = verify_references(connection, self.schema, items,
+                                 existing=dialect_of(connection).locked_ids(connection))
         for vid, reason in unlocked.referenced.items():
             if vid in live.existing:
                 live.referenced.setdefault(vid, reason)

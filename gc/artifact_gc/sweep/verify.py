@@ -119,15 +119,17 @@ def verify_batch(
 
 
 def verify_references(
-    connection: Any, schema: ZenMLSchema, items: Sequence[BatchItem]
+    connection: Any, schema: ZenMLSchema, items: Sequence[BatchItem],
+    existing: set[str] | None = None,
 ) -> Liveness:
-    """Which of ``items`` still exist, and which a foreign key still points at."""
+    """Which of ``items`` still exist, and which a foreign key still points at.
+    ``existing``: which exist, when the caller's lock has just read them."""
     import sqlalchemy as sa
 
     q = quoter(connection)
     ids = [item.artifact_version_id for item in items]
     result = Liveness()
-    result.existing = {
+    result.existing = existing if existing is not None else {
         str(row[0]) for row in select_in(
             connection, f"SELECT {q('id')} FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids
         )
@@ -382,11 +384,14 @@ class NewPaths:
     (:meth:`Dialect.id_digest`: the row count and 64 bits of XOR, read from the
     smallest index). Before each later batch the digest is read again, and the kept
     answer stands only if it equals the digest of the rows there were, less those
-    this sweep saw go (the batches' own versions and their visualizations, probed by
-    id): no row was added, so the rows created since are the kept ones, whose paths
-    are then read again by primary key (a row gone since no longer counts, as with a
-    fresh read). Any other difference (a row added, or one deleted by someone else)
-    and the tables are read in full again, as before. The question is asked at the
+    this sweep's committed batches deleted (:meth:`deleted`: their versions, and the
+    visualizations of those versions read before the batch took its locks): no row
+    was added, so the rows created since are the kept ones, whose paths are then read
+    again by primary key (a row gone since no longer counts, as with a fresh read).
+    A row taken out that the digest did not count (a visualization added between
+    the digest and the read of the batch's own) only makes the two differ. Any other
+    difference (a row added, or one deleted by someone else) and the tables are read
+    in full again, as before. The question is asked at the
     same moment as before, before every batch; only its cost changed, from two scans
     of the tables to two scans of an index and a few lookups by key.
 
@@ -409,9 +414,9 @@ class NewPaths:
         self._digest: dict[str, IdDigest | None] = {t: None for t, _ in self._tables}
         #: table -> ids of its rows created since, when the digest was read.
         self._recent: dict[str, set[str]] = {t: set() for t, _ in self._tables}
-        #: table -> ids of rows counted in the digest that this sweep's batches may
-        #: have deleted since (probed at the next read).
-        self._pending: dict[str, set[str]] = {t: set() for t, _ in self._tables}
+        #: table -> owning version id -> ids of that table's rows owned by a version
+        #: of the batch about to run (read before its locks; see :meth:`deleted`).
+        self._owned: dict[str, dict[str, set[str]]] = {t: {} for t, _ in self._tables}
         #: Reads of the whole tables, and reads answered by the kept rows (for tests
         #: and benchmarks).
         self.full_reads = 0
@@ -425,7 +430,7 @@ class NewPaths:
 
     def read(self, connection: Any, items: Sequence[BatchItem]) -> list[tuple[str, str]]:
         """(path, owning version id) of every version and visualization created since;
-        ``items`` are the batch about to be deleted, whose rows the next read probes."""
+        ``items`` are the batch about to be deleted (see :meth:`deleted`)."""
         found: list[tuple[str, str]] = []
         kept = True
         for table, owner in self._tables:
@@ -449,15 +454,6 @@ class NewPaths:
         dialect = dialect_of(connection)
         moment = dialect.db_time(self.since)
         expected = self._digest[table]
-        pending = self._pending[table]
-        if expected is not None and pending:
-            present = {str(r[0]) for r in select_in(
-                connection, f"SELECT {q('id')} FROM {q(table)} WHERE {q('id')} IN :ids",
-                pending)}
-            for gone in pending - present:
-                expected = digest_xor(expected, id_digest_of(gone), -1)
-            self._digest[table] = expected
-            self._pending[table] = present
         # The digest first, then the rows it vouches for (see the class).
         row = connection.execute(sa.text(
             f"SELECT {dialect.id_digest(q('id'))} FROM {q(table)}")).one()
@@ -476,23 +472,44 @@ class NewPaths:
             f"SELECT {q('id')}, {q(owner)}, {q('uri')} FROM {q(table)} "
             f"WHERE {q('created')} >= :since"), {"since": moment}).all()
         self._recent[table] = {str(r[0]) for r in rows}
-        self._pending[table] = set()
         self._digest[table] = digest
         return [(r[1], r[2]) for r in rows], True
 
     def _remember(self, connection: Any, items: Sequence[BatchItem]) -> None:
-        """Probe, at the next read, the rows the batch of ``items`` may delete: its
-        versions and their visualizations, as they are now."""
+        """Read the ids of the rows that the batch of ``items`` would delete with its
+        versions in the tables owned through a version (its visualizations), as they
+        are now: :meth:`deleted` takes them out of the digest once the batch commits.
+        The versions' own rows need no read: the batch reports exactly which it
+        deleted."""
         q = quoter(connection)
         ids = [item.artifact_version_id for item in items]
-        if not ids:
-            return
         for table, owner in self._tables:
-            if self._digest[table] is None:
+            self._owned[table] = {}
+            if owner == "id" or self._digest[table] is None or not ids:
                 continue
-            self._pending[table] |= {str(r[0]) for r in select_in(
-                connection, f"SELECT {q('id')} FROM {q(table)} WHERE {q(owner)} IN :ids",
-                ids)}
+            for row_id, version_id in select_in(
+                    connection, f"SELECT {q('id')}, {q(owner)} FROM {q(table)} "
+                                f"WHERE {q(owner)} IN :ids", ids):
+                self._owned[table].setdefault(str(version_id), set()).add(str(row_id))
+
+    def deleted(self, version_ids: Sequence[str]) -> None:
+        """The batch last read for has committed, deleting the versions
+        ``version_ids`` and, with them, every row owned through them: the digests
+        the next read expects lose those rows.
+
+        Only what a committed transaction deleted may be taken out; a caller that
+        reports nothing leaves the digests to differ, and the next read is in full."""
+        gone = set(version_ids)
+        for table, owner in self._tables:
+            expected = self._digest[table]
+            owned, self._owned[table] = self._owned[table], {}
+            if expected is None:
+                continue
+            rows = gone if owner == "id" else {
+                row_id for vid in gone for row_id in owned.get(vid, ())}
+            for row_id in rows:
+                expected = digest_xor(expected, id_digest_of(row_id), -1)
+            self._digest[table] = expected
 
 
 def _read_new_paths(connection: Any, schema: ZenMLSchema, since: datetime
