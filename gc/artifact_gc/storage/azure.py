@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from artifact_gc.storage.buckets import KeyAnswer, ObjectClient, ObjectStoreBackend, TransientError
+from artifact_gc.storage.flat_listing import FlatPage, datetimes_us
 
 #: A blob batch holds at most 256 subrequests.
 MAX_BATCH_SUBREQUESTS = 256
@@ -119,6 +120,32 @@ class AzureClient:
         names, sizes, next_token = self._run(page)
         ordered = sorted(zip(names, sizes, strict=True))
         return [n for n, _ in ordered], [s for _, s in ordered], next_token
+
+    def list_flat_page(self, prefix: str, token: str | None) -> FlatPage:
+        """One page of the flat listing of ``prefix`` (``List Blobs`` without a
+        delimiter), with sizes, last-modified times and metadata: a blob whose metadata
+        says it is a folder (``hdi_isfolder``, as ADLS tools write them) is a directory,
+        as adlfs takes it."""
+        async def page() -> tuple[list[tuple[str, int, Any, bool]], str | None]:
+            container = self.fs.service_client.get_container_client(self.container)
+            pages = container.list_blobs(name_starts_with=prefix or None,
+                                         include=["metadata"],
+                                         results_per_page=MAX_LIST_ITEMS,
+                                         retry_total=NO_SDK_RETRIES
+                                         ).by_page(continuation_token=token)
+            rows: list[tuple[str, int, Any, bool]] = []
+            async for blob in await pages.__anext__():
+                metadata = {str(k).lower(): str(v).lower()
+                            for k, v in (blob.metadata or {}).items()}
+                folder = metadata.get("hdi_isfolder") == "true" \
+                    or metadata.get("is_directory") == "true"
+                rows.append((str(blob.name), int(blob.size or 0), blob.last_modified, folder))
+            return rows, pages.continuation_token or None
+
+        rows, next_token = self._run(page)
+        rows.sort(key=lambda row: row[0])
+        return FlatPage([r[0] for r in rows], [r[1] for r in rows],
+                        datetimes_us([r[2] for r in rows]), [r[3] for r in rows], next_token)
 
     def delete_batch(self, keys: Sequence[str]) -> list[KeyAnswer]:
         if len(keys) > MAX_BATCH_SUBREQUESTS:

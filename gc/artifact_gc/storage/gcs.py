@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from artifact_gc.storage.buckets import KeyAnswer, ObjectClient, ObjectStoreBackend, TransientError
+from artifact_gc.storage.flat_listing import FlatPage, rfc3339_us
 
 #: A batch request holds at most 100 calls (the JSON API's limit).
 MAX_BATCH_CALLS = 100
@@ -110,6 +111,23 @@ class GCSClient:
         items = sorted(((str(i["name"]), int(i.get("size") or 0))
                         for i in page.get("items") or []), key=lambda item: item[0])
         return [n for n, _ in items], [s for _, s in items], page.get("nextPageToken") or None
+
+    def list_flat_page(self, prefix: str, token: str | None) -> FlatPage:
+        """One page of the flat listing of ``prefix`` (no delimiter: every key under it,
+        whatever its depth), with sizes and last-modified times."""
+        params: dict[str, Any] = {"prefix": prefix, "maxResults": MAX_LIST_ITEMS,
+                                  "fields": "items(name,size,updated),nextPageToken"}
+        if token:
+            params["pageToken"] = token
+        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}/o"
+        _, _, body = self._send("GET", url, params=params)
+        page = json.loads(body or b"{}")
+        # Sorted: GCS lists in name order; an emulator that answers in one page may not.
+        items = sorted((str(i["name"]), int(i.get("size") or 0), i.get("updated"))
+                       for i in page.get("items") or [])
+        return FlatPage([n for n, _, _ in items], [s for _, s, _ in items],
+                        rfc3339_us([u for _, _, u in items]), None,
+                        page.get("nextPageToken") or None)
 
     def delete_batch(self, keys: Sequence[str]) -> list[KeyAnswer]:
         if len(keys) > MAX_BATCH_CALLS:
