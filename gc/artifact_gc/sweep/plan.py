@@ -378,8 +378,10 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool,
     versions = [v or "" for v in items.column("artifact_version_id").to_pylist()]
     uris = [u or "" for u in items.column("uri").to_pylist()]
     roots = items.column("store_root").to_pylist()
-    order = ([v or "" for v in items.column(key_column).to_pylist()] if by_key
-             else versions)
+    # As text (a timestamp's text sorts as the timestamp), so that a missing value
+    # sorts first instead of failing to compare.
+    order = ([str(v) if v is not None else "" for v in items.column(key_column).to_pylist()]
+             if by_key else versions)
     keys = [directory_key(u) for u in uris]
     family = [0] * count
     root: str | None = None
@@ -388,7 +390,7 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool,
         if root is None or not keys[i].startswith(root):
             number, root = number + 1, keys[i]
         family[i] = number
-    first_id: dict[int, Any] = {}
+    first_id: dict[int, str] = {}
     first_uri: dict[int, str] = {}
     for i in range(count):
         f = family[i]
@@ -397,7 +399,7 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool,
         if f not in first_uri or uris[i] < first_uri[f]:
             first_uri[f] = uris[i]
 
-    def place(i: int) -> tuple[int, Any, str, int, str, str, str]:
+    def place(i: int) -> tuple[int, str, str, int, str, str, str]:
         f = family[i]
         if by_key and kinds[i] == ITEM_KIND_VERSION and not is_remote(roots[i] or ""):
             return (0, first_id[f], "", f, uris[i], kinds[i], item_ids[i])
