@@ -18,6 +18,7 @@ import math
 import random
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ def _rows() -> list[dict[str, Any]]:
         vid = uuid.UUID(int=rng.getrandbits(128)).hex
         return {"item_kind": ITEM_KIND_VERSION, "item_id": vid, "artifact_version_id": vid,
                 "artifact_id": "a" * 32, "uri": f"{root}/{path}", "artifact_store_id": root,
-                "store_root": root, "size_bytes": 1, "file_count": 1, "last_event": None}
+                "store_root": root, "size_bytes": 1, "file_count": 1, "last_event": None,
+                "created": datetime(2026, 1, 1) + timedelta(seconds=rng.randrange(10**6))}
 
     rows = [version(LOCAL, p) for family in NESTED for p in family]
     rows += [version(LOCAL, p) for p in SINGLES]
@@ -73,14 +75,14 @@ def _rows() -> list[dict[str, Any]]:
     return rows
 
 
-def _ordered(by_key: bool) -> pa.Table:
+def _ordered(by_key: bool, key_column: str = "artifact_version_id") -> pa.Table:
     table = pa.Table.from_pylist(_rows())
     con = duckdb.connect()
     try:
         con.register("state", table)
         return in_sweep_order(con, con.sql(pending_sql(
             "SELECT *, NULL::VARCHAR[] AS visualization_uris, NULL::VARCHAR[] AS object_keys "
-            "FROM state")).to_arrow_table(), by_key)
+            "FROM state")).to_arrow_table(), by_key, key_column)
     finally:
         con.close()
 
@@ -95,6 +97,27 @@ def _family_of(uri: str) -> tuple[str, ...] | None:
 def _batches(items: pa.Table, size: int) -> list[list[dict[str, Any]]]:
     return [items.slice(start, length).to_pylist()
             for start, length in batch_slices(items, size)]
+
+
+def test_sqlite_takes_local_versions_in_created_order() -> None:
+    """SQLite's key order is ``created`` (the order its rowid tables were written in):
+    the local store's versions first, families by their earliest version, each family
+    in URI order; the remote store's versions keep the URI order."""
+    rows = _ordered(by_key=True, key_column="created").to_pylist()
+    local = [r for r in rows if r["item_kind"] == ITEM_KIND_VERSION
+             and r["store_root"] == LOCAL]
+    assert rows[:len(local)] == local
+    keys = []
+    for row in local:
+        family = _family_of(row["uri"])
+        members = [r for r in local if family and _family_of(r["uri"]) == family] or [row]
+        keys.append(min(m["created"] for m in members))
+    assert keys == sorted(keys)
+    for family in NESTED:
+        assert [r["uri"] for r in local if _family_of(r["uri"]) == family] == sorted(
+            r["uri"] for r in local if _family_of(r["uri"]) == family)
+    remote = [r["uri"] for r in rows if r["store_root"] == REMOTE]
+    assert remote == sorted(remote)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 7])

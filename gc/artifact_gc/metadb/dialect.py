@@ -162,6 +162,8 @@ class Dialect:
     #: so a batch of consecutive ids shares its pages; a batch in URI order (random in
     #: id) reads about one page per version of every table and index it touches.
     batches_in_key_order = True
+    #: The manifest column of that order: the primary key.
+    key_order_column = "artifact_version_id"
 
     def quote(self, bind: Any, name: str) -> str:
         """``name`` quoted as an identifier for ``bind`` (an engine or connection)."""
@@ -300,9 +302,14 @@ class SQLiteDialect(Dialect):
     group_referenced_ids = False
     lock_blocks_all_writers = True
     #: ZenML's SQLite tables are rowid tables, stored in the order rows were inserted,
-    #: not by id; the sweep's kept scans (SteadyScans) read the link tables once. The
-    #: URI order stays (not measured in id order).
-    batches_in_key_order = False
+    #: not by id: a version and the rows made with it (its visualizations, metadata,
+    #: tags) sit near the other versions created about when it was. A batch in
+    #: ``created`` order rewrites a few neighbouring pages of each table and index in
+    #: its commit; a batch in URI order (random in rowid) rewrites a page per version
+    #: of every table, journaled and fsync'd at each commit (measured at 25k orphans
+    #: in 5 batches: 1.7 s against 3.9 s for the row deletes).
+    batches_in_key_order = True
+    key_order_column = "created"
 
     @contextmanager
     def write_transaction(self, engine: Any) -> Iterator[Any]:

@@ -132,7 +132,8 @@ def _live(plan: SweepPlan, sweep_id: str, hooks: SweepHooks, retries: RetryCount
         with journal.locked():
             # Re-read the journal under the lock: another sweep may have finished
             # items between the plan and now.
-            _, _, items = read_pending(journal, plan.options, plan.by_key)
+            _, _, items = read_pending(journal, plan.options, plan.by_key,
+                                      plan.key_column)
             undo = _undo_writer(plan, journal, schema, sweep_id, items.num_rows)
             effects = LiveEffects(plan, engine, schema, cascade, journal, sweep_id, hooks,
                                   retries, filesystem_factory, items,

@@ -111,6 +111,11 @@ class SweepPlan:
         return dialect_of(self.db_url).batches_in_key_order
 
     @property
+    def key_column(self) -> str:
+        """The manifest column of that order (see read_pending)."""
+        return dialect_of(self.db_url).key_order_column
+
+    @property
     def batch_size(self) -> int:
         return self.options.batch_size or dialect_of(self.db_url).default_batch_size
 
@@ -222,7 +227,8 @@ def plan_sweep(
     else:
         journal.lock.refuse_if_held()
     candidates, states, items = read_pending(journal, options,
-                                             dialect_of(url).batches_in_key_order)
+                                             dialect_of(url).batches_in_key_order,
+                                             dialect_of(url).key_order_column)
     unknown = sorted(set(items.column("item_kind").to_pylist()) - set(SWEPT_KINDS))
     if unknown:
         raise ManifestRefused(
@@ -288,7 +294,8 @@ def discover_schema(engine: Any) -> ZenMLSchema:
         return discover(engine)
 
 
-def read_pending(journal: Journal, options: SweepOptions, by_key: bool = False
+def read_pending(journal: Journal, options: SweepOptions, by_key: bool = False,
+                 key_column: str = "artifact_version_id"
                  ) -> tuple[int, dict[str, int], pa.Table]:
     """(candidates, candidates by last journal event, the items not finished in the
     options' mode), from the view ``sweep_state`` (DuckDB). Items are keyed by
@@ -310,7 +317,7 @@ def read_pending(journal: Journal, options: SweepOptions, by_key: bool = False
         }
         items = in_sweep_order(con, con.sql(pending_sql(
             f"SELECT * FROM {STATE_VIEW} WHERE state NOT IN ({finished})")).to_arrow_table(),
-            by_key)
+            by_key, key_column)
     return sum(states.values()), states, items
 
 
@@ -318,7 +325,7 @@ def read_pending(journal: Journal, options: SweepOptions, by_key: bool = False
 _ITEM_COLUMNS = """item_kind, item_id,
        artifact_version_id, artifact_id, uri, artifact_store_id, store_root,
        coalesce(visualization_uris, []::VARCHAR[]) AS visualization_uris,
-       size_bytes, file_count, object_keys, last_event"""
+       size_bytes, file_count, object_keys, created, last_event"""
 
 
 def pending_sql(source: str) -> str:
@@ -328,7 +335,8 @@ def pending_sql(source: str) -> str:
     return f"SELECT {_ITEM_COLUMNS} FROM ({source})"
 
 
-def in_sweep_order(con: Any, items: pa.Table, by_key: bool) -> pa.Table:
+def in_sweep_order(con: Any, items: pa.Table, by_key: bool,
+                   key_column: str = "artifact_version_id") -> pa.Table:
     """``items`` in the order a sweep takes them, with their ``family`` (``con``: the
     DuckDB connection that reorders the rows).
 
@@ -353,7 +361,9 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool) -> pa.Table:
     that most versions share (store, user, project): a batch of consecutive ids reads
     a few dozen pages of each instead of a page per version, pages that a batch in URI
     order (random in id) reads from disk again once the buffer pool is smaller than
-    the tables (MariaDB's default is 128 MB).
+    the tables (MariaDB's default is 128 MB). ``key_column`` names the column of that
+    order (:attr:`Dialect.key_order_column`): on SQLite, ``created``, since ZenML's
+    rowid tables are stored in the order rows were inserted (see SQLiteDialect).
 
     The keys are worked out in Python, in two sorts of 100k keys (a fraction of a
     second; DuckDB's window functions over the same rows took twice the memory of the
@@ -368,6 +378,10 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool) -> pa.Table:
     versions = [v or "" for v in items.column("artifact_version_id").to_pylist()]
     uris = [u or "" for u in items.column("uri").to_pylist()]
     roots = items.column("store_root").to_pylist()
+    # As text (a timestamp's text sorts as the timestamp), so that a missing value
+    # sorts first instead of failing to compare.
+    order = ([str(v) if v is not None else "" for v in items.column(key_column).to_pylist()]
+             if by_key else versions)
     keys = [directory_key(u) for u in uris]
     family = [0] * count
     root: str | None = None
@@ -380,8 +394,8 @@ def in_sweep_order(con: Any, items: pa.Table, by_key: bool) -> pa.Table:
     first_uri: dict[int, str] = {}
     for i in range(count):
         f = family[i]
-        if f not in first_id or versions[i] < first_id[f]:
-            first_id[f] = versions[i]
+        if f not in first_id or order[i] < first_id[f]:
+            first_id[f] = order[i]
         if f not in first_uri or uris[i] < first_uri[f]:
             first_uri[f] = uris[i]
 
@@ -418,7 +432,8 @@ def sweep_order(manifest_url: str, db_url: str,
         create_manifest_view(con, manifest_url)
         items = in_sweep_order(con, con.sql(pending_sql(
             "SELECT *, NULL::VARCHAR AS last_event FROM manifest WHERE status = 'candidate'"
-        )).to_arrow_table(), dialect_of(db_url).batches_in_key_order)
+        )).to_arrow_table(), dialect_of(db_url).batches_in_key_order,
+            dialect_of(db_url).key_order_column)
     kinds = items.column("item_kind").to_pylist()
     return [str(vid) for kind, vid in zip(kinds, items.column("artifact_version_id")
                                           .to_pylist(), strict=True)

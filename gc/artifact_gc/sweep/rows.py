@@ -30,7 +30,7 @@ from artifact_gc.metadb.dialect import (
     dialect_of,
     steady_scans,
 )
-from artifact_gc.metadb.statements import execute_in, quoter, select_in
+from artifact_gc.metadb.statements import execute_in, quoter, select_in, select_in_tuples
 from artifact_gc.zenml.schema import ARTIFACT_TABLE, VERSION_TABLE, Dependent, ZenMLSchema
 
 #: The column of ``artifact_version`` that names its artifact.
@@ -212,15 +212,16 @@ def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Depende
     here leave it in the same transaction, which, if it does not commit, leaves the
     read to be cleared. ZenML's tables are all rowid tables, and a rowid changes only
     by VACUUM, which is a commit of another connection too."""
-    import sqlalchemy as sa
 
     q = quoter(connection)
     key = ("children", dependent.table, dependent.column)
     if key not in steady:
         children: dict[str, list[int]] = {}
-        for rowid, owner in connection.execute(sa.text(
-                f"SELECT rowid, {q(dependent.column)} FROM {q(dependent.table)}")):
+        scan = connection.exec_driver_sql(
+            f"SELECT rowid, {q(dependent.column)} FROM {q(dependent.table)}")
+        for rowid, owner in scan.cursor:
             children.setdefault(str(owner), []).append(int(rowid))
+        scan.close()
         steady[key] = children
     rowids = [rowid for vid in ids for rowid in steady[key].pop(vid, ())]
     return _delete(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
@@ -237,10 +238,10 @@ def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **para
     dialect = dialect_of(connection)
     if dialect.deletes_returning(connection):
         # One statement: exactly the rows the delete removed, nothing read twice.
-        rows = select_in(connection, f"{sql} RETURNING *", ids, **params)
-        if rows:
-            capture(_unquoted(table), list(rows[0]._fields), rows)
-        return len(rows)
+        columns, returned = select_in_tuples(connection, f"{sql} RETURNING *", ids, **params)
+        if returned:
+            capture(_unquoted(table), columns, returned)
+        return len(returned)
     # MySQL has no DELETE ... RETURNING: lock and read the rows, then delete them by
     # the same filter in the same transaction.
     where = sql.split(" WHERE ", 1)[1]

@@ -124,7 +124,6 @@ def verify_references(
 ) -> Liveness:
     """Which of ``items`` still exist, and which a foreign key still points at.
     ``existing``: which exist, when the caller's lock has just read them."""
-    import sqlalchemy as sa
 
     q = quoter(connection)
     ids = [item.artifact_version_id for item in items]
@@ -145,8 +144,11 @@ def verify_references(
             # the sweep never deletes link rows, so the set stays exact.
             key = ("referenced", reference.table, reference.column)
             if key not in steady:
-                steady[key] = frozenset(str(value) for (value,) in connection.execute(
-                    sa.text(f"SELECT {column} FROM {q(reference.table)}")))
+                # Read through the driver's own cursor: hundreds of thousands of
+                # link rows, each of which a result row object would wrap first.
+                scan = connection.exec_driver_sql(f"SELECT {column} FROM {q(reference.table)}")
+                steady[key] = frozenset(str(value) for (value,) in scan.cursor)
+                scan.close()
             found = [vid for vid in present if vid in steady[key]]
         else:
             found = [str(value) for (value,) in select_in(

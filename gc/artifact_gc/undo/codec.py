@@ -65,6 +65,9 @@ _AS_IS = frozenset({str, int, bool, type(None)})
 
 def encode_row(columns: Sequence[str], values: Sequence[Any]) -> str:
     """One row as JSON text: column -> tagged value."""
+    if _AS_IS.issuperset(map(type, values)):
+        # Nothing to tag (most rows read from SQLite, which keeps datetimes as text).
+        return _ENCODER.encode(dict(zip(columns, values, strict=True)))
     return _ENCODER.encode({c: v if type(v) in _AS_IS else _encode(v)
                             for c, v in zip(columns, values, strict=True)})
 

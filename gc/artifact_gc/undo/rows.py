@@ -18,6 +18,7 @@ versions and of their artifacts, nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +54,17 @@ class RowCapture:
     def to_table(self, sweep_id: str, batch: int, attempt: int) -> pa.Table:
         owners = _Owners(self.schema, self.deleted)
         out: dict[str, list[Any]] = {name: [] for name in ROW_SCHEMA.names}
-        step = 0
+        tables, owned_by, encoded = out["table"], out["owners"], out["row"]
         for deleted in self.deleted:
+            of = owners.reader(deleted.table, deleted.columns)
+            columns = deleted.columns
             for row in deleted.rows:
-                out["step"].append(step)
-                out["table"].append(deleted.table)
-                out["owners"].append(sorted(owners.of(deleted.table, deleted.columns, row)))
-                out["row"].append(encode_row(deleted.columns, row))
-                step += 1
-        n = step
+                found = of(row)
+                owned_by.append(sorted(found) if len(found) > 1 else list(found))
+                encoded.append(encode_row(columns, row))
+            tables.extend([deleted.table] * len(deleted.rows))
+        n = len(encoded)
+        out["step"] = list(range(n))
         out["sweep_id"] = [sweep_id] * n
         out["batch"] = [batch] * n
         out["attempt"] = [attempt] * n
@@ -73,10 +76,9 @@ class _Owners:
 
     def __init__(self, schema: ZenMLSchema, deleted: list[_Deleted]) -> None:
         self.schema = schema
+        self.deleted = deleted
+        #: The captured rows of a table as dicts, made for the tables looked into only.
         self.by_table: dict[str, list[dict[str, Any]]] = {}
-        for d in deleted:
-            self.by_table.setdefault(d.table, []).extend(
-                dict(zip(d.columns, r, strict=True)) for r in d.rows)
         self.dependents = {d.table: d for d in schema.dependents}
         self.owned = {owned: (link, column)
                       for link, (column, owned) in schema.owned_through().items()}
@@ -87,9 +89,32 @@ class _Owners:
         index = self._indexes.get((table, column))
         if index is None:
             index = self._indexes[(table, column)] = {}
-            for row in self.by_table.get(table, []):
+            if table not in self.by_table:
+                self.by_table[table] = [dict(zip(d.columns, r, strict=True))
+                                        for d in self.deleted if d.table == table
+                                        for r in d.rows]
+            for row in self.by_table[table]:
                 index.setdefault(str(row.get(column)), []).append(row)
         return index.get(str(value), [])
+
+    def reader(self, table: str, columns: list[str]) -> Callable[[tuple[Any, ...]], set[str]]:
+        """:meth:`of` for the rows of one captured table: where the owner is a column
+        of the row itself (a version, an artifact, a visualization, a polymorphic
+        row), read by its position, without a dict per row."""
+        where = {name: n for n, name in enumerate(columns)}
+        if table == VERSION_TABLE and "id" in where:
+            at = where["id"]
+            return lambda row: {str(row[at])}
+        if table == ARTIFACT_TABLE and "id" in where:
+            at = where["id"]
+            return lambda row: {ARTIFACT_OWNER + str(row[at])}
+        dependent = self.dependents.get(table)
+        if (table not in self.owned and table not in self.schema.polymorphic_tables
+                and dependent is not None and dependent.parent_table == VERSION_TABLE
+                and dependent.column in where):
+            at = where[dependent.column]
+            return lambda row: {str(row[at])}
+        return lambda row: self.of(table, columns, row)
 
     def of(self, table: str, columns: list[str], row: tuple[Any, ...]) -> set[str]:
         return self._of(table, dict(zip(columns, row, strict=True)), depth=0)
