@@ -4,7 +4,8 @@ disk and on S3 (moto), side by side in one run.
     python benchmarks/bench_orphan_files.py [--versions 500000] [--orphan-share 0.4]
         [--leak-share 0.5] [--s3-versions 5000] [--inventory-rows 1000000]
         [--base DIR] [--skip-local] [--prepare-only] [--mark-only] [--readme]
-        [--reuse-store] [--inventory-only] [--inventory-baseline SRC]
+        [--reuse-store] [--inventory-only [--classification-only]]
+        [--inventory-baseline SRC]
 
 Each store is a synthetic ZenML-schema SQLite store (ZenML's own migrations, bulk
 rows). Of its unreferenced versions, ``--leak-share`` lose their rows only (SQL, as
@@ -478,6 +479,11 @@ def inventory_side(args: argparse.Namespace, work: Path, url: str, root: Path,
                         f"{timed['cpu']:.2f}", f"{inv.peak_rss_mb:.0f}",
                         _LOAD_BEFORE.pop(), load_average()])
         print(" | ".join(results[-1]), flush=True)
+        if args.classification_only:
+            notes.append(f"- {prefix}inventory: {timed['objects']:,} objects classified in "
+                         f"{timed['seconds']:.2f} s ({timed['cpu']:.2f} s CPU), peak RSS "
+                         f"{inv.peak_rss_mb:.0f} MB")
+            continue
         out = work / f"inventory-mark{len(notes)}.parquet"
         out.unlink(missing_ok=True)
         whole = measure(results, gc(f"{prefix}gc mark --orphan-files --inventory (whole)",
@@ -758,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the listing sides: no inventory, no sweep")
     parser.add_argument("--inventory-only", action="store_true",
                         help="only the local store's inventory classification")
+    parser.add_argument("--classification-only", action="store_true",
+                        help="with --inventory-only: only the timed classification of "
+                             "each side, no whole gc mark")
     parser.add_argument("--reuse-store", action="store_true",
                         help="the local store (and inventory) that --prepare-only or an "
                              "earlier run that swept nothing prepared, if there is one")

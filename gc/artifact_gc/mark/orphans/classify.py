@@ -89,8 +89,8 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
     _object_keys(con)
     _totals(con)
     for table in ("orphan_layout", "orphan_named_keys", "orphan_named_below",
-                  "orphan_named_ancestors", "orphan_root_named", "orphan_unit_state",
-                  "orphan_loose", "orphan_unit_keys"):
+                  "orphan_named_firsts", "orphan_named_relative", "orphan_named_ancestors",
+                  "orphan_root_named", "orphan_unit_state", "orphan_loose", "orphan_unit_keys"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -114,7 +114,7 @@ def _layout(con: Any, code_uploads: bool) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_layout AS
         SELECT sid, rel, inside, size, mtime, is_dir, kind,
-               length({layout.unit_sql()}) AS ulen
+               {layout.unit_length_sql()} AS ulen
         FROM (
             SELECT *, {layout.kind_sql(code_uploads=code_uploads)} AS kind
             FROM (
@@ -141,57 +141,72 @@ def _named(con: Any) -> None:
 
     - ``orphan_root_named(sid)``: a named path is the root or contains it: every path
       of that store is live.
-    - ``orphan_named_below(sid, key)``: the named keys below a root, relative to it
-      (``a/b/`` for ``<root>/a/b``). A path below the root equals or lies inside a
-      named path exactly when one of its own relative ancestor keys (itself included)
-      is here, the same equality as ``<root>/<key>`` against every named key.
-    - ``orphan_named_ancestors(sid, key)``: every relative ancestor key (itself
-      included) of each named path inside a root, up to a unit's greatest length: a
-      unit among them has a named path inside it, or equal to it. Longer keys can never
-      equal a unit's key (a unit has at most that many segments, and roots never nest:
-      run.listed_stores)."""
+    - ``orphan_named_below(sid, key, segments)``: the named keys below a root,
+      relative to it (``a/b/`` for ``<root>/a/b``), with their number of segments. A
+      path below the root equals or lies inside a named path
+      exactly when one of its own relative ancestor keys (itself included) is here,
+      the same equality as ``<root>/<key>`` against every named key.
+    - ``orphan_named_firsts(sid, segments, first)``: the (segments, first segment)
+      pairs of the named keys short enough to be a unit's strict ancestor. A unit's
+      ancestor key of ``j`` segments can only be named when its pair is here, so only
+      those few ancestor keys are ever spelled out (_unit_state).
+    - ``orphan_named_ancestors(sid, key)``: the relative ancestor keys of each named
+      path inside a root of the lengths a unit has (2 to MAX_UNIT_SEGMENTS segments),
+      strictly shorter than the path itself: a unit among them has a named path
+      inside it. (A unit equal to a named path is live, which says more.) Longer keys
+      can never equal a unit's key (a unit has at most that many segments, and roots
+      never nest: run.listed_stores).
+
+    Each is computed from the distinct keys of the named paths, not from the paths."""
     named_key = directory_key_sql("path")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_named_keys AS
         SELECT DISTINCT {named_key} AS key FROM orphan_named WHERE path IS NOT NULL
     """)
+    # Its keys say all that the classification needs of it: a million paths held
+    # beside the listing are memory the rest must otherwise spill.
+    con.execute("DROP TABLE orphan_named")
+    con.execute("CREATE TEMP TABLE orphan_named (path VARCHAR)")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_root_named AS
         SELECT DISTINCT s.sid FROM orphan_stores s
         JOIN orphan_named_keys k ON starts_with({directory_key_sql('s.root')}, k.key)
     """)
+    # orphan_named_keys holds each key once, so each (store, relative key) is here once.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE orphan_named_below AS
-        SELECT sid, key, length(key) - length(replace(key, '/', '')) AS segments
-        FROM (SELECT DISTINCT s.sid, substr(k.key, length(s.root) + 2) AS key
+        SELECT sid, key, strlen(key) - strlen(replace(key, '/', '')) AS segments
+        FROM (SELECT s.sid, substr(k.key, length(s.root) + 2) AS key
               FROM orphan_named_keys k JOIN orphan_stores s
-                ON starts_with(k.key, s.root || '/')
-                   AND length(k.key) > length(s.root) + 1)
-    """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE orphan_named_ancestors AS
-        WITH inside AS (
-            SELECT s.sid,
-                   string_split(substr({_trimmed('n.path')}, length(s.root) + 2), '/') AS seg
-            FROM orphan_named n JOIN orphan_stores s ON inside_store_root(n.path, s.root)
-        )
-        SELECT DISTINCT sid, array_to_string(seg[1:j], '/') || '/' AS key
-        FROM (SELECT sid, seg,
-                     unnest(range(1, least(len(seg), {layout.MAX_UNIT_SEGMENTS}) + 1)) AS j
-              FROM inside)
+                ON starts_with(k.key, s.root || '/') AND length(k.key) > length(s.root) + 1)
     """)
     con.execute("DROP TABLE orphan_named_keys")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_named_firsts AS
+        SELECT DISTINCT sid, segments, split_part(key, '/', 1) AS first
+        FROM orphan_named_below WHERE segments < {layout.MAX_UNIT_SEGMENTS}
+    """)
+    # A key is its path with the trailing slashes trimmed and one put back: without
+    # its last character it is the trimmed path (relative to the root here), for which
+    # inside_store_root answers as for the path itself, without trimming it again.
+    path = "left(n.key, length(n.key) - 1)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_named_ancestors AS
+        SELECT DISTINCT sid, array_to_string(seg[1:j], '/') || '/' AS key
+        FROM (SELECT sid, seg,
+                     unnest(range({layout.MIN_UNIT_SEGMENTS},
+                                  least(len(seg) - 1, {layout.MAX_UNIT_SEGMENTS}) + 1)) AS j
+              FROM (SELECT n.sid, string_split({path}, '/') AS seg
+                    FROM orphan_named_below n JOIN orphan_stores s USING (sid)
+                    WHERE n.segments > {layout.MIN_UNIT_SEGMENTS}
+                      AND inside_store_root(s.root || '/' || {path}, s.root)))
+    """)
 
 
 def _unit_state(con: Any, cutoff: datetime) -> None:
     finished = ", ".join(f"'{s}'" for s in FINISHED_STATUSES)
     failed = ", ".join(f"'{s}'" for s in FAILED_STATUSES)
     step_kinds = ", ".join(f"'{k}'" for k in layout.STEP_KINDS)
-    # A unit's relative ancestor keys, itself included: ``a/``, ``a/b/``, ... (NULL past
-    # its last segment; a unit has at most MAX_UNIT_SEGMENTS).
-    keys = ["useg[1] || '/'"]
-    for j in range(2, layout.MAX_UNIT_SEGMENTS + 1):
-        keys.append(f"CASE WHEN len(useg) >= {j} THEN {keys[-1]} || useg[{j}] || '/' END")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE orphan_unit_state AS
         WITH units AS (
@@ -202,35 +217,43 @@ def _unit_state(con: Any, cutoff: datetime) -> None:
             GROUP BY sid, rel[1:ulen]
         ),
         ids AS (
-            SELECT *,
+            SELECT *, unit || '/' AS ukey,
                    CASE WHEN kind IN ({step_kinds}) THEN {layout.step_run_id_sql('useg')}
                    END AS step_run_id,
                    CASE WHEN kind = '{layout.KIND_LOGS}' THEN {layout.logs_id_sql('useg')}
                    END AS logs_id
             FROM (SELECT *, string_split(unit, '/') AS useg FROM units)
         ),
-        named AS (
-            -- For each unit with a named path equal to it, around it or inside it: one
-            -- join of its few ancestor keys against both kinds of named keys.
-            SELECT a.sid, a.unit, bool_or(k.named) AS contained,
-                   bool_or(k.inside AND a.key = a.unit || '/') AS named_inside
-            FROM (SELECT sid, unit, unnest([{", ".join(keys)}]) AS key FROM ids) a
-            JOIN (
-                SELECT sid, key, bool_or(named) AS named, bool_or(inside) AS inside
-                FROM (SELECT sid, key, true AS named, false AS inside
-                      FROM orphan_named_below
-                      WHERE segments <= {layout.MAX_UNIT_SEGMENTS}
-                      UNION ALL
-                      SELECT sid, key, false, true FROM orphan_named_ancestors)
-                GROUP BY sid, key
-            ) k ON k.sid = a.sid AND k.key = a.key
-            WHERE a.key IS NOT NULL
-            GROUP BY a.sid, a.unit
+        -- A unit inside a named path of fewer segments: only the ancestor keys whose
+        -- length and first segment some named key has are spelled and looked up.
+        strict AS (
+            SELECT DISTINCT i.sid, i.unit
+            FROM ids i
+            JOIN orphan_named_firsts f
+              ON f.sid = i.sid AND f.first = i.useg[1] AND f.segments < len(i.useg)
+            JOIN orphan_named_below n
+              ON n.sid = i.sid AND n.key = array_to_string(i.useg[1:f.segments], '/') || '/'
+        ),
+        -- EXISTS, not a join, so that the named keys are what is hashed, not the units
+        -- with everything they carry.
+        contained AS (
+            SELECT i.*,
+                   (EXISTS (SELECT 1 FROM orphan_named_below e
+                            WHERE e.sid = i.sid AND e.key = i.ukey
+                              AND e.segments BETWEEN {layout.MIN_UNIT_SEGMENTS}
+                                                 AND {layout.MAX_UNIT_SEGMENTS})
+                    OR st.unit IS NOT NULL) AS contained
+            FROM ids i
+            LEFT JOIN strict st ON st.sid = i.sid AND st.unit = i.unit
         )
         SELECT u.sid, u.unit, u.kind, u.bytes, u.objects, u.newest,
-               (coalesce(c.contained, false) OR rn.sid IS NOT NULL
+               (u.contained OR rn.sid IS NOT NULL
                 OR (u.kind = '{layout.KIND_LOGS}' AND l.id IS NOT NULL)) AS live,
-               coalesce(c.named_inside, false) AS named_inside,
+               -- Looked up for the units no named path contains: only those can be
+               -- candidates (a live unit is never one, whatever lies inside it).
+               (NOT u.contained
+                AND EXISTS (SELECT 1 FROM orphan_named_ancestors a
+                            WHERE a.sid = u.sid AND a.key = u.ukey)) AS named_inside,
                (u.kind IN ({step_kinds}) AND sr.id IS NOT NULL
                 AND lower(coalesce(sr.status, '')) NOT IN ({finished})) AS step_running,
                (u.newest IS NULL OR u.newest >= TIMESTAMP '{cutoff.isoformat(sep=' ')}')
@@ -247,8 +270,7 @@ def _unit_state(con: Any, cutoff: datetime) -> None:
                  WHEN lower(sr.status) IN ({failed}) THEN '{r.ORPHAN_FAILED_STEP}'
                  ELSE '{r.ORPHAN_DELETED_VERSION}'
                END AS orphan_class
-        FROM ids u
-        LEFT JOIN named c ON c.sid = u.sid AND c.unit = u.unit
+        FROM contained u
         LEFT JOIN orphan_root_named rn ON rn.sid = u.sid
         LEFT JOIN orphan_step_runs sr ON sr.id = u.step_run_id
         LEFT JOIN orphan_logs l ON l.id = u.logs_id

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from artifact_gc.errors import UsageError
 from artifact_gc.mark.options import MarkOptions
+from artifact_gc.paths import INSIDE_ROOT
 from artifact_gc.progress import Progress
 from artifact_gc.storage.urls import url_to_fs
 from artifact_gc.zenml.stores import ArtifactStore
@@ -43,15 +44,23 @@ S3_FIELDS = ("Bucket", "Key", "Size", "LastModifiedDate")
 def load_inventory(con: Any, url: str, stores: list[ArtifactStore], options: MarkOptions,
                    started: datetime, progress: Progress) -> list[dict[str, Any]]:
     """Fill ``orphan_objects`` from the inventory at ``url``; return the stores it
-    covers, each with the inventory's date (``as_of``)."""
+    covers, each with the inventory's date (``as_of``).
+
+    Each file streams once, straight into ``orphan_objects``: a row is kept when its
+    path lies inside a store root, and counted either way (``_Counted``), so that no
+    copy of the whole inventory is held beside it."""
     progress.stage(f"reading inventory {url}", unit="objects")
-    con.execute("CREATE OR REPLACE TEMP TABLE orphan_inventory "
-                "(path VARCHAR, size BIGINT, mtime TIMESTAMP)")
+    con.execute("CREATE OR REPLACE TEMP TABLE orphan_inventory_roots (store_id VARCHAR, "
+                "root VARCHAR)")
+    for store in stores:
+        con.execute("INSERT INTO orphan_inventory_roots VALUES (?, ?)", [store.id, store.root])
+    INSIDE_ROOT.install(con)
+    counted = _Counted()
     try:
         if url.rstrip("/").endswith("manifest.json"):
-            as_of = _load_s3_inventory(con, url, stores, options)
+            as_of = _load_s3_inventory(con, url, stores, options, counted)
         else:
-            as_of = _load_plain(con, url, options)
+            as_of = _load_plain(con, url, options, counted)
     except UsageError:
         raise
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
@@ -65,24 +74,8 @@ def load_inventory(con: Any, url: str, stores: list[ArtifactStore], options: Mar
             f"--max-inventory-age; use a newer one or raise the limit")
     if as_of > started:
         as_of = started
-    con.execute("CREATE OR REPLACE TEMP TABLE orphan_inventory_roots (store_id VARCHAR, "
-                "root VARCHAR)")
-    for store in stores:
-        con.execute("INSERT INTO orphan_inventory_roots VALUES (?, ?)", [store.id, store.root])
-    from artifact_gc.paths import INSIDE_ROOT
-
-    INSIDE_ROOT.install(con)
-    # The innermost root that holds a path is its store (listed_stores() keeps none
-    # inside another, so there is at most one).
-    con.execute("""
-        INSERT INTO orphan_objects
-        SELECT r.store_id, r.root, i.path, i.size, i.mtime, false
-        FROM orphan_inventory i JOIN orphan_inventory_roots r
-          ON inside_store_root(i.path, r.root)
-    """)
-    ((inside, total),) = con.execute(
-        "SELECT (SELECT count(*) FROM orphan_objects), count(*) FROM orphan_inventory"
-    ).fetchall()
+    ((inside,),) = con.execute("SELECT count(*) FROM orphan_objects").fetchall()
+    total = counted.rows
     if total and not inside:
         raise UsageError(f"--inventory {url}: none of its {total:,} paths lies inside an "
                          "artifact store root of this ZenML store")
@@ -92,33 +85,45 @@ def load_inventory(con: Any, url: str, stores: list[ArtifactStore], options: Mar
         raise UsageError(f"--inventory {url}: {total - inside:,} of its {total:,} paths lie "
                          "outside every artifact store root")
     progress.advance(int(inside))
-    # Its rows are in orphan_objects now: a million of them held twice is memory the
-    # classification would have to spill.
-    con.execute("DROP TABLE orphan_inventory")
     return [{"id": s.id, "root": s.root, "as_of": as_of.isoformat(), "inventory": url}
             for s in stores]
 
 
-def _load_plain(con: Any, url: str, options: MarkOptions) -> datetime:
+class _Counted:
+    """The rows and the rows without a path (``key``) of the batches it passes on,
+    counted a batch at a time: the rows outside every root are not kept anywhere."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.no_path = 0
+
+    def batches(self, first: pa.RecordBatch, rest: Iterator[pa.RecordBatch], key: str
+                ) -> Iterator[pa.RecordBatch]:
+        for batch in _chain(first, rest):
+            self.rows += batch.num_rows
+            self.no_path += batch.column(key).null_count
+            yield batch
+
+
+def _load_plain(con: Any, url: str, options: MarkOptions, counted: _Counted) -> datetime:
     fs, path = url_to_fs(url, options.storage_options)
-    _insert(con, _read_table(fs, path, None), None)
-    ((outside, newest),) = con.execute(
-        "SELECT count(*) FILTER (WHERE path IS NULL), max(mtime) FROM orphan_inventory"
-    ).fetchall()
-    if outside:
-        raise UsageError(f"--inventory {url}: {outside:,} row(s) without a path")
+    _insert(con, _read_table(fs, path, None), None, counted)
+    if counted.no_path:
+        raise UsageError(f"--inventory {url}: {counted.no_path:,} row(s) without a path")
     try:
         modified = fs.modified(path)
         as_of = modified.astimezone(UTC).replace(tzinfo=None) if modified.tzinfo else modified
     except (NotImplementedError, OSError, AttributeError):
-        as_of = newest
+        # Every row is inside a root, or the mark stops (load_inventory): the newest
+        # of the rows kept is the newest of the file.
+        ((as_of,),) = con.execute("SELECT max(mtime) FROM orphan_objects").fetchall()
     if as_of is None:
         raise UsageError(f"--inventory {url} is empty and has no date")
     return as_of  # type: ignore[no-any-return]
 
 
 def _load_s3_inventory(con: Any, url: str, stores: list[ArtifactStore],
-                       options: MarkOptions) -> datetime:
+                       options: MarkOptions, counted: _Counted) -> datetime:
     fs, path = url_to_fs(url, options.storage_options)
     with fs.open(path, "rb") as handle:
         report = json.loads(handle.read())
@@ -145,7 +150,7 @@ def _load_s3_inventory(con: Any, url: str, stores: list[ArtifactStore],
             str(entry["key"])
         file_fs, file_path = url_to_fs(file_url, options.storage_options)
         table = _read_table(file_fs, file_path, schema if file_format == "CSV" else None)
-        _insert(con, table, bucket)
+        _insert(con, table, bucket, counted)
     created = int(str(report["creationTimestamp"]))
     return datetime.fromtimestamp(created / 1000, UTC).replace(tzinfo=None)
 
@@ -183,10 +188,11 @@ def _read_table(fs: Any, path: str, csv_columns: list[str] | None) -> Iterator[p
     return iter(pcsv.open_csv(handle, read_options=read, convert_options=convert))
 
 
-def _insert(con: Any, batches: Any, s3_bucket: str | None) -> None:
-    """Append one file's rows to ``orphan_inventory``: S3 Inventory columns (keys made
-    paths of ``s3_bucket``, URL-decoded as the CSV format encodes them) or ``path,
-    size, last_modified``."""
+def _insert(con: Any, batches: Any, s3_bucket: str | None, counted: _Counted) -> None:
+    """Append one file's rows whose path lies inside a store root to
+    ``orphan_objects``, each with its store: S3 Inventory columns (keys made paths of
+    ``s3_bucket``, URL-decoded as the CSV format encodes them) or ``path, size,
+    last_modified``. ``counted`` counts every row read."""
     batches = iter(batches)
     first = next(batches, None)
     if first is None:
@@ -208,14 +214,20 @@ def _insert(con: Any, batches: Any, s3_bucket: str | None) -> None:
         # Already naive UTC: the round trip through TIMESTAMPTZ (in UTC) would give the
         # same value back, at the cost of a time zone conversion per row.
         mtime_sql = f"CAST(\"{modified}\" AS TIMESTAMP)"
-    reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches))
+    reader = pa.RecordBatchReader.from_batches(first.schema,
+                                               counted.batches(first, batches, key))
     con.register("_inventory_part", reader)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # The innermost root that holds a path is its store (listed_stores() keeps none
+        # inside another, so there is at most one).
         con.execute(f"""
-            INSERT INTO orphan_inventory
-            SELECT {path_sql}, CAST("{size}" AS BIGINT), {mtime_sql}
-            FROM _inventory_part
+            INSERT INTO orphan_objects
+            SELECT r.store_id, r.root, i.path, i.size, i.mtime, false
+            FROM (SELECT {path_sql} AS path, CAST("{size}" AS BIGINT) AS size,
+                         {mtime_sql} AS mtime
+                  FROM _inventory_part) i
+            JOIN orphan_inventory_roots r ON inside_store_root(i.path, r.root)
         """)
     finally:
         con.unregister("_inventory_part")

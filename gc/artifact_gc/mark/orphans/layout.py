@@ -38,8 +38,11 @@ from artifact_gc.storage.trash import TRASH_DIR
 #: A UUID as ZenML spells it in paths (``str(uuid)``: dashed), or undashed.
 UUID_RE = ("([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
            "|[0-9a-f]{32})")
+#: The lengths of the text UUID_RE matches (dashed, undashed).
+UUID_LENGTHS = (36, 32)
 #: The random suffix of a step output's directory (``str(uuid4())[:8]``).
 SUFFIX_RE = "[0-9a-f]{8}"
+SUFFIX_LENGTHS = (8,)
 
 #: Top-level folders that are not garbage by layout: code archives shared by
 #: snapshots, notebook code, image build contexts, integrations' own folders.
@@ -64,40 +67,61 @@ UNDO_TRASH_DIR = TRASH_DIR
 #: (``<sha1 of the archive>.tar.gz``).
 CODE_UPLOADS_DIR = "code_uploads"
 CODE_ARCHIVE_RE = "[0-9a-f]{40}[.]tar[.]gz"
+CODE_ARCHIVE_LENGTHS = (47,)
 #: Kinds whose unit names a step run (its third segment).
 STEP_KINDS = (KIND_STEP, KIND_STEP_EMPTY)
 #: The most segments a unit has (a step output's ``<step>/<output>/<run>/<suffix>``);
 #: ``layout_cases`` checks it.
 MAX_UNIT_SEGMENTS = 4
+#: The fewest segments a unit has (``logs/<id>.log``, an empty custom folder, ...).
+MIN_UNIT_SEGMENTS = 2
 
 
-def _is(segment: str, pattern: str) -> str:
-    return f"regexp_full_match(coalesce({segment}, ''), '{pattern}')"
+def _is(segment: str, pattern: str, lengths: tuple[int, ...]) -> str:
+    """``segment`` matches ``pattern`` in full; ``lengths`` are the only lengths (in
+    bytes: the patterns match ASCII only) of the text it can match. Comparing the
+    length first is exact and spares the regular expression on most segments, where
+    it costs the most of the layout's work."""
+    sizes = ", ".join(str(n) for n in lengths)
+    return (f"(strlen(coalesce({segment}, '')) IN ({sizes}) "
+            f"AND regexp_full_match(coalesce({segment}, ''), '{pattern}'))")
+
+
+def _plus(prefix: str, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(len(prefix) + n for n in lengths)
 
 
 def layout_cases(seg: str = "seg", is_dir: str = "is_dir") -> list[tuple[str, int, str]]:
     """(condition, unit length in segments, kind), in the order they are tried."""
     n = f"len({seg})"
     s1, s2, s3, s4 = (f"{seg}[{i}]" for i in range(1, 5))
+    uuid, log = UUID_LENGTHS, _plus(".log", UUID_LENGTHS)
+    external = _plus("external_", UUID_LENGTHS)
     cases = [
-        (f"{s1} = 'logs' AND {n} = 2 AND NOT {is_dir} AND {_is(s2, UUID_RE + '[.]log')}",
+        (f"{s1} = 'logs' AND {n} = 2 AND NOT {is_dir} AND {_is(s2, UUID_RE + '[.]log', log)}",
          2, KIND_LOGS),
-        (f"{s1} = 'logs' AND {n} >= 2 AND {_is(s2, UUID_RE)}", 2, KIND_LOGS),
-        (f"{s1} = 'custom_artifacts' AND {n} >= 3 AND {_is(s3, UUID_RE)}", 3, KIND_CUSTOM),
+        (f"{s1} = 'logs' AND {n} >= 2 AND {_is(s2, UUID_RE, uuid)}", 2, KIND_LOGS),
+        (f"{s1} = 'custom_artifacts' AND {n} >= 3 AND {_is(s3, UUID_RE, uuid)}", 3,
+         KIND_CUSTOM),
         (f"{s1} = 'custom_artifacts' AND {n} = 2 AND {is_dir}", 2, KIND_CUSTOM_EMPTY),
-        (f"{s1} = 'external_artifacts' AND {n} >= 2 AND {_is(s2, 'external_' + UUID_RE)}",
-         2, KIND_EXTERNAL),
-        (f"{n} >= 3 AND {_is(s1, UUID_RE)} AND {_is(s2, UUID_RE)}", 3, KIND_HOOK),
-        (f"{n} = 2 AND {is_dir} AND {_is(s1, UUID_RE)} AND {_is(s2, UUID_RE)}",
+        (f"{s1} = 'external_artifacts' AND {n} >= 2 "
+         f"AND {_is(s2, 'external_' + UUID_RE, external)}", 2, KIND_EXTERNAL),
+        (f"{n} >= 3 AND {_is(s1, UUID_RE, uuid)} AND {_is(s2, UUID_RE, uuid)}", 3, KIND_HOOK),
+        (f"{n} = 2 AND {is_dir} AND {_is(s1, UUID_RE, uuid)} AND {_is(s2, UUID_RE, uuid)}",
          2, KIND_HOOK_EMPTY),
-        (f"{n} >= 4 AND {_is(s3, UUID_RE)} AND {_is(s4, SUFFIX_RE)}", 4, KIND_STEP),
-        (f"{n} = 3 AND {is_dir} AND {_is(s3, UUID_RE)}", 3, KIND_STEP_EMPTY),
+        (f"{n} >= 4 AND {_is(s3, UUID_RE, uuid)} AND {_is(s4, SUFFIX_RE, SUFFIX_LENGTHS)}",
+         4, KIND_STEP),
+        (f"{n} = 3 AND {is_dir} AND {_is(s3, UUID_RE, uuid)}", 3, KIND_STEP_EMPTY),
     ]
     # The classification matches a unit against named paths by its first
     # MAX_UNIT_SEGMENTS segments only: a longer unit that a live row names exactly
     # would match no key and could become a candidate.
     if max(length for _, length, _ in cases) > MAX_UNIT_SEGMENTS:
         raise AssertionError("a layout unit is longer than MAX_UNIT_SEGMENTS")
+    # And only keys of at least MIN_UNIT_SEGMENTS are looked up for a named path
+    # inside a unit.
+    if min(length for _, length, _ in cases) < MIN_UNIT_SEGMENTS:
+        raise AssertionError("a layout unit is shorter than MIN_UNIT_SEGMENTS")
     return cases
 
 
@@ -108,7 +132,7 @@ def _reserved(seg: str) -> str:
 
 def _code_upload(seg: str, is_dir: str) -> str:
     return (f"{seg}[1] = '{CODE_UPLOADS_DIR}' AND len({seg}) = 2 AND NOT {is_dir} "
-            f"AND {_is(f'{seg}[2]', CODE_ARCHIVE_RE)}")
+            f"AND {_is(f'{seg}[2]', CODE_ARCHIVE_RE, CODE_ARCHIVE_LENGTHS)}")
 
 
 def _cases(seg: str, is_dir: str, code_uploads: bool) -> list[tuple[str, int, str]]:
@@ -126,13 +150,18 @@ def kind_sql(seg: str = "seg", is_dir: str = "is_dir", code_uploads: bool = Fals
     return f"CASE {cases} ELSE NULL END"
 
 
-def unit_sql(kind: str = "kind", seg: str = "seg") -> str:
-    """The unit of a path (its first N segments joined by ``/``) from its ``kind``
-    (:func:`kind_sql`): each kind's unit has a fixed number of segments, so the
-    layout's conditions are evaluated once per path, not again for the unit."""
+def unit_length_sql(kind: str = "kind", seg: str = "seg") -> str:
+    """The length in characters of a path's unit (its first N segments joined by
+    ``/``) from its ``kind`` (:func:`kind_sql`): each kind's unit has a fixed number
+    of segments, so the layout's conditions are evaluated once per path, not again for
+    the unit; and the length is added up from the segments' own, without joining them.
+    Every kind's condition asks for at least its unit's number of segments, so none of
+    them is missing."""
     lengths = {k: n for _, n, k in _cases(seg, "is_dir", True) if k}
-    cases = " ".join(f"WHEN '{k}' THEN array_to_string({seg}[1:{n}], '/')"
-                     for k, n in sorted(lengths.items()))
+    cases = " ".join(
+        f"WHEN '{k}' THEN " + " + ".join(f"length({seg}[{i}])" for i in range(1, n + 1))
+        + f" + {n - 1}"
+        for k, n in sorted(lengths.items()))
     return f"CASE {kind} {cases} ELSE NULL END"
 
 
