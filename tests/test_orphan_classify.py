@@ -101,7 +101,7 @@ def model(objects: list[Obj], named: list[str], step_runs: dict[str, str | None]
     # contents (an object store's marker over objects is not an empty directory).
     objects = [o for o in objects
                if not (o[5] and any(p[0] == o[0] and p[1] == o[1]
-                                    and p[2].startswith(o[2].rstrip("/") + "/")
+                                    and p[2].rstrip("/").startswith(o[2].rstrip("/") + "/")
                                     for p in objects))]
     roots = sorted({o[1] for o in objects})
     named_keys = {directory_key(n) for n in named}
@@ -343,7 +343,7 @@ def test_a_directory_marker_with_contents_is_not_an_empty_directory() -> None:
         ("s3", root, f"{root}/custom_artifacts/filled/notes.txt", 10, old, False),
         ("s3", root, f"{root}/custom_artifacts/filled2", 0, old, True),
         ("s3", root, f"{root}/custom_artifacts/filled2/sub", 0, old, True),
-        ("s3", root, f"{root}/custom_artifacts/empty", 0, old, True),
+        ("s3", root, f"{root}/custom_artifacts/empty/", 0, old, True),
         # Sorts between a marker and its contents, and is no content of it.
         ("s3", root, f"{root}/custom_artifacts/empty-x", 10, old, False),
     ]

@@ -118,13 +118,16 @@ def _drop_filled_markers(con: Any) -> None:
         SELECT DISTINCT store_id, root, {trimmed} AS dir
         FROM orphan_objects WHERE is_dir
     """)
-    con.execute("""
+    # Each path compared without its trailing slashes: a marker row spelt "P/" is not
+    # its own contents.
+    content = _trimmed("c.path")
+    con.execute(f"""
         DELETE FROM orphan_objects o
         USING (
             SELECT DISTINCT m.store_id, m.root, m.dir
             FROM orphan_markers m JOIN orphan_objects c
               ON c.store_id = m.store_id AND c.root = m.root
-             AND c.path >= m.dir || '/' AND c.path < m.dir || '0'
+             AND {content} >= m.dir || '/' AND {content} < m.dir || '0'
         ) f
         WHERE o.is_dir AND o.store_id = f.store_id AND o.root = f.root
           AND rtrim(o.path, '/') = f.dir
