@@ -561,9 +561,17 @@ def test_s3_directory_marker_with_contents_is_not_an_empty_directory(
     rows = _orphan_rows(manifest)
     folder = f"{s3_root}/custom_artifacts/my_marker"
     assert rows.get(folder, ("", "", []))[0] != "candidate"
-    assert rows[f"{s3_root}/custom_artifacts/empty_one"][:2] == ("candidate", "empty_directory")
+    empty = f"{s3_root}/custom_artifacts/empty_one"
+    assert rows[empty][:2] == ("candidate", "empty_directory")
+    # A file put in the empty directory after the mark, as old as the grace period
+    # asks (0 here): the sweep's listing shows the directory no longer empty, and the
+    # prefix delete would take the file. (A manifest that took a marker with contents
+    # for an empty directory is stopped here the same way.)
+    late = "zenml-store/custom_artifacts/empty_one/late.txt"
+    client.put_object(Bucket=moto_s3.bucket, Key=late, Body=b"written since")
 
     report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions(
         batch_size=3, storage_options=dict(moto_s3.storage_options))))
     assert not report.failures
-    assert inside in _bucket(moto_s3)
+    assert report.protected.get(empty) == "not_empty"
+    assert {inside, late} <= _bucket(moto_s3)
