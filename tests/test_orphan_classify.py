@@ -97,6 +97,12 @@ def _ancestors(root: str, seg: list[str]) -> list[str]:
 def model(objects: list[Obj], named: list[str], step_runs: dict[str, str | None],
           logs: set[str], code_uploads: bool) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """The rows (sorted) and the summary the classification must produce."""
+    # A directory row with anything listed under it is no row: it is implied by its
+    # contents (an object store's marker over objects is not an empty directory).
+    objects = [o for o in objects
+               if not (o[5] and any(p[0] == o[0] and p[1] == o[1]
+                                    and p[2].rstrip("/").startswith(o[2].rstrip("/") + "/")
+                                    for p in objects))]
     roots = sorted({o[1] for o in objects})
     named_keys = {directory_key(n) for n in named}
     named_inside: set[str] = set()
@@ -324,3 +330,26 @@ def test_the_hostile_stores_reach_every_rule() -> None:
                        r.ORPHAN_CUSTOM_ARTIFACT, r.ORPHAN_EXTERNAL_ARTIFACT,
                        r.ORPHAN_HOOK_OUTPUT, r.ORPHAN_RUN_LOGS, r.ORPHAN_EMPTY_DIR,
                        r.ORPHAN_CODE_UPLOAD}
+
+
+def test_a_directory_marker_with_contents_is_not_an_empty_directory() -> None:
+    """An object store lists a "directory marker" whatever lies under it (the S3 listing
+    gives each an ``is_dir`` row): a marker over a user's file is implied by the file,
+    never an empty-directory candidate whose delete would take the file."""
+    root = ROOTS["s3"]
+    old = datetime(2026, 1, 1)
+    objects: list[Obj] = [
+        ("s3", root, f"{root}/custom_artifacts/filled", 0, old, True),
+        ("s3", root, f"{root}/custom_artifacts/filled/notes.txt", 10, old, False),
+        ("s3", root, f"{root}/custom_artifacts/filled2", 0, old, True),
+        ("s3", root, f"{root}/custom_artifacts/filled2/sub", 0, old, True),
+        ("s3", root, f"{root}/custom_artifacts/empty/", 0, old, True),
+        # Sorts between a marker and its contents, and is no content of it.
+        ("s3", root, f"{root}/custom_artifacts/empty-x", 10, old, False),
+    ]
+    rows, _ = classified(objects, [], {}, set(), False)
+    status = {row[0]: (row[1], row[2]) for row in rows}
+    assert f"{root}/custom_artifacts/filled" not in status
+    assert f"{root}/custom_artifacts/filled2" not in status
+    assert status[f"{root}/custom_artifacts/empty"] == ("candidate", r.ORPHAN_EMPTY_DIR)
+    assert status[f"{root}/custom_artifacts"][0] == "protected"

@@ -535,3 +535,43 @@ def test_a_store_root_of_slash_is_refused_before_anything_is_listed(
     assert result.exit_code == EXIT_USAGE, result.output
     assert "the whole filesystem" in result.output
     assert not out.exists()
+
+
+@pytest.mark.s3
+def test_s3_directory_marker_with_contents_is_not_an_empty_directory(
+    orphan_store: tuple[OrphanStore, dict[str, Path]], moto_s3: Any, tmp_path: Path
+) -> None:
+    """A "directory marker" key (ending in "/") that has objects under it is implied by
+    them, not an empty directory of the layout: a marker at a custom artifact's folder
+    over a user's file must not make that folder an empty-directory candidate, whose
+    delete would take the file under it."""
+    store, traps = orphan_store
+    s3_root = _move_to_s3(store, traps, moto_s3)
+    client = moto_s3.client()
+    marker = "zenml-store/custom_artifacts/my_marker/"
+    inside = marker + "notes.txt"
+    client.put_object(Bucket=moto_s3.bucket, Key=marker, Body=b"")
+    client.put_object(Bucket=moto_s3.bucket, Key=inside, Body=b"a user's notes")
+    # A marker alone is an empty directory of the layout, as before.
+    client.put_object(Bucket=moto_s3.bucket, Key="zenml-store/custom_artifacts/empty_one/",
+                      Body=b"")
+    options = {"store_roots": {store.store_id: s3_root},
+               "storage_options": dict(moto_s3.storage_options)}
+    manifest = _mark(store, tmp_path / "mark.parquet", older_than=timedelta(0), **options)
+    rows = _orphan_rows(manifest)
+    folder = f"{s3_root}/custom_artifacts/my_marker"
+    assert rows.get(folder, ("", "", []))[0] != "candidate"
+    empty = f"{s3_root}/custom_artifacts/empty_one"
+    assert rows[empty][:2] == ("candidate", "empty_directory")
+    # A file put in the empty directory after the mark, as old as the grace period
+    # asks (0 here): the sweep's listing shows the directory no longer empty, and the
+    # prefix delete would take the file. (A manifest that took a marker with contents
+    # for an empty directory is stopped here the same way.)
+    late = "zenml-store/custom_artifacts/empty_one/late.txt"
+    client.put_object(Bucket=moto_s3.bucket, Key=late, Body=b"written since")
+
+    report = execute(plan_sweep(str(manifest), store.db_url, SweepOptions(
+        batch_size=3, storage_options=dict(moto_s3.storage_options))))
+    assert not report.failures
+    assert report.protected.get(empty) == "not_empty"
+    assert {inside, late} <= _bucket(moto_s3)

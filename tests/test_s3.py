@@ -229,3 +229,35 @@ def test_parse_storage_options() -> None:
            "key": "12345", "anon": False, "config_kwargs": {"retries": {"max_attempts": 10}}}
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_storage_options(["novalue"])
+
+
+@pytest.mark.parametrize("undo", [False, True])
+def test_a_listed_delete_takes_only_the_objects_listed(moto_s3: MotoS3, undo: bool) -> None:
+    """The orphan sweep checks the grace period on one listing and hands it to the delete
+    (``ListedObjects``): exactly those objects go. An object written under the path
+    since was never checked against the grace period: it stays, with an undo window
+    (the trash copies, then deletes) as without one."""
+    import s3fs
+
+    from artifact_gc.storage.trash import open_file_undo
+    from artifact_gc.undo.files import TrashingFiles
+
+    upload(moto_s3.client(), moto_s3.bucket,
+           [("root/unit/old", b"1"), ("root/unit/new", b"2"), ("root/unit-x/sibling", b"3")])
+    root = moto_s3.url("root")
+    store = _store(root)
+    fs = s3fs.S3FileSystem(**moto_s3.storage_options)
+    backend = open_backend(store, root, fs, workers=2, retries=RetryCounter(),
+                           limits=RequestLimits())
+    files: Any = TrashingFiles(backend, open_file_undo(store, root, fs, backend),
+                               "0123456789abcdef0123456789abcdef") if undo else backend
+    path = moto_s3.url("root/unit")
+    try:
+        outcome = files.delete([path], known=s3.ListedObjects(
+            {path: [moto_s3.url("root/unit/old")]}))
+    finally:
+        files.close()
+    assert path in outcome.deleted and not outcome.failed
+    left = {k for k in list_bucket(moto_s3.client(), moto_s3.bucket)
+            if "/.artifact-gc-trash/" not in "/" + k}
+    assert left == {"root/unit/new", "root/unit-x/sibling"}

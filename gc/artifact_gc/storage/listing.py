@@ -700,7 +700,10 @@ def _s3_batch(contents: list[dict[str, Any]], prefix_of: str) -> pa.RecordBatch 
     batcher = _Batcher()
     for entry in contents:
         key = str(entry["Key"])
-        # A "directory marker" key (ending in "/") is an empty directory of the layout.
+        # A "directory marker" key (ending in "/"): a directory row. Whether anything
+        # lies under it may be on another stream's page; the classifier drops a marker
+        # with contents (classify._drop_filled_markers), so only an empty one is an
+        # empty directory of the layout.
         is_dir = key.endswith("/")
         batcher.add(prefix_of + key.rstrip("/"), int(entry.get("Size") or 0),
                     _entry_mtime_us(entry), is_dir)

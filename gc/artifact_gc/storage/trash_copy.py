@@ -188,6 +188,7 @@ class CopyTrash:
         by_key, trash_of, refused = self._keys(sweep_id, paths)
         outcome = DeleteOutcome(failed=refused)
         found = self._find(list(by_key))
+        found = _only_listed(found, known, f"{self.ops.scheme}{self.ops.bucket}/")
         keys = found.column("key").to_pylist()
         owners = found.column("path").to_pylist()
         sizes = found.column("size").to_pylist()
@@ -300,6 +301,23 @@ class CopyTrash:
 
     def trashed_sweeps(self) -> dict[str, datetime]:
         return dated_sweeps(self.ops, self.trash_key)
+
+
+def _only_listed(found: pa.Table, known: Mapping[str, Sequence[str]] | None,
+                 prefix: str) -> pa.Table:
+    """``found`` cut to the objects ``known`` names, where ``known`` is the listing the
+    caller checked them on (``ListedObjects``: the orphan sweep's grace check). An
+    object written under a path since was never checked against the grace period:
+    it is neither copied nor deleted, as the store's own delete leaves it
+    (``S3Backend._delete_listed``). Otherwise ``found`` as it is."""
+    from artifact_gc.storage.s3 import ListedObjects
+
+    if not isinstance(known, ListedObjects):
+        return found
+    listed = {url[len(prefix):] for urls in known.values() for url in urls
+              if url.startswith(prefix)}
+    return found.filter(pa.array([key in listed for key in found.column("key").to_pylist()],
+                                 pa.bool_()))
 
 
 def delete_copied(backend: Any, paths: list[str], found: pa.Table,

@@ -83,6 +83,8 @@ if TYPE_CHECKING:
 #: Reasons a revived orphan file is journaled with.
 REVIVED_NAMED = "named_by"
 REVIVED_LOGS_ROW = "logs_row"
+#: Why an empty-directory candidate is kept when files lie under it now.
+PROTECT_NOT_EMPTY = "not_empty"
 
 _UUID = re.compile(UUID_RE)
 _SUFFIX = re.compile(SUFFIX_RE)
@@ -456,6 +458,15 @@ class OrphanSweep:
                 listed[store_id] = objects
         young = {key: PROTECT_GRACE for key, time in newest.items()
                  if time is not None and time >= cutoff}
+        for item in items:
+            store_listing = listed.get(item.store_id or "")
+            urls = store_listing.get(item.footprint[0]) if store_listing else None
+            if item.file_count == 0 and urls is not None and \
+                    any(not url.endswith("/") for url in urls):
+                # The mark found no file in it (an empty directory, its marker only):
+                # one there now, of whatever age, is no part of what was judged
+                # garbage, and the prefix delete would take it.
+                young.setdefault(item.artifact_version_id, PROTECT_NOT_EMPTY)
         return young, listed
 
     def _newest(self, store: Any, items: list[BatchItem]

@@ -81,6 +81,7 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
     Paths below a root are carried relative to it (``rel``), with the store as a small
     number (``sid``): the root's spelling is added back only to the rows written."""
     INSIDE_ROOT.install(con)
+    _drop_filled_markers(con)
     _layout(con, code_uploads)
     _named(con)
     _unit_state(con, cutoff)
@@ -97,6 +98,41 @@ def classify_objects(con: Any, cutoff: datetime, code_uploads: bool = False) -> 
 def _trimmed(path: str) -> str:
     """SQL: the path ``path`` without its trailing slashes."""
     return TrimSlashes(Arg("path")).sql({"path": path})
+
+
+def _drop_filled_markers(con: Any) -> None:
+    """Drop every directory row that has something listed under it.
+
+    An ``is_dir`` row is an *empty* directory of the layout (a step's, hook's or custom
+    artifact's folder with nothing in it), a candidate whose delete removes everything
+    under its path. An object store's directory marker (a key ending in "/") is a row
+    whatever lies under it, and the S3 listing's streams list a marker and its contents
+    in different ranges: a marker over, say, a user's file would make an "empty
+    directory" whose delete takes that file. A non-empty directory is implied by its
+    contents (as on a local disk), so it is no row at all; whatever lies under it is
+    classified on its own. ``[P/, P0)`` holds exactly the paths under ``P`` (``/`` and
+    ``0`` are adjacent), so the join is a range join, not a scan per marker."""
+    trimmed = _trimmed("path")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE orphan_markers AS
+        SELECT DISTINCT store_id, root, {trimmed} AS dir
+        FROM orphan_objects WHERE is_dir
+    """)
+    # Each path compared without its trailing slashes: a marker row spelt "P/" is not
+    # its own contents.
+    content = _trimmed("c.path")
+    con.execute(f"""
+        DELETE FROM orphan_objects o
+        USING (
+            SELECT DISTINCT m.store_id, m.root, m.dir
+            FROM orphan_markers m JOIN orphan_objects c
+              ON c.store_id = m.store_id AND c.root = m.root
+             AND {content} >= m.dir || '/' AND {content} < m.dir || '0'
+        ) f
+        WHERE o.is_dir AND o.store_id = f.store_id AND o.root = f.root
+          AND rtrim(o.path, '/') = f.dir
+    """)
+    con.execute("DROP TABLE orphan_markers")
 
 
 def _layout(con: Any, code_uploads: bool) -> None:
