@@ -103,25 +103,27 @@ class GCSClient:
         params: dict[str, Any] = {"prefix": prefix, "startOffset": start, "endOffset": stop,
                                   "maxResults": MAX_LIST_ITEMS,
                                   "fields": "items(name,size),nextPageToken"}
-        if token:
-            params["pageToken"] = token
-        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}/o"
-        _, _, body = self._send("GET", url, params=params)
-        page = json.loads(body or b"{}")
+        page = self._objects_page(params, token)
         items = sorted(((str(i["name"]), int(i.get("size") or 0))
                         for i in page.get("items") or []), key=lambda item: item[0])
         return [n for n, _ in items], [s for _, s in items], page.get("nextPageToken") or None
+
+    def _objects_page(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        """One ``objects.list`` request of the JSON API with ``params``, from ``token``
+        on: the page's decoded body."""
+        if token:
+            params = {**params, "pageToken": token}
+        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}/o"
+        _, _, body = self._send("GET", url, params=params)
+        page: dict[str, Any] = json.loads(body or b"{}")
+        return page
 
     def list_flat_page(self, prefix: str, token: str | None) -> FlatPage:
         """One page of the flat listing of ``prefix`` (no delimiter: every key under it,
         whatever its depth), with sizes and last-modified times."""
         params: dict[str, Any] = {"prefix": prefix, "maxResults": MAX_LIST_ITEMS,
                                   "fields": "items(name,size,updated),nextPageToken"}
-        if token:
-            params["pageToken"] = token
-        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}/o"
-        _, _, body = self._send("GET", url, params=params)
-        page = json.loads(body or b"{}")
+        page = self._objects_page(params, token)
         # Sorted: GCS lists in name order; an emulator that answers in one page may not.
         items = sorted((str(i["name"]), int(i.get("size") or 0), i.get("updated"))
                        for i in page.get("items") or [])
