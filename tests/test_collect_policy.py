@@ -70,6 +70,7 @@ def test_check_prints_the_validated_policy(tmp_path: Path) -> None:
     (MINIMAL + "[defaults]\nolder_than = \"3 days\"\n", 4, "defaults.older_than",
      "cannot read duration"),
     (MINIMAL + "[defaults]\nolder_than = 7\n", 4, "defaults.older_than", "duration string"),
+    (MINIMAL + "[defaults]\nolder_than = \"6M\"\n", 4, "defaults.older_than", "ambiguous"),
     (MINIMAL + "[defaults]\nkeep_latest = -1\n", 4, "defaults.keep_latest", "at least 0"),
     (MINIMAL + "[defaults]\nkeep_lastest = 2\n", 4, "defaults.keep_lastest", "unknown key"),
     (MINIMAL + "[defaults]\nproject = \"a\"\n", 4, "defaults.project", "unknown key"),

@@ -446,6 +446,22 @@ def test_rest_url_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert root.exit_code in (2, 3)
 
 
+@pytest.mark.parametrize(("value", "words"), [
+    # "M" is a month to systemd, pandas and most people, and a minute nowhere else:
+    # read as minutes, "6M" would turn a six-month grace period into six minutes.
+    ("6M", "ambiguous"),
+    ("1d6M", "ambiguous"),
+    # Too long for a timedelta: a usage error, not an unexpected failure (exit 1).
+    ("99999999999w", "too long"),
+    ("1" * 400 + "s", "too long"),
+])
+def test_older_than_that_cannot_mean_what_it_says_is_a_usage_error(value: str,
+                                                                    words: str) -> None:
+    result = CliRunner().invoke(cli, ["mark", "--older-than", value])
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.mariadb
 def test_mark_on_mariadb_created_by_zenml(
     mariadb_scenario_store: ScenarioStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

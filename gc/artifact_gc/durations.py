@@ -13,6 +13,14 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``90m``, ``1d12h`` or ``2w`` into a timedelta; reject anything else."""
+    if "M" in text:
+        # A grace period decides what is old enough to delete. "M" is a month to
+        # systemd, pandas and most readers: taken as a minute, "6M" would shrink six
+        # months to six minutes. Refused rather than guessed either way.
+        raise UsageError(
+            f"cannot read duration {text!r}: 'M' is ambiguous (months or minutes?); "
+            "write m for minutes, or days or weeks (30d, 26w) for months"
+        )
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned:
         raise UsageError("empty duration; use a form like 0s, 90m, 24h, 7d or 2w")
@@ -28,7 +36,11 @@ def parse_duration(text: str) -> timedelta:
             f"cannot read duration {text!r}; use a number and a unit "
             "(s, m, h, d, w), e.g. 0s, 90m, 24h, 7d, 2w or 1d12h"
         )
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        # A bad value is the user's to fix (exit 2), not an unexpected failure (exit 1).
+        raise UsageError(f"cannot read duration {text!r}: it is too long") from None
 
 
 def format_duration(delta: timedelta) -> str:
