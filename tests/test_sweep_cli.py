@@ -120,6 +120,29 @@ def test_refusals_and_exit_codes(marked: tuple[ScenarioStore, Path], tmp_path: P
     assert (db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)) == before
 
 
+def test_a_journal_location_that_holds_manifests_is_refused(
+    marked: tuple[ScenarioStore, Path], tmp_path: Path
+) -> None:
+    """``--journal`` naming the folder the manifests live in (one shared location for
+    both, say): a journal is read as every Parquet file of its folder, so the manifests
+    would be read as journal segments. A usage error naming the files, not an
+    unexpected failure; nothing is deleted or written there."""
+    store, manifest = marked
+    assert manifest.parent == tmp_path
+    before = db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    for args in (("sweep", str(manifest), "--db", store.db_url, "--yes"),
+                 ("sweep", str(manifest), "--db", store.db_url, "--dry-run"),
+                 ("status", str(manifest))):
+        result = _run(*args, "--journal", str(tmp_path))
+        output = result.output  # type: ignore[attr-defined]
+        assert result.exit_code == 2, (args, output)  # type: ignore[attr-defined]
+        assert "not sweep journal segments" in output and "mark.parquet" in output, output
+        assert "unexpected" not in output, output
+    assert (db_snapshot(store.sqlalchemy_url), list_tree(store.store_root)) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
 def _tampered(source: Path, target: Path) -> Path:
     """Point one candidate at another directory without recomputing the checksum."""
     import pyarrow as pa

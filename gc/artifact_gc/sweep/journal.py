@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -97,6 +98,9 @@ SCHEMA = pa.schema(
         pa.field("mark_id", pa.string()),
     ]
 )
+
+#: The name of a segment (:meth:`Journal.append`): ``<first seq>-<sweep id>-<batch>``.
+SEGMENT_NAME = re.compile(r"^\d{12,}-[0-9A-Za-z]{1,8}-\d{6,}\.parquet$")
 
 #: Where a journal put elsewhere (``--journal``) is recorded, by mark id.
 INDEX_DIR_NAME = "journals"
@@ -223,11 +227,25 @@ class Journal:
         if not self.fs.exists(self.path):
             return []
         self.fs.invalidate_cache(self.path)
-        return sorted(
+        found = sorted(
             p for p in self.fs.ls(self.path, detail=False)
             if p.rsplit("/", 1)[-1].endswith(".parquet")
             and not p.rsplit("/", 1)[-1].startswith(".")
         )
+        # Every Parquet file of the folder is read as a segment (FORMAT.md): a folder
+        # shared with manifests (``--journal`` where ``--out`` writes) would have them
+        # read as events. Refused before anything is read or written, never guessed.
+        strangers = [p.rsplit("/", 1)[-1] for p in found
+                     if not SEGMENT_NAME.match(p.rsplit("/", 1)[-1])]
+        if strangers:
+            from artifact_gc.errors import UsageError
+
+            shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+            raise UsageError(
+                f"the journal location {self.url} holds Parquet files that are not sweep "
+                f"journal segments ({shown}); give the journal a folder of its own "
+                "(gc sweep --journal LOCATION)")
+        return found
 
     def register(self, connection: Any, view: str = "journal", *, bound: bool = True,
                  segments: list[str] | None = None) -> int:
