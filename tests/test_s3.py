@@ -261,3 +261,35 @@ def test_a_listed_delete_takes_only_the_objects_listed(moto_s3: MotoS3, undo: bo
     left = {k for k in list_bucket(moto_s3.client(), moto_s3.bucket)
             if "/.artifact-gc-trash/" not in "/" + k}
     assert left == {"root/unit/new", "root/unit-x/sibling"}
+
+
+def test_a_remote_journal_with_no_writable_lock_folder_is_a_storage_error(
+    moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    """A journal on S3 is locked through a file in the local cache folder. Where that
+    folder cannot be written (a container with a read-only home, say), the sweep stops
+    with exit 9 naming the folder to set, deleting nothing: not exit 1, unexpected."""
+    url = create_sqlite_store(tmp_path / "zenml.db")
+    store = populate(url, SyntheticSpec(versions=20, store_root=str(tmp_path / "root"),
+                                        write_files=True, recent_share=0.0, seed=3))
+    assert store.expected_candidates
+    manifest = tmp_path / "mark.parquet"
+    marked = _gc("mark", "--db", url, "--older-than", "0s", "--out", str(manifest))
+    assert marked.returncode == 0, marked.stderr
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "a-file" / "cache")
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "root").rglob("*"))
+    swept = subprocess.run(
+        [GC, "sweep", str(manifest), "--db", url, "--yes", "--journal", moto_s3.url("journal"),
+         "--storage-option", f"client_kwargs.endpoint_url={moto_s3.endpoint_url}"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert swept.returncode == 9, swept.stderr
+    assert "XDG_CACHE_HOME" in swept.stderr and "unexpected" not in swept.stderr, swept.stderr
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        left = {r[0] for r in connection.execute(sa.text("SELECT id FROM artifact_version"))}
+    engine.dispose()
+    assert store.expected_candidates <= left
+    assert sorted(p.relative_to(tmp_path).as_posix()
+                  for p in (tmp_path / "root").rglob("*")) == before

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from artifact_gc.errors import SweepLocked
+from artifact_gc.errors import StorageError, SweepLocked
 from artifact_gc.storage.urls import is_remote, local_path
 
 LOCK_NAME = ".sweep.lock"
@@ -70,9 +70,15 @@ class SweepLock:
 
     def _acquire(self) -> int:
         """An open, locked descriptor of the file now at ``self.path``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise self._unwritable(exc) from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
@@ -94,6 +100,18 @@ class SweepLock:
             # lives on whichever file is at the path.
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _unwritable(self, exc: OSError) -> StorageError:
+        """The lock file cannot be made: nothing has been deleted yet (the lock is taken
+        before the first batch), so the sweep stops with exit 9 and where to point it."""
+        # A local journal's lock is LOCK_NAME in the journal; a remote one's is named
+        # after its URL in the local cache folder (lock_path).
+        where = ("put the journal elsewhere with gc sweep --journal LOCATION"
+                 if self.path.name == LOCK_NAME else
+                 "the lock of a journal on remote storage lives in the local cache "
+                 "folder: set XDG_CACHE_HOME to a folder you can write")
+        return StorageError(f"cannot write the sweep lock {self.path}: "
+                            f"{exc.strerror or exc}; {where}", path=str(self.path))
 
     def holder(self) -> int | None:
         """The pid of the sweep holding the lock now, if any; never takes the lock.
