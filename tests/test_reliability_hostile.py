@@ -217,6 +217,19 @@ def _rewrite_rows(source: Path, target: Path,
     return target
 
 
+def _drop_column(name: str) -> Callable[[Bed], Path]:
+    """A copy of the manifest without the column ``name``, its metadata (and checksum)
+    kept as they were."""
+    def make(bed: Bed) -> Path:
+        table = pq.read_table(bed.manifest)
+        target = bed.manifests / f"without-{name}.parquet"
+        pq.write_table(table.drop_columns([name]).replace_schema_metadata(
+            table.schema.metadata), target)
+        return target
+
+    return make
+
+
 def _flip_reachable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     row = next(r for r in rows if r["status"] == STATUS_REACHABLE)
     row["status"], row["reasons"] = STATUS_CANDIDATE, []
@@ -386,6 +399,14 @@ CASES: dict[str, Case] = {
     "candidate's store root widened by hand": Case(
         _sweep(lambda b: _rewrite_rows(b.manifest, b.manifests / "w.parquet", _widen_root)),
         EXIT_REFUSED, "fails its checksum"),
+    "manifest without its status column": Case(_sweep(_drop_column("status")), EXIT_REFUSED,
+                                               "lacks the column status"),
+    "manifest without its visualization_uris column": Case(
+        _sweep(_drop_column("visualization_uris")), EXIT_REFUSED,
+        "lacks the column visualization_uris"),
+    "gc show of a manifest without its store_root column": Case(
+        lambda b, _r: ["show", str(_drop_column("store_root")(b))], EXIT_REFUSED,
+        "lacks the column store_root"),
     "manifest of another database": Case(_sweep(_manifest_of_another_database), EXIT_REFUSED,
                                          "not on the database being swept"),
     "stale manifest": Case(_sweep(_stale), EXIT_REFUSED, "older than --max-manifest-age"),

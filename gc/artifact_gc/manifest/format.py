@@ -214,9 +214,19 @@ def read_info(url: str, storage_options: dict[str, Any] | None = None) -> Manife
             f"{url} is a Parquet file without artifact-gc metadata", url, "not_a_manifest"
         )
     try:
-        return ManifestInfo.from_dict(json.loads(raw))
+        info = ManifestInfo.from_dict(json.loads(raw))
     except ValueError as exc:
         raise ManifestRefused(f"{url}: its metadata is not valid JSON", url, "tampered") from exc
+    # Every 1.x manifest has the 1.0 columns (later ones are implied when absent): one
+    # that lacks any was edited by hand, and is refused here rather than failing in the
+    # middle of a query. The format major is checked by check_format.
+    missing = [name for name in SCHEMA.names if name not in schema.names]
+    if missing and info.format == FORMAT_NAME and info.format_version.split(".")[0] == "1":
+        raise ManifestRefused(
+            f"{url} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"of manifest format {info.format_version}: it was changed after the mark; "
+            "mark again", url, "tampered")
+    return info
 
 
 def check_format(info: ManifestInfo, url: str) -> None:
