@@ -171,6 +171,34 @@ def test_restore_refused_on_a_path_conflict(scenario_store: ScenarioStore,
     assert version_ids(store.sqlalchemy_url) == store.all_ids - {victim}
 
 
+def test_restore_after_a_sweep_killed_while_it_moved_files(scenario_store: ScenarioStore,
+                                                            tmp_path: Path) -> None:
+    """``gc sweep`` killed (SIGKILL) after the first chunk of a batch's files went into
+    its trash, run again as documented, then ``gc restore``: the sweep that resumed the
+    batch writes its final events, but the files the killed one moved are in the killed
+    one's trash. The restore finds them there: everything comes back, rows and files."""
+    from crash_support import Kill, run_gc
+
+    store = scenario_store
+    db_before = full_snapshot(store.sqlalchemy_url)
+    files_before = _files(store.store_root)
+    manifest = mark_store(store, tmp_path / "mark.parquet")
+    command = ["sweep", str(manifest), "--db", store.db_url, "--yes", "--batch-size", "3"]
+    killed = run_gc(command, kill=Kill("point", point=points.IN_FILES, hit=1))
+    assert killed.killed or killed.returncode == -9, killed.stderr
+    trash = store.store_root / TRASH_DIR
+    assert len(list(trash.iterdir())) == 1  # the killed sweep's, with part of a batch
+    resumed = run_gc(command)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list(trash.iterdir())) == 2
+    restored = _gc("restore", str(manifest), "--db", store.sqlalchemy_url, "--yes")
+    assert restored.exit_code == 0, restored.output
+    assert "nothing to bring back" not in restored.output, restored.output
+    assert _differences(full_snapshot(store.sqlalchemy_url), db_before) == []
+    assert _files(store.store_root) == files_before
+    assert integrity_problems(store.sqlalchemy_url) == []
+
+
 class _StopAfterFirstCommit(SweepHooks):
     """Stop a sweep once its first batch's rows are committed, its files not yet moved
     (what a kill -9 at that instant leaves)."""

@@ -86,6 +86,11 @@ class RestoreItem:
     footprint: tuple[str, ...]
     rows: bool
     files: bool
+    #: The other sweeps of this mark that journaled the item: a sweep killed while it
+    #: moved a batch's files leaves some in its own trash, and the sweep that resumes
+    #: the batch (and writes its final event) finds them gone. Their trashes are
+    #: searched for what the final sweep's does not hold.
+    other_sweeps: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,6 +127,17 @@ class RestorePlan:
             if item.files and item.store_id and item.store_root:
                 out.setdefault((item.store_id, item.store_root, item.sweep_id), []).extend(
                     item.footprint)
+        return out
+
+    def earlier_files(self) -> dict[tuple[str, str, str], list[str]]:
+        """(store id, root, sweep id) -> paths that an earlier sweep of an item (not the
+        one of its final event) may hold in its trash."""
+        out: dict[tuple[str, str, str], list[str]] = {}
+        for item in self.items:
+            if item.files and item.store_id and item.store_root:
+                for sweep_id in (s for s in item.other_sweeps if s in self.sweeps):
+                    out.setdefault((item.store_id, item.store_root, sweep_id), []).extend(
+                        item.footprint)
         return out
 
     def row_batches(self) -> Iterator[dict[str, list[KeptRow]]]:
@@ -262,12 +278,13 @@ def _select(manifest_url: str, journal: Journal, options: RestoreOptions
             WITH final AS (
                 SELECT coalesce(item_kind, 'artifact_version') AS item_kind,
                        coalesce(item_id, artifact_version_id) AS item_id,
-                       arg_max(sweep_id, seq) AS sweep_id
+                       arg_max(sweep_id, seq) AS sweep_id,
+                       list(DISTINCT sweep_id) AS sweeps
                 FROM journal GROUP BY 1, 2
             )
             SELECT s.item_kind, s.item_id, s.artifact_store_id, s.store_root, s.uri,
                    coalesce(s.visualization_uris, []::VARCHAR[]) AS visualization_uris,
-                   s.state, final.sweep_id
+                   s.state, final.sweep_id, final.sweeps
             FROM sweep_state AS s JOIN final USING (item_kind, item_id)
             WHERE s.state IN ({states}) {narrow}
             ORDER BY s.item_kind, s.item_id
@@ -286,7 +303,9 @@ def _item(row: dict[str, Any]) -> RestoreItem:
         store_id=row["artifact_store_id"], store_root=row["store_root"],
         footprint=footprint,
         rows=not orphan and row["state"] in ("deleted", "rows_deleted"),
-        files=row["state"] in ("deleted", "files_deleted"))
+        files=row["state"] in ("deleted", "files_deleted"),
+        other_sweeps=tuple(sorted(s for s in row.get("sweeps") or ()
+                                  if s and s != row["sweep_id"])))
 
 
 def _kept_rows(engine: Any, area: UndoArea, items: Sequence[RestoreItem], purged: set[str]
@@ -441,7 +460,8 @@ def _existing(connection: Any, table: str, key: list[str], rows: Sequence[KeptRo
 
 
 def _refuse_path_conflicts(plan: RestorePlan) -> None:
-    for (store_id, root, sweep_id), paths in plan.files.items():
+    for (store_id, root, sweep_id), paths in [*plan.files.items(),
+                                              *plan.earlier_files().items()]:
         backend, undo = _open_undo(plan, store_id, root)
         try:
             conflicts = undo.conflicts(sweep_id, paths)
@@ -511,11 +531,29 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
         finally:
             undo.close()
             backend.close()
+        # What the final sweep's trash does not hold, an earlier sweep of the item may:
+        # one killed while it moved the batch's files (a whole path on a local disk, or
+        # some of a path's objects on an object store). Each trash's restore brings back
+        # only what it holds, never over anything, and counts the rest as back or absent.
+        absent = set(outcome.absent)
+        for other, paths_of_other in _earlier(plan, store_id, root, sweep_id).items():
+            earlier_backend, earlier_undo = _open_undo(plan, store_id, root)
+            try:
+                found = earlier_undo.restore(other, paths_of_other)
+            finally:
+                earlier_undo.close()
+                earlier_backend.close()
+            back = found.already & absent
+            outcome.restored |= found.restored
+            outcome.already |= back
+            absent -= found.restored | back
+            outcome.conflicts.update(found.conflicts)
+            outcome.failed.update(found.failed)
         report.files_restored += len(outcome.restored)
-        report.files_already += len(outcome.already)
+        report.files_already += len(outcome.already - outcome.restored)
         # Nothing was there to keep: the rows come back as they were at the sweep,
         # without files, and the report says how many.
-        report.files_absent += len(outcome.absent)
+        report.files_absent += len(absent)
         if outcome.conflicts:
             path, why = sorted(outcome.conflicts.items())[0]
             raise RestoreConflict(f"refusing to restore: path {path}: {why}; run gc restore "
@@ -526,6 +564,19 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
                                + (f" ({len(outcome.failed) - 1} more)"
                                   if len(outcome.failed) > 1 else "")
                                + "; run gc restore again to resume", path=path)
+
+
+def _earlier(plan: RestorePlan, store_id: str, root: str, sweep_id: str
+             ) -> dict[str, list[str]]:
+    """Earlier sweep id (one that kept an undo window) -> the paths it journaled of the
+    items whose final event ``sweep_id`` wrote, in ``store_id`` at ``root``."""
+    out: dict[str, list[str]] = {}
+    for item in plan.items:
+        if item.files and item.sweep_id == sweep_id and item.store_id == store_id \
+                and item.store_root == root:
+            for other in (o for o in item.other_sweeps if o in plan.sweeps):
+                out.setdefault(other, []).extend(item.footprint)
+    return out
 
 
 def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress) -> None:
