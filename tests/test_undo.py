@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from artifact_gc.cli import cli
 from artifact_gc.errors import EXIT_NOT_RESTORABLE, EXIT_RESTORE_CONFLICT
+from artifact_gc.manifest.reasons import PROTECT_ROWS_DELETED_ELSEWHERE
 from artifact_gc.storage.trash import TRASH_DIR
 from artifact_gc.sweep import hooks as points
 from artifact_gc.sweep.execute import execute
@@ -212,17 +213,14 @@ class _Stopped(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: a sweep of another manifest moves the files of a version whose rows "
-    "an interrupted sweep deleted into its own trash; restoring the interrupted sweep "
-    "brings the rows back without the files and reports success"))
 def test_restore_of_a_sweep_whose_files_another_sweep_took(scenario_store: ScenarioStore,
                                                            tmp_path: Path) -> None:
     """Two manifests of one store (two marks, or a mark and its gc filter), the sweep of
     the first stopped after a batch's commit, then the second swept: the second finds
     that batch's rows gone and its files present, and moves the files into its own
     trash. Restoring the first sweep must then bring back every version whole, or
-    refuse: never rows whose files are elsewhere, with a success."""
+    refuse: never rows whose files are elsewhere, with a success. The second sweep
+    leaves those files (``rows_deleted_elsewhere``); the first one's resume takes them."""
     store = scenario_store
     footprints = uri_paths(store, store.all_ids)
     first = mark_store(store, tmp_path / "first.parquet")
@@ -232,12 +230,17 @@ def test_restore_of_a_sweep_whose_files_another_sweep_took(scenario_store: Scena
                 hooks=_StopAfterFirstCommit())
     taken = store.candidates - version_ids(store.sqlalchemy_url)
     assert len(taken) == 2 and all(Path(p).exists() for v in taken for p in footprints[v])
-    assert not _sweep(store, second).failures
+    second_report = _sweep(store, second)
+    assert not second_report.failures
+    assert second_report.protected == dict.fromkeys(taken, PROTECT_ROWS_DELETED_ELSEWHERE)
+    assert all(Path(p).exists() for v in taken for p in footprints[v])
     assert not _sweep(store, first, batch_size=2).failures
+    assert not any(Path(p).exists() for v in taken for p in footprints[v])
     result = _gc("restore", str(first), "--db", store.sqlalchemy_url, "--yes")
     back = version_ids(store.sqlalchemy_url) & taken
     without_files = sorted(v for v in back if not all(Path(p).exists() for p in footprints[v]))
-    assert result.exit_code != 0 or not without_files, (without_files, result.output)
+    assert result.exit_code == 0, result.output
+    assert back == taken and not without_files, (without_files, result.output)
 
 
 def test_no_undo_keeps_todays_behaviour(scenario_store: ScenarioStore, tmp_path: Path

@@ -69,6 +69,9 @@ PROTECT_OVERLAP = "uri_overlap"
 PROTECT_ROOT_CHANGED = "store_root_changed"
 #: The sweep's own: a version created since the mark overlaps the candidate's files.
 PROTECT_OVERLAP_SINCE_MARK = "uri_overlap_since_mark"
+#: The sweep's own: the version's rows were deleted by someone else since the mark
+#: (another manifest's sweep, ZenML) while its files are still there.
+PROTECT_ROWS_DELETED_ELSEWHERE = "rows_deleted_elsewhere"
 #: ``--keep-tag NAME``: the version, or its artifact, carries the tag (``tag:NAME``).
 PROTECT_TAG_PREFIX = "tag:"
 #: Orphan files: a row names a path inside this one (it is not garbage as a whole).

@@ -126,6 +126,14 @@ class Verdict:
                               if i.artifact_version_id in ids]
         self.deletable = [i for i in self.deletable if i.artifact_version_id not in ids]
 
+    def protect(self, ids: set[str], reason: str) -> None:
+        """Move the items ``ids`` from deletable to protected with ``reason``."""
+        if not ids:
+            return
+        self.protected.update((i.artifact_version_id, reason) for i in self.deletable
+                              if i.artifact_version_id in ids)
+        self.deletable = [i for i in self.deletable if i.artifact_version_id not in ids]
+
     @classmethod
     def of(cls, live: Liveness, items: Sequence[BatchItem]) -> Verdict:
         verdict = cls()

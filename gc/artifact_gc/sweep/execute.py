@@ -40,6 +40,7 @@ from artifact_gc.errors import (
     StorageError,
     caused_by_interrupt,
 )
+from artifact_gc.manifest.reasons import PROTECT_ROWS_DELETED_ELSEWHERE
 from artifact_gc.progress import NullProgress, Progress
 from artifact_gc.storage.fence import RealDirs
 from artifact_gc.storage.retry import RetryCounter
@@ -297,17 +298,25 @@ class _Sweep:
     def _gone_before(self, verdict: Verdict, existing: set[str], resumed: set[str]) -> None:
         """Set apart the versions that were gone before this sweep: rows deleted by
         someone else (not by an earlier run of this mark's sweep) and, where the mode
-        deletes files, no file left. Files still there are deleted as usual, and the
-        version counts as deleted."""
+        deletes files, no file left. A version whose files are still there is kept
+        (``rows_deleted_elsewhere``): the files belong to whoever deleted the rows."""
         gone = [item for item in verdict.deletable
                 if item.artifact_version_id not in existing
                 and item.artifact_version_id not in resumed]
         if not gone:
             return
-        if self.options.deletes_files:
-            verdict.set_gone(self.effects.absent(gone))
-        else:
+        if not self.options.deletes_files:
             verdict.set_gone({item.artifact_version_id for item in gone})
+            return
+        absent = self.effects.absent(gone)
+        verdict.set_gone(absent)
+        # Another manifest's sweep interrupted after its commit owns these files: its
+        # resume moves them into its own trash, where its restore finds them. Taking
+        # them here would let that restore bring the rows back without their files.
+        # Rows ZenML deleted leave the files as orphans, which `gc mark --orphan-files`
+        # finds (class deleted_version_output); nothing is lost by waiting for it.
+        verdict.protect({item.artifact_version_id for item in gone} - absent,
+                        PROTECT_ROWS_DELETED_ELSEWHERE)
 
     def _finish(self, begun: _Begun, file_errors: dict[str, str]) -> None:
         """Count and journal the outcome of a batch whose database step is done."""
