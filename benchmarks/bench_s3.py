@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/bench_s3.py [--orphans 10000,100000] [--mariadb]
                                             [--strategies-up-to 10000]
+                                            [--moto-list walk|index] [--lock FILE]
+                                            [--profile DIR] [--no-readme]
+
+The sweep runs with --no-undo: the bare loop deletes for good (bench_undo.py measures
+the undo window's cost).
 
 For each size: a SQLite store (ZenML's migrations, then bulk inserts; cached) whose
 artifact store root is ``s3://<bucket>/store`` on a moto server this script starts
@@ -556,8 +561,9 @@ def main() -> int:
                              "the whole bucket); index: pages served from a sorted key "
                              "index, a page costing its own keys as on S3")
     parser.add_argument("--lock", type=Path, default=None,
-                        help="take this flock only around the measured sides (the sweep "
-                             "and the bare loop); filling moto and the mark run before")
+                        help="SQLite + S3: take this flock only around the measured sides "
+                             "(the sweep and the bare loop); filling moto and the mark "
+                             "run before it (with --mariadb, take the lock outside)")
     parser.add_argument("--no-readme", action="store_true",
                         help="print the tables only (README.md's sections stay as they are)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
