@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/bench_s3.py [--orphans 10000,100000] [--mariadb]
                                             [--strategies-up-to 10000]
+                                            [--moto-list walk|index] [--lock FILE]
+                                            [--profile DIR] [--no-readme]
+
+The sweep runs with --no-undo: the bare loop deletes for good (bench_undo.py measures
+the undo window's cost).
 
 For each size: a SQLite store (ZenML's migrations, then bulk inserts; cached) whose
 artifact store root is ``s3://<bucket>/store`` on a moto server this script starts
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -28,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,10 @@ from harness import BARE_ROW_DELETE, gc, markdown_table, run, write_section  # n
 from s3_support import list_bucket, object_plan  # noqa: E402
 from stores import mariadb_store  # noqa: E402
 
+#: The bare loop deletes for good, and so does the sweep it is compared with. A sweep
+#: with its undo window (the default) on a bucket without versioning copies every
+#: object into the trash first (one CopyObject per object): bench_undo.py measures that.
+NO_UNDO = ("--no-undo",)
 BASE = Path(os.environ.get("ARTIFACT_GC_BENCH_DIR", "/tmp/artifact-gc-bench"))
 README = Path(__file__).with_name("README.md")
 PRISTINE_BUCKET = "pristine"
@@ -100,22 +112,69 @@ def _free_port() -> int:
 #: before it starts serving (moto accepts uploads over HTTP at about 140 objects/s, and
 #: a 100k-version store has 333k objects a side); the sweeps reach it over HTTP.
 MOTO_SERVER = r"""
-import collections, json, logging, sys, threading
+import collections, json, logging, os, sys, threading, time
 from urllib.parse import parse_qs
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
                                             create_backend_app)
 from werkzeug.serving import make_server
-port, spec = int(sys.argv[1]), json.load(open(sys.argv[2]))
+port, spec, listing = int(sys.argv[1]), json.load(open(sys.argv[2])), sys.argv[3]
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+if listing == "index":
+    # ListObjectsV2 (without a delimiter) from a sorted index of each bucket's keys, as
+    # S3 serves it: a page costs its own keys, not the whole bucket (moto's own walks
+    # and sorts every key of the bucket for every page). Same answers, pages and
+    # continuation tokens; the index follows every put.
+    import bisect
+    from moto.s3.models import FakeDeleteMarker
+    index, walk = {}, backend.list_objects_v2
+    put = backend.put_object
+    def names(bucket):
+        # Deletes leave their names in the index (a list's del moves the whole tail:
+        # at 333k keys that cost moto more than the deletes themselves); a page skips
+        # the names no longer in the bucket. A key added past the wrappers rebuilds it.
+        found = index.get(bucket.name)
+        if found is None or len(found) < len(bucket.keys):
+            found = index[bucket.name] = sorted(bucket.keys.keys())
+        return found
+    def put_object(bucket_name, key_name, *args, **kwargs):
+        key = put(bucket_name, key_name, *args, **kwargs)
+        found = index.get(bucket_name)
+        if found is not None:
+            at = bisect.bisect_left(found, key_name)
+            if at == len(found) or found[at] != key_name:
+                found.insert(at, key_name)
+        return key
+    def list_objects_v2(bucket, prefix, delimiter, continuation_token, start_after,
+                        max_keys):
+        if delimiter:
+            return walk(bucket, prefix, delimiter, continuation_token, start_after, max_keys)
+        ordered, prefix = names(bucket), prefix or ""
+        after = backend._pagination_tokens.get(continuation_token) if continuation_token \
+            else start_after
+        at = bisect.bisect_left(ordered, prefix)
+        if after:
+            at = max(at, bisect.bisect_right(ordered, after))
+        keys = []
+        while at < len(ordered) and len(keys) <= max_keys:
+            name, at = ordered[at], at + 1
+            if not name.startswith(prefix):
+                break
+            key = bucket.keys.get(name)
+            if key is not None and not isinstance(key, FakeDeleteMarker):
+                keys.append(key)
+        return backend._truncate_result(keys, max_keys)
+    backend.put_object = put_object
+    backend.list_objects_v2 = list_objects_v2
 for bucket, objects in spec.items():
     backend.create_bucket(bucket, "us-east-1")
     for key, body in objects:
         backend.put_object(bucket, key, body.encode("latin-1"), disable_notification=True)
-# Every HTTP request served, by S3 operation, as the server sees it.
-counts, lock = collections.Counter(), threading.Lock()
+# Every HTTP request served, by S3 operation, as the server sees it, and the wall time
+# the server spent answering each kind (requests overlap: summed, not shares of a wall).
+counts, seconds, lock = collections.Counter(), collections.Counter(), threading.Lock()
 app = DomainDispatcherApplication(create_backend_app)
 def kind(environ):
     method, query = environ["REQUEST_METHOD"], parse_qs(environ.get("QUERY_STRING", ""),
@@ -127,17 +186,25 @@ def kind(environ):
         return "LIST"
     return {"GET": "GET", "HEAD": "HEAD", "PUT": "PUT", "DELETE": "DELETE"}.get(method, method)
 def counted(environ, start_response):
-    with lock:
-        counts[kind(environ)] += 1
-    return app(environ, start_response)
+    operation, started = kind(environ), time.perf_counter()
+    try:
+        return app(environ, start_response)
+    finally:
+        with lock:
+            counts[operation] += 1
+            seconds[operation] += time.perf_counter() - started
 server = make_server("127.0.0.1", port, counted, True, request_handler=MotoRequestHandler)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
-# One line in, the counts so far out (and reset): the measured phases read them.
+# One line in, the counts so far out (and reset), with the server's seconds by
+# operation and its process CPU time: the measured phases read them.
 for _ in sys.stdin:
     with lock:
-        print(json.dumps(counts), flush=True)
+        cpu = os.times()
+        print(json.dumps({"counts": counts, "seconds": seconds,
+                          "cpu": cpu.user + cpu.system}), flush=True)
         counts.clear()
+        seconds.clear()
 server.shutdown()
 """
 
@@ -146,17 +213,23 @@ class Moto:
     """A moto S3 server on 127.0.0.1 in its own process (so that the peak RSS of the
     measured processes is their own), started with its buckets already filled."""
 
-    def __init__(self) -> None:
+    def __init__(self, listing: str = "walk") -> None:
+        self.listing = listing
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        #: Of the last :meth:`requests` interval: the server's summed seconds by
+        #: operation, and its CPU seconds.
+        self.seconds: dict[str, float] = {}
+        self.cpu = 0.0
+        self._cpu_total = 0.0
 
     def start(self, buckets: dict[str, list[tuple[str, bytes]]], scratch: Path) -> None:
         spec = scratch / "moto-buckets.json"
         spec.write_text(json.dumps({b: [(k, v.decode("latin-1")) for k, v in objects]
                                     for b, objects in buckets.items()}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", MOTO_SERVER, str(self.port), str(spec)],
+            [sys.executable, "-c", MOTO_SERVER, str(self.port), str(spec), self.listing],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1)
         assert self.proc.stdout is not None
@@ -170,8 +243,16 @@ class Moto:
             and self.proc.stdout is not None
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
-        counts: dict[str, int] = json.loads(self.proc.stdout.readline())
+        answer = json.loads(self.proc.stdout.readline())
+        self.seconds = answer["seconds"]
+        self.cpu, self._cpu_total = answer["cpu"] - self._cpu_total, answer["cpu"]
+        counts: dict[str, int] = answer["counts"]
         return counts
+
+    def served(self) -> str:
+        """What the server did in the last interval: CPU, and seconds by operation."""
+        return f"moto CPU {self.cpu:.1f} s; " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in sorted(self.seconds.items()))
 
     def client(self) -> Any:
         import boto3
@@ -269,7 +350,38 @@ def request_cells(gc_requests: dict[str, int], bare_requests: dict[str, int], ob
             per_1000(sum(bare_requests.values())), per_1000(extra)]
 
 
-def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> list[list[str]]:
+def profiled_sweep(out: Path, manifest: str, url: str, env: dict[str, str]) -> Any:
+    """The sweep in sweep_phases.py (plan + execute, as gc sweep --yes runs them) under
+    cProfile, its per-phase and per-request timings printed."""
+    measured = run("gc sweep, profiled", [
+        sys.executable, "-m", "cProfile", "-o", str(out),
+        str(Path(__file__).with_name("sweep_phases.py")), manifest, url, *NO_UNDO], env=env)
+    print(measured.stdout, flush=True)
+    return measured
+
+
+@contextmanager
+def measuring(lock: Path | None) -> Iterator[None]:
+    """Hold ``lock`` (flock, exclusive) around the measured sides only: filling moto and
+    the mark (setup, not measured here) run before it is taken."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as handle:
+        print(f"[lock] waiting for {lock} (load {os.getloadavg()[0]:.1f})", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        print(f"[lock] taken at {time.strftime('%H:%M:%S')} (load "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            print(f"[lock] released at {time.strftime('%H:%M:%S')} (load "
+                  f"{os.getloadavg()[0]:.1f})", flush=True)
+
+
+def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path,
+             profile: Path | None = None, lock: Path | None = None) -> list[list[str]]:
     pristine, versions = sqlite_s3_store(orphans)
     client = moto.client()
     gc_db = scratch / "gc.db"
@@ -297,17 +409,35 @@ def one_size(moto: Moto, orphans: int, strategies_up_to: int, scratch: Path) -> 
     keys_file = scratch / "keys.txt"
     keys_file.write_text("\n".join(doomed) + "\n")
     moto.requests()  # the mark's listing is not the sweep's
+    with measuring(lock):
+        return _measure(moto, orphans, versions, cands, doomed, keys_file, manifest, url,
+                        client, env, mark, profile, strategies_up_to, plan, scratch)
+
+
+def _measure(moto: Moto, orphans: int, versions: int, cands: list[tuple[str, str]],
+             doomed: list[str], keys_file: Path, manifest: str, url: str, client: Any,
+             env: dict[str, str], mark: Any, profile: Path | None, strategies_up_to: int,
+             plan: list[tuple[str, bytes]], scratch: Path) -> list[list[str]]:
     load_before = os.getloadavg()[0]
-    sweep = gc("gc sweep", "sweep", manifest, "--db", url, "--yes", "--json", env=env)
+    if profile is None:
+        sweep = gc("gc sweep", "sweep", manifest, "--db", url, "--yes", "--json", *NO_UNDO,
+                   env=env)
+        summary = json.loads(sweep.stdout)["summary"]
+        assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
+    else:
+        sweep = profiled_sweep(profile / f"sweep-{orphans}.prof", manifest, url, env)
+        assert f"deleted {len(cands):,}, failed 0" in sweep.stdout, sweep.stdout
     gc_requests = moto.requests()
-    summary = json.loads(sweep.stdout)["summary"]
-    assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
+    print(f"[{orphans:,}] gc sweep {sweep.seconds:.1f} s (CPU {sweep.cpu_seconds:.1f} s): "
+          f"{moto.served()}", flush=True)
     left = list_bucket(client, "gc-side")
     assert not set(doomed) & set(left)
     moto.requests()
     bare = run("bare boto3 delete_objects", [sys.executable, "-c", BARE_LOOP, moto.endpoint,
                                              "bare-side", str(keys_file)], env=env)
     bare_requests = moto.requests()
+    print(f"[{orphans:,}] bare {bare.seconds:.1f} s (CPU {bare.cpu_seconds:.1f} s): "
+          f"{moto.served()}", flush=True)
     assert set(list_bucket(client, "bare-side")) == set(left)
     rows = [[
         f"{len(cands):,}", f"{versions:,}", f"{len(doomed):,}",
@@ -391,7 +521,8 @@ def one_size_mariadb(moto: Moto, orphans: int, scratch: Path, prefix: str) -> li
     ids_file.write_text(json.dumps([vid for vid, _ in cands]))
     moto.requests()  # the mark's listing is not the sweep's
     load_before = os.getloadavg()[0]
-    sweep = gc("gc sweep", "sweep", manifest, "--db", sides["gc"], "--yes", "--json", env=env)
+    sweep = gc("gc sweep", "sweep", manifest, "--db", sides["gc"], "--yes", "--json", *NO_UNDO,
+               env=env)
     gc_requests = moto.requests()
     summary = json.loads(sweep.stdout)["summary"]
     assert summary["deleted"] == len(cands) and summary["failed"] == 0, summary
@@ -425,6 +556,20 @@ def main() -> int:
     parser.add_argument("--mariadb", action="store_true",
                         help="MariaDB + S3 instead: gc mark + sweep against boto3 "
                              "delete_objects + one bulk DELETE per table")
+    parser.add_argument("--moto-list", choices=("walk", "index"), default="walk",
+                        help="walk: moto's own ListObjectsV2 (every page walks and sorts "
+                             "the whole bucket); index: pages served from a sorted key "
+                             "index, a page costing its own keys as on S3")
+    parser.add_argument("--lock", type=Path, default=None,
+                        help="SQLite + S3: take this flock only around the measured sides "
+                             "(the sweep and the bare loop); filling moto and the mark "
+                             "run before it (with --mariadb, take the lock outside)")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="print the tables only (README.md's sections stay as they are)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run the SQLite + S3 sweeps under cProfile (sweep_phases.py: "
+                             "per-phase timings too), profiles to DIR/sweep-N.prof; "
+                             "the rows are then a profile's, not the table's")
     parser.add_argument("--db-prefix", default="gcbench_s3",
                         help="name prefix of the MariaDB databases this run creates")
     args = parser.parse_args()
@@ -434,14 +579,15 @@ def main() -> int:
     strategy_rows: list[list[str]] = []
     mariadb_rows: list[list[str]] = []
     for orphans in counts:
-        moto = Moto()
+        moto = Moto(args.moto_list)
         try:
             with tempfile.TemporaryDirectory(prefix="gc-bench-s3-") as scratch:
                 if args.mariadb:
                     mariadb_rows.append(one_size_mariadb(moto, orphans, Path(scratch),
                                                          args.db_prefix))
                     continue
-                for row in one_size(moto, orphans, args.strategies_up_to, Path(scratch)):
+                for row in one_size(moto, orphans, args.strategies_up_to, Path(scratch),
+                                    args.profile, args.lock):
                     (strategy_rows if row[0] == "strategies" else sweep_rows).append(
                         row[1:] if row[0] == "strategies" else row)
         finally:
@@ -453,7 +599,8 @@ def main() -> int:
              "gc / bare (rate)", *REQUEST_HEADERS, "gc sweep CPU s", "gc mark --sizes s",
              "load avg before / after"], mariadb_rows)
         print(table)
-        write_section(README, "s3-mariadb", table)
+        if not args.no_readme:
+            write_section(README, "s3-mariadb", table)
         return 0
     table = markdown_table(
         ["candidates", "versions", "objects deleted", "gc sweep s", "gc objects/s",
@@ -467,7 +614,8 @@ def main() -> int:
                       "LIST requests", "DeleteObjects requests", "peak RSS MB"],
                      strategy_rows)
     print(table)
-    write_section(README, "s3", table)
+    if args.profile is None and not args.no_readme:
+        write_section(README, "s3", table)
     return 0
 
 

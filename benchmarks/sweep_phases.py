@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sweep_phases.py MANIFEST DB_URL [--batch-size N]
                                                 [--mode all|only-artifact|only-metadata]
+                                                [--no-undo]
 
 Runs ``plan_sweep`` + ``execute`` in this process (it deletes, like ``gc sweep --yes``)
 with an injected timing hook around the sweep's phases (``SweepHooks.phase``), and
@@ -102,11 +103,14 @@ def main() -> int:
     parser.add_argument("db")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--mode", default=MODE_ALL, choices=MODES)
+    parser.add_argument("--no-undo", action="store_true",
+                        help="delete for good, as gc sweep --no-undo (default: the undo window)")
     args = parser.parse_args()
     _instrument()
     started = time.perf_counter()
     plan = plan_sweep(args.manifest, args.db,
-                      SweepOptions(mode=args.mode, batch_size=args.batch_size))
+                      SweepOptions(mode=args.mode, batch_size=args.batch_size,
+                                   **({"undo_window": None} if args.no_undo else {})))
     planned = time.perf_counter()
     report = execute(plan, hooks=PhaseTimer())
     done = time.perf_counter()
