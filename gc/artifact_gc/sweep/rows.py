@@ -172,37 +172,42 @@ class Cascade:
 
     def warm(self, connection: Any, ids: list[str]) -> None:
         """Read, without a lock, the rows that :meth:`delete` of ``ids`` would delete or
-        look at, and throw them away: only the database's page cache keeps them.
+        look at: only the database's page cache keeps them.
 
         A batch's versions, visualizations and metadata lie at random places of tables
         larger than a default InnoDB buffer pool, so that the locked transaction would
         otherwise wait on the disk for each of them while holding its locks. Read here
         first (MySQL/MariaDB, before the batch's transaction, while the batch before it
         is in the database), they are in memory when the locks are taken. Nothing here
-        decides anything: the locked transaction reads and checks every row again."""
+        decides anything: the locked transaction reads and checks every row again.
+
+        Each read is counted by the server (:func:`_touch`), not sent: the client's
+        work would take the interpreter from the thread that holds the locks."""
         q = quoter(connection)
         dependents = self.schema.dependents
         for dependent in dependents:
             where = _dependent_filter(q, dependent, dependents)
-            select_in(connection, f"SELECT * FROM {q(dependent.table)} WHERE {where}", ids)
+            _touch(connection, f"SELECT * FROM {q(dependent.table)} WHERE {where}", ids)
         for table in self.schema.polymorphic_tables:
             names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
-            rows = select_in(connection, f"SELECT * FROM {q(table)} WHERE {names}", ids,
-                             t=VERSION_RESOURCE)
+            _touch(connection, f"SELECT * FROM {q(table)} WHERE {names}", ids,
+                   t=VERSION_RESOURCE)
             column, owned = self.schema.owned_through().get(table, ("", ""))
-            if column and owned in self.schema.tables and rows:
-                linked = {str(getattr(row, column)) for row in rows}
-                select_in(connection, f"SELECT * FROM {q(owned)} WHERE {q('id')} IN :ids",
-                          linked)
-        parents = {str(getattr(row, ARTIFACT_COLUMN)) for row in select_in(
-            connection, f"SELECT * FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids)}
+            if column and owned in self.schema.tables:
+                linked = {str(r[0]) for r in select_in(
+                    connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}", ids,
+                    t=VERSION_RESOURCE)}
+                _touch(connection, f"SELECT * FROM {q(owned)} WHERE {q('id')} IN :ids",
+                       linked)
+        _touch(connection, f"SELECT * FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids)
+        parents = {str(r[0]) for r in select_in(
+            connection, f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                        f"WHERE {q('id')} IN :ids", ids)}
         if parents:
-            select_in(connection, f"SELECT * FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
-                      parents)
-            select_in(connection,
-                      f"SELECT {q(ARTIFACT_COLUMN)}, COUNT(*) FROM {q(VERSION_TABLE)} "
-                      f"WHERE {q(ARTIFACT_COLUMN)} IN :ids GROUP BY {q(ARTIFACT_COLUMN)}",
-                      parents)
+            _touch(connection, f"SELECT * FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
+                   parents)
+            _touch(connection, f"SELECT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                               f"WHERE {q(ARTIFACT_COLUMN)} IN :ids", parents)
 
     def _delete_polymorphic(self, connection: Any, ids: Sequence[str], resource_type: str,
                             add: Count, capture: RowSink | None) -> None:
@@ -276,6 +281,19 @@ def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Depende
     rowids = [rowid for vid in ids for rowid in steady[key].pop(vid, ())]
     return _delete(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
                    rowids, capture)
+
+
+#: No limit, written as one: a derived table with a LIMIT is materialised, not merged
+#: into the query around it, so that the server reads every row it selects.
+_NO_LIMIT = "LIMIT 18446744073709551615"
+
+
+def _touch(connection: Any, select: str, ids: Any, **params: Any) -> None:
+    """Have the server read the rows of ``select`` (with ``IN :ids``; MySQL/MariaDB)
+    and send back only their number."""
+    if ids:
+        select_in(connection, f"SELECT COUNT(*) FROM ({select} {_NO_LIMIT}) AS touched",
+                  ids, **params)
 
 
 def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any
