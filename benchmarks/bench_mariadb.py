@@ -17,7 +17,10 @@ process (harness.py: wall time and peak RSS of that process), one after the othe
   pristine one, the tree restored as hard links at the same path).
 - For every case, the longest InnoDB transaction the measured process held, from
   ``information_schema.innodb_trx`` polled every 120 ms (InnoDB refreshes that table
-  only when it has not been read for 100 ms).
+  only when it has not been read for 100 ms); for the sweep also the longest
+  *locking* one (seen holding a lock or a changed row at least once:
+  ``trx_rows_locked``, ``trx_lock_structs`` or ``trx_rows_modified`` above 0), which
+  is what a live ZenML server can wait for, apart from read-only ones.
 - With ``--connectorx-python`` (an interpreter with connectorx installed), the
   versions table at the largest mark size read by pymysql's server-side cursor (our
   path) against connectorx's Arrow reader.
@@ -63,6 +66,10 @@ from stores import (  # noqa: E402
 )
 
 README = Path(__file__).with_name("README.md")
+
+#: Locking transactions of the sweep observed for at least this long are counted: the
+#: target is under 1 s with a margin.
+LOCKING_WATCH = 0.7
 
 
 #: The bare sweep: every candidate's directories with shutil.rmtree in one thread, then
@@ -138,7 +145,7 @@ class Watcher:
                 while not self.stop.is_set():
                     cur.execute(
                         "SELECT t.trx_mysql_thread_id, t.trx_id, t.trx_started,"
-                        " t.trx_lock_structs + t.trx_rows_modified,"
+                        " t.trx_rows_locked + t.trx_lock_structs + t.trx_rows_modified,"
                         " TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1e6"
                         " FROM information_schema.innodb_trx t"
                         " JOIN information_schema.processlist p"
@@ -162,13 +169,26 @@ class Watcher:
         finally:
             conn.close()
 
-    def longest(self) -> tuple[float, float, bool]:
-        """(observed seconds, NOW()-trx_started seconds, locking) of the longest one."""
-        if not self.first_seen:
-            return 0.0, 0.0, False
-        key = max(self.first_seen, key=lambda k: self.last_seen[k] - self.first_seen[k])
-        return (self.last_seen[key] - self.first_seen[key], self.started_age[key],
-                key in self.locking)
+    def _observed(self, key: tuple[Any, ...]) -> float:
+        return self.last_seen[key] - self.first_seen[key]
+
+    def longest(self, locking: bool = False) -> tuple[float, float, bool] | None:
+        """(observed seconds, NOW()-trx_started seconds, locking) of the longest one,
+        or of the longest one seen holding a lock or a changed row (``locking``);
+        None if none was seen.
+
+        A transaction counts as locking for the whole of its observed life once it was
+        seen locking at any poll, so the figure is an upper bound of how long it held
+        its locks (to within a poll either side)."""
+        keys = [k for k in self.first_seen if not locking or k in self.locking]
+        if not keys:
+            return None
+        key = max(keys, key=self._observed)
+        return self._observed(key), self.started_age[key], key in self.locking
+
+    def locking_over(self, seconds: float) -> int:
+        """How many locking transactions were observed for at least ``seconds``."""
+        return sum(1 for k in self.locking if self._observed(k) >= seconds)
 
 
 @contextmanager
@@ -183,10 +203,11 @@ def watching(database: str) -> Iterator[Watcher]:
         thread.join(10)
 
 
-def _held(watcher: Watcher) -> str:
-    observed, age, locking = watcher.longest()
-    if not watcher.first_seen:
+def _held(watcher: Watcher, locking_only: bool = False) -> str:
+    longest = watcher.longest(locking_only)
+    if longest is None:
         return "< 0.12 (none seen)"
+    observed, age, locking = longest
     return f"{observed:.2f} ({age:.1f}){' L' if locking else ''}"
 
 
@@ -290,6 +311,7 @@ def bench_sweep(base: Path, sizes: list[int], prefix: str = "gcbench_sweep"
     rows: list[list[str]] = []
     for orphans in sizes:
         store = sweep_store(base, orphans, prefix)
+        start_load = os.getloadavg()[0]
         work = base / f"sweep-mariadb-{orphans}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -313,9 +335,11 @@ def bench_sweep(base: Path, sizes: list[int], prefix: str = "gcbench_sweep"
         rate = len(ids) / ours.seconds
         rows.append([
             f"{len(ids):,}", f"{ours.seconds:.2f}", f"{rate:,.0f}", f"{ours.peak_rss_mb:,.0f}",
-            _held(ours_watch), str(summary["retries"]), f"{bare.seconds:.2f}",
-            f"{len(ids) / bare.seconds:,.0f}", _held(bare_watch),
-            f"{ours.seconds / bare.seconds:.2f}x", f"{bare_load:.1f} / {os.getloadavg()[0]:.1f}",
+            _held(ours_watch), _held(ours_watch, locking_only=True),
+            str(ours_watch.locking_over(LOCKING_WATCH)), str(summary["retries"]),
+            f"{bare.seconds:.2f}", f"{len(ids) / bare.seconds:,.0f}", _held(bare_watch),
+            f"{ours.seconds / bare.seconds:.2f}x",
+            f"{start_load:.1f} / {bare_load:.1f} / {os.getloadavg()[0]:.1f}",
         ])
         print("sweep | " + " | ".join(rows[-1]), flush=True)
     return rows
@@ -370,8 +394,9 @@ def main() -> int:
             "**gc sweep on MariaDB + local files** (bare: `shutil.rmtree` loop in one "
             "thread, then one bulk `DELETE` per table)\n\n" + markdown_table(
                 ["orphans", "gc sweep s", "versions/s", "peak RSS MB", "longest trx s",
-                 "retries", "bare s", "bare versions/s", "bare longest trx s", "gc / bare",
-                 "load avg (1 min) after bare / gc"],
+                 "longest locking trx s", f"locking trx >= {LOCKING_WATCH} s", "retries",
+                 "bare s", "bare versions/s", "bare longest trx s", "gc / bare",
+                 "load avg (1 min) start / after bare / after gc"],
                 bench_sweep(base, sweep_sizes, args.database_prefix)))
     if args.connectorx_python and mark_sizes:
         sections.append(
@@ -381,7 +406,10 @@ def main() -> int:
     note = ("Longest trx: the longest InnoDB transaction of the measured process, as "
             "observed by polling `information_schema.innodb_trx` every 120 ms (in "
             "parentheses: NOW() - trx_started, whole seconds, at most 1 s high; L: it "
-            "held row locks or changed rows). 2 shared cores; each side in its own "
+            "held row locks or changed rows). Longest locking trx: the same, of the "
+            "transactions seen holding a lock or a changed row at least once "
+            "(`trx_rows_locked`, `trx_lock_structs` or `trx_rows_modified` above 0), "
+            "timed over their whole observed life. 2 shared cores; each side in its own "
             "process, one at a time.")
     if sections:
         table = "\n\n".join([*sections, note])

@@ -10,6 +10,10 @@ timers around the S3 client's requests and every SQL statement. Phases overlap a
 nest (a batch's files are deleted while the next batch is in the database; S3 requests
 run in parallel), so the figures are summed durations, not shares of the wall time.
 Used to find the bottlenecks named in README.md.
+
+Also the longest locked transactions (MySQL/MariaDB): from the first statement that
+locks (``FOR UPDATE``, ``LOCK IN SHARE MODE``) on a connection to its commit or
+rollback, with the statements run inside each, summed by kind.
 """
 
 from __future__ import annotations
@@ -38,10 +42,16 @@ SQL_COUNTS: collections.Counter[str] = collections.Counter()
 _LOCK = threading.Lock()
 
 
+MAXIMA: dict[str, float] = collections.defaultdict(float)
+#: (seconds, statement kind -> summed seconds) of every locked transaction.
+LOCKED: list[tuple[float, dict[str, float]]] = []
+
+
 def _add(name: str, seconds: float) -> None:
     with _LOCK:
         TOTALS[name] += seconds
         COUNTS[name] += 1
+        MAXIMA[name] = max(MAXIMA[name], seconds)
 
 
 class PhaseTimer(SweepHooks):
@@ -91,10 +101,25 @@ def _instrument() -> None:
     @sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
     def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         key = re.sub(r"\((?:\?|%s)(?:, (?:\?|%s))*\)", "(..)", statement)[:120]
-        elapsed = time.perf_counter() - conn.info.pop("_started", time.perf_counter())
+        now = time.perf_counter()
+        elapsed = now - conn.info.pop("_started", now)
         with _LOCK:
             SQL[key] += elapsed
             SQL_COUNTS[key] += 1
+        locked = conn.info.get("_locked")
+        if locked is None and ("FOR UPDATE" in statement or "IN SHARE MODE" in statement):
+            locked = conn.info["_locked"] = (now - elapsed, collections.defaultdict(float))
+        if locked is not None:
+            locked[1][key[:90]] += elapsed
+
+    def ended(conn: Any) -> None:
+        locked = conn.info.pop("_locked", None)
+        if locked is not None:
+            with _LOCK:
+                LOCKED.append((time.perf_counter() - locked[0], dict(locked[1])))
+
+    sa.event.listen(sa.engine.Engine, "commit", ended)
+    sa.event.listen(sa.engine.Engine, "rollback", ended)
 
 
 def main() -> int:
@@ -119,10 +144,19 @@ def main() -> int:
           f"{len(report.deleted) / (done - started):,.0f} versions/s, "
           f"batches {report.batches}")
     for name, seconds in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
-        print(f"  {seconds:8.2f} s  n={COUNTS[name]:<5d} {name}")
+        print(f"  {seconds:8.2f} s  n={COUNTS[name]:<5d} max {MAXIMA[name]:6.2f} s  {name}")
     print("SQL statements (summed wall time):")
     for statement, seconds in sorted(SQL.items(), key=lambda kv: -kv[1])[:15]:
         print(f"  {seconds:8.2f} s  n={SQL_COUNTS[statement]:<5d} {statement}")
+    if LOCKED:
+        spans = sorted((seconds for seconds, _ in LOCKED), reverse=True)
+        print(f"Locked transactions: {len(spans)}, longest {spans[0]:.2f} s, "
+              f"median {spans[len(spans) // 2]:.2f} s, "
+              f">= 0.7 s: {sum(1 for x in spans if x >= 0.7)}")
+        for seconds, statements in sorted(LOCKED, key=lambda t: -t[0])[:3]:
+            print(f"  {seconds:.2f} s, of which statements {sum(statements.values()):.2f} s:")
+            for statement, spent in sorted(statements.items(), key=lambda kv: -kv[1])[:8]:
+                print(f"    {spent:6.3f} s  {statement}")
     return 0
 
 

@@ -146,8 +146,10 @@ class Dialect:
     #: Versions per sweep batch when --batch-size is not given. Lookups are indexed, and
     #: smaller batches keep row locks short for a live ZenML server.
     default_batch_size = 1000
-    #: Ids bound per ``IN (...)`` statement.
-    in_chunk = 900
+    #: Ids bound per ``IN (...)`` statement: a default batch's in one. A batch runs a
+    #: statement per chunk for each of its two dozen questions and deletes, most of them
+    #: inside its locked transaction, where each round trip is time the locks are held.
+    in_chunk = 1000
     #: Tables mark reads at a time: one, since every read goes through the one
     #: connection of the mark's snapshot (metadb/snapshot.py).
     read_threads = 1

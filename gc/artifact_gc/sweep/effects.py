@@ -86,6 +86,11 @@ class Effects(Protocol):
     def journal(self, batch: int, events: Sequence[Event]) -> None:
         """Write ``events`` durably before returning."""
 
+    def warm(self, items: Sequence[BatchItem]) -> None:
+        """Read, without locks, what the database step of ``items`` will read and
+        delete, so that its locked transaction finds it in the database's memory.
+        Decides nothing; may run while an earlier batch is in the database."""
+
     def database_step(self, batch: int, items: list[BatchItem]) -> DatabaseOutcome:
         """Re-verify ``items`` against the live database and delete what is dead."""
 
@@ -213,6 +218,27 @@ class LiveEffects:
         return gone
 
     # -- the database -----------------------------------------------------
+
+    def warm(self, items: Sequence[BatchItem]) -> None:
+        if dialect_of(self.engine).lock_blocks_all_writers or not items:
+            # SQLite: one process's page cache, kept from batch to batch already
+            # (metadb.dialect), and a read beside the writer would only contend.
+            return
+        # Plain reads on a connection of their own, at READ COMMITTED: they take no
+        # lock, wait for none, and what they return is thrown away. The batch's
+        # transaction asks every question again under its locks.
+        ids = [item.artifact_version_id for item in items]
+        with self.hooks.phase(points.WARM):
+            try:
+                with self.engine.connect() as reader:
+                    reader = reader.execution_options(isolation_level="READ COMMITTED")
+                    verify_references(reader, self.schema, items)
+                    self.cascade.warm(reader, ids)
+                    reader.rollback()
+            except Exception:  # noqa: BLE001 - a cache left cold costs time, not safety
+                # The batch's own transaction meets the same error, if it lasts, and
+                # handles it as it always has (retry, or a failed batch, journaled).
+                pass
 
     def database_step(self, batch: int, items: list[BatchItem]) -> DatabaseOutcome:
         # A batch's transaction rolls back whole on a deadlock or lock timeout, so
@@ -408,6 +434,9 @@ class DryRunEffects:
         self.policy = SweepPolicy.of(plan.info.parameters, plan.info.started)
 
     def journal(self, batch: int, events: Sequence[Event]) -> None:
+        pass
+
+    def warm(self, items: Sequence[BatchItem]) -> None:
         pass
 
     def database_step(self, batch: int, items: list[BatchItem]) -> DatabaseOutcome:

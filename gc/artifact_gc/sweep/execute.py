@@ -227,7 +227,7 @@ class _Sweep:
                  ) -> tuple[list[BatchItem], set[str], list[str | None]]:
         """The batch of ``length`` items at ``start``: its items, the ids an earlier
         sweep of this mark began, and the root fence's verdict on each item (None:
-        inside its root).
+        inside its root); the database's memory warmed for its rows (Effects.warm).
 
         Reads only, so it runs while the batch before is in the database. The fence
         here is the early check that keeps a path outside its root away from the
@@ -241,7 +241,12 @@ class _Sweep:
         resumed = {row["artifact_version_id"] for row in rows
                    if row["last_event"] is not None}
         real_dirs = RealDirs()  # symlinks resolved afresh for every batch
-        return batch, resumed, [fence(item, self.plan.stores, real_dirs) for item in batch]
+        reasons = [fence(item, self.plan.stores, real_dirs) for item in batch]
+        # The rows the batch's locked transaction will need, read into the database's
+        # memory while the batch before is in it (reads only, without locks).
+        self.effects.warm([item for item, reason in zip(batch, reasons, strict=True)
+                           if not reason])
+        return batch, resumed, reasons
 
     def _begin(self, batch_no: int, items: list[BatchItem], resumed: set[str],
                reasons: list[str | None]) -> _Begun | None:

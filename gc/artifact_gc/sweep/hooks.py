@@ -30,8 +30,9 @@ DELETE_FILES = "delete_files"  # the files of a batch
 JOURNAL = "journal"  # one durable journal segment
 BATCH_FINISH = "batch_finish"  # the outcome: accounting and its journal segment
 UNDO_ROWS = "undo_rows"  # the undo segment of a batch's deleted rows (before the commit)
+WARM = "warm"  # unlocked reads of the next batch's rows (its own thread; MySQL/MariaDB)
 PHASES = (BATCH_BEGIN, DATABASE, VERIFY, DELETE_ROWS, DELETE_FILES, JOURNAL, BATCH_FINISH,
-          UNDO_ROWS)
+          UNDO_ROWS, WARM)
 
 
 class SweepHooks:
@@ -43,5 +44,5 @@ class SweepHooks:
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Around one run of the phase ``name`` (one of :data:`PHASES`); may be entered
-        from the file-deleting thread."""
+        from the file-deleting thread, and from the thread that reads ahead."""
         yield

@@ -117,20 +117,42 @@ class Cascade:
             add(dependent.table, delete_rows(
                 connection, f"DELETE FROM {q(dependent.table)} WHERE {where}", ids))
         self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add, capture)
-        parents = {str(r[0]) for r in select_in(
-            connection,
-            f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
-            f"WHERE {q('id')} IN :ids",
-            ids,
-        )}
+        # The versions of the batch that exist, by artifact: the rows the delete below
+        # removes (the caller holds them locked, or the write lock).
+        going: dict[str, int] = {}
+        for _version, artifact in select_in(
+                connection,
+                f"SELECT {q('id')}, {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                f"WHERE {q('id')} IN :ids",
+                ids):
+            going[str(artifact)] = going.get(str(artifact), 0) + 1
+        parents = set(going)
+        left: set[str] = set()
         if parents:
             # Lock the artifacts before their emptiness is judged: a writer adding a
             # version to one of them now waits for our commit, and one that added a
-            # version before holds us here until it commits, so the check below (READ
+            # version before holds us here until it commits, so the count below (READ
             # COMMITTED) sees that version. Without the lock the DELETE of the artifact
             # would wait for that writer and then cascade its new version away.
             # (No-op on SQLite, whose BEGIN IMMEDIATE holds back every writer.)
             dialect_of(connection).lock_rows(connection, ARTIFACT_TABLE, parents)
+            # An artifact is left with a version after the delete if it has more
+            # versions now than the batch deletes. Counted before the delete, under the
+            # artifact locks, this is the answer a read after it would give: no version
+            # can be added to a locked artifact until we commit (its foreign key waits
+            # for our lock), and one that someone else deletes meanwhile was counted,
+            # so it can only keep an artifact, never delete one that has a version.
+            # Read after the delete, the same index would be full of our own
+            # delete-marked entries, each of which InnoDB checks against its row (a
+            # random read per version of every artifact of the batch, under the locks:
+            # the costliest statement of a batch at 100k orphans).
+            for artifact, versions in select_in(
+                    connection,
+                    f"SELECT {q(ARTIFACT_COLUMN)}, COUNT(*) FROM {q(VERSION_TABLE)} "
+                    f"WHERE {q(ARTIFACT_COLUMN)} IN :ids GROUP BY {q(ARTIFACT_COLUMN)}",
+                    parents):
+                if int(versions) > going.get(str(artifact), 0):
+                    left.add(str(artifact))
         add(VERSION_TABLE, delete_rows(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))
         if steady is not None:
@@ -139,13 +161,7 @@ class Cascade:
         # Each artifact left with no version is deleted once, whatever the number of its
         # versions in the batch.
         if parents:
-            still = {str(r[0]) for r in select_in(
-                connection,
-                f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
-                f"WHERE {q(ARTIFACT_COLUMN)} IN :ids",
-                parents,
-            )}
-            empty = parents - still - self._pointed_at(connection, ARTIFACT_TABLE, parents)
+            empty = parents - left - self._pointed_at(connection, ARTIFACT_TABLE, parents)
             if empty:
                 self._delete_polymorphic(connection, sorted(empty), ARTIFACT_RESOURCE, add,
                                          capture)
@@ -153,6 +169,45 @@ class Cascade:
                     connection, f"DELETE FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
                     empty))
         return counts
+
+    def warm(self, connection: Any, ids: list[str]) -> None:
+        """Read, without a lock, the rows that :meth:`delete` of ``ids`` would delete or
+        look at: only the database's page cache keeps them.
+
+        A batch's versions, visualizations and metadata lie at random places of tables
+        larger than a default InnoDB buffer pool, so that the locked transaction would
+        otherwise wait on the disk for each of them while holding its locks. Read here
+        first (MySQL/MariaDB, before the batch's transaction, while the batch before it
+        is in the database), they are in memory when the locks are taken. Nothing here
+        decides anything: the locked transaction reads and checks every row again.
+
+        Each read is counted by the server (:func:`_touch`), not sent: the client's
+        work would take the interpreter from the thread that holds the locks."""
+        q = quoter(connection)
+        dependents = self.schema.dependents
+        for dependent in dependents:
+            where = _dependent_filter(q, dependent, dependents)
+            _touch(connection, f"SELECT * FROM {q(dependent.table)} WHERE {where}", ids)
+        for table in self.schema.polymorphic_tables:
+            names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
+            _touch(connection, f"SELECT * FROM {q(table)} WHERE {names}", ids,
+                   t=VERSION_RESOURCE)
+            column, owned = self.schema.owned_through().get(table, ("", ""))
+            if column and owned in self.schema.tables:
+                linked = {str(r[0]) for r in select_in(
+                    connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}", ids,
+                    t=VERSION_RESOURCE)}
+                _touch(connection, f"SELECT * FROM {q(owned)} WHERE {q('id')} IN :ids",
+                       linked)
+        _touch(connection, f"SELECT * FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids)
+        parents = {str(r[0]) for r in select_in(
+            connection, f"SELECT DISTINCT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                        f"WHERE {q('id')} IN :ids", ids)}
+        if parents:
+            _touch(connection, f"SELECT * FROM {q(ARTIFACT_TABLE)} WHERE {q('id')} IN :ids",
+                   parents)
+            _touch(connection, f"SELECT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
+                               f"WHERE {q(ARTIFACT_COLUMN)} IN :ids", parents)
 
     def _delete_polymorphic(self, connection: Any, ids: Sequence[str], resource_type: str,
                             add: Count, capture: RowSink | None) -> None:
@@ -226,6 +281,19 @@ def _delete_children(connection: Any, steady: dict[Any, Any], dependent: Depende
     rowids = [rowid for vid in ids for rowid in steady[key].pop(vid, ())]
     return _delete(connection, f"DELETE FROM {q(dependent.table)} WHERE rowid IN :ids",
                    rowids, capture)
+
+
+#: No limit, written as one: a derived table with a LIMIT is materialised, not merged
+#: into the query around it, so that the server reads every row it selects.
+_NO_LIMIT = "LIMIT 18446744073709551615"
+
+
+def _touch(connection: Any, select: str, ids: Any, **params: Any) -> None:
+    """Have the server read the rows of ``select`` (with ``IN :ids``; MySQL/MariaDB)
+    and send back only their number."""
+    if ids:
+        select_in(connection, f"SELECT COUNT(*) FROM ({select} {_NO_LIMIT}) AS touched",
+                  ids, **params)
 
 
 def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any
