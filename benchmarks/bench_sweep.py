@@ -171,17 +171,20 @@ def _raw_store(orphans: int) -> BenchStore:
                         orphan_files_only=True)
 
 
-def _sides_dir(store: BenchStore) -> Path:
-    return store.directory.with_name(store.directory.name + "-sides")
+def _sides_dir(orphans: int) -> Path:
+    """Where ``--prepare-only`` keeps both sides' copies of the raw store of ``orphans``
+    (beside the pristine store, named after it)."""
+    return BASE / f"sqlite-{int(orphans / 0.4)}-orphanfiles-40-sides"
 
 
 def prepare(orphan_counts: list[int]) -> None:
-    """Build the pristine store of each size and both sides' copies, untimed."""
+    """Build the pristine store of each size and both sides' copies, untimed. Once they
+    exist the pristine store may be deleted to save disk: a raw run uses the copies."""
     for orphans in orphan_counts:
-        store = _raw_store(orphans)
-        sides = _sides_dir(store)
+        sides = _sides_dir(orphans)
         if (sides / "ready").exists():
             continue
+        store = _raw_store(orphans)
         shutil.rmtree(sides, ignore_errors=True)
         print(f"[stores] copying {store.directory.name} for both sides", flush=True)
         sqlite_copy(store, sides / "gc-side")
@@ -189,15 +192,17 @@ def prepare(orphan_counts: list[int]) -> None:
         (sides / "ready").write_text("")
 
 
-def _copies(store: BenchStore, scratch: Path) -> tuple[BenchStore, BenchStore, Path | None]:
+def _copies(orphans: int, scratch: Path) -> tuple[BenchStore, BenchStore, Path | None]:
     """Both sides' copies: prepared ones if ``--prepare-only`` made them, else fresh."""
-    sides = _sides_dir(store)
+    sides = _sides_dir(orphans)
+    versions = int(orphans / 0.4)
     if (sides / "ready").exists():
         (sides / "ready").unlink()
         ours, bare = (BenchStore(f"sqlite:///{sides / side / 'zenml.db'}",
-                                 str(sides / side / "root"), store.versions, store.orphans,
-                                 sides / side) for side in ("gc-side", "bare-side"))
+                                 str(sides / side / "root"), versions, orphans, sides / side)
+                      for side in ("gc-side", "bare-side"))
         return ours, bare, sides
+    store = _raw_store(orphans)
     return sqlite_copy(store, scratch / "gc-side"), sqlite_copy(store, scratch / "bare-side"), None
 
 
@@ -208,16 +213,16 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool =
         batch = ["--batch-size", str(batch_size)] if batch_size else []
         if not undo:
             batch.append("--no-undo")
-        store = _raw_store(orphans)
         with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
             scratch = Path(scratch_dir)
-            ours, bare, prepared = _copies(store, scratch)
+            ours, bare, prepared = _copies(orphans, scratch)
+            load_before = _load()
             manifest = str(scratch / "mark.parquet")
             mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
                           "--out", manifest, "--json")
             sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes", "--json",
                            *batch)
-            deleted = store.versions - len(_remaining(ours.directory / "zenml.db"))
+            deleted = ours.versions - len(_remaining(ours.directory / "zenml.db"))
             candidates = _candidates(manifest)
             ids_file = scratch / "candidates.txt"
             ids_file.write_text("\n".join(sorted(candidates)))
@@ -225,10 +230,11 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool =
                            [sys.executable, "-c", BARE_LOOP,
                             str(bare.directory / "zenml.db"), str(ids_file)])
             if prepared is not None:
-                # Removing 7.5M entries would hold the lock for minutes: left for later.
-                prepared.rename(prepared.with_name(prepared.name + ".spent"))
+                # Removing millions of entries would hold the lock for minutes: left
+                # for later.
+                prepared.rename(prepared.with_name(f"{prepared.name}.spent-{os.getpid()}"))
         rows.append([
-            f"{deleted:,}", f"{store.versions:,}", f"{batch_size or 'default'}",
+            f"{deleted:,}", f"{ours.versions:,}", f"{batch_size or 'default'}",
             "yes" if undo else "no",
             f"{sweep_run.seconds:.1f}", f"{deleted / sweep_run.seconds:,.0f}",
             f"{sweep_run.peak_rss_mb:,.0f}",
@@ -236,18 +242,19 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool =
             f"{bare_run.peak_rss_mb:,.0f}",
             f"{sweep_run.seconds / bare_run.seconds:.2f}x",
             f"{sweep_run.cpu_seconds:.1f}", f"{mark_run.seconds:.1f}",
-            f"{os.getloadavg()[0]:.1f}",
+            f"{load_before:.1f} / {_load():.1f}",
         ])
         print(" | ".join(rows[-1]), flush=True)
     return markdown_table(
         ["deleted", "versions", "batch size", "undo window", "gc sweep s", "gc versions/s",
          "gc peak RSS MB",
          "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc sweep CPU s",
-         "gc mark s", "load avg (1 min)"],
+         "gc mark s", "load avg (1 min) before / after"],
         rows,
     ) + ("\n\ngc sweep CPU s: user + system seconds of the sweep process. Load average: "
-         "`os.getloadavg()` after the row was measured; the 2 cores are shared with other "
-         "work, and deleting files also waits on the disk, so both sides slow down with it.")
+         "`os.getloadavg()` before and after the row was measured; the 2 cores are shared "
+         "with other work, and deleting files also waits on the disk, so both sides slow "
+         "down with it.")
 
 
 def _candidates(manifest: str) -> set[str]:
