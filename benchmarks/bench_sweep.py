@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sweep.py vs-zenml [--orphans 1000,10000]
     .venv/bin/python benchmarks/bench_sweep.py raw [--orphans 100000] [--batch-sizes default]
-                                                   [--no-undo]
+                                                   [--no-undo] [--prepare-only]
 
 Both cases use SQLite stores whose schema ZenML's own migrations created, with real
 files in a local artifact store; every side works on its own identical copy.
@@ -18,12 +18,23 @@ raw: ``gc sweep --yes`` of a ready manifest against the bare loop over the same
 orphans: ``shutil.rmtree`` of each directory and one bulk ``DELETE`` per table with
 foreign keys off. The sweep keeps its undo window (its default: the rows saved, the
 files renamed into the store's trash) unless ``--no-undo``; the bare loop keeps nothing.
+Its stores have 2.5 versions per orphan, and files for the orphans alone: neither side
+reads or deletes a live version's files.
+
+raw --prepare-only builds the stores and the gc side's copy of each, untimed, so that a
+run under the benchmark lock measures rather than copies (a 1M-orphan store is 2.5M
+versions and 4M files and directories). The next raw run of that size uses them once:
+the gc side its copy (made by the same ``sqlite_copy``), the bare side the store itself,
+which is then no longer cached; it renames the copies to ``*.spent-PID``. Delete the
+spent trees and the consumed store afterwards. With ``--mark`` the gc side is marked
+then too, and the row's ``gc mark s`` says ``before``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -154,6 +165,58 @@ def vs_zenml(orphan_counts: list[int]) -> str:
          "whenever it is above 2.")
 
 
+def _raw_store(orphans: int) -> BenchStore:
+    """The store of the raw case: 40% of its versions orphans, files for those alone
+    (neither side touches a live version's files; all of them would make the 1M store
+    9.6M inodes and 38 GB before the two sides' copies)."""
+    return sqlite_store(BASE, int(orphans / 0.4), files=True, orphan_share=0.4,
+                        orphan_files_only=True)
+
+
+def _sides_dir(orphans: int) -> Path:
+    """Where ``--prepare-only`` keeps both sides' copies of the raw store of ``orphans``
+    (beside the pristine store, named after it)."""
+    return BASE / f"sqlite-{int(orphans / 0.4)}-orphanfiles-40-sides"
+
+
+def prepare(orphan_counts: list[int], *, mark: bool = False) -> None:
+    """Build the store of each size and the gc side's copy, untimed; the bare side
+    will consume the store itself."""
+    for orphans in orphan_counts:
+        sides = _sides_dir(orphans)
+        if (sides / "ready").exists():
+            continue
+        store = _raw_store(orphans)
+        shutil.rmtree(sides, ignore_errors=True)
+        print(f"[stores] copying {store.directory.name} for both sides", flush=True)
+        sqlite_copy(store, sides / "gc-side")
+        # The bare side is the pristine store itself: a second copy of a 1M-orphan store
+        # is 12 GB and a quarter of an hour of cp -al more. The bare loop deletes by the
+        # URIs in its own database, which name the pristine tree.
+        (sides / "bare-side").symlink_to(store.directory, target_is_directory=True)
+        if mark:
+            gc_side = sides / "gc-side"
+            gc("gc mark", "mark", "--db", f"sqlite:///{gc_side / 'zenml.db'}",
+               "--older-than", "0s", "--out", str(sides / "mark.parquet"), "--json")
+        (sides / "ready").write_text("")
+
+
+def _copies(orphans: int, scratch: Path) -> tuple[BenchStore, BenchStore, Path | None]:
+    """Both sides' copies: prepared ones if ``--prepare-only`` made them, else fresh."""
+    sides = _sides_dir(orphans)
+    versions = int(orphans / 0.4)
+    if (sides / "ready").exists():
+        (sides / "ready").unlink()
+        # The bare side consumes the pristine store: never taken for pristine again.
+        ((sides / "bare-side") / "orphans.count").unlink(missing_ok=True)
+        ours, bare = (BenchStore(f"sqlite:///{sides / side / 'zenml.db'}",
+                                 str(sides / side / "root"), versions, orphans, sides / side)
+                      for side in ("gc-side", "bare-side"))
+        return ours, bare, sides
+    store = _raw_store(orphans)
+    return sqlite_copy(store, scratch / "gc-side"), sqlite_copy(store, scratch / "bare-side"), None
+
+
 def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool = True) -> str:
     rows = []
     cases = [(orphans, size) for orphans in orphan_counts for size in batch_sizes]
@@ -161,45 +224,54 @@ def raw(orphan_counts: list[int], batch_sizes: list[int | None], *, undo: bool =
         batch = ["--batch-size", str(batch_size)] if batch_size else []
         if not undo:
             batch.append("--no-undo")
-        versions = int(orphans / 0.4)
-        store = sqlite_store(BASE, versions, files=True, orphan_share=0.4)
         with tempfile.TemporaryDirectory(prefix="gc-bench-") as scratch_dir:
             scratch = Path(scratch_dir)
-            ours = sqlite_copy(store, scratch / "gc-side")
-            bare = sqlite_copy(store, scratch / "bare-side")
+            ours, bare, prepared = _copies(orphans, scratch)
+            load_before = _load()
             manifest = str(scratch / "mark.parquet")
-            mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
-                          "--out", manifest, "--json")
+            marked = ours.directory.parent / "mark.parquet"
+            if prepared is not None and marked.exists():
+                # Marked by --prepare-only --mark, outside the lock: the row says so.
+                manifest, mark_cell = str(marked), "before"
+            else:
+                mark_run = gc("gc mark", "mark", "--db", ours.url, "--older-than", "0s",
+                              "--out", manifest, "--json")
+                mark_cell = f"{mark_run.seconds:.1f}"
             sweep_run = gc("gc sweep", "sweep", manifest, "--db", ours.url, "--yes", "--json",
                            *batch)
-            deleted = store.versions - len(_remaining(ours.directory / "zenml.db"))
+            deleted = ours.versions - len(_remaining(ours.directory / "zenml.db"))
             candidates = _candidates(manifest)
             ids_file = scratch / "candidates.txt"
             ids_file.write_text("\n".join(sorted(candidates)))
             bare_run = run("bare rmtree + bulk DELETE",
                            [sys.executable, "-c", BARE_LOOP,
                             str(bare.directory / "zenml.db"), str(ids_file)])
+            if prepared is not None:
+                # Removing millions of entries would hold the lock for minutes: left
+                # for later.
+                prepared.rename(prepared.with_name(f"{prepared.name}.spent-{os.getpid()}"))
         rows.append([
-            f"{deleted:,}", f"{store.versions:,}", f"{batch_size or 'default'}",
+            f"{deleted:,}", f"{ours.versions:,}", f"{batch_size or 'default'}",
             "yes" if undo else "no",
             f"{sweep_run.seconds:.1f}", f"{deleted / sweep_run.seconds:,.0f}",
             f"{sweep_run.peak_rss_mb:,.0f}",
             f"{bare_run.seconds:.1f}", f"{len(candidates) / bare_run.seconds:,.0f}",
             f"{bare_run.peak_rss_mb:,.0f}",
             f"{sweep_run.seconds / bare_run.seconds:.2f}x",
-            f"{sweep_run.cpu_seconds:.1f}", f"{mark_run.seconds:.1f}",
-            f"{os.getloadavg()[0]:.1f}",
+            f"{sweep_run.cpu_seconds:.1f}", mark_cell,
+            f"{load_before:.1f} / {_load():.1f}",
         ])
         print(" | ".join(rows[-1]), flush=True)
     return markdown_table(
         ["deleted", "versions", "batch size", "undo window", "gc sweep s", "gc versions/s",
          "gc peak RSS MB",
          "bare loop s", "bare versions/s", "bare RSS MB", "gc / bare", "gc sweep CPU s",
-         "gc mark s", "load avg (1 min)"],
+         "gc mark s", "load avg (1 min) before / after"],
         rows,
     ) + ("\n\ngc sweep CPU s: user + system seconds of the sweep process. Load average: "
-         "`os.getloadavg()` after the row was measured; the 2 cores are shared with other "
-         "work, and deleting files also waits on the disk, so both sides slow down with it.")
+         "`os.getloadavg()` before and after the row was measured; the 2 cores are shared "
+         "with other work, and deleting files also waits on the disk, so both sides slow "
+         "down with it.")
 
 
 def _candidates(manifest: str) -> set[str]:
@@ -220,10 +292,20 @@ def main() -> int:
                              "own row ('default': the sweep's own)")
     parser.add_argument("--no-undo", action="store_true",
                         help="raw: gc sweep --no-undo (files deleted, no trash, no saved rows)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="raw: build the stores and both sides' copies, time nothing")
+    parser.add_argument("--mark", action="store_true",
+                        help="raw --prepare-only: mark the gc side too (the run then times "
+                             "the sweep and the bare loop only)")
     args = parser.parse_args()
     default = "1000,10000" if args.case == "vs-zenml" else "100000"
     counts = [int(n) for n in (args.orphans or default).split(",")]
     sizes = [None if b == "default" else int(b) for b in args.batch_sizes.split(",")]
+    if args.prepare_only:
+        if args.case != "raw":
+            parser.error("--prepare-only is for raw")
+        prepare(counts, mark=args.mark)
+        return 0
     table = (vs_zenml(counts) if args.case == "vs-zenml"
              else raw(counts, sizes, undo=not args.no_undo))
     print(table)

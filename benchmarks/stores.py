@@ -34,19 +34,21 @@ class BenchStore:
 
 
 def _populate(url: str, versions: int, root: str, files: bool, orphan_share: float,
-              ids_dir: Path) -> int:
+              ids_dir: Path, orphan_files_only: bool = False) -> int:
     ids_dir.mkdir(parents=True, exist_ok=True)
     store = populate(url, SyntheticSpec(
         versions=versions, store_root=root, write_files=files, orphan_share=orphan_share,
-        ids_dir=ids_dir, recent_share=0.0,
+        ids_dir=ids_dir, recent_share=0.0, orphan_files_only=orphan_files_only,
     ))
     return int(store.counts["orphans"])
 
 
 def sqlite_store(base: Path, versions: int, *, files: bool = False,
-                 orphan_share: float = 0.3) -> BenchStore:
-    """A cached SQLite store of ``versions`` versions (with files under root if asked)."""
-    name = f"sqlite-{versions}{'-files' if files else ''}-{int(orphan_share * 100)}"
+                 orphan_share: float = 0.3, orphan_files_only: bool = False) -> BenchStore:
+    """A cached SQLite store of ``versions`` versions (with files under root if asked:
+    every version's, or with ``orphan_files_only`` the orphans' alone)."""
+    kind = ("-orphanfiles" if orphan_files_only else "-files") if files else ""
+    name = f"sqlite-{versions}{kind}-{int(orphan_share * 100)}"
     directory = base / name
     db = directory / "zenml.db"
     root = directory / "root"
@@ -57,7 +59,8 @@ def sqlite_store(base: Path, versions: int, *, files: bool = False,
         url = f"sqlite:///{db}"
         print(f"[stores] creating {name} (ZenML migrations, then bulk inserts)", flush=True)
         create_schema_with_zenml(url, sys.executable)
-        orphans = _populate(url, versions, str(root), files, orphan_share, directory / "ids")
+        orphans = _populate(url, versions, str(root), files, orphan_share, directory / "ids",
+                            orphan_files_only)
         done.write_text(str(orphans))
     return BenchStore(f"sqlite:///{db}", str(root), versions, int(done.read_text()), directory)
 

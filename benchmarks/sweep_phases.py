@@ -122,6 +122,17 @@ def _instrument() -> None:
     sa.event.listen(sa.engine.Engine, "rollback", ended)
 
 
+def _rss_mb() -> tuple[float, float]:
+    """(resident set now, its high-water mark) of this process, MB."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, kb = line.split()[:2]
+                values[key] = int(kb) / 1024
+    return values.get("VmRSS:", 0.0), values.get("VmHWM:", 0.0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest")
@@ -137,12 +148,16 @@ def main() -> int:
                       SweepOptions(mode=args.mode, batch_size=args.batch_size,
                                    **({"undo_window": None} if args.no_undo else {})))
     planned = time.perf_counter()
+    planned_rss = _rss_mb()
     report = execute(plan, hooks=PhaseTimer())
     done = time.perf_counter()
+    done_rss = _rss_mb()
     print(f"plan {planned - started:.2f} s, execute {done - planned:.2f} s, "
           f"deleted {len(report.deleted):,}, failed {len(report.failures)}, "
           f"{len(report.deleted) / (done - started):,.0f} versions/s, "
           f"batches {report.batches}")
+    print(f"RSS MB after plan {planned_rss[0]:,.0f} (peak {planned_rss[1]:,.0f}), after "
+          f"execute {done_rss[0]:,.0f} (peak {done_rss[1]:,.0f})")
     for name, seconds in sorted(TOTALS.items(), key=lambda kv: -kv[1]):
         print(f"  {seconds:8.2f} s  n={COUNTS[name]:<5d} max {MAXIMA[name]:6.2f} s  {name}")
     print("SQL statements (summed wall time):")

@@ -357,6 +357,22 @@ def test_files_exist_for_local_root(tmp_path: Path) -> None:
         assert len(parts) == 4 and re.match(r"^[0-9a-f]{8}$", parts[3]), uri
 
 
+def test_orphan_files_only_writes_the_orphans_directories(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    spec = SyntheticSpec(versions=400, store_root=str(root), write_files=True, seed=11,
+                         orphan_files_only=True)
+    store = populate(create_sqlite_store(tmp_path / "files.db"), spec)
+    engine = sa.create_engine(store.url)
+    with engine.connect() as conn:
+        uris = dict(conn.execute(sa.text("SELECT id, uri FROM artifact_version")).all())
+    engine.dispose()
+    assert store.orphan_ids and store.live_ids
+    for version_id in store.orphan_ids:
+        assert len(list(Path(uris[version_id]).iterdir())) == 2, version_id
+    for version_id in store.live_ids:
+        assert not Path(uris[version_id]).exists(), version_id
+
+
 def test_write_files_refuses_remote_root() -> None:
     with pytest.raises(ValueError):
         populate("sqlite://", SyntheticSpec(versions=1, store_root="s3://b/p", write_files=True))

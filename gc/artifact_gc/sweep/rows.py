@@ -20,6 +20,7 @@ orphaning that child, and a new ZenML release that adds such a key keeps more.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,24 +217,44 @@ class Cascade:
         def delete_rows(connection: Any, sql: str, ids: Any, **params: Any) -> int:
             return _delete(connection, sql, ids, capture, **params)
 
+        steady = steady_scans(connection)
         for table in self.schema.polymorphic_tables:
             names = f"{q('resource_type')} = :t AND {q('resource_id')} IN :ids"
             column, owned = self.schema.owned_through().get(table, ("", ""))
-            linked: set[str] = set()
+            links: list[str] = []
             if column:
-                linked = {str(r[0]) for r in select_in(
+                links = [str(r[0]) for r in select_in(
                     connection, f"SELECT {q(column)} FROM {q(table)} WHERE {names}",
-                    ids, t=resource_type)}
-            add(table, delete_rows(connection, f"DELETE FROM {q(table)} WHERE {names}",
-                                  ids, t=resource_type))
-            if linked and owned in self.schema.tables:
+                    ids, t=resource_type)]
+            linked = set(links)
+            owns = bool(linked) and owned in self.schema.tables
+            # Taken before the delete below, which it then follows row by row.
+            counts = (_link_counts(connection, steady, table, column)
+                      if owns and steady is not None else None)
+            deleted = delete_rows(connection, f"DELETE FROM {q(table)} WHERE {names}",
+                                  ids, t=resource_type)
+            add(table, deleted)
+            if owns:
                 # A run_metadata row can be shared by several resources (a step and
                 # its outputs); only the ones left with no resource at all go.
-                shared = {str(r[0]) for r in select_in(
-                    connection,
-                    f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IN :ids",
-                    linked,
-                )}
+                if counts is not None and deleted == len(links):
+                    # Under SQLite's write lock the read above returned exactly the
+                    # rows the delete removed (same filter, same transaction), so the
+                    # kept counts less those rows are what the table now holds.
+                    counts.subtract(links)
+                    shared = {link for link in linked if counts[link] > 0}
+                    for link in linked - shared:
+                        del counts[link]
+                else:
+                    if steady is not None:
+                        # Not the rows we read: no kept count is trusted any more.
+                        steady.pop(("link_counts", table, column), None)
+                    shared = {str(r[0]) for r in select_in(
+                        connection,
+                        f"SELECT DISTINCT {q(column)} FROM {q(table)} "
+                        f"WHERE {q(column)} IN :ids",
+                        linked,
+                    )}
                 orphans = linked - shared - self._pointed_at(connection, owned, linked)
                 add(owned, delete_rows(
                     connection, f"DELETE FROM {q(owned)} WHERE {q('id')} IN :ids", orphans))
@@ -294,6 +315,27 @@ def _touch(connection: Any, select: str, ids: Any, **params: Any) -> None:
     if ids:
         select_in(connection, f"SELECT COUNT(*) FROM ({select} {_NO_LIMIT}) AS touched",
                   ids, **params)
+
+
+def _link_counts(connection: Any, steady: dict[Any, Any], table: str, column: str
+                 ) -> Counter[str]:
+    """How many rows of the polymorphic ``table`` name each value of ``column`` (a
+    run_metadata id), from one kept read (SQLite, metadb.dialect.SteadyScans).
+
+    The column has no index in ZenML's schema: asking which of a batch's run_metadata
+    rows are still linked scans the whole table, once per batch, and that made the
+    cost of a sweep grow with the square of its size. The kept counts stay exact: the
+    sweep deletes rows of ``table`` only in :meth:`Cascade._delete_polymorphic`, which
+    takes each of them off in the same transaction; another connection's commit
+    clears the read, and so does a transaction that does not commit."""
+    key = ("link_counts", table, column)
+    if key not in steady:
+        q = quoter(connection)
+        scan = connection.exec_driver_sql(f"SELECT {q(column)} FROM {q(table)}")
+        steady[key] = Counter(str(value) for (value,) in scan.cursor if value is not None)
+        scan.close()
+    counts: Counter[str] = steady[key]
+    return counts
 
 
 def _delete(connection: Any, sql: str, ids: Any, capture: RowSink | None, **params: Any

@@ -49,7 +49,7 @@ def generate_project(ctx: ProjectContext, n: int, n_artifacts: int) -> None:
     insert_artifacts(ctx, plan)
     locations = insert_versions(ctx, plan)
     insert_visualizations(ctx, plan, locations)
-    write_version_files(ctx, locations)
+    write_version_files(ctx, plan, locations)
     insert_pipelines(ctx, plan)
     insert_snapshots(ctx, plan)
     insert_step_configurations(ctx, plan)

@@ -30,6 +30,10 @@ class SyntheticSpec:
     root_in_configuration: bool = True
     #: Create each version's directory with two small files (local roots only).
     write_files: bool = False
+    #: With ``write_files``: only the orphans' directories. A sweep touches no live
+    #: version's files, so benchmarks of a sweep at 1M orphans (2.5M versions) need not
+    #: keep 1.5M live directories on disk.
+    orphan_files_only: bool = False
     seed: int = 0
     #: Versions linked to a model and to nothing else.
     model_only_share: float = 0.02

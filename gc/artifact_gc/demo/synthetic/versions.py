@@ -159,9 +159,12 @@ def insert_visualizations(
     )
 
 
-def write_version_files(ctx: ProjectContext, locations: list[Location]) -> None:
+def write_version_files(ctx: ProjectContext, plan: ProjectPlan,
+                        locations: list[Location]) -> None:
     if ctx.spec.write_files:
-        files = [(where.uri, VIS_FILE[where.vis_type]) for where in locations]
+        files = [(where.uri, VIS_FILE[where.vis_type])
+                 for where, cat in zip(locations, plan.cats, strict=True)
+                 if not ctx.spec.orphan_files_only or cat in ORPHANS]
         write_files(files, ctx.root, ctx.shared.store_id)
 
 
