@@ -31,6 +31,7 @@ state an uninterrupted run reaches.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -462,12 +463,8 @@ def _existing(connection: Any, table: str, key: list[str], rows: Sequence[KeptRo
 def _refuse_path_conflicts(plan: RestorePlan) -> None:
     for (store_id, root, sweep_id), paths in [*plan.files.items(),
                                               *plan.earlier_files().items()]:
-        backend, undo = _open_undo(plan, store_id, root)
-        try:
+        with _store_undo(plan, store_id, root) as undo:
             conflicts = undo.conflicts(sweep_id, paths)
-        finally:
-            undo.close()
-            backend.close()
         if conflicts:
             path, why = sorted(conflicts.items())[0]
             more = f" ({len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -475,12 +472,19 @@ def _refuse_path_conflicts(plan: RestorePlan) -> None:
                                   "nothing was restored")
 
 
-def _open_undo(plan: RestorePlan, store_id: str, root: str) -> Any:
+@contextmanager
+def _store_undo(plan: RestorePlan, store_id: str, root: str) -> Iterator[Any]:
+    """The undo files of ``store_id`` at ``root``, closed (with their backend) after."""
     store = plan.stores.get(store_id)
     if store is None or store.root != root:
         raise NotRestorable(f"artifact store {store_id} is gone or has moved since the sweep "
                             f"(root {root}); its files cannot be restored")
-    return open_store_undo(store, root)
+    backend, undo = open_store_undo(store, root)
+    try:
+        yield undo
+    finally:
+        undo.close()
+        backend.close()
 
 
 # ---------------------------------------------------------------------------
@@ -525,24 +529,16 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
     progress.stage("restoring files", total=sum(len(p) for p in groups.values()),
                    unit="paths")
     for (store_id, root, sweep_id), paths in groups.items():
-        backend, undo = _open_undo(plan, store_id, root)
-        try:
+        with _store_undo(plan, store_id, root) as undo:
             outcome = undo.restore(sweep_id, paths, on_chunk=progress.advance)
-        finally:
-            undo.close()
-            backend.close()
         # What the final sweep's trash does not hold, an earlier sweep of the item may:
         # one killed while it moved the batch's files (a whole path on a local disk, or
         # some of a path's objects on an object store). Each trash's restore brings back
         # only what it holds, never over anything, and counts the rest as back or absent.
         absent = set(outcome.absent)
         for other, paths_of_other in _earlier(plan, store_id, root, sweep_id).items():
-            earlier_backend, earlier_undo = _open_undo(plan, store_id, root)
-            try:
+            with _store_undo(plan, store_id, root) as earlier_undo:
                 found = earlier_undo.restore(other, paths_of_other)
-            finally:
-                earlier_undo.close()
-                earlier_backend.close()
             back = found.already & absent
             outcome.restored |= found.restored
             outcome.already |= back
