@@ -120,13 +120,10 @@ class Cascade:
         self._delete_polymorphic(connection, ids, VERSION_RESOURCE, add, capture)
         # The versions of the batch that exist, by artifact: the rows the delete below
         # removes (the caller holds them locked, or the write lock).
-        going: dict[str, int] = {}
-        for _version, artifact in select_in(
-                connection,
-                f"SELECT {q('id')}, {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} "
-                f"WHERE {q('id')} IN :ids",
-                ids):
-            going[str(artifact)] = going.get(str(artifact), 0) + 1
+        going = Counter(str(artifact) for (artifact,) in select_in(
+            connection,
+            f"SELECT {q(ARTIFACT_COLUMN)} FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids",
+            ids))
         parents = set(going)
         left: set[str] = set()
         if parents:
@@ -152,7 +149,7 @@ class Cascade:
                     f"SELECT {q(ARTIFACT_COLUMN)}, COUNT(*) FROM {q(VERSION_TABLE)} "
                     f"WHERE {q(ARTIFACT_COLUMN)} IN :ids GROUP BY {q(ARTIFACT_COLUMN)}",
                     parents):
-                if int(versions) > going.get(str(artifact), 0):
+                if int(versions) > going[str(artifact)]:
                     left.add(str(artifact))
         add(VERSION_TABLE, delete_rows(
             connection, f"DELETE FROM {q(VERSION_TABLE)} WHERE {q('id')} IN :ids", ids))

@@ -130,15 +130,15 @@ class RestorePlan:
                     item.footprint)
         return out
 
-    def earlier_files(self) -> dict[tuple[str, str, str], list[str]]:
-        """(store id, root, sweep id) -> paths that an earlier sweep of an item (not the
-        one of its final event) may hold in its trash."""
-        out: dict[tuple[str, str, str], list[str]] = {}
+    def earlier_files(self) -> dict[tuple[str, str, str], dict[str, list[str]]]:
+        """(store id, root, sweep id of the final event) -> earlier sweep id (one that
+        kept an undo window) -> the paths of those items it may hold in its trash."""
+        out: dict[tuple[str, str, str], dict[str, list[str]]] = {}
         for item in self.items:
             if item.files and item.store_id and item.store_root:
-                for sweep_id in (s for s in item.other_sweeps if s in self.sweeps):
-                    out.setdefault((item.store_id, item.store_root, sweep_id), []).extend(
-                        item.footprint)
+                for other in (s for s in item.other_sweeps if s in self.sweeps):
+                    out.setdefault((item.store_id, item.store_root, item.sweep_id), {}
+                                   ).setdefault(other, []).extend(item.footprint)
         return out
 
     def row_batches(self) -> Iterator[dict[str, list[KeptRow]]]:
@@ -461,8 +461,10 @@ def _existing(connection: Any, table: str, key: list[str], rows: Sequence[KeptRo
 
 
 def _refuse_path_conflicts(plan: RestorePlan) -> None:
-    for (store_id, root, sweep_id), paths in [*plan.files.items(),
-                                              *plan.earlier_files().items()]:
+    earlier = [((store_id, root, other), paths)
+               for (store_id, root, _), by_sweep in plan.earlier_files().items()
+               for other, paths in by_sweep.items()]
+    for (store_id, root, sweep_id), paths in [*plan.files.items(), *earlier]:
         with _store_undo(plan, store_id, root) as undo:
             conflicts = undo.conflicts(sweep_id, paths)
         if conflicts:
@@ -526,6 +528,7 @@ def execute_restore(plan: RestorePlan, *, progress: Progress | None = None
 
 def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress) -> None:
     groups = plan.files
+    earlier = plan.earlier_files()
     progress.stage("restoring files", total=sum(len(p) for p in groups.values()),
                    unit="paths")
     for (store_id, root, sweep_id), paths in groups.items():
@@ -536,7 +539,7 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
         # some of a path's objects on an object store). Each trash's restore brings back
         # only what it holds, never over anything, and counts the rest as back or absent.
         absent = set(outcome.absent)
-        for other, paths_of_other in _earlier(plan, store_id, root, sweep_id).items():
+        for other, paths_of_other in earlier.get((store_id, root, sweep_id), {}).items():
             with _store_undo(plan, store_id, root) as earlier_undo:
                 found = earlier_undo.restore(other, paths_of_other)
             back = found.already & absent
@@ -560,19 +563,6 @@ def _restore_files(plan: RestorePlan, report: RestoreReport, progress: Progress)
                                + (f" ({len(outcome.failed) - 1} more)"
                                   if len(outcome.failed) > 1 else "")
                                + "; run gc restore again to resume", path=path)
-
-
-def _earlier(plan: RestorePlan, store_id: str, root: str, sweep_id: str
-             ) -> dict[str, list[str]]:
-    """Earlier sweep id (one that kept an undo window) -> the paths it journaled of the
-    items whose final event ``sweep_id`` wrote, in ``store_id`` at ``root``."""
-    out: dict[str, list[str]] = {}
-    for item in plan.items:
-        if item.files and item.sweep_id == sweep_id and item.store_id == store_id \
-                and item.store_root == root:
-            for other in (o for o in item.other_sweeps if o in plan.sweeps):
-                out.setdefault(other, []).extend(item.footprint)
-    return out
 
 
 def _restore_rows(plan: RestorePlan, report: RestoreReport, progress: Progress) -> None:
